@@ -6,3 +6,4 @@
 //! is what lets every runtime (embedded SQLite, PostgreSQL, Temporal) share one interpreter.
 
 pub mod calendar;
+pub mod definition;
