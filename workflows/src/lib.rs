@@ -7,3 +7,4 @@
 
 pub mod calendar;
 pub mod definition;
+pub mod engine;

@@ -39,54 +39,17 @@ pub fn mermaid(definition: &Definition) -> String {
         }
         out.push_str(&format!("    {}: {}\n", name.get_ref(), label));
     }
+    for t in definition.transitions() {
+        out.push_str(&format!(
+            "    {} --> {}: {}\n",
+            t.from,
+            t.to,
+            quote(&t.trigger.to_string())
+        ));
+    }
     for (name, step) in &p.steps {
-        let from = name.get_ref();
-        for (action, spec) in &step.actions {
-            if let Some(next) = &spec.goto {
-                out.push_str(&format!(
-                    "    {from} --> {}: {}\n",
-                    next.get_ref(),
-                    action.get_ref()
-                ));
-            }
-        }
-        if let Some(all_of) = &step.all_of {
-            let names: Vec<&str> = all_of
-                .actions
-                .iter()
-                .map(|a| a.get_ref().as_str())
-                .collect();
-            out.push_str(&format!(
-                "    {from} --> {}: all of {}\n",
-                all_of.goto.get_ref(),
-                names.join(" + ")
-            ));
-        }
-        if let Some(next) = step.deadline.as_ref().and_then(|d| d.on_expiry.as_ref()) {
-            out.push_str(&format!(
-                "    {from} --> {}: deadline passes\n",
-                next.get_ref()
-            ));
-        }
-        if let Some(child) = &step.child {
-            for (outcome, next) in &child.on_outcome {
-                out.push_str(&format!(
-                    "    {from} --> {}: {} {}\n",
-                    next.get_ref(),
-                    child.procedure.get_ref(),
-                    outcome.get_ref()
-                ));
-            }
-        }
-        for (signal, next) in &step.signals {
-            out.push_str(&format!(
-                "    {from} --> {}: signal {}\n",
-                next.get_ref(),
-                signal.get_ref()
-            ));
-        }
         if step.is_final() {
-            out.push_str(&format!("    {from} --> [*]\n"));
+            out.push_str(&format!("    {} --> [*]\n", name.get_ref()));
         }
     }
     out

@@ -8,6 +8,7 @@
 mod graph;
 mod library;
 pub mod model;
+mod transitions;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 pub use graph::mermaid;
 pub use library::{Library, BUILT_IN};
 pub use model::{Name, Procedure, Step};
+pub use transitions::{Transition, Trigger};
 
 /// A loaded and validated definition.
 #[derive(Clone, Debug)]

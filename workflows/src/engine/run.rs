@@ -1,0 +1,651 @@
+//! How each event moves an instance: entering and leaving steps, actions with their role,
+//! data, clock and join rules, timers, children, signals and calendar changes.
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{json, Value};
+
+use super::data;
+use super::types::*;
+use super::Transition;
+use crate::calendar::{Calendar, Deadline, Period};
+use crate::definition::model::{Amount, Effect, Length, Step};
+use crate::definition::Definition;
+
+pub(crate) struct Run<'a> {
+    pub(super) definition: &'a Definition,
+    pub(super) calendar: &'a Calendar,
+    pub(super) now: DateTime<FixedOffset>,
+    pub(super) state: InstanceState,
+    pub(super) commands: Vec<Command>,
+    /// Activities started by this event so far; keys are `e<event>.<n>`.
+    activities: u32,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        definition: &'a Definition,
+        state: &InstanceState,
+        now: DateTime<FixedOffset>,
+        calendar: &'a Calendar,
+    ) -> Self {
+        Run {
+            definition,
+            calendar,
+            now,
+            state: state.clone(),
+            commands: Vec::new(),
+            activities: 0,
+        }
+    }
+
+    pub fn apply(mut self, event: &Event) -> Result<Transition, Refusal> {
+        let running = self.state.status == Status::Running;
+        match event {
+            Event::Started { .. } if self.state.status != Status::NotStarted => {
+                return Err(Refusal::new(
+                    RefusalKind::NotRunning,
+                    "the instance has already started",
+                ));
+            }
+            Event::Started { .. } => {}
+            Event::Action { .. } | Event::Signal { .. } if !running => {
+                return Err(Refusal::new(
+                    RefusalKind::NotRunning,
+                    self.not_running_message(),
+                ));
+            }
+            // Late timers and reports for an instance that has moved on change nothing.
+            _ if !running => return Ok(self.finish()),
+            _ => {}
+        }
+        self.state.events += 1;
+        match event {
+            Event::Started { input, .. } => self.start(input)?,
+            Event::Action {
+                actor,
+                action,
+                data,
+            } => self.action(actor, action, data)?,
+            Event::TimerFired { timer } => self.timer_fired(timer)?,
+            Event::ActivityCompleted { key, result } => {
+                self.state.pending_activities.remove(key);
+                self.state
+                    .activity_results
+                    .insert(key.clone(), result.clone());
+            }
+            Event::ActivityFailed { key, error } => {
+                self.state.pending_activities.remove(key);
+                self.state.activity_failures.push(ActivityFailure {
+                    key: key.clone(),
+                    error: error.clone(),
+                    at: self.now,
+                });
+            }
+            Event::ChildCompleted { key, outcome } => self.child_completed(key, outcome)?,
+            Event::Signal { name, data } => self.signal(name, data)?,
+            Event::CalendarChanged => self.calendar_changed(),
+        }
+        Ok(self.finish())
+    }
+
+    fn finish(self) -> Transition {
+        Transition {
+            state: self.state,
+            commands: self.commands,
+        }
+    }
+
+    fn not_running_message(&self) -> String {
+        match &self.state.status {
+            Status::NotStarted => "the instance has not started".into(),
+            Status::Completed { outcome } => format!("the instance has completed ({outcome})"),
+            Status::Running => unreachable!("only called when not running"),
+        }
+    }
+
+    pub(super) fn current_step(&self) -> &'a Step {
+        let name = self
+            .state
+            .step_name()
+            .expect("a running instance is in a step");
+        self.definition
+            .step(name)
+            .expect("validated definitions define every step they enter")
+    }
+
+    fn start(&mut self, input: &Value) -> Result<(), Refusal> {
+        let input = data::check(&self.definition.procedure.input, input)?;
+        self.state.data = input.into_iter().collect();
+        self.state.started_at = Some(self.now);
+        self.state.status = Status::Running;
+        let initial = self.definition.procedure.initial.get_ref().clone();
+        self.enter(&initial)
+    }
+
+    /// The organization holding `role` in this instance, from the start input.
+    pub(super) fn role_organization(&self, role: &str) -> Option<String> {
+        let field = self
+            .definition
+            .procedure
+            .roles
+            .get(role)?
+            .organization
+            .as_ref()?;
+        self.state
+            .data
+            .get(field.get_ref().as_str())?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    fn recipient(&self, name: &str) -> Recipient {
+        let task = self.state.step.as_ref().and_then(|s| s.task.as_ref());
+        match name {
+            "assignee" => match task {
+                Some(task) => Recipient {
+                    role: task.role.clone(),
+                    organization: task.organization.clone(),
+                },
+                None => Recipient {
+                    role: name.into(),
+                    organization: None,
+                },
+            },
+            // The supervisor and regulator of the organization that owes the work.
+            "supervisor" | "regulator" => Recipient {
+                role: name.into(),
+                organization: task.and_then(|t| t.organization.clone()),
+            },
+            role => Recipient {
+                role: role.into(),
+                organization: self.role_organization(role),
+            },
+        }
+    }
+
+    pub(super) fn basis_text(&self, basis: &Option<crate::definition::Name>) -> Option<String> {
+        basis
+            .as_ref()
+            .map(|b| self.definition.basis_text(b.get_ref()))
+    }
+
+    pub(super) fn deadline_info(&self) -> Option<DeadlineInfo> {
+        let deadline = self.state.step.as_ref()?.deadline.as_ref()?;
+        let status = deadline.rule.status(self.calendar);
+        Some(DeadlineInfo {
+            due: status.due,
+            last_day: status.last_day,
+            remaining_working_days: deadline
+                .rule
+                .remaining_working_days(self.now, self.calendar),
+            provisional: status.provisional,
+            paused: status.paused,
+            overdue: deadline.overdue,
+            basis: self.definition.basis_text(&deadline.basis),
+        })
+    }
+
+    fn next_key(&mut self) -> String {
+        self.activities += 1;
+        format!("e{}.{}", self.state.events, self.activities)
+    }
+
+    pub(super) fn run_activity(&mut self, activity: Activity) {
+        let key = self.next_key();
+        self.state.pending_activities.insert(key.clone());
+        self.commands.push(Command::RunActivity { key, activity });
+    }
+
+    fn field_text(&self, reference: &str) -> String {
+        let field = reference.trim_start_matches('$');
+        match self.state.data.get(field) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    }
+
+    pub(super) fn effects(&mut self, effects: &[Effect], step: &str) {
+        for effect in effects {
+            let basis = self.basis_text(&effect.basis);
+            if let Some(to) = &effect.notify {
+                let template = effect.template.clone().unwrap_or_else(|| step.to_owned());
+                let activity = Activity::Notify {
+                    to: vec![self.recipient(to.get_ref())],
+                    template,
+                    step: step.to_owned(),
+                    deadline: self.deadline_info(),
+                    basis,
+                };
+                self.run_activity(activity);
+            } else if let Some(to) = &effect.escalate {
+                let activity = Activity::Escalate {
+                    level: 0,
+                    title: effect.template.clone().unwrap_or_else(|| step.to_owned()),
+                    to: vec![self.recipient(to.get_ref())],
+                    step: step.to_owned(),
+                    deadline: self.deadline_info(),
+                    basis,
+                };
+                self.run_activity(activity);
+            } else if let Some(kind) = &effect.issue_certificate {
+                self.run_activity(Activity::IssueCertificate {
+                    kind: kind.clone(),
+                    basis,
+                });
+            } else if let Some(status) = &effect.set_status {
+                self.state.record_status = Some(status.clone());
+                self.run_activity(Activity::SetStatus {
+                    status: status.clone(),
+                    basis,
+                });
+            } else if let Some(change) = &effect.access {
+                let subject = effect
+                    .subject
+                    .as_ref()
+                    .map(|s| self.field_text(s.get_ref()))
+                    .unwrap_or_default();
+                self.run_activity(Activity::ChangeAccess {
+                    change: change.get_ref().clone(),
+                    subject,
+                    basis,
+                });
+            } else if let Some(kind) = &effect.report {
+                self.run_activity(Activity::WriteReport {
+                    kind: kind.clone(),
+                    basis,
+                });
+            } else if let Some(signal) = &effect.signal {
+                let target = effect
+                    .target
+                    .as_ref()
+                    .map(|t| self.field_text(t.get_ref()))
+                    .unwrap_or_default();
+                let key = self.next_key();
+                let data = json!({ "from_procedure": self.state.procedure, "basis": basis });
+                self.commands.push(Command::SignalInstance {
+                    key,
+                    target,
+                    signal: signal.get_ref().clone(),
+                    data,
+                });
+            }
+        }
+    }
+
+    /// The period a length stands for in this instance (amounts may come from its data).
+    pub(super) fn period(&self, length: &Length) -> Result<Period, Refusal> {
+        let (unit, amount) = *length
+            .parts()
+            .first()
+            .ok_or_else(|| Refusal::new(RefusalKind::Definition, "a length has no unit"))?;
+        let n = match amount {
+            Amount::Fixed(n) => *n,
+            Amount::Field(reference) => {
+                let field = reference.trim_start_matches('$');
+                self.state
+                    .data
+                    .get(field)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        Refusal::field(
+                            field,
+                            format!("a time limit needs field `{field}` as a whole number"),
+                        )
+                    })?
+            }
+        };
+        Ok(unit.period(n))
+    }
+
+    fn leave(&mut self) {
+        if let Some(step) = self.state.step.take() {
+            for id in step.timers.keys() {
+                self.commands.push(Command::CancelTimer { id: id.clone() });
+            }
+            if let Some(task) = &step.task {
+                self.commands.push(Command::CloseTask {
+                    id: task.id.clone(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn enter(&mut self, name: &str) -> Result<(), Refusal> {
+        self.leave();
+        let step = self
+            .definition
+            .step(name)
+            .expect("validated definitions only go to defined steps");
+        self.state.visits += 1;
+        let visit = self.state.visits;
+        self.state.step = Some(StepState {
+            name: name.to_owned(),
+            visit,
+            entered_at: self.now,
+            task: None,
+            deadline: None,
+            joined: Default::default(),
+            child: None,
+            timers: Default::default(),
+        });
+        if let Some(outcome) = &step.outcome {
+            self.state.status = Status::Completed {
+                outcome: outcome.get_ref().clone(),
+            };
+            self.effects(&step.on_enter, name);
+            self.commands.push(Command::Complete {
+                outcome: outcome.get_ref().clone(),
+            });
+            return Ok(());
+        }
+        if let Some(spec) = &step.deadline {
+            let period = self.period(&spec.length())?;
+            let from = match spec.from.as_ref().map(|f| f.get_ref().as_str()) {
+                Some("started") => self.state.started_at.unwrap_or(self.now),
+                _ => self.now,
+            };
+            let rule = Deadline::new(period, from);
+            let status = rule.status(self.calendar);
+            let deadline = DeadlineState {
+                rule,
+                basis: spec
+                    .basis
+                    .as_ref()
+                    .map(|b| b.get_ref().clone())
+                    .unwrap_or_default(),
+                due: status.due,
+                last_day: status.last_day,
+                provisional: status.provisional,
+                overdue: false,
+                escalations_sent: 0,
+            };
+            self.state.step.as_mut().expect("just entered").deadline = Some(deadline);
+        }
+        if let Some(task) = &step.task {
+            let role = task.role.get_ref().clone();
+            let task_state = TaskState {
+                id: format!("v{visit}.task"),
+                organization: self.role_organization(&role),
+                role,
+                title: task.title.clone(),
+            };
+            self.commands.push(Command::OpenTask {
+                id: task_state.id.clone(),
+                step: name.to_owned(),
+                title: task_state.title.clone(),
+                role: task_state.role.clone(),
+                organization: task_state.organization.clone(),
+                actions: step.actions.keys().map(|a| a.get_ref().clone()).collect(),
+                deadline: self.deadline_info(),
+            });
+            self.state.step.as_mut().expect("just entered").task = Some(task_state);
+        }
+        self.effects(&step.on_enter, name);
+        self.sync_deadline_timers()?;
+        self.schedule_recurring_timers(step, 0)?;
+        if let Some(child) = &step.child {
+            let key = format!("v{visit}.child");
+            let input: serde_json::Map<String, Value> = child
+                .input
+                .iter()
+                .map(|(field, value)| {
+                    let value = match value.get_ref().strip_prefix('$') {
+                        Some(own) => self.state.data.get(own).cloned().unwrap_or(Value::Null),
+                        None => Value::String(value.get_ref().clone()),
+                    };
+                    (field.clone(), value)
+                })
+                .collect();
+            self.commands.push(Command::StartChild {
+                key: key.clone(),
+                procedure: child.procedure.get_ref().clone(),
+                jurisdiction: self.state.jurisdiction.clone(),
+                input: Value::Object(input),
+            });
+            self.state.step.as_mut().expect("just entered").child = Some(key);
+        }
+        Ok(())
+    }
+
+    fn action(&mut self, actor: &Actor, action_name: &str, data: &Value) -> Result<(), Refusal> {
+        let step_name = self.state.step_name().expect("running").to_owned();
+        let step = self.current_step();
+        let Some(action) = step.actions.get(action_name) else {
+            let allowed: Vec<&str> = step.actions.keys().map(|a| a.get_ref().as_str()).collect();
+            return Err(Refusal::new(
+                RefusalKind::NotAllowed,
+                format!(
+                    "action `{action_name}` is not allowed in step `{step_name}` ({}); allowed: {}",
+                    step.title,
+                    allowed.join(", ")
+                ),
+            ));
+        };
+        let role = action.role.get_ref();
+        if !actor.administrator {
+            if !actor.roles.iter().any(|r| r == role) {
+                return Err(Refusal::new(
+                    RefusalKind::WrongRole,
+                    format!("action `{action_name}` is taken by role `{role}`, which `{}` does not hold", actor.id),
+                ));
+            }
+            if let Some(org) = self.role_organization(role) {
+                if !actor.organizations.contains(&org) {
+                    return Err(Refusal::new(
+                        RefusalKind::WrongOrganization,
+                        format!("action `{action_name}` is for organization `{org}`, which `{}` does not belong to", actor.id),
+                    ));
+                }
+            }
+        }
+        let fields = data::check(&action.fields, data)?;
+        let joins = step
+            .all_of
+            .as_ref()
+            .is_some_and(|j| j.actions.iter().any(|a| a.get_ref() == action_name));
+        if joins
+            && self
+                .state
+                .step
+                .as_ref()
+                .is_some_and(|s| s.joined.contains(action_name))
+        {
+            return Err(Refusal::new(
+                RefusalKind::Conflict,
+                format!("action `{action_name}` has already been taken in this step"),
+            ));
+        }
+        if let Some(clock) = &action.clock {
+            self.change_clock(clock.get_ref(), action_name)?;
+        }
+        if let Some(extend) = &action.extend {
+            let period = self.period(&extend.length())?;
+            let reason = fields
+                .get("reason")
+                .and_then(Value::as_str)
+                .map_or_else(|| action.title.clone(), str::to_owned);
+            let now = self.now;
+            let deadline = self
+                .deadline_mut()
+                .ok_or_else(|| Refusal::new(RefusalKind::Definition, "no deadline to extend"))?;
+            if deadline.rule.extension.is_some() {
+                return Err(Refusal::new(
+                    RefusalKind::Conflict,
+                    "the time limit of this step has already been extended",
+                ));
+            }
+            deadline.rule.extend(period, &actor.id, &reason, now);
+            self.deadline_moved()?;
+        }
+        self.state.data.extend(fields);
+        self.effects(&action.effects, &step_name);
+        if let Some(next) = &action.goto {
+            return self.enter(next.get_ref());
+        }
+        if joins {
+            let step_state = self.state.step.as_mut().expect("running");
+            step_state.joined.insert(action_name.to_owned());
+            let all_of = step.all_of.as_ref().expect("joins");
+            if all_of
+                .actions
+                .iter()
+                .all(|a| step_state.joined.contains(a.get_ref().as_str()))
+            {
+                return self.enter(all_of.goto.get_ref());
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn deadline_mut(&mut self) -> Option<&mut DeadlineState> {
+        self.state.step.as_mut()?.deadline.as_mut()
+    }
+
+    fn change_clock(&mut self, change: &str, action_name: &str) -> Result<(), Refusal> {
+        let now = self.now;
+        let deadline = self
+            .deadline_mut()
+            .ok_or_else(|| Refusal::new(RefusalKind::Definition, "no deadline to pause"))?;
+        let result = if change == "pause" {
+            deadline.rule.pause(now)
+        } else {
+            deadline.rule.resume(now)
+        };
+        result.map_err(|e| {
+            Refusal::new(
+                RefusalKind::Conflict,
+                format!("action `{action_name}` refused: {e}"),
+            )
+        })?;
+        self.deadline_moved()
+    }
+
+    /// Recomputes the current deadline after its rule or the calendar changed, and tells the
+    /// runtime when anything visible moved.
+    pub(super) fn deadline_moved(&mut self) -> Result<(), Refusal> {
+        let now = self.now;
+        let calendar = self.calendar;
+        let Some(deadline) = self.deadline_mut() else {
+            return Ok(());
+        };
+        let before = (deadline.due, deadline.last_day, deadline.provisional);
+        let status = deadline.rule.status(calendar);
+        deadline.due = status.due;
+        deadline.last_day = status.last_day;
+        deadline.provisional = status.provisional;
+        if deadline.overdue && status.due.is_some_and(|due| due > now) {
+            deadline.overdue = false;
+        }
+        let changed = before != (deadline.due, deadline.last_day, deadline.provisional);
+        if changed || status.paused {
+            self.deadline_changed();
+        }
+        self.sync_deadline_timers()
+    }
+
+    pub(super) fn deadline_changed(&mut self) {
+        let step = self.state.step.as_ref().expect("running");
+        if let Some(deadline) = self.deadline_info() {
+            self.commands.push(Command::DeadlineChanged {
+                step: step.name.clone(),
+                task: step.task.as_ref().map(|t| t.id.clone()),
+                deadline,
+            });
+        }
+    }
+
+    fn timer_fired(&mut self, id: &str) -> Result<(), Refusal> {
+        let Some(timer) = self.state.step.as_mut().and_then(|s| s.timers.remove(id)) else {
+            return Ok(()); // cancelled or from an earlier step
+        };
+        let step = self.current_step();
+        let step_name = self.state.step_name().expect("running").to_owned();
+        match timer.kind {
+            TimerKind::Deadline => {
+                if let Some(next) = step.deadline.as_ref().and_then(|d| d.on_expiry.as_ref()) {
+                    return self.enter(next.get_ref());
+                }
+                self.deadline_mut()
+                    .expect("a deadline timer has a deadline")
+                    .overdue = true;
+                self.deadline_changed();
+                self.escalate_due()?;
+                self.sync_deadline_timers()?;
+            }
+            TimerKind::Reminder(_) => {
+                let activity = Activity::Notify {
+                    to: vec![self.recipient("assignee")],
+                    template: "deadline_reminder".into(),
+                    step: step_name,
+                    deadline: self.deadline_info(),
+                    basis: self.deadline_info().map(|d| d.basis),
+                };
+                self.run_activity(activity);
+            }
+            TimerKind::Escalation(_) => {
+                self.escalate_due()?;
+                self.sync_deadline_timers()?;
+            }
+            TimerKind::StepTimer(name, repetition) => {
+                let spec = step
+                    .timers
+                    .iter()
+                    .find(|t| t.name.get_ref() == &name)
+                    .expect("scheduled from the definition");
+                self.effects(&spec.effects, &step_name);
+                if spec.every.is_some() {
+                    self.schedule_recurring_timers(step, repetition + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn child_completed(&mut self, key: &str, outcome: &str) -> Result<(), Refusal> {
+        let current = self.state.step.as_ref().and_then(|s| s.child.as_deref());
+        if current != Some(key) {
+            return Ok(()); // a child of an earlier step
+        }
+        let child = self
+            .current_step()
+            .child
+            .as_ref()
+            .expect("the step started a child");
+        let next = child.on_outcome.get(outcome).ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::NotAllowed,
+                format!(
+                    "child `{}` ended with `{outcome}`, which this step does not handle",
+                    child.procedure.get_ref()
+                ),
+            )
+        })?;
+        self.enter(next.get_ref())
+    }
+
+    fn signal(&mut self, name: &str, data: &Value) -> Result<(), Refusal> {
+        let step = self.current_step();
+        let Some(next) = step.signals.get(name) else {
+            return Err(Refusal::new(
+                RefusalKind::NotAllowed,
+                format!(
+                    "signal `{name}` is not expected in step `{}`",
+                    self.state.step_name().unwrap_or_default()
+                ),
+            ));
+        };
+        if let Value::Object(map) = data {
+            self.state
+                .data
+                .insert(format!("signal_{name}"), Value::Object(map.clone()));
+        }
+        self.enter(next.get_ref())
+    }
+
+    fn calendar_changed(&mut self) {
+        // A deadline that a calendar cannot compute would have failed when the step opened.
+        let _ = self.deadline_moved();
+    }
+}
