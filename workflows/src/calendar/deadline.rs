@@ -83,12 +83,7 @@ pub enum ClockError {
 
 impl Deadline {
     pub fn new(period: Period, start: DateTime<FixedOffset>) -> Self {
-        Deadline {
-            period,
-            start,
-            pauses: Vec::new(),
-            extension: None,
-        }
+        Deadline { period, start, pauses: Vec::new(), extension: None }
     }
 
     /// The period in force: the extension's when there is one.
@@ -105,20 +100,13 @@ impl Deadline {
         if self.is_paused() {
             return Err(ClockError::AlreadyPaused);
         }
-        self.pauses.push(Pause {
-            from: at,
-            until: None,
-        });
+        self.pauses.push(Pause { from: at, until: None });
         Ok(())
     }
 
     /// Restarts the clock at `at`; counting resumes the day after, as at the start.
     pub fn resume(&mut self, at: DateTime<FixedOffset>) -> Result<(), ClockError> {
-        let pause = self
-            .pauses
-            .last_mut()
-            .filter(|p| p.until.is_none())
-            .ok_or(ClockError::NotPaused)?;
+        let pause = self.pauses.last_mut().filter(|p| p.until.is_none()).ok_or(ClockError::NotPaused)?;
         if at < pause.from {
             return Err(ClockError::ResumeBeforePause);
         }
@@ -128,12 +116,7 @@ impl Deadline {
 
     /// Extends the limit to `period` counted from the same start (Tai'an: 5 → 20 working days).
     pub fn extend(&mut self, period: Period, by: &str, reason: &str, at: DateTime<FixedOffset>) {
-        self.extension = Some(Extension {
-            period,
-            by: by.to_owned(),
-            reason: reason.to_owned(),
-            at,
-        });
+        self.extension = Some(Extension { period, by: by.to_owned(), reason: reason.to_owned(), at });
     }
 
     /// Computes the deadline under `calendar`.
@@ -144,15 +127,9 @@ impl Deadline {
                 |a, b| calendar.working_days_between(a, b),
                 |d, k| calendar.add_working_days(d, k),
             ),
-            Period::Days(n) => {
-                self.counted_in_days(n, |a, b| (b - a).num_days(), |d, k| calendar.add_days(d, k))
-            }
-            Period::Months(n) => {
-                self.calendar_period(calendar, calendar.add_months(local_date(self.start), n))
-            }
-            Period::Years(n) => {
-                self.calendar_period(calendar, calendar.add_years(local_date(self.start), n))
-            }
+            Period::Days(n) => self.counted_in_days(n, |a, b| (b - a).num_days(), |d, k| calendar.add_days(d, k)),
+            Period::Months(n) => self.calendar_period(calendar, calendar.add_months(local_date(self.start), n)),
+            Period::Years(n) => self.calendar_period(calendar, calendar.add_years(local_date(self.start), n)),
             Period::Hours(n) => self.hours(n),
         }
     }
@@ -199,11 +176,7 @@ impl Deadline {
     }
 
     /// Months and years: the end date moves by the calendar days the clock stood still.
-    fn calendar_period(
-        &self,
-        calendar: &Calendar,
-        unpaused_end: Computed<NaiveDate>,
-    ) -> DeadlineStatus {
+    fn calendar_period(&self, calendar: &Calendar, unpaused_end: Computed<NaiveDate>) -> DeadlineStatus {
         let mut shift = 0i64;
         for pause in &self.pauses {
             let from = local_date(pause.from);
@@ -223,11 +196,7 @@ impl Deadline {
                 }
             }
         }
-        let last = if shift == 0 {
-            unpaused_end
-        } else {
-            calendar.add_days(unpaused_end.value, shift as u32)
-        };
+        let last = if shift == 0 { unpaused_end } else { calendar.add_days(unpaused_end.value, shift as u32) };
         DeadlineStatus {
             due: Some(end_of_day(last.value)),
             last_day: Some(last.value),
@@ -267,11 +236,7 @@ impl Deadline {
     }
 
     /// Working days left at `now` (frozen while the clock is stopped).
-    pub fn remaining_working_days(
-        &self,
-        now: DateTime<FixedOffset>,
-        calendar: &Calendar,
-    ) -> Option<i64> {
+    pub fn remaining_working_days(&self, now: DateTime<FixedOffset>, calendar: &Calendar) -> Option<i64> {
         let status = self.status(calendar);
         match (status.frozen_remaining, status.last_day) {
             (Some(frozen), _) => Some(frozen),

@@ -42,12 +42,7 @@ impl WorkdayIndex {
         }
         let base = plain_rank(first);
         let delta_end = i64::from(count) - (plain_rank(end) - base);
-        WorkdayIndex {
-            first,
-            cumulative,
-            base,
-            delta_end,
-        }
+        WorkdayIndex { first, cumulative, base, delta_end }
     }
 
     fn end(&self) -> DayNumber {

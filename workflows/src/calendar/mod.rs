@@ -35,10 +35,7 @@ pub fn shanghai() -> FixedOffset {
 
 /// Midnight at the start of `date` in Asia/Shanghai.
 pub fn start_of_day(date: NaiveDate) -> DateTime<FixedOffset> {
-    shanghai()
-        .from_local_datetime(&date.and_time(NaiveTime::MIN))
-        .single()
-        .expect("fixed offsets have no gaps")
+    shanghai().from_local_datetime(&date.and_time(NaiveTime::MIN)).single().expect("fixed offsets have no gaps")
 }
 
 /// The end of `date` (24:00 Asia/Shanghai), which is how a limit counted in days ends.
@@ -56,32 +53,17 @@ pub enum CalendarError {
     /// A notice file is malformed or contradicts itself: `origin` is the file, `at` the line
     /// or date at fault.
     #[error("{origin}{sep}{at}: {message}", sep = if at.is_empty() { "" } else { ": " })]
-    Invalid {
-        origin: String,
-        at: String,
-        message: String,
-    },
+    Invalid { origin: String, at: String, message: String },
     /// An imported notice disagrees with a loaded notice of another year about a date.
     #[error("{origin}: {date} is `{new}` in the {new_year} notice but `{old}` in the loaded {old_year} notice")]
-    Conflict {
-        origin: String,
-        date: NaiveDate,
-        new: &'static str,
-        new_year: i32,
-        old: &'static str,
-        old_year: i32,
-    },
+    Conflict { origin: String, date: NaiveDate, new: &'static str, new_year: i32, old: &'static str, old_year: i32 },
     #[error("date out of the supported range")]
     OutOfRange,
 }
 
 impl CalendarError {
     pub(crate) fn invalid(origin: &str, at: &str, message: String) -> Self {
-        CalendarError::Invalid {
-            origin: origin.to_owned(),
-            at: at.to_owned(),
-            message,
-        }
+        CalendarError::Invalid { origin: origin.to_owned(), at: at.to_owned(), message }
     }
 }
 
@@ -156,12 +138,8 @@ impl Calendar {
     /// The embedded official calendar, 2019–2026.
     pub fn official() -> Self {
         let mut calendar = Calendar::empty();
-        for notice in
-            parse_tsv(OFFICIAL_TSV, "cn-official.tsv").expect("the embedded calendar is valid")
-        {
-            calendar
-                .import(notice, "cn-official.tsv")
-                .expect("the embedded notices agree");
+        for notice in parse_tsv(OFFICIAL_TSV, "cn-official.tsv").expect("the embedded calendar is valid") {
+            calendar.import(notice, "cn-official.tsv").expect("the embedded notices agree");
         }
         calendar
     }
@@ -184,11 +162,7 @@ impl Calendar {
                 None => !notice::is_weekend(date),
             }
         });
-        Calendar {
-            notices,
-            exceptions,
-            index,
-        }
+        Calendar { notices, exceptions, index }
     }
 
     /// Loads (or replaces) one year's notice. A date that another loaded notice lists with
@@ -215,14 +189,8 @@ impl Calendar {
         *self = Self::from_notices(notices);
         let jan1 = NaiveDate::from_ymd_opt(year, 1, 1).ok_or(CalendarError::OutOfRange)?;
         let next_jan1 = NaiveDate::from_ymd_opt(year + 1, 1, 1).ok_or(CalendarError::OutOfRange)?;
-        let working_days_in_year =
-            self.index.rank(day_number(next_jan1)) - self.index.rank(day_number(jan1));
-        Ok(ImportSummary {
-            year,
-            replaced,
-            days,
-            working_days_in_year,
-        })
+        let working_days_in_year = self.index.rank(day_number(next_jan1)) - self.index.rank(day_number(jan1));
+        Ok(ImportSummary { year, replaced, days, working_days_in_year })
     }
 
     pub fn notice(&self, year: i32) -> Option<&Notice> {
@@ -250,22 +218,13 @@ impl Calendar {
 
     pub fn day_info(&self, date: NaiveDate) -> DayInfo {
         let reason = match self.exceptions.get(&date) {
-            Some((day, _)) if day.kind == DayKind::Off => {
-                DayReason::StatutoryHoliday(day.holiday.clone())
-            }
+            Some((day, _)) if day.kind == DayKind::Off => DayReason::StatutoryHoliday(day.holiday.clone()),
             Some((day, _)) => DayReason::AdjustedWorkingDay(day.holiday.clone()),
             None if notice::is_weekend(date) => DayReason::Weekend,
             None => DayReason::Weekday,
         };
-        let workday = matches!(
-            reason,
-            DayReason::Weekday | DayReason::AdjustedWorkingDay(_)
-        );
-        DayInfo {
-            workday,
-            reason,
-            provisional: !self.is_certain(date.year()),
-        }
+        let workday = matches!(reason, DayReason::Weekday | DayReason::AdjustedWorkingDay(_));
+        DayInfo { workday, reason, provisional: !self.is_certain(date.year()) }
     }
 
     /// The last day of "N working days from `start`" (start not counted). N = 0 is `start`.
@@ -276,10 +235,7 @@ impl Calendar {
             let rank = self.index.rank(day_number(start) + 1);
             from_day_number(self.index.nth(rank + i64::from(n) - 1))
         };
-        Computed {
-            value,
-            provisional: self.provisional_between(start, value),
-        }
+        Computed { value, provisional: self.provisional_between(start, value) }
     }
 
     /// The working day that lies `n` working days before `date` (n ≥ 1), e.g. for "remind
@@ -287,10 +243,7 @@ impl Calendar {
     pub fn working_days_before(&self, date: NaiveDate, n: u32) -> Computed<NaiveDate> {
         let rank = self.index.rank(day_number(date));
         let value = from_day_number(self.index.nth(rank - i64::from(n)));
-        Computed {
-            value,
-            provisional: self.provisional_between(value, date),
-        }
+        Computed { value, provisional: self.provisional_between(value, date) }
     }
 
     /// The first working day on or after `date`.
@@ -312,10 +265,7 @@ impl Calendar {
 
     fn roll_to_working_day(&self, start: NaiveDate, end: NaiveDate) -> Computed<NaiveDate> {
         let value = self.next_working_day_from(end);
-        Computed {
-            value,
-            provisional: self.provisional_between(start, value),
-        }
+        Computed { value, provisional: self.provisional_between(start, value) }
     }
 
     /// The last day of a period of `n` calendar days from `start`, rolled past days off.
@@ -326,12 +276,7 @@ impl Calendar {
     /// The last day of a period of `n` months: the corresponding day, or the month's last
     /// day when there is none; rolled past days off.
     pub fn add_months(&self, start: NaiveDate, n: u32) -> Computed<NaiveDate> {
-        self.roll_to_working_day(
-            start,
-            start
-                .checked_add_months(Months::new(n))
-                .unwrap_or(NaiveDate::MAX),
-        )
+        self.roll_to_working_day(start, start.checked_add_months(Months::new(n)).unwrap_or(NaiveDate::MAX))
     }
 
     /// The last day of a period of `n` years (2024-02-29 + 1 year → 2025-02-28).
@@ -342,8 +287,7 @@ impl Calendar {
     /// The day `n` calendar months before `date`, without rolling (for windows such as
     /// "6 months before expiry").
     pub fn months_before(&self, date: NaiveDate, n: u32) -> NaiveDate {
-        date.checked_sub_months(Months::new(n))
-            .unwrap_or(NaiveDate::MIN)
+        date.checked_sub_months(Months::new(n)).unwrap_or(NaiveDate::MIN)
     }
 }
 

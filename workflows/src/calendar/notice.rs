@@ -52,12 +52,7 @@ impl Notice {
     pub fn to_tsv(&self) -> String {
         let mut out = format!("# {}: {}\n", self.year, self.sources.join(" "));
         for day in &self.days {
-            out.push_str(&format!(
-                "{}\t{}\t{}\n",
-                day.date,
-                day.holiday,
-                day.kind.as_str()
-            ));
+            out.push_str(&format!("{}\t{}\t{}\n", day.date, day.holiday, day.kind.as_str()));
         }
         out
     }
@@ -80,19 +75,12 @@ impl Notice {
                 return Err(CalendarError::invalid(
                     origin,
                     &at,
-                    format!(
-                        "date {} does not belong to the {} notice",
-                        day.date, self.year
-                    ),
+                    format!("date {} does not belong to the {} notice", day.date, self.year),
                 ));
             }
             if let Some(first) = seen.insert(day.date, i) {
                 let other = &self.days[first];
-                let what = if other.kind == day.kind {
-                    "listed twice"
-                } else {
-                    "listed both as off and as work"
-                };
+                let what = if other.kind == day.kind { "listed twice" } else { "listed both as off and as work" };
                 return Err(CalendarError::invalid(
                     origin,
                     &at,
@@ -101,11 +89,7 @@ impl Notice {
             }
         }
         if self.days.is_empty() {
-            return Err(CalendarError::invalid(
-                origin,
-                "",
-                format!("the {} notice lists no days", self.year),
-            ));
+            return Err(CalendarError::invalid(origin, "", format!("the {} notice lists no days", self.year)));
         }
         Ok(())
     }
@@ -152,36 +136,21 @@ pub fn parse_tsv(text: &str, origin: &str) -> Result<Vec<Notice>, CalendarError>
             return Err(CalendarError::invalid(
                 origin,
                 &at,
-                format!(
-                    "expected 3 tab-separated fields (date, holiday, off|work), found {}",
-                    fields.len()
-                ),
+                format!("expected 3 tab-separated fields (date, holiday, off|work), found {}", fields.len()),
             ));
         }
         let date = NaiveDate::parse_from_str(fields[0].trim(), "%Y-%m-%d").map_err(|_| {
-            CalendarError::invalid(
-                origin,
-                &at,
-                format!("`{}` is not a date in YYYY-MM-DD form", fields[0]),
-            )
+            CalendarError::invalid(origin, &at, format!("`{}` is not a date in YYYY-MM-DD form", fields[0]))
         })?;
         let holiday = fields[1].trim();
         if holiday.is_empty() {
-            return Err(CalendarError::invalid(
-                origin,
-                &at,
-                "the holiday name is empty".into(),
-            ));
+            return Err(CalendarError::invalid(origin, &at, "the holiday name is empty".into()));
         }
         let kind = match fields[2].trim() {
             "off" => DayKind::Off,
             "work" => DayKind::Work,
             other => {
-                return Err(CalendarError::invalid(
-                    origin,
-                    &at,
-                    format!("kind `{other}` must be `off` or `work`"),
-                ))
+                return Err(CalendarError::invalid(origin, &at, format!("kind `{other}` must be `off` or `work`")))
             }
         };
         let Some(notice) = notices.last_mut() else {
@@ -191,22 +160,11 @@ pub fn parse_tsv(text: &str, origin: &str) -> Result<Vec<Notice>, CalendarError>
                 "a day comes before any `# YEAR: source` header naming its notice".into(),
             ));
         };
-        notice.days.push(NoticeDay {
-            date,
-            holiday: holiday.to_owned(),
-            kind,
-        });
-        lines_of_days
-            .last_mut()
-            .expect("pushed with the notice")
-            .push(line_no);
+        notice.days.push(NoticeDay { date, holiday: holiday.to_owned(), kind });
+        lines_of_days.last_mut().expect("pushed with the notice").push(line_no);
     }
     if notices.is_empty() {
-        return Err(CalendarError::invalid(
-            origin,
-            "",
-            "no `# YEAR: source` header and no days found".into(),
-        ));
+        return Err(CalendarError::invalid(origin, "", "no `# YEAR: source` header and no days found".into()));
     }
     for (notice, lines) in notices.iter().zip(&lines_of_days) {
         notice.check(origin, &|i| format!("line {}", lines[i]))?;
@@ -235,37 +193,17 @@ struct HolidayCnDay {
 /// Parses one year in the `holiday-cn` JSON layout.
 pub fn parse_holiday_cn_json(text: &str, origin: &str) -> Result<Notice, CalendarError> {
     let file: HolidayCnFile = serde_json::from_str(text).map_err(|e| {
-        CalendarError::invalid(
-            origin,
-            &format!("line {}", e.line()),
-            format!("not a holiday-cn year file: {e}"),
-        )
+        CalendarError::invalid(origin, &format!("line {}", e.line()), format!("not a holiday-cn year file: {e}"))
     })?;
     let mut days = Vec::with_capacity(file.days.len());
     for day in file.days {
         let date = NaiveDate::parse_from_str(&day.date, "%Y-%m-%d").map_err(|_| {
-            CalendarError::invalid(
-                origin,
-                &format!("date `{}`", day.date),
-                "not a date in YYYY-MM-DD form".into(),
-            )
+            CalendarError::invalid(origin, &format!("date `{}`", day.date), "not a date in YYYY-MM-DD form".into())
         })?;
-        let kind = if day.is_off_day {
-            DayKind::Off
-        } else {
-            DayKind::Work
-        };
-        days.push(NoticeDay {
-            date,
-            holiday: day.name,
-            kind,
-        });
+        let kind = if day.is_off_day { DayKind::Off } else { DayKind::Work };
+        days.push(NoticeDay { date, holiday: day.name, kind });
     }
-    let notice = Notice {
-        year: file.year,
-        sources: file.papers,
-        days,
-    };
+    let notice = Notice { year: file.year, sources: file.papers, days };
     notice.check(origin, &|i| format!("date {}", notice.days[i].date))?;
     Ok(notice)
 }

@@ -30,22 +30,13 @@ pub fn mermaid(definition: &Definition) -> String {
                     Amount::Field(field) => format!("{field} {unit:?}"),
                 })
                 .collect();
-            let basis = deadline
-                .basis
-                .as_ref()
-                .map(|b| quote(b.get_ref()))
-                .unwrap_or_default();
+            let basis = deadline.basis.as_ref().map(|b| quote(b.get_ref())).unwrap_or_default();
             label.push_str(&format!(" [{}; {}]", limit.join(""), basis));
         }
         out.push_str(&format!("    {}: {}\n", name.get_ref(), label));
     }
     for t in definition.transitions() {
-        out.push_str(&format!(
-            "    {} --> {}: {}\n",
-            t.from,
-            t.to,
-            quote(&t.trigger.to_string())
-        ));
+        out.push_str(&format!("    {} --> {}: {}\n", t.from, t.to, quote(&t.trigger.to_string())));
     }
     for (name, step) in &p.steps {
         if step.is_final() {

@@ -20,9 +20,7 @@ pub struct Library {
 
 impl Library {
     /// Loads and checks a set of definition files (name, text) together.
-    pub fn load<'a>(
-        files: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Library, Vec<DefinitionError>> {
+    pub fn load<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Library, Vec<DefinitionError>> {
         let mut definitions = Vec::new();
         let mut errors = Vec::new();
         for (file, text) in files {
@@ -43,17 +41,12 @@ impl Library {
     pub fn built_in() -> Library {
         Library::load(BUILT_IN.iter().copied()).unwrap_or_else(|errors| {
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            panic!(
-                "the built-in procedure library is invalid:\n{}",
-                lines.join("\n")
-            )
+            panic!("the built-in procedure library is invalid:\n{}", lines.join("\n"))
         })
     }
 
     pub fn get(&self, procedure: &str, jurisdiction: &str) -> Option<&Definition> {
-        self.definitions
-            .iter()
-            .find(|d| d.id() == procedure && d.jurisdiction() == jurisdiction)
+        self.definitions.iter().find(|d| d.id() == procedure && d.jurisdiction() == jurisdiction)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Definition> {

@@ -55,9 +55,7 @@ impl fmt::Display for DefinitionError {
 impl std::error::Error for DefinitionError {}
 
 fn line_starts(text: &str) -> Vec<usize> {
-    std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect()
+    std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect()
 }
 
 fn line_at(starts: &[usize], offset: usize) -> usize {
@@ -79,24 +77,11 @@ impl Definition {
         let procedure: Procedure = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |span| line_at(&starts, span.start));
             // toml's message repeats the excerpt of the file; the first line is the gist.
-            let message = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("not valid TOML")
-                .to_owned();
-            vec![DefinitionError {
-                file: file.to_owned(),
-                line,
-                message,
-            }]
+            let message = e.message().lines().next().unwrap_or("not valid TOML").to_owned();
+            vec![DefinitionError { file: file.to_owned(), line, message }]
         })?;
-        let definition = Definition {
-            procedure,
-            file: file.to_owned(),
-            version: version_of(text),
-            line_starts: starts,
-        };
+        let definition =
+            Definition { procedure, file: file.to_owned(), version: version_of(text), line_starts: starts };
         let errors = validate::check(&definition);
         if errors.is_empty() {
             Ok(definition)
@@ -123,11 +108,7 @@ impl Definition {
     }
 
     pub(crate) fn error(&self, span: Range<usize>, message: String) -> DefinitionError {
-        DefinitionError {
-            file: self.file.clone(),
-            line: self.line(span),
-            message,
-        }
+        DefinitionError { file: self.file.clone(), line: self.line(span), message }
     }
 
     /// The legal basis `"source article"` spelled out with the source's title.

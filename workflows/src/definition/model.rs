@@ -99,14 +99,7 @@ impl Field {
                     Some(kind) => (kind.to_owned(), false),
                     None => (short.clone(), true),
                 };
-                FieldSpec {
-                    kind,
-                    required,
-                    title: String::new(),
-                    min: None,
-                    max: None,
-                    values: Vec::new(),
-                }
+                FieldSpec { kind, required, title: String::new(), min: None, max: None, values: Vec::new() }
             }
         }
     }

@@ -43,13 +43,8 @@ impl Definition {
         let mut all = Vec::new();
         for (name, step) in &self.procedure.steps {
             let from = name.get_ref().clone();
-            let mut add = |trigger: Trigger, to: &str| {
-                all.push(Transition {
-                    from: from.clone(),
-                    trigger,
-                    to: to.to_owned(),
-                })
-            };
+            let mut add =
+                |trigger: Trigger, to: &str| all.push(Transition { from: from.clone(), trigger, to: to.to_owned() });
             for (action, spec) in &step.actions {
                 add(
                     Trigger::Action(action.get_ref().clone()),

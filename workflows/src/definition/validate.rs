@@ -15,21 +15,13 @@ struct Checker<'a> {
 
 pub(super) fn check(definition: &Definition) -> Vec<DefinitionError> {
     let procedure = &definition.procedure;
-    let mut fields: BTreeSet<String> = procedure
-        .input
-        .keys()
-        .map(|k| k.get_ref().clone())
-        .collect();
+    let mut fields: BTreeSet<String> = procedure.input.keys().map(|k| k.get_ref().clone()).collect();
     for step in procedure.steps.values() {
         for action in step.actions.values() {
             fields.extend(action.fields.keys().map(|k| k.get_ref().clone()));
         }
     }
-    let mut checker = Checker {
-        definition,
-        errors: Vec::new(),
-        fields,
-    };
+    let mut checker = Checker { definition, errors: Vec::new(), fields };
     checker.procedure();
     checker.errors.sort_by_key(|e| e.line);
     checker.errors
@@ -43,13 +35,7 @@ impl<'a> Checker<'a> {
     fn procedure(&mut self) {
         let p = &self.definition.procedure;
         if p.steps.get(p.initial.get_ref().as_str()).is_none() {
-            self.fail(
-                &p.initial,
-                format!(
-                    "the initial step `{}` is not defined under [steps]",
-                    p.initial.get_ref()
-                ),
-            );
+            self.fail(&p.initial, format!("the initial step `{}` is not defined under [steps]", p.initial.get_ref()));
         }
         for (name, role) in &p.roles {
             if let Some(org) = &role.organization {
@@ -70,10 +56,7 @@ impl<'a> Checker<'a> {
         }
         for (name, plan) in &p.escalations {
             if plan.levels.is_empty() {
-                self.fail(
-                    name,
-                    format!("escalation plan `{}` has no levels", name.get_ref()),
-                );
+                self.fail(name, format!("escalation plan `{}` has no levels", name.get_ref()));
             }
             for level in &plan.levels {
                 self.length(name, &level.after, "the escalation level's `after`");
@@ -97,55 +80,26 @@ impl<'a> Checker<'a> {
         if !FIELD_TYPES.contains(&kind) {
             self.fail(
                 name,
-                format!(
-                    "field `{}` has unknown type `{kind}`; use one of {}",
-                    name.get_ref(),
-                    FIELD_TYPES.join(", ")
-                ),
+                format!("field `{}` has unknown type `{kind}`; use one of {}", name.get_ref(), FIELD_TYPES.join(", ")),
             );
         }
         if kind == "enum" && spec.values.is_empty() {
-            self.fail(
-                name,
-                format!("enum field `{}` lists no `values`", name.get_ref()),
-            );
+            self.fail(name, format!("enum field `{}` lists no `values`", name.get_ref()));
         }
     }
 
     fn step_ref(&mut self, at: &Name, what: &str) {
         if self.definition.step(at.get_ref()).is_none() {
-            self.fail(
-                at,
-                format!(
-                    "{what} goes to step `{}`, which is not defined under [steps]",
-                    at.get_ref()
-                ),
-            );
+            self.fail(at, format!("{what} goes to step `{}`, which is not defined under [steps]", at.get_ref()));
         }
     }
 
     fn role_ref(&mut self, at: &Name) {
-        if self
-            .definition
-            .procedure
-            .roles
-            .get(at.get_ref().as_str())
-            .is_none()
-        {
-            let known: Vec<&str> = self
-                .definition
-                .procedure
-                .roles
-                .keys()
-                .map(|k| k.get_ref().as_str())
-                .collect();
+        if self.definition.procedure.roles.get(at.get_ref().as_str()).is_none() {
+            let known: Vec<&str> = self.definition.procedure.roles.keys().map(|k| k.get_ref().as_str()).collect();
             self.fail(
                 at,
-                format!(
-                    "unknown role `{}`; the roles of this procedure are {}",
-                    at.get_ref(),
-                    known.join(", ")
-                ),
+                format!("unknown role `{}`; the roles of this procedure are {}", at.get_ref(), known.join(", ")),
             );
         }
     }
@@ -164,16 +118,10 @@ impl<'a> Checker<'a> {
     fn field_ref_at(&mut self, at: &Name, reference: &str) {
         match reference.strip_prefix('$') {
             Some(field) if self.fields.contains(field) => {}
-            Some(field) => self.fail(
-                at,
-                format!(
-                    "`${field}` refers to a field that neither [input] nor any action declares"
-                ),
-            ),
-            None => self.fail(
-                at,
-                format!("`{reference}` must refer to a field, written `$name`"),
-            ),
+            Some(field) => {
+                self.fail(at, format!("`${field}` refers to a field that neither [input] nor any action declares"))
+            }
+            None => self.fail(at, format!("`{reference}` must refer to a field, written `$name`")),
         }
     }
 
@@ -184,12 +132,7 @@ impl<'a> Checker<'a> {
             return;
         };
         if self.definition.procedure.sources.get(key).is_none() {
-            self.fail(
-                at,
-                format!(
-                    "legal basis `{text}` cites source `{key}`, which [sources] does not declare"
-                ),
-            );
+            self.fail(at, format!("legal basis `{text}` cites source `{key}`, which [sources] does not declare"));
         } else if article.trim().is_empty() {
             self.fail(at, format!("legal basis `{text}` names no article"));
         }
@@ -201,7 +144,10 @@ impl<'a> Checker<'a> {
         if parts.len() != 1 {
             self.fail(
                 at,
-                format!("{what} must give exactly one of working_days, days, months, years or hours (found {})", parts.len()),
+                format!(
+                    "{what} must give exactly one of working_days, days, months, years or hours (found {})",
+                    parts.len()
+                ),
             );
         }
         for (_, amount) in parts {
@@ -239,27 +185,20 @@ impl<'a> Checker<'a> {
                 if !ACCESS_CHANGES.contains(&change.get_ref().as_str()) {
                     self.fail(
                         change,
-                        format!(
-                            "access change `{}` must be suspend, restore or terminate",
-                            change.get_ref()
-                        ),
+                        format!("access change `{}` must be suspend, restore or terminate", change.get_ref()),
                     );
                 }
                 match &effect.subject {
                     Some(subject) => self.field_ref(subject),
-                    None => self.fail(
-                        change,
-                        "an access change needs `subject = \"$field\"` naming whose access".into(),
-                    ),
+                    None => {
+                        self.fail(change, "an access change needs `subject = \"$field\"` naming whose access".into())
+                    }
                 }
             }
             if let Some(signal) = &effect.signal {
                 match &effect.target {
                     Some(target) => self.field_ref(target),
-                    None => self.fail(
-                        signal,
-                        "a signal needs `target = \"$field\"` naming the instance".into(),
-                    ),
+                    None => self.fail(signal, "a signal needs `target = \"$field\"` naming the instance".into()),
                 }
             }
             if let Some(basis) = &effect.basis {
@@ -307,10 +246,7 @@ impl<'a> Checker<'a> {
         let leaves = !step.actions.is_empty()
             || step.child.is_some()
             || !step.signals.is_empty()
-            || step
-                .deadline
-                .as_ref()
-                .is_some_and(|d| d.on_expiry.is_some());
+            || step.deadline.as_ref().is_some_and(|d| d.on_expiry.is_some());
         if !leaves {
             self.fail(name, format!("step `{step_name}` can never be left: give it an action, a child, a signal or a deadline `on_expiry`"));
         }
@@ -321,10 +257,19 @@ impl<'a> Checker<'a> {
             self.step_ref(&all_of.goto, &format!("`all_of` of step `{step_name}`"));
             for joined in &all_of.actions {
                 match step.actions.get(joined.get_ref().as_str()) {
-                    None => self.fail(joined, format!("`all_of` of step `{step_name}` names action `{}`, which the step does not define", joined.get_ref())),
+                    None => self.fail(
+                        joined,
+                        format!(
+                            "`all_of` of step `{step_name}` names action `{}`, which the step does not define",
+                            joined.get_ref()
+                        ),
+                    ),
                     Some(action) if action.goto.is_some() => self.fail(
                         joined,
-                        format!("action `{}` is part of `all_of`, so it must not have its own `goto`", joined.get_ref()),
+                        format!(
+                            "action `{}` is part of `all_of`, so it must not have its own `goto`",
+                            joined.get_ref()
+                        ),
                     ),
                     Some(_) => {}
                 }
@@ -349,16 +294,19 @@ impl<'a> Checker<'a> {
                 (Some(length), None) => {
                     self.length(&timer.name, length, "`before_deadline`");
                     if step.deadline.is_none() {
-                        self.fail(&timer.name, format!("timer `{}` counts back from a deadline, but step `{step_name}` has none", timer.name.get_ref()));
+                        self.fail(
+                            &timer.name,
+                            format!(
+                                "timer `{}` counts back from a deadline, but step `{step_name}` has none",
+                                timer.name.get_ref()
+                            ),
+                        );
                     }
                 }
                 (None, Some(length)) => self.length(&timer.name, length, "`every`"),
                 _ => self.fail(
                     &timer.name,
-                    format!(
-                        "timer `{}` needs exactly one of `before_deadline` or `every`",
-                        timer.name.get_ref()
-                    ),
+                    format!("timer `{}` needs exactly one of `before_deadline` or `every`", timer.name.get_ref()),
                 ),
             }
             if let Some(basis) = &timer.basis {
@@ -370,11 +318,7 @@ impl<'a> Checker<'a> {
 
     fn deadline(&mut self, name: &Name, deadline: &DeadlineSpec, step: &Step) {
         let step_name = name.get_ref();
-        self.length(
-            name,
-            &deadline.length(),
-            &format!("the deadline of step `{step_name}`"),
-        );
+        self.length(name, &deadline.length(), &format!("the deadline of step `{step_name}`"));
         match &deadline.basis {
             Some(basis) => self.basis(basis),
             None => self.fail(
@@ -384,49 +328,26 @@ impl<'a> Checker<'a> {
         }
         if let Some(from) = &deadline.from {
             if !DEADLINE_STARTS.contains(&from.get_ref().as_str()) {
-                self.fail(
-                    from,
-                    format!(
-                        "deadline `from` must be `entered` or `started`, not `{}`",
-                        from.get_ref()
-                    ),
-                );
+                self.fail(from, format!("deadline `from` must be `entered` or `started`, not `{}`", from.get_ref()));
             }
         }
         if let Some(plan) = &deadline.escalation {
-            if self
-                .definition
-                .procedure
-                .escalations
-                .get(plan.get_ref().as_str())
-                .is_none()
-            {
+            if self.definition.procedure.escalations.get(plan.get_ref().as_str()).is_none() {
                 self.fail(
                     plan,
-                    format!(
-                        "unknown escalation plan `{}`; declare it under [escalations]",
-                        plan.get_ref()
-                    ),
+                    format!("unknown escalation plan `{}`; declare it under [escalations]", plan.get_ref()),
                 );
             }
         }
         if let Some(next) = &deadline.on_expiry {
             self.step_ref(next, &format!("the deadline of step `{step_name}`"));
         }
-        if !deadline.remind_working_days_before.is_empty()
-            && deadline.working_days.is_none()
-            && deadline.days.is_none()
+        if !deadline.remind_working_days_before.is_empty() && deadline.working_days.is_none() && deadline.days.is_none()
         {
-            self.fail(
-                name,
-                format!(
-                    "step `{step_name}`: reminders in working days need a limit counted in days"
-                ),
-            );
+            self.fail(name, format!("step `{step_name}`: reminders in working days need a limit counted in days"));
         }
         if step.task.is_none()
-            && (!deadline.remind_working_days_before.is_empty()
-                || !deadline.remind_hours_before.is_empty())
+            && (!deadline.remind_working_days_before.is_empty() || !deadline.remind_hours_before.is_empty())
         {
             self.fail(name, format!("step `{step_name}` has reminders but no task whose assignee would receive them"));
         }
@@ -442,13 +363,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(clock) = &action.clock {
             if !CLOCK_ACTIONS.contains(&clock.get_ref().as_str()) {
-                self.fail(
-                    clock,
-                    format!(
-                        "`clock` must be `pause` or `resume`, not `{}`",
-                        clock.get_ref()
-                    ),
-                );
+                self.fail(clock, format!("`clock` must be `pause` or `resume`, not `{}`", clock.get_ref()));
             } else if step.deadline.is_none() {
                 self.fail(
                     clock,
@@ -459,24 +374,20 @@ impl<'a> Checker<'a> {
                     ),
                 );
             } else if action.goto.is_some() {
-                self.fail(clock, format!("action `{}` moves to another step, so it cannot also stop or restart this step's clock", name.get_ref()));
+                self.fail(
+                    clock,
+                    format!(
+                        "action `{}` moves to another step, so it cannot also stop or restart this step's clock",
+                        name.get_ref()
+                    ),
+                );
             }
         }
         if let Some(extend) = &action.extend {
-            self.length(
-                name,
-                &extend.length(),
-                &format!("the extension of action `{}`", name.get_ref()),
-            );
+            self.length(name, &extend.length(), &format!("the extension of action `{}`", name.get_ref()));
             match &extend.basis {
                 Some(basis) => self.basis(basis),
-                None => self.fail(
-                    name,
-                    format!(
-                        "the extension of action `{}` has no legal basis",
-                        name.get_ref()
-                    ),
-                ),
+                None => self.fail(name, format!("the extension of action `{}` has no legal basis", name.get_ref())),
             }
             if step.deadline.is_none() {
                 self.fail(
@@ -523,25 +434,11 @@ impl<'a> Checker<'a> {
 
 /// The steps a step can lead to, by any kind of transition.
 pub(super) fn successors(step: &Step) -> Vec<&str> {
-    let mut next: Vec<&str> = step
-        .actions
-        .values()
-        .filter_map(|a| a.goto.as_ref())
-        .map(|n| n.get_ref().as_str())
-        .collect();
-    next.extend(
-        step.deadline
-            .as_ref()
-            .and_then(|d| d.on_expiry.as_ref())
-            .map(|n| n.get_ref().as_str()),
-    );
+    let mut next: Vec<&str> =
+        step.actions.values().filter_map(|a| a.goto.as_ref()).map(|n| n.get_ref().as_str()).collect();
+    next.extend(step.deadline.as_ref().and_then(|d| d.on_expiry.as_ref()).map(|n| n.get_ref().as_str()));
     next.extend(step.all_of.as_ref().map(|a| a.goto.get_ref().as_str()));
-    next.extend(
-        step.child
-            .iter()
-            .flat_map(|c| c.on_outcome.values())
-            .map(|n| n.get_ref().as_str()),
-    );
+    next.extend(step.child.iter().flat_map(|c| c.on_outcome.values()).map(|n| n.get_ref().as_str()));
     next.extend(step.signals.values().map(|n| n.get_ref().as_str()));
     next
 }
@@ -553,11 +450,7 @@ pub(super) fn check_set(definitions: &[&Definition]) -> Vec<DefinitionError> {
         if !seen.insert((d.id(), d.jurisdiction())) {
             errors.push(d.error(
                 d.procedure.id.span(),
-                format!(
-                    "procedure `{}` for jurisdiction `{}` is defined more than once",
-                    d.id(),
-                    d.jurisdiction()
-                ),
+                format!("procedure `{}` for jurisdiction `{}` is defined more than once", d.id(), d.jurisdiction()),
             ));
         }
     }
@@ -565,13 +458,15 @@ pub(super) fn check_set(definitions: &[&Definition]) -> Vec<DefinitionError> {
         for (step_name, step) in &d.procedure.steps {
             let Some(child) = &step.child else { continue };
             let wanted = child.procedure.get_ref();
-            let Some(found) = definitions
-                .iter()
-                .find(|c| c.id() == wanted && c.jurisdiction() == d.jurisdiction())
+            let Some(found) = definitions.iter().find(|c| c.id() == wanted && c.jurisdiction() == d.jurisdiction())
             else {
                 errors.push(d.error(
                     child.procedure.span(),
-                    format!("step `{}` starts child procedure `{wanted}`, which is not defined for jurisdiction `{}`", step_name.get_ref(), d.jurisdiction()),
+                    format!(
+                        "step `{}` starts child procedure `{wanted}`, which is not defined for jurisdiction `{}`",
+                        step_name.get_ref(),
+                        d.jurisdiction()
+                    ),
                 ));
                 continue;
             };
@@ -594,10 +489,7 @@ pub(super) fn check_set(definitions: &[&Definition]) -> Vec<DefinitionError> {
                 if !outcomes.contains(handled.get_ref().as_str()) {
                     errors.push(d.error(
                         handled.span(),
-                        format!(
-                            "child `{wanted}` never ends with outcome `{}`",
-                            handled.get_ref()
-                        ),
+                        format!("child `{wanted}` never ends with outcome `{}`", handled.get_ref()),
                     ));
                 }
             }

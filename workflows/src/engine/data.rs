@@ -15,25 +15,13 @@ pub fn check(fields: &BTreeMap<Name, Field>, data: &Value) -> Result<Map<String,
     let map = match data {
         Value::Null => Map::new(),
         Value::Object(map) => map.clone(),
-        _ => {
-            return Err(Refusal::field(
-                "",
-                "the data must be a JSON object of fields",
-            ))
-        }
+        _ => return Err(Refusal::field("", "the data must be a JSON object of fields")),
     };
     for key in map.keys() {
         if fields.get(key.as_str()).is_none() {
             let known: Vec<&str> = fields.keys().map(|k| k.get_ref().as_str()).collect();
-            let expected = if known.is_empty() {
-                "no fields".to_owned()
-            } else {
-                known.join(", ")
-            };
-            return Err(Refusal::field(
-                key,
-                format!("unknown field `{key}`; expected {expected}"),
-            ));
+            let expected = if known.is_empty() { "no fields".to_owned() } else { known.join(", ") };
+            return Err(Refusal::field(key, format!("unknown field `{key}`; expected {expected}")));
         }
     }
     for (name, field) in fields {
@@ -46,12 +34,7 @@ pub fn check(fields: &BTreeMap<Name, Field>, data: &Value) -> Result<Map<String,
             }
             continue;
         };
-        let wrong = |what: &str| {
-            Err(Refusal::field(
-                name,
-                format!("field `{name}` must be {what}"),
-            ))
-        };
+        let wrong = |what: &str| Err(Refusal::field(name, format!("field `{name}` must be {what}")));
         match spec.kind.as_str() {
             "string" | "text" => match value.as_str() {
                 Some(s) if !s.trim().is_empty() => {}
@@ -63,23 +46,13 @@ pub fn check(fields: &BTreeMap<Name, Field>, data: &Value) -> Result<Map<String,
                     return wrong("an integer");
                 };
                 if spec.min.is_some_and(|min| n < min) || spec.max.is_some_and(|max| n > max) {
-                    let range = format!(
-                        "between {} and {}",
-                        spec.min.unwrap_or(i64::MIN),
-                        spec.max.unwrap_or(i64::MAX)
-                    );
-                    return Err(Refusal::field(
-                        name,
-                        format!("field `{name}` is {n}, but must be {range}"),
-                    ));
+                    let range =
+                        format!("between {} and {}", spec.min.unwrap_or(i64::MIN), spec.max.unwrap_or(i64::MAX));
+                    return Err(Refusal::field(name, format!("field `{name}` is {n}, but must be {range}")));
                 }
             }
             "date" => {
-                if value
-                    .as_str()
-                    .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                    .is_none()
-                {
+                if value.as_str().and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).is_none() {
                     return wrong("a date written YYYY-MM-DD");
                 }
             }
@@ -89,10 +62,7 @@ pub fn check(fields: &BTreeMap<Name, Field>, data: &Value) -> Result<Map<String,
                 }
             }
             "enum" => {
-                if !value
-                    .as_str()
-                    .is_some_and(|s| spec.values.iter().any(|v| v == s))
-                {
+                if !value.as_str().is_some_and(|s| spec.values.iter().any(|v| v == s)) {
                     return wrong(&format!("one of {}", spec.values.join(", ")));
                 }
             }

@@ -48,11 +48,5 @@ pub fn start(
     now: DateTime<FixedOffset>,
     calendar: &Calendar,
 ) -> Result<Transition, Refusal> {
-    apply(
-        definition,
-        &InstanceState::new(definition),
-        &Event::Started { input, actor },
-        now,
-        calendar,
-    )
+    apply(definition, &InstanceState::new(definition), &Event::Started { input, actor }, now, calendar)
 }

@@ -28,31 +28,18 @@ impl<'a> Run<'a> {
         now: DateTime<FixedOffset>,
         calendar: &'a Calendar,
     ) -> Self {
-        Run {
-            definition,
-            calendar,
-            now,
-            state: state.clone(),
-            commands: Vec::new(),
-            activities: 0,
-        }
+        Run { definition, calendar, now, state: state.clone(), commands: Vec::new(), activities: 0 }
     }
 
     pub fn apply(mut self, event: &Event) -> Result<Transition, Refusal> {
         let running = self.state.status == Status::Running;
         match event {
             Event::Started { .. } if self.state.status != Status::NotStarted => {
-                return Err(Refusal::new(
-                    RefusalKind::NotRunning,
-                    "the instance has already started",
-                ));
+                return Err(Refusal::new(RefusalKind::NotRunning, "the instance has already started"));
             }
             Event::Started { .. } => {}
             Event::Action { .. } | Event::Signal { .. } if !running => {
-                return Err(Refusal::new(
-                    RefusalKind::NotRunning,
-                    self.not_running_message(),
-                ));
+                return Err(Refusal::new(RefusalKind::NotRunning, self.not_running_message()));
             }
             // Late timers and reports for an instance that has moved on change nothing.
             _ if !running => return Ok(self.finish()),
@@ -61,17 +48,11 @@ impl<'a> Run<'a> {
         self.state.events += 1;
         match event {
             Event::Started { input, .. } => self.start(input)?,
-            Event::Action {
-                actor,
-                action,
-                data,
-            } => self.action(actor, action, data)?,
+            Event::Action { actor, action, data } => self.action(actor, action, data)?,
             Event::TimerFired { timer } => self.timer_fired(timer)?,
             Event::ActivityCompleted { key, result } => {
                 self.state.pending_activities.remove(key);
-                self.state
-                    .activity_results
-                    .insert(key.clone(), result.clone());
+                self.state.activity_results.insert(key.clone(), result.clone());
             }
             Event::ActivityFailed { key, error } => {
                 self.state.pending_activities.remove(key);
@@ -89,10 +70,7 @@ impl<'a> Run<'a> {
     }
 
     fn finish(self) -> Transition {
-        Transition {
-            state: self.state,
-            commands: self.commands,
-        }
+        Transition { state: self.state, commands: self.commands }
     }
 
     fn not_running_message(&self) -> String {
@@ -104,13 +82,8 @@ impl<'a> Run<'a> {
     }
 
     pub(super) fn current_step(&self) -> &'a Step {
-        let name = self
-            .state
-            .step_name()
-            .expect("a running instance is in a step");
-        self.definition
-            .step(name)
-            .expect("validated definitions define every step they enter")
+        let name = self.state.step_name().expect("a running instance is in a step");
+        self.definition.step(name).expect("validated definitions define every step they enter")
     }
 
     fn start(&mut self, input: &Value) -> Result<(), Refusal> {
@@ -124,49 +97,27 @@ impl<'a> Run<'a> {
 
     /// The organization holding `role` in this instance, from the start input.
     pub(super) fn role_organization(&self, role: &str) -> Option<String> {
-        let field = self
-            .definition
-            .procedure
-            .roles
-            .get(role)?
-            .organization
-            .as_ref()?;
-        self.state
-            .data
-            .get(field.get_ref().as_str())?
-            .as_str()
-            .map(str::to_owned)
+        let field = self.definition.procedure.roles.get(role)?.organization.as_ref()?;
+        self.state.data.get(field.get_ref().as_str())?.as_str().map(str::to_owned)
     }
 
     fn recipient(&self, name: &str) -> Recipient {
         let task = self.state.step.as_ref().and_then(|s| s.task.as_ref());
         match name {
             "assignee" => match task {
-                Some(task) => Recipient {
-                    role: task.role.clone(),
-                    organization: task.organization.clone(),
-                },
-                None => Recipient {
-                    role: name.into(),
-                    organization: None,
-                },
+                Some(task) => Recipient { role: task.role.clone(), organization: task.organization.clone() },
+                None => Recipient { role: name.into(), organization: None },
             },
             // The supervisor and regulator of the organization that owes the work.
-            "supervisor" | "regulator" => Recipient {
-                role: name.into(),
-                organization: task.and_then(|t| t.organization.clone()),
-            },
-            role => Recipient {
-                role: role.into(),
-                organization: self.role_organization(role),
-            },
+            "supervisor" | "regulator" => {
+                Recipient { role: name.into(), organization: task.and_then(|t| t.organization.clone()) }
+            }
+            role => Recipient { role: role.into(), organization: self.role_organization(role) },
         }
     }
 
     pub(super) fn basis_text(&self, basis: &Option<crate::definition::Name>) -> Option<String> {
-        basis
-            .as_ref()
-            .map(|b| self.definition.basis_text(b.get_ref()))
+        basis.as_ref().map(|b| self.definition.basis_text(b.get_ref()))
     }
 
     pub(super) fn deadline_info(&self) -> Option<DeadlineInfo> {
@@ -175,9 +126,7 @@ impl<'a> Run<'a> {
         Some(DeadlineInfo {
             due: status.due,
             last_day: status.last_day,
-            remaining_working_days: deadline
-                .rule
-                .remaining_working_days(self.now, self.calendar),
+            remaining_working_days: deadline.rule.remaining_working_days(self.now, self.calendar),
             provisional: status.provisional,
             paused: status.paused,
             overdue: deadline.overdue,
@@ -229,71 +178,35 @@ impl<'a> Run<'a> {
                 };
                 self.run_activity(activity);
             } else if let Some(kind) = &effect.issue_certificate {
-                self.run_activity(Activity::IssueCertificate {
-                    kind: kind.clone(),
-                    basis,
-                });
+                self.run_activity(Activity::IssueCertificate { kind: kind.clone(), basis });
             } else if let Some(status) = &effect.set_status {
                 self.state.record_status = Some(status.clone());
-                self.run_activity(Activity::SetStatus {
-                    status: status.clone(),
-                    basis,
-                });
+                self.run_activity(Activity::SetStatus { status: status.clone(), basis });
             } else if let Some(change) = &effect.access {
-                let subject = effect
-                    .subject
-                    .as_ref()
-                    .map(|s| self.field_text(s.get_ref()))
-                    .unwrap_or_default();
-                self.run_activity(Activity::ChangeAccess {
-                    change: change.get_ref().clone(),
-                    subject,
-                    basis,
-                });
+                let subject = effect.subject.as_ref().map(|s| self.field_text(s.get_ref())).unwrap_or_default();
+                self.run_activity(Activity::ChangeAccess { change: change.get_ref().clone(), subject, basis });
             } else if let Some(kind) = &effect.report {
-                self.run_activity(Activity::WriteReport {
-                    kind: kind.clone(),
-                    basis,
-                });
+                self.run_activity(Activity::WriteReport { kind: kind.clone(), basis });
             } else if let Some(signal) = &effect.signal {
-                let target = effect
-                    .target
-                    .as_ref()
-                    .map(|t| self.field_text(t.get_ref()))
-                    .unwrap_or_default();
+                let target = effect.target.as_ref().map(|t| self.field_text(t.get_ref())).unwrap_or_default();
                 let key = self.next_key();
                 let data = json!({ "from_procedure": self.state.procedure, "basis": basis });
-                self.commands.push(Command::SignalInstance {
-                    key,
-                    target,
-                    signal: signal.get_ref().clone(),
-                    data,
-                });
+                self.commands.push(Command::SignalInstance { key, target, signal: signal.get_ref().clone(), data });
             }
         }
     }
 
     /// The period a length stands for in this instance (amounts may come from its data).
     pub(super) fn period(&self, length: &Length) -> Result<Period, Refusal> {
-        let (unit, amount) = *length
-            .parts()
-            .first()
-            .ok_or_else(|| Refusal::new(RefusalKind::Definition, "a length has no unit"))?;
+        let (unit, amount) =
+            *length.parts().first().ok_or_else(|| Refusal::new(RefusalKind::Definition, "a length has no unit"))?;
         let n = match amount {
             Amount::Fixed(n) => *n,
             Amount::Field(reference) => {
                 let field = reference.trim_start_matches('$');
-                self.state
-                    .data
-                    .get(field)
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| {
-                        Refusal::field(
-                            field,
-                            format!("a time limit needs field `{field}` as a whole number"),
-                        )
-                    })?
+                self.state.data.get(field).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).ok_or_else(
+                    || Refusal::field(field, format!("a time limit needs field `{field}` as a whole number")),
+                )?
             }
         };
         Ok(unit.period(n))
@@ -305,19 +218,14 @@ impl<'a> Run<'a> {
                 self.commands.push(Command::CancelTimer { id: id.clone() });
             }
             if let Some(task) = &step.task {
-                self.commands.push(Command::CloseTask {
-                    id: task.id.clone(),
-                });
+                self.commands.push(Command::CloseTask { id: task.id.clone() });
             }
         }
     }
 
     pub(super) fn enter(&mut self, name: &str) -> Result<(), Refusal> {
         self.leave();
-        let step = self
-            .definition
-            .step(name)
-            .expect("validated definitions only go to defined steps");
+        let step = self.definition.step(name).expect("validated definitions only go to defined steps");
         self.state.visits += 1;
         let visit = self.state.visits;
         self.state.step = Some(StepState {
@@ -331,13 +239,9 @@ impl<'a> Run<'a> {
             timers: Default::default(),
         });
         if let Some(outcome) = &step.outcome {
-            self.state.status = Status::Completed {
-                outcome: outcome.get_ref().clone(),
-            };
+            self.state.status = Status::Completed { outcome: outcome.get_ref().clone() };
             self.effects(&step.on_enter, name);
-            self.commands.push(Command::Complete {
-                outcome: outcome.get_ref().clone(),
-            });
+            self.commands.push(Command::Complete { outcome: outcome.get_ref().clone() });
             return Ok(());
         }
         if let Some(spec) = &step.deadline {
@@ -350,11 +254,7 @@ impl<'a> Run<'a> {
             let status = rule.status(self.calendar);
             let deadline = DeadlineState {
                 rule,
-                basis: spec
-                    .basis
-                    .as_ref()
-                    .map(|b| b.get_ref().clone())
-                    .unwrap_or_default(),
+                basis: spec.basis.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default(),
                 due: status.due,
                 last_day: status.last_day,
                 provisional: status.provisional,
@@ -435,23 +335,17 @@ impl<'a> Run<'a> {
                 if !actor.organizations.contains(&org) {
                     return Err(Refusal::new(
                         RefusalKind::WrongOrganization,
-                        format!("action `{action_name}` is for organization `{org}`, which `{}` does not belong to", actor.id),
+                        format!(
+                            "action `{action_name}` is for organization `{org}`, which `{}` does not belong to",
+                            actor.id
+                        ),
                     ));
                 }
             }
         }
         let fields = data::check(&action.fields, data)?;
-        let joins = step
-            .all_of
-            .as_ref()
-            .is_some_and(|j| j.actions.iter().any(|a| a.get_ref() == action_name));
-        if joins
-            && self
-                .state
-                .step
-                .as_ref()
-                .is_some_and(|s| s.joined.contains(action_name))
-        {
+        let joins = step.all_of.as_ref().is_some_and(|j| j.actions.iter().any(|a| a.get_ref() == action_name));
+        if joins && self.state.step.as_ref().is_some_and(|s| s.joined.contains(action_name)) {
             return Err(Refusal::new(
                 RefusalKind::Conflict,
                 format!("action `{action_name}` has already been taken in this step"),
@@ -462,14 +356,11 @@ impl<'a> Run<'a> {
         }
         if let Some(extend) = &action.extend {
             let period = self.period(&extend.length())?;
-            let reason = fields
-                .get("reason")
-                .and_then(Value::as_str)
-                .map_or_else(|| action.title.clone(), str::to_owned);
+            let reason =
+                fields.get("reason").and_then(Value::as_str).map_or_else(|| action.title.clone(), str::to_owned);
             let now = self.now;
-            let deadline = self
-                .deadline_mut()
-                .ok_or_else(|| Refusal::new(RefusalKind::Definition, "no deadline to extend"))?;
+            let deadline =
+                self.deadline_mut().ok_or_else(|| Refusal::new(RefusalKind::Definition, "no deadline to extend"))?;
             if deadline.rule.extension.is_some() {
                 return Err(Refusal::new(
                     RefusalKind::Conflict,
@@ -488,11 +379,7 @@ impl<'a> Run<'a> {
             let step_state = self.state.step.as_mut().expect("running");
             step_state.joined.insert(action_name.to_owned());
             let all_of = step.all_of.as_ref().expect("joins");
-            if all_of
-                .actions
-                .iter()
-                .all(|a| step_state.joined.contains(a.get_ref().as_str()))
-            {
+            if all_of.actions.iter().all(|a| step_state.joined.contains(a.get_ref().as_str())) {
                 return self.enter(all_of.goto.get_ref());
             }
         }
@@ -505,20 +392,10 @@ impl<'a> Run<'a> {
 
     fn change_clock(&mut self, change: &str, action_name: &str) -> Result<(), Refusal> {
         let now = self.now;
-        let deadline = self
-            .deadline_mut()
-            .ok_or_else(|| Refusal::new(RefusalKind::Definition, "no deadline to pause"))?;
-        let result = if change == "pause" {
-            deadline.rule.pause(now)
-        } else {
-            deadline.rule.resume(now)
-        };
-        result.map_err(|e| {
-            Refusal::new(
-                RefusalKind::Conflict,
-                format!("action `{action_name}` refused: {e}"),
-            )
-        })?;
+        let deadline =
+            self.deadline_mut().ok_or_else(|| Refusal::new(RefusalKind::Definition, "no deadline to pause"))?;
+        let result = if change == "pause" { deadline.rule.pause(now) } else { deadline.rule.resume(now) };
+        result.map_err(|e| Refusal::new(RefusalKind::Conflict, format!("action `{action_name}` refused: {e}")))?;
         self.deadline_moved()
     }
 
@@ -567,9 +444,7 @@ impl<'a> Run<'a> {
                 if let Some(next) = step.deadline.as_ref().and_then(|d| d.on_expiry.as_ref()) {
                     return self.enter(next.get_ref());
                 }
-                self.deadline_mut()
-                    .expect("a deadline timer has a deadline")
-                    .overdue = true;
+                self.deadline_mut().expect("a deadline timer has a deadline").overdue = true;
                 self.deadline_changed();
                 self.escalate_due()?;
                 self.sync_deadline_timers()?;
@@ -589,11 +464,8 @@ impl<'a> Run<'a> {
                 self.sync_deadline_timers()?;
             }
             TimerKind::StepTimer(name, repetition) => {
-                let spec = step
-                    .timers
-                    .iter()
-                    .find(|t| t.name.get_ref() == &name)
-                    .expect("scheduled from the definition");
+                let spec =
+                    step.timers.iter().find(|t| t.name.get_ref() == &name).expect("scheduled from the definition");
                 self.effects(&spec.effects, &step_name);
                 if spec.every.is_some() {
                     self.schedule_recurring_timers(step, repetition + 1)?;
@@ -608,11 +480,7 @@ impl<'a> Run<'a> {
         if current != Some(key) {
             return Ok(()); // a child of an earlier step
         }
-        let child = self
-            .current_step()
-            .child
-            .as_ref()
-            .expect("the step started a child");
+        let child = self.current_step().child.as_ref().expect("the step started a child");
         let next = child.on_outcome.get(outcome).ok_or_else(|| {
             Refusal::new(
                 RefusalKind::NotAllowed,
@@ -630,16 +498,11 @@ impl<'a> Run<'a> {
         let Some(next) = step.signals.get(name) else {
             return Err(Refusal::new(
                 RefusalKind::NotAllowed,
-                format!(
-                    "signal `{name}` is not expected in step `{}`",
-                    self.state.step_name().unwrap_or_default()
-                ),
+                format!("signal `{name}` is not expected in step `{}`", self.state.step_name().unwrap_or_default()),
             ));
         };
         if let Value::Object(map) = data {
-            self.state
-                .data
-                .insert(format!("signal_{name}"), Value::Object(map.clone()));
+            self.state.data.insert(format!("signal_{name}"), Value::Object(map.clone()));
         }
         self.enter(next.get_ref())
     }

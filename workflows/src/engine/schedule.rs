@@ -42,42 +42,27 @@ impl Run<'_> {
     }
 
     /// A moment `period` before the deadline, at office time for day-based periods.
-    fn before(
-        &self,
-        last_day: NaiveDate,
-        due: DateTime<FixedOffset>,
-        period: Period,
-    ) -> DateTime<FixedOffset> {
+    fn before(&self, last_day: NaiveDate, due: DateTime<FixedOffset>, period: Period) -> DateTime<FixedOffset> {
         match period {
             Period::WorkingDays(0) | Period::Days(0) => office_time(last_day),
-            Period::WorkingDays(n) => {
-                office_time(self.calendar.working_days_before(last_day, n).value)
-            }
+            Period::WorkingDays(n) => office_time(self.calendar.working_days_before(last_day, n).value),
             Period::Days(n) => office_time(last_day - Days::new(u64::from(n))),
             Period::Months(n) => office_time(self.calendar.months_before(last_day, n)),
-            Period::Years(n) => {
-                office_time(self.calendar.months_before(last_day, n.saturating_mul(12)))
-            }
+            Period::Years(n) => office_time(self.calendar.months_before(last_day, n.saturating_mul(12))),
             Period::Hours(n) => due - Duration::hours(i64::from(n)),
         }
     }
 
     /// When the escalation with 0-based index `index` is due, or `None` when the plan has
     /// no more.
-    pub(super) fn escalation_time(
-        &self,
-        index: u32,
-    ) -> Result<Option<DateTime<FixedOffset>>, Refusal> {
+    pub(super) fn escalation_time(&self, index: u32) -> Result<Option<DateTime<FixedOffset>>, Refusal> {
         let step = self.current_step();
-        let (Some(spec), Some(deadline)) = (
-            step.deadline.as_ref(),
-            self.state.step.as_ref().and_then(|s| s.deadline.as_ref()),
-        ) else {
+        let (Some(spec), Some(deadline)) =
+            (step.deadline.as_ref(), self.state.step.as_ref().and_then(|s| s.deadline.as_ref()))
+        else {
             return Ok(None);
         };
-        let (Some(plan_name), Some(due), Some(last_day)) =
-            (&spec.escalation, deadline.due, deadline.last_day)
-        else {
+        let (Some(plan_name), Some(due), Some(last_day)) = (&spec.escalation, deadline.due, deadline.last_day) else {
             return Ok(None);
         };
         let plan = &self.definition.procedure.escalations[plan_name.get_ref().as_str()];
@@ -107,12 +92,7 @@ impl Run<'_> {
         let plan = &self.definition.procedure.escalations[plan_name.get_ref().as_str()];
         let mut previous = None;
         loop {
-            let sent = self
-                .state
-                .step
-                .as_ref()
-                .and_then(|s| s.deadline.as_ref())
-                .map_or(0, |d| d.escalations_sent);
+            let sent = self.state.step.as_ref().and_then(|s| s.deadline.as_ref()).map_or(0, |d| d.escalations_sent);
             let Some(at) = self.escalation_time(sent)? else {
                 break;
             };
@@ -126,19 +106,13 @@ impl Run<'_> {
             let activity = Activity::Escalate {
                 level: level as u32 + 1,
                 title: spec.title.clone(),
-                to: spec
-                    .to
-                    .iter()
-                    .map(|to| self.recipient_for_escalation(to.get_ref()))
-                    .collect(),
+                to: spec.to.iter().map(|to| self.recipient_for_escalation(to.get_ref())).collect(),
                 step: self.state.step_name().unwrap_or_default().to_owned(),
                 deadline: self.deadline_info(),
                 basis: self.deadline_info().map(|d| d.basis),
             };
             self.run_activity(activity);
-            self.deadline_mut()
-                .expect("escalating a deadline")
-                .escalations_sent += 1;
+            self.deadline_mut().expect("escalating a deadline").escalations_sent += 1;
         }
         Ok(())
     }
@@ -146,18 +120,11 @@ impl Run<'_> {
     fn recipient_for_escalation(&self, name: &str) -> Recipient {
         let task = self.state.step.as_ref().and_then(|s| s.task.as_ref());
         match (name, task) {
-            ("assignee", Some(task)) => Recipient {
-                role: task.role.clone(),
-                organization: task.organization.clone(),
-            },
-            ("assignee" | "supervisor" | "regulator", _) => Recipient {
-                role: name.into(),
-                organization: task.and_then(|t| t.organization.clone()),
-            },
-            (role, _) => Recipient {
-                role: role.into(),
-                organization: self.role_organization(role),
-            },
+            ("assignee", Some(task)) => Recipient { role: task.role.clone(), organization: task.organization.clone() },
+            ("assignee" | "supervisor" | "regulator", _) => {
+                Recipient { role: name.into(), organization: task.and_then(|t| t.organization.clone()) }
+            }
+            (role, _) => Recipient { role: role.into(), organization: self.role_organization(role) },
         }
     }
 
@@ -168,8 +135,7 @@ impl Run<'_> {
             return Ok(desired);
         };
         let step = self.current_step();
-        let (Some(spec), Some(deadline)) = (step.deadline.as_ref(), step_state.deadline.as_ref())
-        else {
+        let (Some(spec), Some(deadline)) = (step.deadline.as_ref(), step_state.deadline.as_ref()) else {
             return Ok(desired);
         };
         let (Some(due), Some(last_day)) = (deadline.due, deadline.last_day) else {
@@ -182,11 +148,7 @@ impl Run<'_> {
         if deadline.overdue {
             let sent = deadline.escalations_sent;
             if let Some(at) = self.escalation_time(sent)? {
-                add(
-                    format!("v{visit}.escalate.{sent}"),
-                    at,
-                    TimerKind::Escalation(sent),
-                );
+                add(format!("v{visit}.escalate.{sent}"), at, TimerKind::Escalation(sent));
             }
             return Ok(desired);
         }
@@ -208,11 +170,7 @@ impl Run<'_> {
                 let at = self.before(last_day, due, self.period(length)?);
                 if at > self.now {
                     let name = timer.name.get_ref();
-                    add(
-                        format!("v{visit}.timer.{name}.0"),
-                        at,
-                        TimerKind::StepTimer(name.clone(), 0),
-                    );
+                    add(format!("v{visit}.timer.{name}.0"), at, TimerKind::StepTimer(name.clone(), 0));
                 }
             }
         }
@@ -224,10 +182,7 @@ impl Run<'_> {
         let desired = self.desired_deadline_timers()?;
         let step = self.current_step();
         let recurring = |kind: &TimerKind| match kind {
-            TimerKind::StepTimer(name, _) => step
-                .timers
-                .iter()
-                .any(|t| t.name.get_ref() == name && t.every.is_some()),
+            TimerKind::StepTimer(name, _) => step.timers.iter().any(|t| t.name.get_ref() == name && t.every.is_some()),
             _ => false,
         };
         let Some(step_state) = self.state.step.as_mut() else {
@@ -245,11 +200,7 @@ impl Run<'_> {
         }
         for (id, timer) in desired {
             if step_state.timers.get(&id) != Some(&timer) {
-                self.commands.push(Command::ScheduleTimer {
-                    id: id.clone(),
-                    at: timer.at,
-                    kind: timer.kind.clone(),
-                });
+                self.commands.push(Command::ScheduleTimer { id: id.clone(), at: timer.at, kind: timer.kind.clone() });
                 step_state.timers.insert(id, timer);
             }
         }
@@ -257,11 +208,7 @@ impl Run<'_> {
     }
 
     /// Schedules repetition `repetition` of each recurring (`every`) timer of the step.
-    pub(super) fn schedule_recurring_timers(
-        &mut self,
-        step: &Step,
-        repetition: u32,
-    ) -> Result<(), Refusal> {
+    pub(super) fn schedule_recurring_timers(&mut self, step: &Step, repetition: u32) -> Result<(), Refusal> {
         let step_state = self.state.step.as_ref().expect("running");
         let (visit, entered) = (step_state.visit, step_state.entered_at);
         for timer in &step.timers {
@@ -270,17 +217,8 @@ impl Run<'_> {
             let name = timer.name.get_ref().clone();
             let id = format!("v{visit}.timer.{name}.{repetition}");
             let kind = TimerKind::StepTimer(name, repetition);
-            self.commands.push(Command::ScheduleTimer {
-                id: id.clone(),
-                at,
-                kind: kind.clone(),
-            });
-            self.state
-                .step
-                .as_mut()
-                .expect("running")
-                .timers
-                .insert(id, ScheduledTimer { at, kind });
+            self.commands.push(Command::ScheduleTimer { id: id.clone(), at, kind: kind.clone() });
+            self.state.step.as_mut().expect("running").timers.insert(id, ScheduledTimer { at, kind });
         }
         Ok(())
     }

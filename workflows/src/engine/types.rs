@@ -27,12 +27,7 @@ pub struct Actor {
 impl Actor {
     /// The runtime itself (scheduler, timers, other instances).
     pub fn system() -> Actor {
-        Actor {
-            id: "system".into(),
-            roles: vec![],
-            organizations: vec![],
-            administrator: true,
-        }
+        Actor { id: "system".into(), roles: vec![], organizations: vec![], administrator: true }
     }
 }
 
@@ -333,18 +328,10 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(kind: RefusalKind, message: impl Into<String>) -> Self {
-        Refusal {
-            kind,
-            field: None,
-            message: message.into(),
-        }
+        Refusal { kind, field: None, message: message.into() }
     }
 
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Refusal {
-            kind: RefusalKind::InvalidData,
-            field: Some(field.to_owned()),
-            message: message.into(),
-        }
+        Refusal { kind: RefusalKind::InvalidData, field: Some(field.to_owned()), message: message.into() }
     }
 }

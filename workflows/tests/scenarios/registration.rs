@@ -13,8 +13,7 @@ fn registration(at: &str) -> Scenario {
         at,
         json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"}),
     );
-    s.person("clerk", "registration_agency", "taian-registry")
-        .person("provider", "registrant", "taian-market");
+    s.person("clerk", "registration_agency", "taian-registry").person("provider", "registrant", "taian-market");
     s
 }
 
@@ -30,27 +29,18 @@ pub fn main_path_to_certificate() {
     s.advance_to("2026-02-24T15:00:00+08:00");
     assert_eq!(
         s.notifications(),
-        vec![(
-            t("2026-02-24T09:00:00+08:00"),
-            "deadline_reminder".to_owned(),
-            "registration_agency".to_owned()
-        )]
+        vec![(t("2026-02-24T09:00:00+08:00"), "deadline_reminder".to_owned(), "registration_agency".to_owned())]
     );
     s.act("clerk", "accept", json!({}));
     // Substantive review: 5 working days from 02-24 → 02-25, 26, 27, 28 (Saturday, an
     // adjusted working day of 春节) and 03-02.
     s.expect_step("substantive_review");
     assert_eq!(s.due(), Some(t("2026-03-03T00:00:00+08:00")));
-    s.advance_to("2026-03-02T11:00:00+08:00").act(
-        "clerk",
-        "pass",
-        json!({"compliance_report": "合规"}),
-    );
+    s.advance_to("2026-03-02T11:00:00+08:00").act("clerk", "pass", json!({"compliance_report": "合规"}));
     // Publicity: 5 working days from 03-02 → ends with 03-09.
     s.expect_step("publicity");
     assert_eq!(s.due(), Some(t("2026-03-10T00:00:00+08:00")));
-    s.advance_to("2026-03-10T08:00:00+08:00")
-        .expect_step("rights_confirmation");
+    s.advance_to("2026-03-10T08:00:00+08:00").expect_step("rights_confirmation");
     let certificates: Vec<_> = s
         .activities()
         .into_iter()
@@ -61,46 +51,25 @@ pub fn main_path_to_certificate() {
     s.act("clerk", "confirm_rights", json!({}));
     assert_eq!(s.outcome(), Some("registered"));
     assert_eq!(s.state.record_status.as_deref(), Some("registered"));
-    assert!(
-        s.timers.is_empty(),
-        "a completed instance leaves no timer: {:?}",
-        s.timers
-    );
-    assert!(
-        matches!(s.log.last(), Some((_, Command::Complete { outcome })) if outcome == "registered")
-    );
+    assert!(s.timers.is_empty(), "a completed instance leaves no timer: {:?}", s.timers);
+    assert!(matches!(s.log.last(), Some((_, Command::Complete { outcome })) if outcome == "registered"));
 }
 
 pub fn rejected_at_acceptance() {
     let mut s = registration("2026-03-02T09:00:00+08:00");
     s.act("clerk", "reject", json!({"reasons": "材料不全且无法补正"}));
     assert_eq!(s.outcome(), Some("rejected"));
-    assert!(s
-        .notifications()
-        .iter()
-        .any(|(_, template, role)| template == "rejected" && role == "registrant"));
-    let closed = s
-        .log
-        .iter()
-        .filter(|(_, c)| matches!(c, Command::CloseTask { .. }))
-        .count();
+    assert!(s.notifications().iter().any(|(_, template, role)| template == "rejected" && role == "registrant"));
+    let closed = s.log.iter().filter(|(_, c)| matches!(c, Command::CloseTask { .. })).count();
     assert_eq!(closed, 1);
 }
 
 pub fn supplement_stops_the_clock() {
     let mut s = registration("2026-02-13T10:00:00+08:00");
     // On 02-24 two working days (02-14, 02-24) are used; one remains.
-    s.advance_to("2026-02-24T16:00:00+08:00").act(
-        "clerk",
-        "request_supplement",
-        json!({"missing": "数据样例"}),
-    );
+    s.advance_to("2026-02-24T16:00:00+08:00").act("clerk", "request_supplement", json!({"missing": "数据样例"}));
     assert_eq!(s.due(), None);
-    assert!(
-        s.timers.is_empty(),
-        "no timer runs while the clock is stopped: {:?}",
-        s.timers
-    );
+    assert!(s.timers.is_empty(), "no timer runs while the clock is stopped: {:?}", s.timers);
     let info = s.take().into_iter().find_map(|c| match c {
         Command::DeadlineChanged { deadline, .. } => Some(deadline),
         _ => None,
@@ -109,129 +78,69 @@ pub fn supplement_stops_the_clock() {
     assert!(info.paused);
     assert_eq!(info.remaining_working_days, Some(1));
     // Weeks pass without counting; materials arrive Monday 03-02 → the last day is 03-03.
-    s.advance_to("2026-03-02T10:00:00+08:00").act(
-        "provider",
-        "supplement",
-        json!({"materials": "已补充"}),
-    );
+    s.advance_to("2026-03-02T10:00:00+08:00").act("provider", "supplement", json!({"materials": "已补充"}));
     assert_eq!(s.due(), Some(t("2026-03-04T00:00:00+08:00")));
-    assert!(s
-        .timers
-        .values()
-        .any(|(at, kind)| *kind == TimerKind::Deadline && *at == t("2026-03-04T00:00:00+08:00")));
+    assert!(s.timers.values().any(|(at, kind)| *kind == TimerKind::Deadline && *at == t("2026-03-04T00:00:00+08:00")));
     assert!(s
         .notifications()
         .iter()
-        .any(|(_, template, role)| template == "supplement_received"
-            && role == "registration_agency"));
-    s.act("clerk", "accept", json!({}))
-        .expect_step("substantive_review");
+        .any(|(_, template, role)| template == "supplement_received" && role == "registration_agency"));
+    s.act("clerk", "accept", json!({})).expect_step("substantive_review");
 }
 
 pub fn third_party_extends_review_to_twenty_working_days() {
     let mut s = registration("2026-02-27T09:00:00+08:00");
-    s.advance_to("2026-03-02T09:00:00+08:00")
-        .act("clerk", "accept", json!({}));
+    s.advance_to("2026-03-02T09:00:00+08:00").act("clerk", "accept", json!({}));
     assert_eq!(s.due(), Some(t("2026-03-10T00:00:00+08:00")));
-    s.act(
-        "clerk",
-        "engage_third_party",
-        json!({"third_party": "泰安数据合规服务中心", "reason": "涉及个人信息"}),
-    );
+    s.act("clerk", "engage_third_party", json!({"third_party": "泰安数据合规服务中心", "reason": "涉及个人信息"}));
     // 20 working days from 03-02: 03-03 … 03-30.
     assert_eq!(s.due(), Some(t("2026-03-31T00:00:00+08:00")));
-    let extension = s
-        .state
-        .step
-        .as_ref()
-        .unwrap()
-        .deadline
-        .as_ref()
-        .unwrap()
-        .rule
-        .extension
-        .clone()
-        .unwrap();
-    assert_eq!(
-        (extension.by.as_str(), extension.reason.as_str()),
-        ("clerk", "涉及个人信息")
-    );
-    let again = s
-        .try_act(
-            "clerk",
-            "engage_third_party",
-            json!({"third_party": "x", "reason": "y"}),
-        )
-        .unwrap_err();
+    let extension = s.state.step.as_ref().unwrap().deadline.as_ref().unwrap().rule.extension.clone().unwrap();
+    assert_eq!((extension.by.as_str(), extension.reason.as_str()), ("clerk", "涉及个人信息"));
+    let again = s.try_act("clerk", "engage_third_party", json!({"third_party": "x", "reason": "y"})).unwrap_err();
     assert_eq!(again.kind, RefusalKind::Conflict);
-    s.advance_to("2026-03-25T10:00:00+08:00").act(
-        "clerk",
-        "fail",
-        json!({"reasons": "存在敏感字段"}),
-    );
+    // The extended limit passes too: overdue, and the assignee is told at 24:00 on 03-30.
+    s.advance_to("2026-03-31T10:00:00+08:00");
+    assert_eq!(s.escalations(), vec![(t("2026-03-31T00:00:00+08:00"), 1, vec!["registration_agency".to_owned()])]);
+    s.act("clerk", "fail", json!({"reasons": "存在敏感字段"}));
     assert_eq!(s.outcome(), Some("refused"));
-    assert!(s.escalations().is_empty());
 }
 
 pub fn objection_upheld_refuses_registration() {
     let mut s = registration("2026-03-02T09:00:00+08:00");
-    s.act("clerk", "accept", json!({}))
-        .act("clerk", "pass", json!({"compliance_report": "合规"}));
+    s.act("clerk", "accept", json!({})).act("clerk", "pass", json!({"compliance_report": "合规"}));
     s.advance_to("2026-03-04T10:00:00+08:00");
-    s.act(
-        "clerk",
-        "record_objection",
-        json!({"objector": "某公司", "objection": "数据权属争议"}),
-    );
+    s.act("clerk", "record_objection", json!({"objector": "某公司", "objection": "数据权属争议"}));
     s.expect_step("objection_review");
     s.act("clerk", "uphold", json!({"reasons": "权属存在争议"}));
     assert_eq!(s.outcome(), Some("refused"));
-    assert!(!s
-        .activities()
-        .iter()
-        .any(|(_, a)| matches!(a, Activity::IssueCertificate { .. })));
+    assert!(!s.activities().iter().any(|(_, a)| matches!(a, Activity::IssueCertificate { .. })));
 }
 
 pub fn objection_dismissed_restarts_publicity() {
     let mut s = registration("2026-03-02T09:00:00+08:00");
-    s.act("clerk", "accept", json!({}))
-        .act("clerk", "pass", json!({"compliance_report": "合规"}));
+    s.act("clerk", "accept", json!({})).act("clerk", "pass", json!({"compliance_report": "合规"}));
     s.advance_to("2026-03-04T10:00:00+08:00").act(
         "clerk",
         "record_objection",
         json!({"objector": "某公司", "objection": "异议"}),
     );
-    s.advance_to("2026-03-05T10:00:00+08:00").act(
-        "clerk",
-        "dismiss",
-        json!({"reasons": "异议不成立"}),
-    );
+    s.advance_to("2026-03-05T10:00:00+08:00").act("clerk", "dismiss", json!({"reasons": "异议不成立"}));
     // A fresh full period of 5 working days from 03-05.
     s.expect_step("publicity");
     assert_eq!(s.due(), Some(t("2026-03-13T00:00:00+08:00")));
-    s.advance_to("2026-03-13T00:00:00+08:00")
-        .expect_step("rights_confirmation");
+    s.advance_to("2026-03-13T00:00:00+08:00").expect_step("rights_confirmation");
 }
 
 pub fn overdue_acceptance_escalates_to_supervisor_then_regulator() {
     let mut s = registration("2026-02-13T10:00:00+08:00");
     s.advance_to("2026-03-10T12:00:00+08:00");
-    let reminders: Vec<_> = s
-        .notifications()
-        .into_iter()
-        .map(|(at, template, _)| (at, template))
-        .collect();
+    let reminders: Vec<_> = s.notifications().into_iter().map(|(at, template, _)| (at, template)).collect();
     assert_eq!(
         reminders,
         vec![
-            (
-                t("2026-02-24T09:00:00+08:00"),
-                "deadline_reminder".to_owned()
-            ),
-            (
-                t("2026-02-25T09:00:00+08:00"),
-                "deadline_reminder".to_owned()
-            ),
+            (t("2026-02-24T09:00:00+08:00"), "deadline_reminder".to_owned()),
+            (t("2026-02-25T09:00:00+08:00"), "deadline_reminder".to_owned()),
         ]
     );
     let deadline = s.state.step.as_ref().unwrap().deadline.as_ref().unwrap();
@@ -242,52 +151,22 @@ pub fn overdue_acceptance_escalates_to_supervisor_then_regulator() {
     assert_eq!(
         s.escalations(),
         vec![
-            (
-                t("2026-02-26T00:00:00+08:00"),
-                1,
-                vec!["registration_agency".to_owned()]
-            ),
-            (
-                t("2026-02-27T00:00:00+08:00"),
-                2,
-                vec!["supervisor".to_owned()]
-            ),
-            (
-                t("2026-03-01T00:00:00+08:00"),
-                3,
-                vec!["regulator".to_owned()]
-            ),
-            (
-                t("2026-03-07T00:00:00+08:00"),
-                3,
-                vec!["regulator".to_owned()]
-            ),
+            (t("2026-02-26T00:00:00+08:00"), 1, vec!["registration_agency".to_owned()]),
+            (t("2026-02-27T00:00:00+08:00"), 2, vec!["supervisor".to_owned()]),
+            (t("2026-03-01T00:00:00+08:00"), 3, vec!["regulator".to_owned()]),
+            (t("2026-03-07T00:00:00+08:00"), 3, vec!["regulator".to_owned()]),
         ]
     );
-    let Some((
-        _,
-        Activity::Escalate {
-            basis, deadline, ..
-        },
-    )) = s
-        .activities()
-        .into_iter()
-        .find(|(_, a)| matches!(a, Activity::Escalate { .. }))
+    let Some((_, Activity::Escalate { basis, deadline, .. })) =
+        s.activities().into_iter().find(|(_, a)| matches!(a, Activity::Escalate { .. }))
     else {
         unreachable!()
     };
-    assert_eq!(
-        basis.as_deref(),
-        Some("《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项")
-    );
+    assert_eq!(basis.as_deref(), Some("《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项"));
     assert_eq!(deadline.unwrap().remaining_working_days, Some(-1));
     // Acting ends the escalation: no timer of the step is left behind.
     s.act("clerk", "accept", json!({}));
-    assert!(
-        s.timers.keys().all(|id| !id.starts_with("v1.")),
-        "{:?}",
-        s.timers
-    );
+    assert!(s.timers.keys().all(|id| !id.starts_with("v1.")), "{:?}", s.timers);
     // Into publicity, a waiting period that owes nobody anything: nothing escalates.
     s.act("clerk", "pass", json!({"compliance_report": "合规"}));
     s.advance_to("2026-03-20T12:00:00+08:00");
@@ -296,53 +175,16 @@ pub fn overdue_acceptance_escalates_to_supervisor_then_regulator() {
 
 pub fn refusals_change_nothing() {
     let mut s = registration("2026-03-02T09:00:00+08:00");
-    s.person("outsider", "registration_agency", "jinan-registry")
-        .person("viewer", "registrant", "taian-registry");
+    s.person("outsider", "registration_agency", "jinan-registry").person("viewer", "registrant", "taian-registry");
     let before = s.state.clone();
     let cases = [
-        (
-            "outsider",
-            "accept",
-            json!({}),
-            RefusalKind::WrongOrganization,
-            None,
-        ),
+        ("outsider", "accept", json!({}), RefusalKind::WrongOrganization, None),
         ("viewer", "accept", json!({}), RefusalKind::WrongRole, None),
-        (
-            "clerk",
-            "pass",
-            json!({"compliance_report": "x"}),
-            RefusalKind::NotAllowed,
-            None,
-        ),
-        (
-            "clerk",
-            "reject",
-            json!({}),
-            RefusalKind::InvalidData,
-            Some("reasons"),
-        ),
-        (
-            "clerk",
-            "reject",
-            json!({"reasons": "x", "extra": 1}),
-            RefusalKind::InvalidData,
-            Some("extra"),
-        ),
-        (
-            "clerk",
-            "reject",
-            json!({"reasons": 7}),
-            RefusalKind::InvalidData,
-            Some("reasons"),
-        ),
-        (
-            "provider",
-            "supplement",
-            json!({"materials": "x"}),
-            RefusalKind::Conflict,
-            None,
-        ),
+        ("clerk", "pass", json!({"compliance_report": "x"}), RefusalKind::NotAllowed, None),
+        ("clerk", "reject", json!({}), RefusalKind::InvalidData, Some("reasons")),
+        ("clerk", "reject", json!({"reasons": "x", "extra": 1}), RefusalKind::InvalidData, Some("extra")),
+        ("clerk", "reject", json!({"reasons": 7}), RefusalKind::InvalidData, Some("reasons")),
+        ("provider", "supplement", json!({"materials": "x"}), RefusalKind::Conflict, None),
     ];
     for (who, action, data, kind, field) in cases {
         let refusal = s.try_act(who, action, data).unwrap_err();
@@ -350,29 +192,14 @@ pub fn refusals_change_nothing() {
         assert_eq!(refusal.field.as_deref(), field, "{who} {action}");
         assert_eq!(s.state, before, "{who} {action} changed the state");
     }
-    let not_allowed = s
-        .try_act("clerk", "pass", json!({"compliance_report": "x"}))
-        .unwrap_err();
+    let not_allowed = s.try_act("clerk", "pass", json!({"compliance_report": "x"})).unwrap_err();
     assert_eq!(not_allowed.message, "action `pass` is not allowed in step `acceptance` (登记受理); allowed: accept, reject, request_supplement, supplement");
     s.act("clerk", "reject", json!({"reasons": "x"}));
     let done = s.try_act("clerk", "accept", json!({})).unwrap_err();
-    assert_eq!(
-        (done.kind, done.message.as_str()),
-        (
-            RefusalKind::NotRunning,
-            "the instance has completed (rejected)"
-        )
-    );
-    let bad_input = Scenario::try_start(
-        "registration",
-        "taian",
-        "2026-03-02T09:00:00+08:00",
-        json!({"resource_name": "x"}),
-    );
-    assert_eq!(
-        bad_input.err().and_then(|r| r.field),
-        Some("agency_org".to_owned())
-    );
+    assert_eq!((done.kind, done.message.as_str()), (RefusalKind::NotRunning, "the instance has completed (rejected)"));
+    let bad_input =
+        Scenario::try_start("registration", "taian", "2026-03-02T09:00:00+08:00", json!({"resource_name": "x"}));
+    assert_eq!(bad_input.err().and_then(|r| r.field), Some("agency_org".to_owned()));
 }
 
 pub fn provisional_deadline_is_recomputed_when_2027_is_imported() {
@@ -381,21 +208,14 @@ pub fn provisional_deadline_is_recomputed_when_2027_is_imported() {
     assert!(deadline.provisional);
     assert_eq!(deadline.due, Some(t("2027-01-02T00:00:00+08:00")));
     let json = r#"{"year":2027,"papers":["test"],"days":[{"name":"元旦","date":"2027-01-01","isOffDay":true}]}"#;
-    s.calendar
-        .import(
-            parse_holiday_cn_json(json, "2027.json").unwrap(),
-            "2027.json",
-        )
-        .unwrap();
+    s.calendar.import(parse_holiday_cn_json(json, "2027.json").unwrap(), "2027.json").unwrap();
     s.take();
     s.apply(Event::CalendarChanged).unwrap();
     let deadline = s.state.step.as_ref().unwrap().deadline.clone().unwrap();
     assert!(!deadline.provisional);
     assert_eq!(deadline.due, Some(t("2027-01-05T00:00:00+08:00")));
     let commands = s.take();
-    assert!(commands
-        .iter()
-        .any(|c| matches!(c, Command::DeadlineChanged { deadline, .. } if !deadline.provisional)));
+    assert!(commands.iter().any(|c| matches!(c, Command::DeadlineChanged { deadline, .. } if !deadline.provisional)));
     assert!(commands.iter().any(|c| matches!(c, Command::ScheduleTimer { kind: TimerKind::Deadline, at, .. } if *at == t("2027-01-05T00:00:00+08:00"))));
     // A second notice of the same content changes nothing.
     s.apply(Event::CalendarChanged).unwrap();

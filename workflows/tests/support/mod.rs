@@ -12,9 +12,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{json, Value};
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::{Definition, Library, Transition, Trigger};
-use statflow_workflows::engine::{
-    self, Activity, Actor, Command, Event, InstanceState, Refusal, Status, TimerKind,
-};
+use statflow_workflows::engine::{self, Activity, Actor, Command, Event, InstanceState, Refusal, Status, TimerKind};
 
 pub fn t(s: &str) -> DateTime<FixedOffset> {
     DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("bad time {s}: {e}"))
@@ -47,19 +45,12 @@ pub struct Scenario {
 
 impl Scenario {
     pub fn start(procedure: &str, jurisdiction: &str, at: &str, input: Value) -> Scenario {
-        Self::try_start(procedure, jurisdiction, at, input)
-            .unwrap_or_else(|r| panic!("start refused: {r:?}"))
+        Self::try_start(procedure, jurisdiction, at, input).unwrap_or_else(|r| panic!("start refused: {r:?}"))
     }
 
-    pub fn try_start(
-        procedure: &str,
-        jurisdiction: &str,
-        at: &str,
-        input: Value,
-    ) -> Result<Scenario, Refusal> {
-        let definition = library()
-            .get(procedure, jurisdiction)
-            .unwrap_or_else(|| panic!("no {procedure}/{jurisdiction}"));
+    pub fn try_start(procedure: &str, jurisdiction: &str, at: &str, input: Value) -> Result<Scenario, Refusal> {
+        let definition =
+            library().get(procedure, jurisdiction).unwrap_or_else(|| panic!("no {procedure}/{jurisdiction}"));
         let mut scenario = Scenario {
             definition,
             calendar: Calendar::official(),
@@ -70,10 +61,7 @@ impl Scenario {
             actors: BTreeMap::new(),
             seen: 0,
         };
-        scenario.apply(Event::Started {
-            input,
-            actor: Actor::system(),
-        })?;
+        scenario.apply(Event::Started { input, actor: Actor::system() })?;
         Ok(scenario)
     }
 
@@ -91,29 +79,13 @@ impl Scenario {
 
     pub fn apply(&mut self, event: Event) -> Result<(), Refusal> {
         let before_step = self.state.step.as_ref().map(|s| (s.name.clone(), s.visit));
-        let transition = engine::apply(
-            self.definition,
-            &self.state,
-            &event,
-            self.now,
-            &self.calendar,
-        )?;
+        let transition = engine::apply(self.definition, &self.state, &event, self.now, &self.calendar)?;
         // Replaying the same event on the same state gives the same result.
-        let again = engine::apply(
-            self.definition,
-            &self.state,
-            &event,
-            self.now,
-            &self.calendar,
-        )
-        .unwrap();
+        let again = engine::apply(self.definition, &self.state, &event, self.now, &self.calendar).unwrap();
         assert_eq!(again, transition, "apply is not deterministic");
         // Snapshots survive storage.
         let stored = serde_json::to_string(&transition.state).unwrap();
-        assert_eq!(
-            serde_json::from_str::<InstanceState>(&stored).unwrap(),
-            transition.state
-        );
+        assert_eq!(serde_json::from_str::<InstanceState>(&stored).unwrap(), transition.state);
         self.record_transition(before_step, &event, &transition.state);
         self.state = transition.state;
         for command in transition.commands {
@@ -135,35 +107,19 @@ impl Scenario {
     fn check_deadline_invariant(&self) {
         if let Some(deadline) = self.state.step.as_ref().and_then(|s| s.deadline.as_ref()) {
             if let Some(due) = deadline.due {
-                assert!(
-                    due >= deadline.rule.start,
-                    "deadline {due} before its start {}",
-                    deadline.rule.start
-                );
+                assert!(due >= deadline.rule.start, "deadline {due} before its start {}", deadline.rule.start);
             }
         }
     }
 
-    fn record_transition(
-        &self,
-        before: Option<(String, u32)>,
-        event: &Event,
-        after: &InstanceState,
-    ) {
+    fn record_transition(&self, before: Option<(String, u32)>, event: &Event, after: &InstanceState) {
         let Some((from, visit)) = before else { return };
-        let to = after
-            .step
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
+        let to = after.step.as_ref().map(|s| s.name.clone()).unwrap_or_default();
         let moved = after.step.as_ref().map(|s| s.visit) != Some(visit);
         let step = self.definition.step(&from).unwrap();
         let trigger = match event {
             Event::Action { action, .. } => {
-                let joins = step
-                    .all_of
-                    .as_ref()
-                    .is_some_and(|j| j.actions.iter().any(|a| a.get_ref() == action));
+                let joins = step.all_of.as_ref().is_some_and(|j| j.actions.iter().any(|a| a.get_ref() == action));
                 let mut taken = taken().lock().unwrap();
                 if joins && moved {
                     // The last member of a join is itself taken, and completes the join.
@@ -172,11 +128,7 @@ impl Scenario {
                         trigger: Trigger::Action(action.clone()),
                         to: from.clone(),
                     }));
-                    taken.insert(self.key(Transition {
-                        from,
-                        trigger: Trigger::AllOf,
-                        to,
-                    }));
+                    taken.insert(self.key(Transition { from, trigger: Trigger::AllOf, to }));
                     return;
                 }
                 Trigger::Action(action.clone())
@@ -190,36 +142,20 @@ impl Scenario {
             Event::Signal { name, .. } => Trigger::Signal(name.clone()),
             _ => return,
         };
-        taken()
-            .lock()
-            .unwrap()
-            .insert(self.key(Transition { from, trigger, to }));
+        taken().lock().unwrap().insert(self.key(Transition { from, trigger, to }));
     }
 
     fn key(&self, transition: Transition) -> (String, String, Transition) {
-        (
-            self.definition.id().into(),
-            self.definition.jurisdiction().into(),
-            transition,
-        )
+        (self.definition.id().into(), self.definition.jurisdiction().into(), transition)
     }
 
     pub fn try_act(&mut self, who: &str, action: &str, data: Value) -> Result<(), Refusal> {
-        let actor = self
-            .actors
-            .get(who)
-            .unwrap_or_else(|| panic!("unknown person {who}"))
-            .clone();
-        self.apply(Event::Action {
-            actor,
-            action: action.into(),
-            data,
-        })
+        let actor = self.actors.get(who).unwrap_or_else(|| panic!("unknown person {who}")).clone();
+        self.apply(Event::Action { actor, action: action.into(), data })
     }
 
     pub fn act(&mut self, who: &str, action: &str, data: Value) -> &mut Self {
-        self.try_act(who, action, data)
-            .unwrap_or_else(|r| panic!("{who} {action} refused: {r:?}"));
+        self.try_act(who, action, data).unwrap_or_else(|r| panic!("{who} {action} refused: {r:?}"));
         self
     }
 
@@ -243,27 +179,15 @@ impl Scenario {
     }
 
     pub fn signal(&mut self, name: &str) -> &mut Self {
-        self.apply(Event::Signal {
-            name: name.into(),
-            data: json!({}),
-        })
-        .unwrap_or_else(|r| panic!("signal {name} refused: {r:?}"));
+        self.apply(Event::Signal { name: name.into(), data: json!({}) })
+            .unwrap_or_else(|r| panic!("signal {name} refused: {r:?}"));
         self
     }
 
     /// Reports the child started by the current step as finished with `outcome`.
     pub fn child_completes(&mut self, outcome: &str) -> &mut Self {
-        let key = self
-            .state
-            .step
-            .as_ref()
-            .and_then(|s| s.child.clone())
-            .expect("the step has a child");
-        self.apply(Event::ChildCompleted {
-            key,
-            outcome: outcome.into(),
-        })
-        .unwrap();
+        let key = self.state.step.as_ref().and_then(|s| s.child.clone()).expect("the step has a child");
+        self.apply(Event::ChildCompleted { key, outcome: outcome.into() }).unwrap();
         self
     }
 
@@ -289,10 +213,7 @@ impl Scenario {
 
     /// Commands emitted since the last call.
     pub fn take(&mut self) -> Vec<Command> {
-        let fresh = self.log[self.seen..]
-            .iter()
-            .map(|(_, c)| c.clone())
-            .collect();
+        let fresh = self.log[self.seen..].iter().map(|(_, c)| c.clone()).collect();
         self.seen = self.log.len();
         fresh
     }
@@ -313,9 +234,7 @@ impl Scenario {
         self.activities()
             .into_iter()
             .filter_map(|(at, a)| match a {
-                Activity::Escalate { level, to, .. } => {
-                    Some((at, level, to.into_iter().map(|r| r.role).collect()))
-                }
+                Activity::Escalate { level, to, .. } => Some((at, level, to.into_iter().map(|r| r.role).collect())),
                 _ => None,
             })
             .collect()
@@ -339,11 +258,7 @@ pub fn untaken() -> Vec<String> {
     let mut missing = Vec::new();
     for definition in library().iter() {
         for transition in definition.transitions() {
-            let key = (
-                definition.id().to_owned(),
-                definition.jurisdiction().to_owned(),
-                transition.clone(),
-            );
+            let key = (definition.id().to_owned(), definition.jurisdiction().to_owned(), transition.clone());
             if !taken.contains(&key) {
                 missing.push(format!(
                     "{}/{}: {} --{}--> {}",
