@@ -1,1 +1,10 @@
-fn main() {}
+//! `statflow`: the daemon and its command-line interface.
+//!
+//! Today the binary offers the calendar and definition tools; the durable runtime
+//! (`statflow serve`) is built on the same `statflow-workflows` core.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::run());
+}

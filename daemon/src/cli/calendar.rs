@@ -1,0 +1,169 @@
+//! `statflow calendar`: is-workday, add, import, show.
+//!
+//! Imported notices are kept as TSV files, one per year, in the calendar directory
+//! (`--calendar-dir`, `STATFLOW_CALENDAR_DIR`, default `./statflow-calendars`) and loaded on
+//! top of the embedded 2019–2026 notices by every calendar command.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use statflow_workflows::calendar::{parse_any, Calendar, Computed};
+
+use super::Failure;
+
+#[derive(Args)]
+pub struct CalendarDir {
+    /// Where imported notices are kept.
+    #[arg(long, env = "STATFLOW_CALENDAR_DIR", default_value = "statflow-calendars", global = true)]
+    calendar_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum CalendarCommand {
+    /// Prints `workday` or `off`, then the reason.
+    IsWorkday {
+        date: String,
+        #[command(flatten)]
+        dir: CalendarDir,
+    },
+    /// Prints the last day of a limit from DATE: N working days by default, or --days,
+    /// --months, --years. The start day is not counted.
+    #[command(allow_negative_numbers = true)]
+    Add {
+        date: String,
+        /// Working days.
+        working_days: Option<String>,
+        #[arg(long, conflicts_with_all = ["working_days", "months", "years"])]
+        days: Option<String>,
+        #[arg(long, conflicts_with_all = ["working_days", "days", "years"])]
+        months: Option<String>,
+        #[arg(long, conflicts_with_all = ["working_days", "days", "months"])]
+        years: Option<String>,
+        #[command(flatten)]
+        dir: CalendarDir,
+    },
+    /// Imports a year's notice (TSV or holiday-cn JSON) into the calendar directory.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        dir: CalendarDir,
+    },
+    /// Prints a year's notice: its sources, exceptions and working-day count.
+    Show {
+        year: String,
+        #[command(flatten)]
+        dir: CalendarDir,
+    },
+}
+
+fn parse_date(text: &str, argument: &str) -> Result<NaiveDate, Failure> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| Failure::usage(format!("{argument}: `{text}` is not a date in YYYY-MM-DD form")))
+}
+
+fn parse_count(text: &str, argument: &str) -> Result<u32, Failure> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| *n <= 100_000)
+        .ok_or_else(|| Failure::usage(format!("{argument}: `{text}` is not a whole number from 0 to 100000")))
+}
+
+/// The embedded notices plus every notice imported into `dir`.
+pub fn load(dir: &Path) -> Result<Calendar, Failure> {
+    let mut calendar = Calendar::official();
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(calendar) };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "tsv"))
+        .collect();
+    files.sort();
+    for file in files {
+        let origin = file.display().to_string();
+        let text = std::fs::read_to_string(&file).map_err(|e| Failure::invalid(format!("{origin}: {e}")))?;
+        for notice in parse_any(&text, &origin).map_err(|e| Failure::invalid(e.to_string()))? {
+            calendar.import(notice, &origin).map_err(|e| Failure::invalid(e.to_string()))?;
+        }
+    }
+    Ok(calendar)
+}
+
+fn print_computed(result: Computed<NaiveDate>) {
+    println!("{}", result.value);
+    if result.provisional {
+        println!("provisional");
+    }
+}
+
+pub fn run(command: CalendarCommand) -> Result<(), Failure> {
+    match command {
+        CalendarCommand::IsWorkday { date, dir } => {
+            let date = parse_date(&date, "DATE")?;
+            let info = load(&dir.calendar_dir)?.day_info(date);
+            println!("{}", if info.workday { "workday" } else { "off" });
+            println!("{}", info.reason);
+            if info.provisional {
+                println!("provisional");
+            }
+        }
+        CalendarCommand::Add { date, working_days, days, months, years, dir } => {
+            let start = parse_date(&date, "DATE")?;
+            let calendar = load(&dir.calendar_dir)?;
+            let result = match (working_days, days, months, years) {
+                (Some(n), ..) => calendar.add_working_days(start, parse_count(&n, "N")?),
+                (_, Some(n), ..) => calendar.add_days(start, parse_count(&n, "--days")?),
+                (_, _, Some(n), _) => calendar.add_months(start, parse_count(&n, "--months")?),
+                (_, _, _, Some(n)) => calendar.add_years(start, parse_count(&n, "--years")?),
+                _ => return Err(Failure::usage("N: give a number of working days, or --days, --months or --years")),
+            };
+            print_computed(result);
+        }
+        CalendarCommand::Import { file, dir } => {
+            let origin = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|e| Failure::usage(format!("FILE: {origin}: {e}")))?;
+            let notices = parse_any(&text, &origin).map_err(|e| Failure::invalid(e.to_string()))?;
+            // Check against everything loaded before writing anything.
+            let mut calendar = load(&dir.calendar_dir)?;
+            let mut summaries = Vec::new();
+            for notice in &notices {
+                summaries.push(calendar.import(notice.clone(), &origin).map_err(|e| Failure::invalid(e.to_string()))?);
+            }
+            std::fs::create_dir_all(&dir.calendar_dir)
+                .map_err(|e| Failure::invalid(format!("{}: {e}", dir.calendar_dir.display())))?;
+            for (notice, summary) in notices.iter().zip(summaries) {
+                let target = dir.calendar_dir.join(format!("{}.tsv", notice.year));
+                // Write beside, then rename: a crash never leaves a half-written notice.
+                let partial = target.with_extension("tsv.partial");
+                std::fs::write(&partial, notice.to_tsv())
+                    .and_then(|()| std::fs::rename(&partial, &target))
+                    .map_err(|e| Failure::invalid(format!("{}: {e}", target.display())))?;
+                let verb = if summary.replaced { "replaced" } else { "imported" };
+                println!(
+                    "{verb} {}: {} days listed, {} working days in the year",
+                    summary.year, summary.days, summary.working_days_in_year
+                );
+            }
+        }
+        CalendarCommand::Show { year, dir } => {
+            let year: i32 = year
+                .parse()
+                .ok()
+                .filter(|y| (1900..=2200).contains(y))
+                .ok_or_else(|| Failure::usage(format!("YEAR: `{year}` is not a year from 1900 to 2200")))?;
+            let calendar = load(&dir.calendar_dir)?;
+            let first = NaiveDate::from_ymd_opt(year, 1, 1).expect("valid year");
+            let last = NaiveDate::from_ymd_opt(year, 12, 31).expect("valid year");
+            let working = calendar.working_days_between(first.pred_opt().expect("valid"), last);
+            match calendar.notice(year) {
+                Some(notice) => {
+                    println!("{year}: {working} working days; notice: {}", notice.sources.join(" "));
+                    for day in &notice.days {
+                        println!("{}\t{}\t{}", day.date, day.holiday, day.kind.as_str());
+                    }
+                }
+                None => println!("{year}: no notice loaded; {working} working days by the weekend rule (provisional)"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Command-line parsing and dispatch. Each command group lives in its own module; errors are
+//! one line on stderr naming the bad argument, with exit code 2 (usage) or 1 (the thing
+//! checked is invalid).
+
+mod calendar;
+mod definitions;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "statflow", version, about = "Statutory procedures of public-data regulation as durable workflows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The official working-day calendar: look up days, compute limits, import notices.
+    #[command(subcommand)]
+    Calendar(calendar::CalendarCommand),
+    /// Procedure definitions: validate files, draw diagrams.
+    #[command(subcommand)]
+    Definitions(definitions::DefinitionsCommand),
+}
+
+/// A failure a command reports: its one-line message and exit code.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    /// A bad argument: exit code 2.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { code: 2, message: message.into() }
+    }
+
+    /// What was checked is wrong (e.g. an invalid file): exit code 1.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure { code: 1, message: message.into() }
+    }
+}
+
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Calendar(command) => calendar::run(command),
+        Command::Definitions(command) => definitions::run(command),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(failure) => {
+            eprintln!("statflow: {}", failure.message);
+            failure.code
+        }
+    }
+}
