@@ -10,7 +10,29 @@ macro_rules! built_in {
     };
 }
 
-built_in!("registration.taian.toml",);
+built_in!(
+    "access_suspension.wuzhong.toml",
+    "annual_evaluation.jinzhou.toml",
+    "annual_evaluation.taian.toml",
+    "authorized_operation.jinzhou.toml",
+    "authorized_operation.taian.toml",
+    "backflow.wuzhong.toml",
+    "catalogue_update.wuzhong.toml",
+    "complaint.tianjin.toml",
+    "conditional_open.tianjin.toml",
+    "conditional_open.wuzhong.toml",
+    "data_correction.wuzhong.toml",
+    "half_yearly_summary.taian.toml",
+    "incident_report.tianjin.toml",
+    "rectification.jinzhou.toml",
+    "rectification.taian.toml",
+    "rectification_order.tianjin.toml",
+    "registration.taian.toml",
+    "scenario_demand.jinzhou.toml",
+    "scenario_demand.taian.toml",
+    "sharing.wuzhong.toml",
+    "withdrawal.wuzhong.toml",
+);
 
 /// A set of validated definitions that refer to each other consistently.
 #[derive(Clone, Debug, Default)]

@@ -80,6 +80,10 @@ pub struct FieldSpec {
     pub max: Option<i64>,
     #[serde(default)]
     pub values: Vec<String>,
+    /// Shown only to the handlers of the instance (a reporter's identity, Tianjin-security
+    /// art. 18); runtimes redact it for everyone else.
+    #[serde(default)]
+    pub confidential: bool,
 }
 
 fn yes() -> bool {
@@ -99,7 +103,7 @@ impl Field {
                     Some(kind) => (kind.to_owned(), false),
                     None => (short.clone(), true),
                 };
-                FieldSpec { kind, required, title: String::new(), min: None, max: None, values: Vec::new() }
+                FieldSpec { kind, required, title: String::new(), min: None, max: None, values: Vec::new(), confidential: false }
             }
         }
     }
@@ -230,7 +234,8 @@ pub struct DeadlineSpec {
     /// The legal basis, `"source-key article"`, e.g. `"taian 第九条第（二）项"`.
     #[serde(default)]
     pub basis: Option<Name>,
-    /// What starts the clock: `entered` (the step, default) or `started` (the instance).
+    /// What starts the clock: `entered` (the step, default), `started` (the instance), or
+    /// `"$field"`, a date in the data (an authorization's term runs from its effective date).
     #[serde(default)]
     pub from: Option<Name>,
     #[serde(default)]

@@ -327,8 +327,10 @@ impl<'a> Checker<'a> {
             ),
         }
         if let Some(from) = &deadline.from {
-            if !DEADLINE_STARTS.contains(&from.get_ref().as_str()) {
-                self.fail(from, format!("deadline `from` must be `entered` or `started`, not `{}`", from.get_ref()));
+            if from.get_ref().starts_with('$') {
+                self.field_ref(from);
+            } else if !DEADLINE_STARTS.contains(&from.get_ref().as_str()) {
+                self.fail(from, format!("deadline `from` must be `entered`, `started` or a date `$field`, not `{}`", from.get_ref()));
             }
         }
         if let Some(plan) = &deadline.escalation {

@@ -95,10 +95,18 @@ pub fn json_schema(fields: &BTreeMap<Name, Field>) -> Value {
         if !spec.title.is_empty() {
             schema["title"] = json!(spec.title);
         }
+        if spec.confidential {
+            schema["x-confidential"] = json!(true);
+        }
         if spec.required {
             required.push(name.get_ref().clone());
         }
         properties.insert(name.get_ref().clone(), schema);
     }
     json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+/// The confidential fields among `fields`.
+pub fn confidential(fields: &BTreeMap<Name, Field>) -> Vec<String> {
+    fields.iter().filter(|(_, f)| f.spec().confidential).map(|(n, _)| n.get_ref().clone()).collect()
 }

@@ -212,6 +212,18 @@ impl<'a> Run<'a> {
         Ok(unit.period(n))
     }
 
+    /// The start of the day held by a date field.
+    fn date_field(&self, reference: &str) -> Result<DateTime<FixedOffset>, Refusal> {
+        let field = reference.trim_start_matches('$');
+        self.state
+            .data
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .map(crate::calendar::start_of_day)
+            .ok_or_else(|| Refusal::field(field, format!("a time limit counts from field `{field}`, which holds no date")))
+    }
+
     fn leave(&mut self) {
         if let Some(step) = self.state.step.take() {
             for id in step.timers.keys() {
@@ -248,6 +260,7 @@ impl<'a> Run<'a> {
             let period = self.period(&spec.length())?;
             let from = match spec.from.as_ref().map(|f| f.get_ref().as_str()) {
                 Some("started") => self.state.started_at.unwrap_or(self.now),
+                Some(reference) if reference.starts_with('$') => self.date_field(reference)?,
                 _ => self.now,
             };
             let rule = Deadline::new(period, from);

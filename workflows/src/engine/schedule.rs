@@ -207,13 +207,22 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Schedules repetition `repetition` of each recurring (`every`) timer of the step.
+    /// Schedules the next repetition (from `repetition` on) of each recurring (`every`) timer
+    /// of the step. Repetitions count from the deadline's start when the step has one (an
+    /// annual report falls due on the term's anniversaries, even after a suspension), and
+    /// those already past are skipped rather than sent late.
     pub(super) fn schedule_recurring_timers(&mut self, step: &Step, repetition: u32) -> Result<(), Refusal> {
         let step_state = self.state.step.as_ref().expect("running");
-        let (visit, entered) = (step_state.visit, step_state.entered_at);
+        let visit = step_state.visit;
+        let anchor = step_state.deadline.as_ref().map_or(step_state.entered_at, |d| d.rule.start);
         for timer in &step.timers {
             let Some(every) = &timer.every else { continue };
-            let at = self.nth_repetition(entered, every, repetition + 1)?;
+            let mut repetition = repetition;
+            let mut at = self.nth_repetition(anchor, every, repetition + 1)?;
+            while at <= self.now && repetition < 10_000 {
+                repetition += 1;
+                at = self.nth_repetition(anchor, every, repetition + 1)?;
+            }
             let name = timer.name.get_ref().clone();
             let id = format!("v{visit}.timer.{name}.{repetition}");
             let kind = TimerKind::StepTimer(name, repetition);
