@@ -103,7 +103,15 @@ impl Field {
                     Some(kind) => (kind.to_owned(), false),
                     None => (short.clone(), true),
                 };
-                FieldSpec { kind, required, title: String::new(), min: None, max: None, values: Vec::new(), confidential: false }
+                FieldSpec {
+                    kind,
+                    required,
+                    title: String::new(),
+                    min: None,
+                    max: None,
+                    values: Vec::new(),
+                    confidential: false,
+                }
             }
         }
     }

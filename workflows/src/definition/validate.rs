@@ -330,7 +330,13 @@ impl<'a> Checker<'a> {
             if from.get_ref().starts_with('$') {
                 self.field_ref(from);
             } else if !DEADLINE_STARTS.contains(&from.get_ref().as_str()) {
-                self.fail(from, format!("deadline `from` must be `entered`, `started` or a date `$field`, not `{}`", from.get_ref()));
+                self.fail(
+                    from,
+                    format!(
+                        "deadline `from` must be `entered`, `started` or a date `$field`, not `{}`",
+                        from.get_ref()
+                    ),
+                );
             }
         }
         if let Some(plan) = &deadline.escalation {

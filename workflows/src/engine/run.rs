@@ -221,7 +221,9 @@ impl<'a> Run<'a> {
             .and_then(Value::as_str)
             .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
             .map(crate::calendar::start_of_day)
-            .ok_or_else(|| Refusal::field(field, format!("a time limit counts from field `{field}`, which holds no date")))
+            .ok_or_else(|| {
+                Refusal::field(field, format!("a time limit counts from field `{field}`, which holds no date"))
+            })
     }
 
     fn leave(&mut self) {
