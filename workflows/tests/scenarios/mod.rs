@@ -1,1 +1,6 @@
+pub mod authorization;
+pub mod conditional_open;
+pub mod demand;
 pub mod registration;
+pub mod supervision;
+pub mod wuzhong;

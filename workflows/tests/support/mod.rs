@@ -273,3 +273,39 @@ pub fn untaken() -> Vec<String> {
     }
     missing
 }
+
+impl Scenario {
+    /// Every data-access change: (time, change, subject).
+    pub fn access_changes(&self) -> Vec<(DateTime<FixedOffset>, String, String)> {
+        self.activities()
+            .into_iter()
+            .filter_map(|(at, a)| match a {
+                Activity::ChangeAccess { change, subject, .. } => Some((at, change, subject)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every signal sent to another instance: (target, signal).
+    pub fn signals_sent(&self) -> Vec<(String, String)> {
+        self.log
+            .iter()
+            .filter_map(|(_, c)| match c {
+                Command::SignalInstance { target, signal, .. } => Some((target.clone(), signal.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The child procedure the current step started: (procedure, input).
+    pub fn child_started(&self) -> Option<(String, Value)> {
+        self.log.iter().rev().find_map(|(_, c)| match c {
+            Command::StartChild { procedure, input, .. } => Some((procedure.clone(), input.clone())),
+            _ => None,
+        })
+    }
+
+    pub fn provisional(&self) -> bool {
+        self.state.step.as_ref().and_then(|s| s.deadline.as_ref()).is_some_and(|d| d.provisional)
+    }
+}

@@ -1,0 +1,306 @@
+//! 授权运营 (Tai'an art. 13–15, 23–24; Jinzhou art. 9, 13), with the annual evaluation and
+//! its rectification child.
+
+use serde_json::json;
+use statflow_workflows::engine::{Activity, RefusalKind};
+
+use crate::support::{t, Scenario};
+
+fn taian(at: &str) -> Scenario {
+    let mut s = Scenario::start(
+        "authorized_operation",
+        "taian",
+        at,
+        json!({"authority_org": "ta-bureau", "operator_org": "ta-operator", "scope": "交通出行数据", "application_days": 20, "publicity_days": 7}),
+    );
+    s.person("bureau", "data_authority", "ta-bureau").person("operator", "operator", "ta-operator");
+    s
+}
+
+fn sign(term_years: i64) -> serde_json::Value {
+    json!({"agreement_no": "TA-AUTH-1", "effective_from": "2026-04-01", "term_years": term_years})
+}
+
+pub fn taian_selection_to_expiry_and_log_retention() {
+    let mut s = taian("2026-02-02T09:00:00+08:00");
+    s.act("bureau", "record_application", json!({"applicant": "某数据公司", "materials": "申报书"}));
+    // Application window: 20 days from 02-02 → 02-22, inside the Spring Festival break,
+    // rolls to Tuesday 02-24; applications close when it ends.
+    assert_eq!(s.due(), Some(t("2026-02-25T00:00:00+08:00")));
+    s.advance_to("2026-02-25T09:00:00+08:00").expect_step("expert_review");
+    let late = s.try_act("bureau", "record_application", json!({"applicant": "迟到者", "materials": "x"})).unwrap_err();
+    assert_eq!(late.kind, RefusalKind::NotAllowed);
+    s.act("bureau", "select", json!({"operator": "某数据公司", "review_report": "综合评审第一"}));
+    // Publicity: 7 days from 02-25, ending with 03-04.
+    assert_eq!(s.due(), Some(t("2026-03-05T00:00:00+08:00")));
+    s.advance_to("2026-03-03T09:00:00+08:00").act(
+        "bureau",
+        "record_objection",
+        json!({"objector": "竞争者", "objection": "资质存疑"}),
+    );
+    s.act("bureau", "dismiss", json!({"reasons": "资质符合"})).expect_step("collective_decision");
+    s.act("bureau", "approve", json!({"meeting_minutes": "党组会审议通过"})).expect_step("signing");
+    // Tai'an caps the term at 3 years.
+    let too_long = s.try_act("bureau", "sign", sign(5)).unwrap_err();
+    assert_eq!((too_long.kind, too_long.field.as_deref()), (RefusalKind::InvalidData, Some("term_years")));
+    assert_eq!(too_long.message, "field `term_years` is 5, but must be between 1 and 3");
+    s.act("bureau", "sign", sign(3)).expect_step("active");
+    assert!(s
+        .activities()
+        .iter()
+        .any(|(_, a)| matches!(a, Activity::IssueCertificate { kind, .. } if kind == "数据资源授权证书")));
+    assert_eq!(s.state.record_status.as_deref(), Some("active"));
+    // 3 years from 2026-04-01 → 2029-04-01, a Sunday: the term ends with Monday 04-02
+    // (provisional: no 2029 notice yet).
+    assert_eq!(s.due(), Some(t("2029-04-03T00:00:00+08:00")));
+    assert!(s.provisional());
+    s.advance_to("2027-04-02T10:00:00+08:00").act(
+        "operator",
+        "submit_annual_report",
+        json!({"report": "2026年度工作情况"}),
+    );
+    s.advance_to("2029-04-03T00:00:00+08:00").expect_step("expired");
+    let templates: Vec<_> = s.notifications().into_iter().map(|(at, template, _)| (at, template)).collect();
+    let annual: Vec<_> = templates.iter().filter(|(_, n)| n == "annual_work_report_due").map(|(at, _)| *at).collect();
+    // Each anniversary of 04-01, rolled past days off (2028-04-01 is a Saturday, 2029-04-01 a
+    // Sunday): the third year's report falls due on the term's last day.
+    assert_eq!(
+        annual,
+        vec![t("2027-04-01T09:00:00+08:00"), t("2028-04-03T09:00:00+08:00"), t("2029-04-02T09:00:00+08:00")]
+    );
+    // The renewal window opens 6 months before the last day of the term.
+    let renewal: Vec<_> = templates.iter().filter(|(_, n)| n == "renewal_window_open").map(|(at, _)| *at).collect();
+    assert_eq!(renewal, vec![t("2028-10-02T09:00:00+08:00")]);
+    assert_eq!(
+        s.access_changes(),
+        vec![(t("2029-04-03T00:00:00+08:00"), "terminate".to_owned(), "ta-operator".to_owned())]
+    );
+    // Logs are kept 6 months more: 2029-04-03 + 6 months → 2029-10-03 (a weekday by the
+    // weekend rule) before the record may be archived.
+    assert_eq!(s.due(), Some(t("2029-10-04T00:00:00+08:00")));
+    s.advance_to("2029-10-04T00:00:00+08:00");
+    assert_eq!(s.outcome(), Some("expired"));
+}
+
+pub fn taian_objection_upheld_and_no_candidate() {
+    // 20 days from 03-02 → Sunday 03-22, rolled to Monday 03-23: applications close at
+    // 24:00 on 03-23.
+    let mut s = taian("2026-03-02T09:00:00+08:00");
+    assert_eq!(s.due(), Some(t("2026-03-24T00:00:00+08:00")));
+    s.advance_to("2026-03-24T09:00:00+08:00").act("bureau", "select", json!({"operator": "甲", "review_report": "r"}));
+    s.act("bureau", "record_objection", json!({"objector": "乙", "objection": "评审程序违规"}));
+    s.act("bureau", "uphold", json!({"reasons": "重新评审"})).expect_step("expert_review");
+    s.act("bureau", "no_candidate", json!({"reasons": "均不符合条件"}));
+    assert_eq!(s.outcome(), Some("not_authorized"));
+
+    let mut s = taian("2026-03-02T09:00:00+08:00");
+    s.advance_to("2026-03-24T09:00:00+08:00").act("bureau", "select", json!({"operator": "甲", "review_report": "r"}));
+    // Publicity of 7 days from 03-24 ends with 03-31; then the collective decision.
+    s.advance_to("2026-03-31T23:59:00+08:00").expect_step("candidate_publicity");
+    s.advance_to("2026-04-01T00:00:00+08:00").expect_step("collective_decision");
+    s.act("bureau", "reject", json!({"reasons": "协议条款需调整"}));
+    assert_eq!(s.outcome(), Some("not_authorized"));
+}
+
+fn active_taian() -> Scenario {
+    let mut s = taian("2026-02-02T09:00:00+08:00");
+    s.advance_to("2026-02-25T09:00:00+08:00").act("bureau", "select", json!({"operator": "甲", "review_report": "r"}));
+    s.advance_to("2026-03-05T00:00:00+08:00").act("bureau", "approve", json!({"meeting_minutes": "m"}));
+    s.act("bureau", "sign", sign(3));
+    s
+}
+
+pub fn taian_suspended_restored_then_terminated_by_evaluation_signals() {
+    let mut s = active_taian();
+    let term_due = s.due();
+    s.advance_to("2027-05-10T10:00:00+08:00").signal("suspend_access").expect_step("suspended");
+    assert_eq!(s.state.record_status.as_deref(), Some("suspended"));
+    // The term keeps running while access is suspended.
+    assert_eq!(s.due(), term_due);
+    s.act("bureau", "record_note", json!({"note": "整改方案已提交"}));
+    s.advance_to("2027-06-10T10:00:00+08:00").signal("restore_access").expect_step("active");
+    assert_eq!(s.due(), term_due);
+    // Re-entering the term does not repeat an annual report already sent.
+    let annual = s.notifications().iter().filter(|(_, n, _)| n == "annual_work_report_due").count();
+    assert_eq!(annual, 1);
+    s.advance_to("2027-09-01T10:00:00+08:00").signal("suspend_access").signal("terminate").expect_step("terminated");
+    let changes: Vec<_> = s.access_changes().into_iter().map(|(_, c, _)| c).collect();
+    assert_eq!(changes, vec!["suspend", "suspend", "terminate"]);
+    s.advance_to("2028-03-02T00:00:00+08:00");
+    assert_eq!(s.outcome(), Some("terminated"));
+
+    let mut s = active_taian();
+    s.advance_to("2027-01-05T10:00:00+08:00").signal("terminate").expect_step("terminated");
+}
+
+pub fn taian_expiry_while_suspended() {
+    let mut s = active_taian();
+    s.advance_to("2029-03-01T10:00:00+08:00").signal("suspend_access");
+    // 2029-04-01 is a Sunday: the term ends with Monday 04-02.
+    s.advance_to("2029-04-03T00:00:00+08:00").expect_step("expired");
+    let unknown = s
+        .apply(statflow_workflows::engine::Event::Signal { name: "restore_access".into(), data: json!({}) })
+        .unwrap_err();
+    assert_eq!(unknown.kind, RefusalKind::NotAllowed);
+}
+
+fn jinzhou(at: &str) -> Scenario {
+    let mut s = Scenario::start(
+        "authorized_operation",
+        "jinzhou",
+        at,
+        json!({"authority_org": "jz-bureau", "operator_org": "jz-operator", "scope": "医疗健康数据"}),
+    );
+    s.person("bureau", "data_authority", "jz-bureau").person("operator", "operator", "jz-operator");
+    s
+}
+
+pub fn jinzhou_five_year_term_and_termination() {
+    let mut s = jinzhou("2026-03-02T09:00:00+08:00");
+    s.act("bureau", "select", json!({"method": "open_tender", "operator": "锦州数据集团"}));
+    let over_cap = s
+        .try_act("bureau", "sign", json!({"agreement_no": "JZ-1", "effective_from": "2026-04-01", "term_years": 6}))
+        .unwrap_err();
+    assert_eq!(over_cap.field.as_deref(), Some("term_years"));
+    s.act("bureau", "sign", json!({"agreement_no": "JZ-1", "effective_from": "2026-04-01", "term_years": 5}));
+    // 5 years from 2026-04-01 → 2031-04-01 (a Tuesday by the weekend rule).
+    assert_eq!(s.due(), Some(t("2031-04-02T00:00:00+08:00")));
+    s.advance_to("2027-05-10T10:00:00+08:00").act(
+        "bureau",
+        "record_rectification_request",
+        json!({"findings": "日志不全"}),
+    );
+    s.advance_to("2031-04-02T00:00:00+08:00");
+    assert_eq!(s.outcome(), Some("expired"));
+
+    let mut s = jinzhou("2026-03-02T09:00:00+08:00");
+    s.act("bureau", "select", json!({"method": "negotiation", "operator": "x"}));
+    s.act("bureau", "sign", json!({"agreement_no": "JZ-2", "effective_from": "2026-04-01", "term_years": 2}));
+    s.signal("terminate");
+    assert_eq!(s.outcome(), Some("terminated"));
+    let mut s = jinzhou("2026-03-02T09:00:00+08:00");
+    s.act("bureau", "abandon", json!({"reasons": "流标"}));
+    assert_eq!(s.outcome(), Some("not_authorized"));
+}
+
+fn evaluation(jurisdiction: &str) -> Scenario {
+    let mut s = Scenario::start(
+        "annual_evaluation",
+        jurisdiction,
+        "2026-12-01T09:00:00+08:00",
+        json!({"authority_org": "bureau", "operator_org": "operator", "authorization_instance": "auth-42", "year": 2026, "materials_days": 15}),
+    );
+    s.person("bureau", "data_authority", "bureau").person("operator", "operator", "operator");
+    s
+}
+
+pub fn taian_evaluation_compliant_or_restored_after_rectification() {
+    let mut s = evaluation("taian");
+    // 15 days from 12-01 → 12-16, a Wednesday.
+    assert_eq!(s.due(), Some(t("2026-12-17T00:00:00+08:00")));
+    s.act("operator", "submit_materials", json!({"materials": "年度材料"})).act(
+        "bureau",
+        "compliant",
+        json!({"findings": "符合"}),
+    );
+    assert_eq!(s.outcome(), Some("compliant"));
+    assert!(s.signals_sent().is_empty());
+
+    let mut s = evaluation("taian");
+    s.act("operator", "submit_materials", json!({"materials": "m"}));
+    s.act("bureau", "non_compliant", json!({"findings": "超范围使用", "rectification_days": 30}))
+        .expect_step("rectification");
+    // Tai'an: access is suspended at once, and the rectification runs as a child.
+    assert_eq!(s.signals_sent(), vec![("auth-42".to_owned(), "suspend_access".to_owned())]);
+    let (procedure, input) = s.child_started().unwrap();
+    assert_eq!(procedure, "rectification");
+    assert_eq!(
+        input,
+        json!({"authority_org": "bureau", "operator_org": "operator", "rectification_days": 30, "findings": "超范围使用"})
+    );
+    s.child_completes("rectified");
+    assert_eq!(s.outcome(), Some("restored"));
+    assert_eq!(s.signals_sent().last().unwrap(), &("auth-42".to_owned(), "restore_access".to_owned()));
+}
+
+pub fn taian_evaluation_overdue_materials_then_failed_rectification_terminates() {
+    let mut s = evaluation("taian");
+    s.advance_to("2026-12-21T10:00:00+08:00");
+    // Overdue at 24:00 on 12-16: the operator, then its supervisor when 12-17 ends, then the
+    // regulator when 12-21 ends (3 working days: 12-17, 12-18, 12-21) — not yet at 10:00.
+    assert_eq!(
+        s.escalations(),
+        vec![
+            (t("2026-12-17T00:00:00+08:00"), 1, vec!["operator".to_owned()]),
+            (t("2026-12-18T00:00:00+08:00"), 2, vec!["supervisor".to_owned()]),
+        ]
+    );
+    s.act("operator", "submit_materials", json!({"materials": "迟交材料"}));
+    s.act("bureau", "non_compliant", json!({"findings": "f", "rectification_days": 30}));
+    s.child_completes("failed");
+    assert_eq!(s.outcome(), Some("terminated"));
+    assert_eq!(s.signals_sent().last().unwrap(), &("auth-42".to_owned(), "terminate".to_owned()));
+    assert!(s.activities().iter().any(|(_, a)| matches!(a, Activity::Escalate { to, title, .. } if to[0].role == "regulator" && title == "authorization_terminated")));
+}
+
+pub fn jinzhou_evaluation_paths() {
+    let mut s = evaluation("jinzhou");
+    // Materials withheld past 12-16: the operator is reminded, then escalated.
+    s.advance_to("2026-12-17T08:00:00+08:00");
+    assert_eq!(s.escalations(), vec![(t("2026-12-17T00:00:00+08:00"), 1, vec!["operator".to_owned()])]);
+    s.act("operator", "submit_materials", json!({"materials": "m"})).act(
+        "bureau",
+        "compliant",
+        json!({"findings": "无问题"}),
+    );
+    assert_eq!(s.outcome(), Some("compliant"));
+    for (outcome, expected) in [("rectified", "rectified"), ("failed", "terminated")] {
+        let mut s = evaluation("jinzhou");
+        s.act("operator", "submit_materials", json!({"materials": "m"}));
+        s.act("bureau", "problems_found", json!({"findings": "f", "rectification_days": 20}));
+        // Jinzhou does not suspend access while rectifying.
+        assert!(s.signals_sent().is_empty());
+        s.child_completes(outcome);
+        assert_eq!(s.outcome(), Some(expected));
+    }
+}
+
+fn rectification(jurisdiction: &str) -> Scenario {
+    let mut s = Scenario::start(
+        "rectification",
+        jurisdiction,
+        "2026-12-10T10:00:00+08:00",
+        json!({"authority_org": "bureau", "operator_org": "operator", "findings": "超范围使用", "rectification_days": 30}),
+    );
+    s.person("bureau", "data_authority", "bureau").person("operator", "operator", "operator");
+    s
+}
+
+pub fn rectification_completed_failed_or_out_of_time() {
+    for jurisdiction in ["taian", "jinzhou"] {
+        let mut s = rectification(jurisdiction);
+        // 30 days from 12-10 → 2027-01-09, a Saturday by the weekend rule: Monday 01-11.
+        assert_eq!(s.due(), Some(t("2027-01-12T00:00:00+08:00")));
+        s.act("operator", "submit_plan", json!({"plan": "整改方案"}));
+        s.act("operator", "report_completion", json!({"report": "已整改"})).act(
+            "bureau",
+            "pass",
+            json!({"findings": "到位"}),
+        );
+        assert_eq!(s.outcome(), Some("rectified"));
+
+        let mut s = rectification(jurisdiction);
+        s.act("operator", "report_completion", json!({"report": "r"})).act(
+            "bureau",
+            "fail",
+            json!({"findings": "不到位"}),
+        );
+        assert_eq!(s.outcome(), Some("failed"));
+
+        let mut s = rectification(jurisdiction);
+        s.advance_to("2027-01-12T00:00:00+08:00");
+        assert_eq!(s.outcome(), Some("failed"));
+        let reminders: Vec<_> = s.notifications().into_iter().map(|(at, _, _)| at).collect();
+        assert_eq!(reminders, vec![t("2027-01-06T09:00:00+08:00"), t("2027-01-08T09:00:00+08:00")]);
+    }
+}

@@ -1,0 +1,141 @@
+//! Supervision: security incidents counted in hours, rectification orders, confidential
+//! complaints, and the half-yearly summary.
+
+use serde_json::json;
+use statflow_workflows::definition::model::Field;
+use statflow_workflows::engine::{data, Activity, RefusalKind};
+
+use crate::support::{library, t, Scenario};
+
+fn incident() -> Scenario {
+    let mut s = Scenario::start(
+        "incident_report",
+        "tianjin",
+        "2026-10-03T22:15:00+08:00",
+        json!({"responsible_org": "operator", "authority_org": "tj-bureau", "incident": "接口异常访问", "report_within_hours": 2}),
+    );
+    s.person("operator", "responsible", "operator").person("bureau", "data_authority", "tj-bureau");
+    s
+}
+
+pub fn incident_reports_run_in_hours_through_holidays() {
+    let mut s = incident();
+    // Hours ignore the National Day holiday: due at 00:15 on 10-04.
+    assert_eq!(s.due(), Some(t("2026-10-04T00:15:00+08:00")));
+    s.advance_to("2026-10-04T03:00:00+08:00");
+    assert_eq!(s.notifications()[0].0, t("2026-10-03T23:15:00+08:00"));
+    // Late: the operator and its supervisor at once, the regulator an hour later, then the
+    // regulator every two hours (next at 03:15).
+    assert_eq!(
+        s.escalations(),
+        vec![
+            (t("2026-10-04T00:15:00+08:00"), 1, vec!["responsible".to_owned(), "supervisor".to_owned()]),
+            (t("2026-10-04T01:15:00+08:00"), 2, vec!["regulator".to_owned()]),
+        ]
+    );
+    s.act("operator", "report", json!({"report": "已启动应急预案", "measures": "封禁来源"}))
+        .expect_step("acknowledgement");
+    // Unacknowledged: the supervisor at 05:00, the regulator at 07:00, then every 2 hours.
+    s.advance_to("2026-10-04T09:30:00+08:00");
+    let later: Vec<_> = s.escalations().into_iter().filter(|(at, _, _)| *at > t("2026-10-04T03:00:00+08:00")).collect();
+    assert_eq!(
+        later,
+        vec![
+            (t("2026-10-04T05:00:00+08:00"), 1, vec!["supervisor".to_owned()]),
+            (t("2026-10-04T07:00:00+08:00"), 2, vec!["regulator".to_owned()]),
+            (t("2026-10-04T09:00:00+08:00"), 2, vec!["regulator".to_owned()]),
+        ]
+    );
+    s.act("bureau", "acknowledge", json!({})).expect_step("handling");
+    s.act("operator", "close", json!({"summary": "已处置"}));
+    assert_eq!(s.outcome(), Some("closed"));
+    assert!(s
+        .activities()
+        .iter()
+        .any(|(_, a)| matches!(a, Activity::WriteReport { kind, .. } if kind == "security_incident_summary")));
+}
+
+fn order() -> Scenario {
+    let mut s = Scenario::start(
+        "rectification_order",
+        "tianjin",
+        "2026-11-02T09:00:00+08:00",
+        json!({"regulator_org": "tj-regulator", "responsible_org": "processor", "risk": "越权访问", "rectification_days": 20}),
+    );
+    s.person("regulator", "regulator_unit", "tj-regulator").person("processor", "responsible", "processor");
+    s
+}
+
+pub fn rectification_order_completed_rejected_refused_or_referred() {
+    let mut s = order();
+    // 20 days from 11-02 → 11-22, a Sunday: Monday 11-23.
+    assert_eq!(s.due(), Some(t("2026-11-24T00:00:00+08:00")));
+    s.act("processor", "report_completed", json!({"report": "已整改"})).act(
+        "regulator",
+        "reject",
+        json!({"reasons": "仍有越权"}),
+    );
+    s.expect_step("rectifying");
+    s.act("processor", "report_completed", json!({"report": "再次整改"})).act("regulator", "accept", json!({}));
+    assert_eq!(s.outcome(), Some("rectified"));
+
+    let mut s = order();
+    s.act("processor", "refuse", json!({"statement": "不认可"}));
+    assert_eq!(s.outcome(), Some("referred"));
+    assert!(s
+        .activities()
+        .iter()
+        .any(|(_, a)| matches!(a, Activity::Escalate { to, .. } if to[0].role == "regulator")));
+
+    let mut s = order();
+    s.advance_to("2026-11-30T10:00:00+08:00");
+    assert_eq!(s.escalations().len(), 3);
+    s.act("regulator", "refer", json!({"reasons": "逾期未整改"}));
+    assert_eq!(s.outcome(), Some("referred"));
+}
+
+pub fn complaints_keep_the_reporter_confidential() {
+    let definition = library().get("complaint", "tianjin").unwrap();
+    let confidential = data::confidential(&definition.procedure.input);
+    assert_eq!(confidential, vec!["reporter_contact".to_owned(), "reporter_name".to_owned()]);
+    let schema = data::json_schema(&definition.procedure.input);
+    assert_eq!(schema["properties"]["reporter_name"]["x-confidential"], json!(true));
+    assert!(matches!(definition.procedure.input.get("content"), Some(Field::Full(_))));
+    for (action, outcome) in
+        [("substantiated", "substantiated"), ("unsubstantiated", "unsubstantiated"), ("transfer", "transferred")]
+    {
+        let mut s = Scenario::start(
+            "complaint",
+            "tianjin",
+            "2026-11-02T09:00:00+08:00",
+            json!({"handler_org": "tj-bureau", "subject": "某公司", "content": "违规出售数据", "reporter_name": "张三"}),
+        );
+        s.person("handler", "handler", "tj-bureau");
+        let data = match action {
+            "substantiated" => json!({"findings": "属实", "measures": "责令整改"}),
+            "unsubstantiated" => json!({"findings": "不属实"}),
+            _ => json!({"receiving_department": "网信办"}),
+        };
+        s.act("handler", action, data);
+        assert_eq!(s.outcome(), Some(outcome));
+    }
+}
+
+pub fn half_yearly_summary_is_filed() {
+    let mut s = Scenario::start(
+        "half_yearly_summary",
+        "taian",
+        "2026-07-01T09:00:00+08:00",
+        json!({"authority_org": "ta-bureau", "period": "2026H1"}),
+    );
+    s.person("bureau", "data_authority", "ta-bureau").person("stranger", "data_authority", "elsewhere");
+    assert!(s.activities().iter().any(
+        |(_, a)| matches!(a, Activity::WriteReport { kind, .. } if kind == "authorized_operation_half_yearly_summary")
+    ));
+    assert_eq!(
+        s.try_act("stranger", "file", json!({"filing_reference": "x"})).unwrap_err().kind,
+        RefusalKind::WrongOrganization
+    );
+    s.act("bureau", "file", json!({"filing_reference": "泰政备〔2026〕12号"}));
+    assert_eq!(s.outcome(), Some("filed"));
+}
