@@ -63,8 +63,12 @@ fn a_late_acceptance_history_replays_to_the_same_commands() {
     );
     // The deadline passing: overdue reported, first escalation sent, next one scheduled.
     assert!(matches!(&emitted[3][0], Command::DeadlineChanged { deadline, .. } if deadline.overdue));
-    assert!(matches!(&emitted[3][1], Command::RunActivity { key, activity: Activity::Escalate { level: 1, .. } } if key == "e4.1"));
-    assert!(matches!(&emitted[3][2], Command::ScheduleTimer { id, kind: TimerKind::Escalation(1), .. } if id == "v1.escalate.1"));
+    assert!(
+        matches!(&emitted[3][1], Command::RunActivity { key, activity: Activity::Escalate { level: 1, .. } } if key == "e4.1")
+    );
+    assert!(
+        matches!(&emitted[3][2], Command::ScheduleTimer { id, kind: TimerKind::Escalation(1), .. } if id == "v1.escalate.1")
+    );
     assert!(!state.pending_activities.contains("e4.1"), "the completed escalation is no longer pending");
     // Accepting closes the task, cancels the pending escalation and opens the review.
     assert!(emitted[6].contains(&Command::CancelTimer { id: "v1.escalate.2".into() }));

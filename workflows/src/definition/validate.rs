@@ -34,12 +34,12 @@ impl<'a> Checker<'a> {
 
     fn procedure(&mut self) {
         let p = &self.definition.procedure;
-        if p.steps.get(p.initial.get_ref().as_str()).is_none() {
+        if !p.steps.contains_key(p.initial.get_ref().as_str()) {
             self.fail(&p.initial, format!("the initial step `{}` is not defined under [steps]", p.initial.get_ref()));
         }
         for (name, role) in &p.roles {
             if let Some(org) = &role.organization {
-                if p.input.get(org.get_ref().as_str()).is_none() {
+                if !p.input.contains_key(org.get_ref().as_str()) {
                     self.fail(
                         org,
                         format!(
@@ -95,7 +95,7 @@ impl<'a> Checker<'a> {
     }
 
     fn role_ref(&mut self, at: &Name) {
-        if self.definition.procedure.roles.get(at.get_ref().as_str()).is_none() {
+        if !self.definition.procedure.roles.contains_key(at.get_ref().as_str()) {
             let known: Vec<&str> = self.definition.procedure.roles.keys().map(|k| k.get_ref().as_str()).collect();
             self.fail(
                 at,
@@ -131,7 +131,7 @@ impl<'a> Checker<'a> {
             self.fail(at, format!("legal basis `{text}` must be a source key and an article, e.g. \"taian 第九条\""));
             return;
         };
-        if self.definition.procedure.sources.get(key).is_none() {
+        if !self.definition.procedure.sources.contains_key(key) {
             self.fail(at, format!("legal basis `{text}` cites source `{key}`, which [sources] does not declare"));
         } else if article.trim().is_empty() {
             self.fail(at, format!("legal basis `{text}` names no article"));
@@ -340,7 +340,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(plan) = &deadline.escalation {
-            if self.definition.procedure.escalations.get(plan.get_ref().as_str()).is_none() {
+            if !self.definition.procedure.escalations.contains_key(plan.get_ref().as_str()) {
                 self.fail(
                     plan,
                     format!("unknown escalation plan `{}`; declare it under [escalations]", plan.get_ref()),
@@ -486,7 +486,7 @@ pub(super) fn check_set(definitions: &[&Definition]) -> Vec<DefinitionError> {
                 .map(|o| o.get_ref().as_str())
                 .collect();
             for outcome in &outcomes {
-                if child.on_outcome.get(*outcome).is_none() {
+                if !child.on_outcome.contains_key(*outcome) {
                     errors.push(d.error(
                         step_name.span(),
                         format!("child `{wanted}` can end with `{outcome}`, but step `{}` does not say where that leads (on_outcome)", step_name.get_ref()),

@@ -51,20 +51,14 @@ pub fn check(fields: &BTreeMap<Name, Field>, data: &Value) -> Result<Map<String,
                     return Err(Refusal::field(name, format!("field `{name}` is {n}, but must be {range}")));
                 }
             }
-            "date" => {
-                if value.as_str().and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).is_none() {
-                    return wrong("a date written YYYY-MM-DD");
-                }
+            "date" if value.as_str().and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).is_none() => {
+                return wrong("a date written YYYY-MM-DD");
             }
-            "boolean" => {
-                if !value.is_boolean() {
-                    return wrong("true or false");
-                }
+            "boolean" if !value.is_boolean() => {
+                return wrong("true or false");
             }
-            "enum" => {
-                if !value.as_str().is_some_and(|s| spec.values.iter().any(|v| v == s)) {
-                    return wrong(&format!("one of {}", spec.values.join(", ")));
-                }
+            "enum" if !value.as_str().is_some_and(|s| spec.values.iter().any(|v| v == s)) => {
+                return wrong(&format!("one of {}", spec.values.join(", ")));
             }
             _ => {}
         }

@@ -101,7 +101,8 @@ impl<'a> Run<'a> {
         self.state.data.get(field.get_ref().as_str())?.as_str().map(str::to_owned)
     }
 
-    fn recipient(&self, name: &str) -> Recipient {
+    /// Resolves a recipient name of the definition for this instance.
+    pub(super) fn recipient(&self, name: &str) -> Recipient {
         let task = self.state.step.as_ref().and_then(|s| s.task.as_ref());
         match name {
             "assignee" => match task {
@@ -430,8 +431,9 @@ impl<'a> Run<'a> {
         if deadline.overdue && status.due.is_some_and(|due| due > now) {
             deadline.overdue = false;
         }
+        // Stopping and restarting the clock change `due` too, so they are reported here.
         let changed = before != (deadline.due, deadline.last_day, deadline.provisional);
-        if changed || status.paused {
+        if changed {
             self.deadline_changed();
         }
         self.sync_deadline_timers()

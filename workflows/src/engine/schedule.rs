@@ -106,7 +106,7 @@ impl Run<'_> {
             let activity = Activity::Escalate {
                 level: level as u32 + 1,
                 title: spec.title.clone(),
-                to: spec.to.iter().map(|to| self.recipient_for_escalation(to.get_ref())).collect(),
+                to: spec.to.iter().map(|to| self.recipient(to.get_ref())).collect(),
                 step: self.state.step_name().unwrap_or_default().to_owned(),
                 deadline: self.deadline_info(),
                 basis: self.deadline_info().map(|d| d.basis),
@@ -115,17 +115,6 @@ impl Run<'_> {
             self.deadline_mut().expect("escalating a deadline").escalations_sent += 1;
         }
         Ok(())
-    }
-
-    fn recipient_for_escalation(&self, name: &str) -> Recipient {
-        let task = self.state.step.as_ref().and_then(|s| s.task.as_ref());
-        match (name, task) {
-            ("assignee", Some(task)) => Recipient { role: task.role.clone(), organization: task.organization.clone() },
-            ("assignee" | "supervisor" | "regulator", _) => {
-                Recipient { role: name.into(), organization: task.and_then(|t| t.organization.clone()) }
-            }
-            (role, _) => Recipient { role: role.into(), organization: self.role_organization(role) },
-        }
     }
 
     /// The deadline-related timers the current step should have now.
