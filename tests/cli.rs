@@ -149,3 +149,22 @@ fn definitions_graph_draws_a_mermaid_state_diagram() {
         (Some(2), "statflow: ID: no built-in procedure `nonexistent`\n")
     );
 }
+
+#[test]
+fn definitions_validate_reports_every_problem_of_a_set_of_broken_files() {
+    let dir = scratch();
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/broken-definitions");
+    let out = statflow(&["definitions", "validate", folder], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = [
+        "missing-deadline.toml:12: step `review` waits but has no time limit: add [steps.review.deadline] with its legal basis, or `no_deadline = \"why there is none\"`",
+        "syntax-error.toml:3: invalid basic string, expected `\"`",
+        "unknown-references.toml:14: unknown role `reviewer`; the roles of this procedure are clerk",
+        "unknown-references.toml:18: legal basis `regulation 第三条` cites source `regulation`, which [sources] does not declare",
+        "unknown-references.toml:22: action `approve` goes to step `finished`, which is not defined under [steps]",
+        "unreachable-step.toml:21: step `forgotten` cannot be reached from the initial step `review`",
+    ];
+    let expected: String = expected.iter().map(|line| format!("{folder}/{line}\n")).collect();
+    assert_eq!(stdout(&out), expected);
+    assert_eq!(stderr(&out), "statflow: 6 problems found\n");
+}
