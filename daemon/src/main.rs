@@ -4,6 +4,8 @@
 //! (`statflow serve`) is built on the same `statflow-workflows` core.
 
 mod cli;
+mod runtime;
+mod store;
 
 fn main() {
     std::process::exit(cli::run());

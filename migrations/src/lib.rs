@@ -1,4 +1,19 @@
-//! Database schema migrations of statflow (sea-orm-migration, SQLite and PostgreSQL).
+//! Database schema migrations of statflow (sea-orm-migration), identical on SQLite and
+//! PostgreSQL.
 //!
-//! Empty until the durable runtime lands; kept as a crate so the workspace layout matches
-//! docs/architecture.md from the start.
+//! Conventions that keep both databases alike: instants are stored as UTC milliseconds since
+//! the epoch (`BIGINT`), structured values as JSON text, identifiers as text or 64-bit
+//! integers.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,150 @@
+//! The embedded runtime: runs the pure interpreter durably on the store.
+//!
+//! - [`clock`]: the system clock, or a virtual one moved through the admin API.
+//! - [`timers`]: the loop that sleeps until the next due timer and fires due ones in order.
+//! - [`outbox`]: the worker that carries out effects after commit and reports back.
+//!
+//! Nothing needed for recovery lives only in memory: after a restart, open instances,
+//! timers (overdue ones fire at once, in order) and unfinished outbox rows are read back.
+
+pub mod clock;
+pub mod outbox;
+pub mod timers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde_json::Value;
+use statflow_workflows::calendar::{parse_tsv, Calendar};
+use statflow_workflows::definition::{Definition, Library};
+use statflow_workflows::engine::{Actor, Command, Event};
+use tokio::sync::Notify;
+
+use crate::store::entities::{calendars, definitions};
+use crate::store::transition::Applied;
+use crate::store::{to_millis, Store, StoreError};
+use clock::Clock;
+
+pub struct Runtime {
+    pub store: Store,
+    pub clock: Clock,
+    calendar: RwLock<Calendar>,
+    /// Every definition version instances may run on, by version.
+    versions: RwLock<HashMap<String, Definition>>,
+    /// The version new instances of (procedure, jurisdiction) start on.
+    current: RwLock<HashMap<(String, String), String>>,
+    pub timers_changed: Notify,
+    pub outbox_changed: Notify,
+}
+
+impl Runtime {
+    /// Loads definitions (storing the built-in library's versions) and calendar years.
+    pub async fn load(store: Store, clock: Clock) -> Result<Arc<Runtime>, StoreError> {
+        let now = to_millis(clock.now());
+        for definition in Library::built_in().iter() {
+            let source = statflow_workflows::definition::BUILT_IN
+                .iter()
+                .find(|(file, _)| *file == definition.file)
+                .map(|(_, text)| *text)
+                .expect("built-in definitions come from BUILT_IN");
+            let row = definitions::ActiveModel {
+                version: Set(definition.version.clone()),
+                procedure: Set(definition.id().to_owned()),
+                jurisdiction: Set(definition.jurisdiction().to_owned()),
+                file: Set(definition.file.clone()),
+                source: Set(source.to_owned()),
+                loaded_at: Set(now),
+            };
+            definitions::Entity::insert(row).on_conflict_do_nothing().exec(&store.db).await?;
+        }
+        let mut versions = HashMap::new();
+        for row in definitions::Entity::find().all(&store.db).await? {
+            let definition = Definition::load(&row.source, &row.file)
+                .map_err(|errors| StoreError::Corrupt(format!("stored definition {}: {}", row.version, errors[0])))?;
+            versions.insert(row.version.clone(), definition);
+        }
+        let current = Library::built_in()
+            .iter()
+            .map(|d| ((d.id().to_owned(), d.jurisdiction().to_owned()), d.version.clone()))
+            .collect();
+        let mut calendar = Calendar::official();
+        for row in calendars::Entity::find().filter(calendars::Column::Year.gt(0)).all(&store.db).await? {
+            for notice in parse_tsv(&row.notice, &row.origin).map_err(|e| StoreError::Corrupt(e.to_string()))? {
+                calendar.import(notice, &row.origin).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            }
+        }
+        Ok(Arc::new(Runtime {
+            store,
+            clock,
+            calendar: RwLock::new(calendar),
+            versions: RwLock::new(versions),
+            current: RwLock::new(current),
+            timers_changed: Notify::new(),
+            outbox_changed: Notify::new(),
+        }))
+    }
+
+    pub fn calendar(&self) -> Calendar {
+        self.calendar.read().expect("not poisoned").clone()
+    }
+
+    pub fn definition(&self, version: &str) -> Option<Definition> {
+        self.versions.read().expect("not poisoned").get(version).cloned()
+    }
+
+    /// The definition new instances of a procedure start on.
+    pub fn current_definition(&self, procedure: &str, jurisdiction: &str) -> Option<Definition> {
+        let version =
+            self.current.read().expect("not poisoned").get(&(procedure.to_owned(), jurisdiction.to_owned()))?.clone();
+        self.definition(&version)
+    }
+
+    /// Every procedure new instances can be started on: (procedure, jurisdiction, version).
+    pub fn procedures(&self) -> Vec<(String, String, String)> {
+        let mut all: Vec<_> = self
+            .current
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .map(|((p, j), v)| (p.clone(), j.clone(), v.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    fn wake(&self, applied: &Applied) {
+        if applied.commands.iter().any(|c| matches!(c, Command::ScheduleTimer { .. })) {
+            self.timers_changed.notify_one();
+        }
+        if applied.commands.iter().any(|c| {
+            matches!(
+                c,
+                Command::RunActivity { .. }
+                    | Command::StartChild { .. }
+                    | Command::SignalInstance { .. }
+                    | Command::Complete { .. }
+            )
+        }) {
+            self.outbox_changed.notify_one();
+        }
+    }
+
+    pub async fn start(
+        &self,
+        definition: &Definition,
+        input: Value,
+        actor: Actor,
+        parent: Option<(i64, String)>,
+    ) -> Result<Applied, StoreError> {
+        let applied = self.store.start(definition, input, actor, self.clock.now(), &self.calendar(), parent).await?;
+        self.wake(&applied);
+        Ok(applied)
+    }
+
+    pub async fn apply(&self, id: i64, event: &Event) -> Result<Applied, StoreError> {
+        let applied = self.store.apply(id, event, self.clock.now(), &self.calendar(), |v| self.definition(v)).await?;
+        self.wake(&applied);
+        Ok(applied)
+    }
+}

@@ -1,0 +1,151 @@
+//! The outbox worker: carries out the effects committed with each transition, at least once,
+//! and feeds results back as events. This runtime performs the internal effects
+//! (certificates, record status, data access, reports, child instances, signals); notices
+//! and escalations stay queued for the delivery channels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde_json::{json, Value};
+use statflow_workflows::engine::{Actor, Event};
+
+use super::Runtime;
+use crate::store::entities::{instances, outbox};
+use crate::store::{to_millis, StoreError};
+
+/// Effects this worker carries out itself.
+pub const INTERNAL: [&str; 7] = [
+    "issue_certificate",
+    "set_status",
+    "change_access",
+    "write_report",
+    "start_child",
+    "signal_instance",
+    "child_completed",
+];
+
+const MAX_ATTEMPTS: i32 = 8;
+
+/// What an effect led to.
+enum Done {
+    /// An activity finished: report it to its instance.
+    Activity(Value),
+    /// Nothing to report back.
+    Quiet,
+}
+
+impl Runtime {
+    /// Carries out the ready internal effects; returns how many were handled.
+    pub async fn run_outbox_once(&self) -> Result<usize, StoreError> {
+        let now = to_millis(self.clock.now());
+        let ready = outbox::Entity::find()
+            .filter(outbox::Column::Status.eq("pending"))
+            .filter(outbox::Column::Kind.is_in(INTERNAL))
+            .filter(outbox::Column::NextAttemptAt.lte(now))
+            .order_by_asc(outbox::Column::Id)
+            .limit(64)
+            .all(&self.store.db)
+            .await?;
+        let count = ready.len();
+        for row in ready {
+            let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
+            match self.perform(&row, &payload).await {
+                Ok(Done::Activity(result)) => {
+                    let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+                    self.apply(row.instance_id, &Event::ActivityCompleted { key, result }).await.ok();
+                    self.store.finish_outbox(row.id, "done", None).await?;
+                }
+                Ok(Done::Quiet) => self.store.finish_outbox(row.id, "done", None).await?,
+                Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
+                    self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
+                    let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+                    self.apply(row.instance_id, &Event::ActivityFailed { key, error }).await.ok();
+                }
+                Err(error) => {
+                    // Exponential backoff: 1 s, 2 s, 4 s …
+                    let delay = 1000i64 << row.attempts.clamp(0, 16);
+                    self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &error).await?;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    async fn perform(&self, row: &outbox::Model, payload: &Value) -> Result<Done, String> {
+        match row.kind.as_str() {
+            "issue_certificate" => {
+                let number = format!("CERT-{}-{}", row.instance_id, row.id);
+                Ok(Done::Activity(json!({ "certificate_no": number })))
+            }
+            "set_status" | "change_access" | "write_report" => Ok(Done::Activity(json!({ "recorded": true }))),
+            "start_child" => self.start_child(row.instance_id, payload).await.map(|()| Done::Quiet),
+            "signal_instance" => {
+                let target = payload["target"]
+                    .as_str()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .ok_or("the signal names no instance id")?;
+                let event = Event::Signal {
+                    name: payload["signal"].as_str().unwrap_or_default().to_owned(),
+                    data: payload["data"].clone(),
+                };
+                match self.apply(target, &event).await {
+                    Ok(_) => Ok(Done::Quiet),
+                    // A refused signal is recorded, not retried: the target has moved on.
+                    Err(StoreError::Refused(refusal)) => {
+                        tracing::warn!(target, %refusal, "signal refused");
+                        Ok(Done::Quiet)
+                    }
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            "child_completed" => {
+                let parent = payload["parent"].as_i64().ok_or("no parent")?;
+                let event = Event::ChildCompleted {
+                    key: payload["key"].as_str().unwrap_or_default().to_owned(),
+                    outcome: payload["outcome"].as_str().unwrap_or_default().to_owned(),
+                };
+                self.apply(parent, &event).await.map(|_| Done::Quiet).map_err(|e| e.to_string())
+            }
+            other => Err(format!("unknown effect {other}")),
+        }
+    }
+
+    async fn start_child(&self, parent: i64, payload: &Value) -> Result<(), String> {
+        let key = payload["key"].as_str().unwrap_or_default();
+        // At least once: a child already started for this key is not started again.
+        let existing = instances::Entity::find()
+            .filter(instances::Column::ParentInstanceId.eq(parent))
+            .filter(instances::Column::ParentKey.eq(key))
+            .one(&self.store.db)
+            .await
+            .map_err(|e| e.to_string())?;
+        if existing.is_some() {
+            return Ok(());
+        }
+        let procedure = payload["procedure"].as_str().unwrap_or_default();
+        let jurisdiction = payload["jurisdiction"].as_str().unwrap_or_default();
+        let definition = self
+            .current_definition(procedure, jurisdiction)
+            .ok_or_else(|| format!("no definition of {procedure} for {jurisdiction}"))?;
+        self.start(&definition, payload["input"].clone(), Actor::system(), Some((parent, key.to_owned())))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs until the process ends.
+    pub async fn run_outbox(self: Arc<Self>) {
+        loop {
+            match self.run_outbox_once().await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(error) => tracing::error!(%error, "outbox pass failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = self.outbox_changed.notified() => {}
+            }
+        }
+    }
+}

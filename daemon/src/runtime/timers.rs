@@ -1,0 +1,78 @@
+//! The timer loop: sleeps until the earliest timer is due (one index lookup, never a scan),
+//! wakes early when an earlier timer is scheduled, and fires due timers in order of due time.
+//! With a virtual clock it only fires when the clock is moved.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+use statflow_workflows::engine::Event;
+
+use super::Runtime;
+use crate::store::{from_millis, to_millis, StoreError};
+
+/// How many due timers one pass reads.
+const BATCH: u64 = 256;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Fired {
+    pub instance: i64,
+    pub timer: String,
+    pub due: DateTime<FixedOffset>,
+}
+
+impl Runtime {
+    /// Fires every timer due at or before `until`, in order of due time. With a virtual
+    /// clock, the clock stands at each timer's due time while it fires.
+    pub async fn fire_due(&self, until: DateTime<FixedOffset>) -> Result<Vec<Fired>, StoreError> {
+        let mut fired = Vec::new();
+        loop {
+            let due = self.store.due_timers(to_millis(until), BATCH).await?;
+            if due.is_empty() {
+                break;
+            }
+            for timer in due {
+                let at = from_millis(timer.due_at);
+                self.clock.set(at);
+                let event = Event::TimerFired { timer: timer.timer_id.clone() };
+                match self.apply(timer.instance_id, &event).await {
+                    Ok(_) => fired.push(Fired { instance: timer.instance_id, timer: timer.timer_id, due: at }),
+                    Err(error) => {
+                        tracing::error!(instance = timer.instance_id, timer = %timer.timer_id, %error, "timer could not fire");
+                        // A timer that cannot fire must not block the others behind it.
+                        self.store.drop_timer(&timer.id).await?;
+                    }
+                }
+            }
+        }
+        self.clock.set(until);
+        Ok(fired)
+    }
+
+    /// Runs until the process ends.
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            if self.clock.is_virtual() {
+                self.timers_changed.notified().await;
+                continue;
+            }
+            let now = self.clock.now();
+            if let Err(error) = self.fire_due(now).await {
+                tracing::error!(%error, "timer pass failed");
+            }
+            let wait = match self.store.next_timer_due().await {
+                Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, 60_000) as u64),
+                Ok(None) => Duration::from_secs(60),
+                Err(error) => {
+                    tracing::error!(%error, "reading the next timer failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.timers_changed.notified() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! sea-orm entities of the tables created by `statflow-migrations`, one module per table.
+//! Instants are UTC milliseconds; structured values are JSON text.
+
+pub mod instances {
+    //! A procedure instance: its state snapshot and the optimistic version that guards it.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instances")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub procedure: String,
+        pub jurisdiction: String,
+        pub definition_version: String,
+        pub status: String,
+        pub outcome: Option<String>,
+        pub step: Option<String>,
+        #[sea_orm(column_type = "Text")]
+        pub organizations: String,
+        #[sea_orm(column_type = "Text")]
+        pub state: String,
+        pub version_no: i64,
+        pub next_due_at: Option<i64>,
+        pub overdue: bool,
+        pub parent_instance_id: Option<i64>,
+        pub parent_key: Option<String>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod history {
+    //! One applied event of an instance, hash-chained to the one before.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "history")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub at: i64,
+        pub actor: String,
+        #[sea_orm(column_type = "Text")]
+        pub event: String,
+        pub prev_hash: String,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod timers {
+    //! A scheduled timer of an instance, indexed by due time.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "timers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub instance_id: i64,
+        pub timer_id: String,
+        pub due_at: i64,
+        #[sea_orm(column_type = "Text")]
+        pub kind: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod tasks {
+    //! A task in someone's inbox, projected from the interpreter's open/close commands.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tasks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub instance_id: i64,
+        pub task_id: String,
+        pub step: String,
+        pub title: String,
+        pub role: String,
+        pub organization: Option<String>,
+        #[sea_orm(column_type = "Text")]
+        pub actions: String,
+        pub due_at: Option<i64>,
+        pub overdue: bool,
+        pub status: String,
+        pub assignee: Option<String>,
+        pub created_at: i64,
+        pub closed_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outbox {
+    //! An effect to carry out after commit, at least once, idempotent by key.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub instance_id: i64,
+        pub key: String,
+        #[sea_orm(column_type = "Text")]
+        pub kind: String,
+        #[sea_orm(column_type = "Text")]
+        pub payload: String,
+        pub status: String,
+        pub attempts: i32,
+        pub next_attempt_at: i64,
+        pub last_error: Option<String>,
+        pub created_at: i64,
+        pub done_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod definitions {
+    //! A stored definition version (its TOML source).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "definitions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: String,
+        pub procedure: String,
+        pub jurisdiction: String,
+        pub file: String,
+        #[sea_orm(column_type = "Text")]
+        pub source: String,
+        pub loaded_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod calendars {
+    //! An imported calendar year (its notice, as TSV).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "calendars")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub year: i32,
+        pub origin: String,
+        #[sea_orm(column_type = "Text")]
+        pub notice: String,
+        pub imported_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod principals {
+    //! Someone who may call the API: role, organizations and the hash of their token.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "principals")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub role: String,
+        #[sea_orm(column_type = "Text")]
+        pub organizations: String,
+        pub token_hash: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit {
+    //! An administrative act: who did what to which target.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: i64,
+        pub principal: String,
+        pub action: String,
+        pub target: String,
+        #[sea_orm(column_type = "Text")]
+        pub detail: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,101 @@
+//! Durable storage on sea-orm (SQLite by default, PostgreSQL by URL).
+//!
+//! - [`entities`]: one module per table.
+//! - [`transition`]: the write path — one database transaction per transition: history
+//!   append (hash-chained), snapshot update guarded by the instance's version, and the
+//!   timers, tasks and outbox rows the interpreter's commands call for.
+//! - [`queries`]: what the API, CLI and runtime loops read.
+
+pub mod entities;
+pub mod queries;
+pub mod transition;
+
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use statflow_migrations::{Migrator, MigratorTrait};
+use statflow_workflows::calendar::shanghai;
+use statflow_workflows::engine::Refusal;
+use tokio::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("instance {0} not found")]
+    NotFound(i64),
+    /// The interpreter refused the event; nothing was stored.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// Another transition of the same instance kept winning the race.
+    #[error("the instance changed concurrently; try again")]
+    Conflict,
+    #[error("definition version {0} is not loaded")]
+    UnknownDefinition(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// The database and how to write to it safely.
+pub struct Store {
+    pub db: DatabaseConnection,
+    /// SQLite has a single writer: transitions queue here instead of failing with "busy".
+    /// PostgreSQL writers run concurrently, guarded by the version check alone.
+    writer: Option<Mutex<()>>,
+}
+
+/// Milliseconds since the epoch, as stored.
+pub fn to_millis(instant: DateTime<FixedOffset>) -> i64 {
+    instant.timestamp_millis()
+}
+
+/// A stored instant, shown in Asia/Shanghai.
+pub fn from_millis(millis: i64) -> DateTime<FixedOffset> {
+    Utc.timestamp_millis_opt(millis).single().unwrap_or_default().with_timezone(&shanghai())
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://FILE?mode=rwc` or `postgres://…`) and runs pending
+    /// migrations.
+    pub async fn open(url: &str) -> Result<Store, DbErr> {
+        let store = Self::connect(url).await?;
+        Migrator::up(&store.db, None).await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect(url: &str) -> Result<Store, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite {
+            // Every commit reaches the disk before it is acknowledged (synchronous=FULL);
+            // WAL lets readers run beside the writer.
+            options
+                .map_sqlx_sqlite_opts(|o| {
+                    o.journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Full)
+                        .busy_timeout(Duration::from_secs(30))
+                        .create_if_missing(true)
+                        .foreign_keys(true)
+                })
+                .max_connections(8);
+        }
+        let db = Database::connect(options).await?;
+        Ok(Store { db, writer: sqlite.then(|| Mutex::new(())) })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub async fn migrate(url: &str) -> Result<Vec<String>, DbErr> {
+        let store = Self::connect(url).await?;
+        let pending: Vec<String> =
+            Migrator::get_pending_migrations(&store.db).await?.iter().map(|m| m.name().to_owned()).collect();
+        Migrator::up(&store.db, None).await?;
+        Ok(pending)
+    }
+}

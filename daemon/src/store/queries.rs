@@ -1,0 +1,85 @@
+//! Reads for the API, the CLI and the runtime loops.
+
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::entities::{history, instances, outbox, tasks, timers};
+use super::{Store, StoreError};
+
+impl Store {
+    pub async fn instance(&self, id: i64) -> Result<instances::Model, StoreError> {
+        instances::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound(id))
+    }
+
+    pub async fn history(&self, id: i64) -> Result<Vec<history::Model>, StoreError> {
+        Ok(history::Entity::find()
+            .filter(history::Column::InstanceId.eq(id))
+            .order_by_asc(history::Column::Seq)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn open_tasks_of(&self, id: i64) -> Result<Vec<tasks::Model>, StoreError> {
+        Ok(tasks::Entity::find()
+            .filter(tasks::Column::InstanceId.eq(id))
+            .filter(tasks::Column::Status.eq("open"))
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn outbox_of(&self, id: i64) -> Result<Vec<outbox::Model>, StoreError> {
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::InstanceId.eq(id))
+            .order_by_asc(outbox::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// When the earliest timer falls due (an index lookup).
+    pub async fn next_timer_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(timers::Entity::find().order_by_asc(timers::Column::DueAt).limit(1).one(&self.db).await?.map(|t| t.due_at))
+    }
+
+    /// Timers due by `now`, earliest first.
+    pub async fn due_timers(&self, now: i64, limit: u64) -> Result<Vec<timers::Model>, StoreError> {
+        Ok(timers::Entity::find()
+            .filter(timers::Column::DueAt.lte(now))
+            .order_by_asc(timers::Column::DueAt)
+            .order_by_asc(timers::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn count_instances(&self) -> Result<u64, StoreError> {
+        Ok(instances::Entity::find().count(&self.db).await?)
+    }
+}
+
+impl Store {
+    pub async fn drop_timer(&self, id: &str) -> Result<(), StoreError> {
+        timers::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?;
+        Ok(())
+    }
+
+    pub async fn finish_outbox(&self, id: i64, status: &str, error: Option<String>) -> Result<(), StoreError> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::Status, status.into())
+            .col_expr(outbox::Column::LastError, error.into())
+            .col_expr(outbox::Column::DoneAt, Some(chrono::Utc::now().timestamp_millis()).into())
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn retry_outbox(&self, id: i64, attempts: i32, next: i64, error: &str) -> Result<(), StoreError> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::Attempts, attempts.into())
+            .col_expr(outbox::Column::NextAttemptAt, next.into())
+            .col_expr(outbox::Column::LastError, Some(error.to_owned()).into())
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
