@@ -4,6 +4,7 @@
 
 mod calendar;
 mod definitions;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,13 @@ enum Command {
     /// Procedure definitions: validate files, draw diagrams.
     #[command(subcommand)]
     Definitions(definitions::DefinitionsCommand),
+    /// Runs the daemon: the HTTP API, timers and effects, on SQLite by default.
+    Serve(crate::config::ServeArgs),
+    /// Runs pending database migrations and exits.
+    Migrate(crate::config::DbArgs),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
 }
 
 /// A failure a command reports: its one-line message and exit code.
@@ -47,6 +55,9 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Calendar(command) => calendar::run(command),
         Command::Definitions(command) => definitions::run(command),
+        Command::Serve(args) => serve::serve(args),
+        Command::Migrate(args) => serve::migrate(args),
+        Command::Token(command) => serve::token(command),
     };
     match result {
         Ok(()) => 0,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DbErr, Set};
 use statflow_migrations::{Migrator, MigratorTrait};
 use statflow_workflows::calendar::shanghai;
 use statflow_workflows::engine::Refusal;
@@ -87,15 +87,34 @@ impl Store {
         Ok(Store { db, writer: sqlite.then(|| Mutex::new(())) })
     }
 
-    pub fn backend(&self) -> DbBackend {
-        self.db.get_database_backend()
-    }
-
     pub async fn migrate(url: &str) -> Result<Vec<String>, DbErr> {
         let store = Self::connect(url).await?;
         let pending: Vec<String> =
             Migrator::get_pending_migrations(&store.db).await?.iter().map(|m| m.name().to_owned()).collect();
         Migrator::up(&store.db, None).await?;
         Ok(pending)
+    }
+}
+
+impl Store {
+    /// Records an administrative act.
+    pub async fn audit(
+        &self,
+        principal: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        entities::audit::ActiveModel {
+            at: Set(chrono::Utc::now().timestamp_millis()),
+            principal: Set(principal.to_owned()),
+            action: Set(action.to_owned()),
+            target: Set(target.to_owned()),
+            detail: Set(detail.to_string()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
     }
 }

@@ -5,8 +5,7 @@
 use chrono::{DateTime, FixedOffset};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -27,10 +26,7 @@ const ATTEMPTS: usize = 8;
 #[derive(Debug)]
 pub struct Applied {
     pub instance_id: i64,
-    pub state: InstanceState,
     pub commands: Vec<Command>,
-    /// Whether anything was written (a late timer for a finished instance writes nothing).
-    pub written: bool,
 }
 
 /// The hash of a history row: it covers the previous hash, so altering or removing any
@@ -134,7 +130,7 @@ impl Store {
         append_history(&txn, row.id, 1, now, &event).await?;
         apply_commands(&txn, row.id, &transition.commands, now).await?;
         txn.commit().await?;
-        Ok(Applied { instance_id: row.id, state: transition.state, commands: transition.commands, written: true })
+        Ok(Applied { instance_id: row.id, commands: transition.commands })
     }
 
     /// Applies `event` to instance `id` in one transaction, retrying when a concurrent
@@ -159,7 +155,7 @@ impl Store {
                 .ok_or_else(|| StoreError::UnknownDefinition(row.definition_version.clone()))?;
             let transition = engine::apply(&definition, &state, event, now, calendar).map_err(StoreError::Refused)?;
             if transition.state == state && transition.commands.is_empty() {
-                return Ok(Applied { instance_id: id, state, commands: vec![], written: false });
+                return Ok(Applied { instance_id: id, commands: vec![] });
             }
             let txn = self.db.begin().await?;
             let (status, outcome) = status_of(&transition.state);
@@ -195,12 +191,7 @@ impl Store {
                 insert_outbox(&txn, id, &format!("{id}:child_completed"), "child_completed", &payload, now).await?;
             }
             txn.commit().await?;
-            return Ok(Applied {
-                instance_id: id,
-                state: transition.state,
-                commands: transition.commands,
-                written: true,
-            });
+            return Ok(Applied { instance_id: id, commands: transition.commands });
         }
         Err(StoreError::Conflict)
     }
@@ -343,13 +334,4 @@ async fn apply_commands(
         }
     }
     Ok(())
-}
-
-/// Whether a connection is on SQLite (used by tests and the benchmark to report settings).
-pub async fn sqlite_pragma(db: &impl ConnectionTrait, pragma: &str) -> Option<String> {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), format!("PRAGMA {pragma}")))
-        .await
-        .ok()??;
-    row.try_get_by_index::<String>(0).ok().or_else(|| row.try_get_by_index::<i64>(0).ok().map(|n| n.to_string()))
 }

@@ -1,0 +1,51 @@
+//! The HTTP JSON API under /v1. Routes stay thin: they check who is asking, then call the
+//! runtime or the store. Errors are problem details ([`problem`]); identity is a bearer
+//! token ([`auth`]).
+
+pub mod admin;
+pub mod auth;
+pub mod instances;
+pub mod problem;
+pub mod tasks;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::runtime::Runtime;
+use problem::Problem;
+
+/// Requests larger than this are refused with 413.
+const BODY_LIMIT: usize = 256 * 1024;
+
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/v1/instances", post(instances::start).get(instances::list))
+        .route("/v1/instances/{id}", get(instances::show))
+        .route("/v1/instances/{id}/history", get(instances::history))
+        .route("/v1/instances/{id}/actions", post(instances::act))
+        .route("/v1/tasks", get(tasks::list))
+        .route("/v1/tasks/{id}/claim", post(tasks::claim))
+        .route("/v1/tasks/{id}/complete", post(tasks::complete))
+        .route("/v1/admin/clock", post(admin::clock))
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(runtime)
+}
+
+/// Ready when the database answers.
+async fn ready(State(runtime): State<Arc<Runtime>>) -> Result<Json<Value>, Problem> {
+    runtime
+        .store
+        .count_instances()
+        .await
+        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", e.to_string()))?;
+    Ok(Json(json!({"status": "ready"})))
+}

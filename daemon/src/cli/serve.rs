@@ -1,0 +1,115 @@
+//! `statflow serve`, `statflow migrate` and `statflow token create`: the commands that open
+//! the database.
+
+use std::sync::Mutex;
+
+use clap::{Args, Subcommand};
+use tokio::net::TcpListener;
+
+use super::Failure;
+use crate::api;
+use crate::config::{DbArgs, ServeArgs};
+use crate::runtime::clock::Clock;
+use crate::runtime::Runtime;
+use crate::store::Store;
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Creates a principal and prints its token once (only its hash is stored).
+    Create(TokenArgs),
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[arg(long)]
+    name: String,
+    /// staff, administrator, scheduler or regulator.
+    #[arg(long)]
+    role: String,
+    /// An organization the principal belongs to (repeatable).
+    #[arg(long = "org")]
+    organizations: Vec<String>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::invalid(e.to_string()))
+}
+
+async fn open(url: &str) -> Result<Store, Failure> {
+    Store::open(url).await.map_err(|e| Failure::invalid(format!("--db: {url}: {e}")))
+}
+
+pub fn migrate(args: DbArgs) -> Result<(), Failure> {
+    let url = args.url().map_err(Failure::usage)?;
+    runtime()?.block_on(async {
+        let applied = Store::migrate(&url).await.map_err(|e| Failure::invalid(format!("--db: {url}: {e}")))?;
+        if applied.is_empty() {
+            println!("the database is up to date");
+        }
+        for name in applied {
+            println!("applied {name}");
+        }
+        Ok(())
+    })
+}
+
+pub fn token(command: TokenCommand) -> Result<(), Failure> {
+    let TokenCommand::Create(args) = command;
+    let url = args.db.url().map_err(Failure::usage)?;
+    runtime()?.block_on(async {
+        let store = open(&url).await?;
+        let token = api::auth::create_token(&store, &args.name, &args.role, &args.organizations)
+            .await
+            .map_err(Failure::usage)?;
+        println!("{token}");
+        Ok(())
+    })
+}
+
+pub fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let config = args.resolve().map_err(Failure::usage)?;
+    let subscriber = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+    );
+    if config.json_logs {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    runtime()?.block_on(async {
+        let store = open(&config.db).await?;
+        let clock = match config.virtual_clock {
+            Some(start) => Clock::Virtual(Mutex::new(start)),
+            None => Clock::System,
+        };
+        let runtime = Runtime::load(store, clock).await.map_err(|e| Failure::invalid(e.to_string()))?;
+        tokio::spawn(runtime.clone().run_timers());
+        tokio::spawn(runtime.clone().run_outbox());
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Failure::usage(format!("--listen: {}: {e}", config.listen)))?;
+        let address = listener.local_addr().map_err(|e| Failure::invalid(e.to_string()))?;
+        // The first line says where to connect (useful with --listen 127.0.0.1:0).
+        println!("statflow listening on http://{address}");
+        tracing::info!(%address, db = %config.db, virtual_clock = runtime.clock.is_virtual(), "serving");
+        axum::serve(listener, api::router(runtime))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| Failure::invalid(e.to_string()))
+    })
+}
+
+/// Stops accepting requests on Ctrl-C or SIGTERM; in-flight requests finish first.
+async fn shutdown() {
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,95 @@
+//! Typed configuration of `statflow serve`, from (in order of precedence) command-line
+//! flags, `STATFLOW_*` environment variables, a TOML file given with `--config`, and
+//! defaults that need nothing else installed: a SQLite file in the working directory and
+//! 127.0.0.1:8080.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, FixedOffset};
+use clap::Args;
+use serde::Deserialize;
+
+pub const DEFAULT_DB: &str = "sqlite://statflow.db?mode=rwc";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Where the database is: shared by every command that touches it.
+#[derive(Args, Clone, Debug)]
+pub struct DbArgs {
+    /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(long, env = "STATFLOW_DB")]
+    pub db: Option<String>,
+    /// A TOML file with `db`, `listen`, `log_format`.
+    #[arg(long, env = "STATFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to serve the API on.
+    #[arg(long, env = "STATFLOW_LISTEN")]
+    pub listen: Option<String>,
+    /// Start a virtual clock at this instant (RFC 3339); time then moves only through
+    /// `POST /v1/admin/clock`.
+    #[arg(long, env = "STATFLOW_VIRTUAL_CLOCK")]
+    pub virtual_clock: Option<String>,
+    /// `text` or `json` logs.
+    #[arg(long, env = "STATFLOW_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    db: Option<String>,
+    listen: Option<String>,
+    log_format: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub db: String,
+    pub listen: String,
+    pub virtual_clock: Option<DateTime<FixedOffset>>,
+    pub json_logs: bool,
+}
+
+fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config: {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
+        format!("--config: {}:{line}: {}", path.display(), e.message())
+    })
+}
+
+impl DbArgs {
+    pub fn url(&self) -> Result<String, String> {
+        let file = read_file(&self.config)?;
+        Ok(self.db.clone().or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned()))
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> Result<Config, String> {
+        let file = read_file(&self.db.config)?;
+        let virtual_clock = match &self.virtual_clock {
+            Some(text) => Some(DateTime::parse_from_rfc3339(text).map_err(|_| {
+                format!("--virtual-clock: `{text}` is not an RFC 3339 instant such as 2026-03-02T09:00:00+08:00")
+            })?),
+            None => None,
+        };
+        let log_format = self.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            return Err(format!("--log-format: `{log_format}` must be text or json"));
+        }
+        Ok(Config {
+            db: self.db.db.clone().or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned()),
+            listen: self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            virtual_clock,
+            json_logs: log_format == "json",
+        })
+    }
+}
