@@ -70,7 +70,8 @@ pub fn token(command: TokenCommand) -> Result<(), Failure> {
 
 pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     let config = args.resolve().map_err(Failure::usage)?;
-    let subscriber = tracing_subscriber::fmt().with_env_filter(
+    // Logs go to stderr; stdout carries only the listening address.
+    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
     );
     if config.json_logs {

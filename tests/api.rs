@@ -1,0 +1,259 @@
+//! Black-box tests of `statflow serve`: the real binary, a real SQLite file, a virtual clock.
+
+mod common;
+
+use common::TestApp;
+use serde_json::{json, Value};
+
+fn registration_input() -> Value {
+    json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"})
+}
+
+fn start(app: &TestApp, token: &str, procedure: &str, jurisdiction: &str, input: Value) -> i64 {
+    let (status, body) = app.post(
+        "/v1/instances",
+        token,
+        &json!({"procedure": procedure, "jurisdiction": jurisdiction, "input": input}),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+fn act(app: &TestApp, token: &str, id: i64, action: &str, data: Value) -> Value {
+    let (status, body) =
+        app.post(&format!("/v1/instances/{id}/actions"), token, &json!({"action": action, "data": data}));
+    assert_eq!(status, 200, "{action}: {body}");
+    body
+}
+
+fn history_len(app: &TestApp, id: i64) -> usize {
+    let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
+    assert_eq!(history["chain_intact"], true, "{history}");
+    history["events"].as_array().unwrap().len()
+}
+
+#[test]
+fn registration_end_to_end_over_http() {
+    let app = TestApp::start("2026-02-13T10:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let provider = app.token("provider", "staff", &["taian-market"]);
+    let id = start(&app, &provider, "registration", "taian", registration_input());
+
+    let body = app.instance(id);
+    assert_eq!(body["step"]["name"], "acceptance");
+    assert_eq!(body["deadline"]["due"], "2026-02-26T00:00:00+08:00");
+    assert_eq!(body["deadline"]["remaining_working_days"], 3);
+    assert_eq!(body["deadline"]["basis"], "《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项");
+    assert_eq!(body["tasks"][0]["organization"], "taian-registry");
+
+    // The clerk finds the task in the inbox, claims it and completes it by accepting.
+    let (_, inbox) = app.get("/v1/tasks", &clerk);
+    let task = inbox["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = app.post(&format!("/v1/tasks/{task}/claim"), &clerk, &json!({}));
+    assert_eq!(status, 200);
+    let (_, mine) = app.get("/v1/tasks?assignee=me", &clerk);
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let (status, body) = app.post(&format!("/v1/tasks/{task}/complete"), &clerk, &json!({"action": "accept"}));
+    assert_eq!(status, 200, "{body}");
+    // Review: 5 working days from 02-13 (02-14 is an adjusted working day) → ends with 02-27.
+    assert_eq!(body["step"]["name"], "substantive_review");
+    assert_eq!(body["deadline"]["due"], "2026-02-28T00:00:00+08:00");
+
+    let body =
+        act(&app, &clerk, id, "engage_third_party", json!({"third_party": "合规服务中心", "reason": "涉及个人信息"}));
+    assert_eq!(body["deadline"]["due"], "2026-03-20T00:00:00+08:00");
+    assert_eq!(body["deadline"]["period"], "20 working days");
+    assert_eq!(body["deadline"]["extension"]["by"], "clerk");
+
+    app.advance("P10D");
+    let body = act(&app, &clerk, id, "pass", json!({"compliance_report": "合规"}));
+    assert_eq!(body["step"]["name"], "publicity");
+    // Publicity: 5 working days from 02-23 (a holiday) → 02-24 … 02-28 → ends with 02-28.
+    assert_eq!(body["deadline"]["due"], "2026-03-01T00:00:00+08:00");
+    let fired = app.advance("P7D");
+    assert!(fired.iter().any(|t| t.ends_with(".deadline")), "{fired:?}");
+    let body = app.wait_for(id, "certificate issued", |b| {
+        b["activity_results"].as_object().is_some_and(|r| r.values().any(|v| v["certificate_no"].is_string()))
+    });
+    assert_eq!(body["step"]["name"], "rights_confirmation");
+    let body = act(&app, &clerk, id, "confirm_rights", json!({}));
+    assert_eq!((body["status"].as_str(), body["outcome"].as_str()), (Some("completed"), Some("registered")));
+    assert_eq!(body["record_status"], "registered");
+    assert!(history_len(&app, id) >= 7);
+}
+
+#[test]
+fn a_late_acceptance_is_marked_overdue_and_escalated() {
+    let app = TestApp::start("2026-02-13T10:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let id = start(&app, &app.admin, "registration", "taian", registration_input());
+    // To 03-03: both reminders, the deadline (02-26 00:00, with the first escalation), the
+    // supervisor (02-27 00:00) and the regulator (03-01 00:00, Saturday 02-28 being a
+    // working day).
+    let fired = app.advance("P18D");
+    assert_eq!(fired, ["v1.remind.1", "v1.remind.0", "v1.deadline", "v1.escalate.1", "v1.escalate.2"]);
+    let body = app.instance(id);
+    assert_eq!(body["deadline"]["overdue"], true);
+    assert_eq!(body["tasks"][0]["overdue"], true);
+    let effects: Vec<(&str, &str)> = body["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    // Notices and escalations are written to the outbox, in order, for delivery channels.
+    assert_eq!(
+        effects,
+        vec![
+            ("notify", "pending"),
+            ("notify", "pending"),
+            ("escalate", "pending"),
+            ("escalate", "pending"),
+            ("escalate", "pending")
+        ]
+    );
+    // Still overdue five working days later: the regulator is told again.
+    assert_eq!(app.advance("P4D"), ["v1.escalate.3"]);
+    let (_, overdue) = app.get("/v1/instances?overdue=true", &clerk);
+    assert_eq!(overdue["total"], 1);
+    act(&app, &clerk, id, "accept", json!({}));
+    assert!(app.advance("P3D").is_empty(), "accepting cancels the remaining escalations");
+}
+
+#[test]
+fn bad_input_gets_the_right_status_and_changes_nothing() {
+    let app = TestApp::start("2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let outsider = app.token("outsider", "staff", &["jinan-registry"]);
+    let regulator = app.token("regulator", "regulator", &[]);
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    let before = (app.instance(id), history_len(&app, id));
+
+    let path = format!("/v1/instances/{id}/actions");
+    let cases: Vec<(&str, &str, String, u16, Option<&str>)> = vec![
+        ("out of order", &clerk, json!({"action": "pass", "data": {"compliance_report": "x"}}).to_string(), 409, None),
+        ("missing field", &clerk, json!({"action": "reject", "data": {}}).to_string(), 422, Some("data.reasons")),
+        (
+            "wrong type",
+            &clerk,
+            json!({"action": "reject", "data": {"reasons": 5}}).to_string(),
+            422,
+            Some("data.reasons"),
+        ),
+        ("unknown field", &clerk, json!({"action": "accept", "data": {"x": 1}}).to_string(), 422, Some("data.x")),
+        ("malformed", &clerk, "{\"action\": ".into(), 400, None),
+        ("wrong body type", &clerk, json!({"action": 7}).to_string(), 422, None),
+        ("other organization", &outsider, json!({"action": "accept"}).to_string(), 404, None),
+        ("regulator acting", &regulator, json!({"action": "accept"}).to_string(), 403, None),
+        ("bad token", "sf_nope", json!({"action": "accept"}).to_string(), 401, None),
+    ];
+    for (what, token, body, status, field) in cases {
+        let (got, problem) = app.post_raw(&path, token, &body);
+        assert_eq!(got, status, "{what}: {problem}");
+        assert_eq!(problem["status"], status, "{what}: problem details carry the status");
+        assert_eq!(problem["field"].as_str(), field, "{what}: {problem}");
+    }
+    let huge = json!({"action": "reject", "data": {"reasons": "x".repeat(400_000)}}).to_string();
+    assert_eq!(app.post_raw(&path, &clerk, &huge).0, 413);
+    assert_eq!(app.get("/v1/instances/999", &app.admin).0, 404);
+    assert_eq!(app.get("/v1/instances/abc", &app.admin).0, 404);
+    assert_eq!(app.post("/v1/instances/999/actions", &app.admin, &json!({"action": "accept"})).0, 404);
+    let (status, problem) =
+        app.post("/v1/instances", &clerk, &json!({"procedure": "nonexistent", "jurisdiction": "taian", "input": {}}));
+    assert_eq!((status, problem["field"].as_str()), (422, Some("procedure")));
+    let (status, problem) = app.post(
+        "/v1/instances",
+        &clerk,
+        &json!({"procedure": "registration", "jurisdiction": "taian", "input": {"agency_org": "taian-registry"}}),
+    );
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["field"].as_str().unwrap().starts_with("input."), "{problem}");
+    assert_eq!(app.get("/v1/instances?per_page=0", &app.admin).0, 400);
+    assert_eq!(app.get("/nowhere", &app.admin).0, 404);
+
+    assert_eq!((app.instance(id), history_len(&app, id)), before, "refused requests changed stored data");
+}
+
+#[test]
+fn parallel_actions_on_one_instance_leave_a_consistent_history() {
+    let app = TestApp::start("2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    let outcomes: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let (app, clerk) = (&app, &clerk);
+                scope.spawn(move || {
+                    let action = if i % 2 == 0 { "accept" } else { "reject" };
+                    let data = if i % 2 == 0 { json!({}) } else { json!({"reasons": "并发"}) };
+                    app.post(&format!("/v1/instances/{id}/actions"), clerk, &json!({"action": action, "data": data})).0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Exactly one action wins; every other one finds the step gone and is refused.
+    assert_eq!(outcomes.iter().filter(|s| **s == 200).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|s| *s == 200 || *s == 409), "{outcomes:?}");
+    assert_eq!(history_len(&app, id), 2);
+}
+
+#[test]
+fn after_sigkill_timers_and_effects_resume() {
+    let mut app = TestApp::start("2026-02-13T10:00:00+08:00");
+    let id = start(&app, &app.admin, "registration", "taian", registration_input());
+    app.crash_and_restart("2026-02-13T10:00:00+08:00");
+    // Nothing was kept in memory: the deadline and its reminders come back from the database.
+    let fired = app.advance("P13D");
+    assert_eq!(fired, ["v1.remind.1", "v1.remind.0", "v1.deadline"]);
+    assert_eq!(app.instance(id)["deadline"]["overdue"], true);
+    assert_eq!(history_len(&app, id), 4);
+}
+
+#[test]
+fn evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals() {
+    let app = TestApp::start("2026-02-02T09:00:00+08:00");
+    let bureau = app.token("bureau", "staff", &["ta-bureau"]);
+    let operator = app.token("operator", "staff", &["ta-operator"]);
+    let auth = start(
+        &app,
+        &bureau,
+        "authorized_operation",
+        "taian",
+        json!({"authority_org": "ta-bureau", "operator_org": "ta-operator", "scope": "交通数据", "application_days": 20, "publicity_days": 7}),
+    );
+    app.advance("P23D");
+    act(&app, &bureau, auth, "select", json!({"operator": "甲", "review_report": "r"}));
+    app.advance("P8D");
+    act(&app, &bureau, auth, "approve", json!({"meeting_minutes": "通过"}));
+    let body = act(
+        &app,
+        &bureau,
+        auth,
+        "sign",
+        json!({"agreement_no": "TA-1", "effective_from": "2026-04-01", "term_years": 3}),
+    );
+    assert_eq!(body["step"]["name"], "active");
+
+    let evaluation = start(
+        &app,
+        &bureau,
+        "annual_evaluation",
+        "taian",
+        json!({"authority_org": "ta-bureau", "operator_org": "ta-operator", "authorization_instance": auth.to_string(), "year": 2026, "materials_days": 15}),
+    );
+    act(&app, &operator, evaluation, "submit_materials", json!({"materials": "年度材料"}));
+    act(&app, &bureau, evaluation, "non_compliant", json!({"findings": "超范围使用", "rectification_days": 30}));
+    // The authorization is suspended by signal, and a rectification child starts.
+    app.wait_for(auth, "suspended by the evaluation", |b| b["step"]["name"] == "suspended");
+    let child = app.wait_until("the rectification child starts", || {
+        let (_, children) = app.get("/v1/instances?procedure=rectification", &bureau);
+        children["items"][0]["id"].as_i64()
+    });
+    assert_eq!(app.instance(child)["parent"], evaluation);
+    act(&app, &operator, child, "report_completion", json!({"report": "已整改"}));
+    act(&app, &bureau, child, "pass", json!({"findings": "到位"}));
+    // The child's outcome reaches the evaluation, which restores the authorization.
+    app.wait_for(evaluation, "restored", |b| b["outcome"] == "restored");
+    app.wait_for(auth, "access restored", |b| b["step"]["name"] == "active");
+}

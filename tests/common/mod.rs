@@ -1,0 +1,169 @@
+//! `TestApp`: the real `statflow serve` on a random port with a fresh database and a
+//! virtual clock, plus a small JSON client. Every black-box API test starts one.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn scratch(name: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "statflow-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct TestApp {
+    child: Option<Child>,
+    pub base: String,
+    pub db: String,
+    pub dir: PathBuf,
+    virtual_clock: String,
+    agent: ureq::Agent,
+    /// An administrator's token.
+    pub admin: String,
+}
+
+impl TestApp {
+    /// Starts the daemon with a virtual clock at `clock` on a fresh SQLite database.
+    pub fn start(clock: &str) -> TestApp {
+        let dir = scratch("api");
+        let db = format!("sqlite://{}/statflow.db?mode=rwc", dir.display());
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut app = TestApp {
+            child: None,
+            base: String::new(),
+            db,
+            dir,
+            virtual_clock: clock.to_owned(),
+            agent,
+            admin: String::new(),
+        };
+        app.admin = app.token("admin", "administrator", &[]);
+        app.launch();
+        app
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_statflow"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", &self.db, "--virtual-clock", &self.virtual_clock])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("statflow starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        self.base = line
+            .trim()
+            .strip_prefix("statflow listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        self.child = Some(child);
+    }
+
+    /// Kills the daemon without warning (SIGKILL) and starts it again on the same database.
+    pub fn crash_and_restart(&mut self, clock: &str) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.virtual_clock = clock.to_owned();
+        self.launch();
+    }
+
+    /// Creates a principal through the CLI and returns its token.
+    pub fn token(&self, name: &str, role: &str, organizations: &[&str]) -> String {
+        let mut args = vec!["token", "create", "--db", &self.db, "--name", name, "--role", role];
+        for org in organizations {
+            args.extend(["--org", org]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_statflow")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        Self::read(response)
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, token, &body.to_string())
+    }
+
+    pub fn post_raw(&self, path: &str, token: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .content_type("application/json")
+            .send(body)
+            .unwrap();
+        Self::read(response)
+    }
+
+    /// Moves the virtual clock and returns the timers that fired.
+    pub fn advance(&self, duration: &str) -> Vec<String> {
+        let (status, body) = self.post("/v1/admin/clock", &self.admin, &serde_json::json!({"advance": duration}));
+        assert_eq!(status, 200, "{body}");
+        body["fired"].as_array().unwrap().iter().map(|f| f["timer"].as_str().unwrap().to_owned()).collect()
+    }
+
+    pub fn instance(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/v1/instances/{id}"), &self.admin);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits (bounded) until `probe` returns something: effects run after commit, so their
+    /// results show a moment later.
+    pub fn wait_until<T>(&self, what: &str, probe: impl Fn() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(found) = probe() {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) until the instance satisfies `condition`.
+    pub fn wait_for(&self, id: i64, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+        self.wait_until(&format!("instance {id}: {what}"), || Some(self.instance(id)).filter(|body| condition(body)))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
