@@ -2,7 +2,35 @@
 
 mod common;
 
-use common::TestApp;
+use common::{Backend, TestApp};
+
+/// Each test runs on SQLite, and again on PostgreSQL when `STATFLOW_TEST_POSTGRES_URL` names a
+/// server (CI starts one).
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite); })*
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                if super::common::postgres_url().is_none() {
+                    eprintln!("STATFLOW_TEST_POSTGRES_URL is not set: not run on PostgreSQL");
+                    return;
+                }
+                super::$name(super::Backend::Postgres);
+            })*
+        }
+    };
+}
+
+on_both_databases!(
+    registration_end_to_end_over_http,
+    a_late_acceptance_is_marked_overdue_and_escalated,
+    bad_input_gets_the_right_status_and_changes_nothing,
+    parallel_actions_on_one_instance_leave_a_consistent_history,
+    after_sigkill_timers_and_effects_resume,
+    evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals,
+);
 use serde_json::{json, Value};
 
 fn registration_input() -> Value {
@@ -32,9 +60,8 @@ fn history_len(app: &TestApp, id: i64) -> usize {
     history["events"].as_array().unwrap().len()
 }
 
-#[test]
-fn registration_end_to_end_over_http() {
-    let app = TestApp::start("2026-02-13T10:00:00+08:00");
+fn registration_end_to_end_over_http(backend: Backend) {
+    let app = TestApp::start(backend, "2026-02-13T10:00:00+08:00");
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
     let provider = app.token("provider", "staff", &["taian-market"]);
     let id = start(&app, &provider, "registration", "taian", registration_input());
@@ -82,9 +109,8 @@ fn registration_end_to_end_over_http() {
     assert!(history_len(&app, id) >= 7);
 }
 
-#[test]
-fn a_late_acceptance_is_marked_overdue_and_escalated() {
-    let app = TestApp::start("2026-02-13T10:00:00+08:00");
+fn a_late_acceptance_is_marked_overdue_and_escalated(backend: Backend) {
+    let app = TestApp::start(backend, "2026-02-13T10:00:00+08:00");
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
     let id = start(&app, &app.admin, "registration", "taian", registration_input());
     // To 03-03: both reminders, the deadline (02-26 00:00, with the first escalation), the
@@ -120,9 +146,8 @@ fn a_late_acceptance_is_marked_overdue_and_escalated() {
     assert!(app.advance("P3D").is_empty(), "accepting cancels the remaining escalations");
 }
 
-#[test]
-fn bad_input_gets_the_right_status_and_changes_nothing() {
-    let app = TestApp::start("2026-03-02T09:00:00+08:00");
+fn bad_input_gets_the_right_status_and_changes_nothing(backend: Backend) {
+    let app = TestApp::start(backend, "2026-03-02T09:00:00+08:00");
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
     let outsider = app.token("outsider", "staff", &["jinan-registry"]);
     let regulator = app.token("regulator", "regulator", &[]);
@@ -174,9 +199,8 @@ fn bad_input_gets_the_right_status_and_changes_nothing() {
     assert_eq!((app.instance(id), history_len(&app, id)), before, "refused requests changed stored data");
 }
 
-#[test]
-fn parallel_actions_on_one_instance_leave_a_consistent_history() {
-    let app = TestApp::start("2026-03-02T09:00:00+08:00");
+fn parallel_actions_on_one_instance_leave_a_consistent_history(backend: Backend) {
+    let app = TestApp::start(backend, "2026-03-02T09:00:00+08:00");
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
     let id = start(&app, &clerk, "registration", "taian", registration_input());
     let outcomes: Vec<u16> = std::thread::scope(|scope| {
@@ -198,9 +222,8 @@ fn parallel_actions_on_one_instance_leave_a_consistent_history() {
     assert_eq!(history_len(&app, id), 2);
 }
 
-#[test]
-fn after_sigkill_timers_and_effects_resume() {
-    let mut app = TestApp::start("2026-02-13T10:00:00+08:00");
+fn after_sigkill_timers_and_effects_resume(backend: Backend) {
+    let mut app = TestApp::start(backend, "2026-02-13T10:00:00+08:00");
     let id = start(&app, &app.admin, "registration", "taian", registration_input());
     app.crash_and_restart("2026-02-13T10:00:00+08:00");
     // Nothing was kept in memory: the deadline and its reminders come back from the database.
@@ -210,9 +233,8 @@ fn after_sigkill_timers_and_effects_resume() {
     assert_eq!(history_len(&app, id), 4);
 }
 
-#[test]
-fn evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals() {
-    let app = TestApp::start("2026-02-02T09:00:00+08:00");
+fn evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals(backend: Backend) {
+    let app = TestApp::start(backend, "2026-02-02T09:00:00+08:00");
     let bureau = app.token("bureau", "staff", &["ta-bureau"]);
     let operator = app.token("operator", "staff", &["ta-operator"]);
     let auth = start(

@@ -23,6 +23,35 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// The server named by `STATFLOW_TEST_POSTGRES_URL`; a fresh database per test.
+    Postgres,
+}
+
+/// The PostgreSQL server for tests, when one is configured.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("STATFLOW_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Creates an empty database on the test server and returns its URL.
+fn fresh_postgres_database(server: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!("statflow_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        use sea_orm::ConnectionTrait;
+        let db = sea_orm::Database::connect(server).await.expect("the test PostgreSQL server answers");
+        db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+        db.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        db.close().await.unwrap();
+    });
+    let (base, _) = server.rsplit_once('/').expect("a URL ending in /DATABASE");
+    format!("{base}/{name}")
+}
+
 pub struct TestApp {
     child: Option<Child>,
     pub base: String,
@@ -35,10 +64,13 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts the daemon with a virtual clock at `clock` on a fresh SQLite database.
-    pub fn start(clock: &str) -> TestApp {
+    /// Starts the daemon with a virtual clock at `clock` on a fresh database.
+    pub fn start(backend: Backend, clock: &str) -> TestApp {
         let dir = scratch("api");
-        let db = format!("sqlite://{}/statflow.db?mode=rwc", dir.display());
+        let db = match backend {
+            Backend::Sqlite => format!("sqlite://{}/statflow.db?mode=rwc", dir.display()),
+            Backend::Postgres => fresh_postgres_database(&postgres_url().expect("only called when configured")),
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut app = TestApp {
             child: None,
@@ -161,6 +193,17 @@ impl Drop for TestApp {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let (Some(server), Some((_, name))) = (postgres_url(), self.db.rsplit_once('/')) {
+            if self.db.starts_with("postgres") && !std::thread::panicking() {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    use sea_orm::ConnectionTrait;
+                    if let Ok(db) = sea_orm::Database::connect(&server).await {
+                        let _ = db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    }
+                });
+            }
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
