@@ -223,7 +223,7 @@ fn parallel_actions_on_one_instance_leave_a_consistent_history(backend: Backend)
 }
 
 fn after_sigkill_timers_and_effects_resume(backend: Backend) {
-    let mut app = TestApp::start(backend, "2026-02-13T10:00:00+08:00");
+    let app = TestApp::start(backend, "2026-02-13T10:00:00+08:00");
     let id = start(&app, &app.admin, "registration", "taian", registration_input());
     app.crash_and_restart("2026-02-13T10:00:00+08:00");
     // Nothing was kept in memory: the deadline and its reminders come back from the database.

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -53,11 +54,12 @@ fn fresh_postgres_database(server: &str) -> String {
 }
 
 pub struct TestApp {
-    child: Option<Child>,
-    pub base: String,
+    child: Mutex<Option<Child>>,
+    /// Where the daemon listens; it changes when the daemon is restarted.
+    base: RwLock<String>,
     pub db: String,
     pub dir: PathBuf,
-    virtual_clock: String,
+    virtual_clock: Mutex<String>,
     agent: ureq::Agent,
     /// An administrator's token.
     pub admin: String,
@@ -73,11 +75,11 @@ impl TestApp {
         };
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut app = TestApp {
-            child: None,
-            base: String::new(),
+            child: Mutex::new(None),
+            base: RwLock::new(String::new()),
             db,
             dir,
-            virtual_clock: clock.to_owned(),
+            virtual_clock: Mutex::new(clock.to_owned()),
             agent,
             admin: String::new(),
         };
@@ -86,31 +88,38 @@ impl TestApp {
         app
     }
 
-    fn launch(&mut self) {
-        let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
+    pub fn base(&self) -> String {
+        self.base.read().unwrap().clone()
+    }
+
+    fn launch(&self) {
+        let clock = self.virtual_clock.lock().unwrap().clone();
+        // Appended across restarts, so a crash test keeps every run's log.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("serve.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_statflow"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", &self.db, "--virtual-clock", &self.virtual_clock])
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", &self.db, "--virtual-clock", &clock])
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("statflow starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        self.base = line
+        let base = line
             .trim()
             .strip_prefix("statflow listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        self.child = Some(child);
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        *self.base.write().unwrap() = base.to_owned();
+        *self.child.lock().unwrap() = Some(child);
     }
 
-    /// Kills the daemon without warning (SIGKILL) and starts it again on the same database.
-    pub fn crash_and_restart(&mut self, clock: &str) {
-        if let Some(mut child) = self.child.take() {
+    /// Kills the daemon without warning (SIGKILL) and starts it again on the same database,
+    /// with its virtual clock at `clock`.
+    pub fn crash_and_restart(&self, clock: &str) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
-        self.virtual_clock = clock.to_owned();
+        *self.virtual_clock.lock().unwrap() = clock.to_owned();
         self.launch();
     }
 
@@ -134,7 +143,7 @@ impl TestApp {
     pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let response = self
             .agent
-            .get(format!("{}{path}", self.base))
+            .get(format!("{}{path}", self.base()))
             .header("Authorization", format!("Bearer {token}"))
             .call()
             .unwrap();
@@ -148,12 +157,23 @@ impl TestApp {
     pub fn post_raw(&self, path: &str, token: &str, body: &str) -> (u16, Value) {
         let response = self
             .agent
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.base()))
             .header("Authorization", format!("Bearer {token}"))
             .content_type("application/json")
             .send(body)
             .unwrap();
         Self::read(response)
+    }
+
+    /// A POST that may find the daemon down: `None` means no answer, so not acknowledged.
+    pub fn try_post(&self, path: &str, token: &str, body: &Value) -> Option<(u16, Value)> {
+        self.agent
+            .post(format!("{}{path}", self.base()))
+            .header("Authorization", format!("Bearer {token}"))
+            .content_type("application/json")
+            .send(body.to_string())
+            .ok()
+            .map(Self::read)
     }
 
     /// Moves the virtual clock and returns the timers that fired.
@@ -190,7 +210,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
