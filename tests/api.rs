@@ -30,6 +30,8 @@ on_both_databases!(
     parallel_actions_on_one_instance_leave_a_consistent_history,
     after_sigkill_timers_and_effects_resume,
     evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals,
+    definitions_carry_json_schemas_and_new_versions_apply_to_new_instances,
+    importing_a_calendar_year_recomputes_provisional_deadlines,
 );
 use serde_json::{json, Value};
 
@@ -278,4 +280,82 @@ fn evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals
     // The child's outcome reaches the evaluation, which restores the authorization.
     app.wait_for(evaluation, "restored", |b| b["outcome"] == "restored");
     app.wait_for(auth, "access restored", |b| b["step"]["name"] == "active");
+}
+
+fn definitions_carry_json_schemas_and_new_versions_apply_to_new_instances(backend: Backend) {
+    let app = TestApp::start(backend, "2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let (_, list) = app.get("/v1/definitions", &clerk);
+    assert_eq!(list["items"].as_array().unwrap().len(), 21);
+    let (status, registration) = app.get("/v1/definitions/registration", &clerk);
+    assert_eq!(status, 200);
+    let required: Vec<&str> =
+        registration["input_schema"]["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(required, ["agency_org", "registrant_org", "registration_type", "resource_name"]);
+    let acceptance = registration["steps"].as_array().unwrap().iter().find(|s| s["name"] == "acceptance").unwrap();
+    assert_eq!(acceptance["actions"]["reject"]["data_schema"]["required"], json!(["reasons"]));
+    assert_eq!(acceptance["deadline"]["basis"], "《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项");
+    let (status, problem) = app.get("/v1/definitions/conditional_open", &clerk);
+    assert_eq!((status, problem["field"].as_str()), (400, Some("jurisdiction")));
+    assert_eq!(app.get("/v1/definitions/conditional_open?jurisdiction=wuzhong", &clerk).0, 200);
+
+    let old = start(&app, &clerk, "registration", "taian", registration_input());
+    let source = include_str!("../workflows/procedures/registration.taian.toml");
+    let four_days = source.replacen("working_days = 3\n", "working_days = 4\n", 1);
+    assert_eq!(
+        app.post("/v1/definitions", &clerk, &json!({"file": "registration.taian.toml", "source": four_days})).0,
+        403
+    );
+    let (status, loaded) =
+        app.post("/v1/definitions", &app.admin, &json!({"file": "registration.taian.toml", "source": four_days}));
+    assert_eq!(status, 201, "{loaded}");
+    assert_ne!(loaded["version"], registration["version"]);
+    let new = start(&app, &clerk, "registration", "taian", registration_input());
+    assert_eq!(app.instance(new)["definition_version"], loaded["version"]);
+    assert_eq!(app.instance(new)["deadline"]["due"], "2026-03-07T00:00:00+08:00");
+    // The running instance keeps the version it started with.
+    assert_eq!(app.instance(old)["definition_version"], registration["version"]);
+    assert_eq!(app.instance(old)["deadline"]["due"], "2026-03-06T00:00:00+08:00");
+
+    let broken = source.replacen("goto = \"substantive_review\"", "goto = \"substantive_reveiw\"", 1);
+    let line = broken.lines().position(|l| l.contains("substantive_reveiw")).unwrap() + 1;
+    let (status, problem) =
+        app.post("/v1/definitions", &app.admin, &json!({"file": "registration.taian.toml", "source": broken}));
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["line"], line);
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "action `accept` goes to step `substantive_reveiw`, which is not defined under [steps]"
+    );
+    let (_, after) = app.get("/v1/definitions/registration", &clerk);
+    assert_eq!(after["version"], loaded["version"], "a refused definition changes nothing");
+}
+
+fn importing_a_calendar_year_recomputes_provisional_deadlines(backend: Backend) {
+    let app = TestApp::start(backend, "2026-12-29T10:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    let before = app.instance(id);
+    assert_eq!(before["deadline"]["provisional"], true);
+    assert_eq!(before["deadline"]["due"], "2027-01-02T00:00:00+08:00");
+
+    let malformed = "# 2027: test\n2027-01-01\t元旦\toff\n2027-02-30\t春节\toff\n";
+    let (status, problem) = app.post("/v1/calendars", &app.admin, &json!({"origin": "2027.tsv", "content": malformed}));
+    assert_eq!((status, problem["field"].as_str()), (422, Some("content")));
+    assert_eq!(problem["detail"], "2027.tsv: line 3: `2027-02-30` is not a date in YYYY-MM-DD form");
+    assert_eq!(app.instance(id)["deadline"], before["deadline"], "a refused import changes nothing");
+
+    let notice =
+        r#"{"year":2027,"papers":["test notice"],"days":[{"name":"元旦","date":"2027-01-01","isOffDay":true}]}"#;
+    let (status, body) = app.post("/v1/calendars", &app.admin, &json!({"origin": "2027.json", "content": notice}));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body, json!({"years": [2027], "instances_recomputed": 1}));
+    let after = app.instance(id);
+    assert_eq!(after["deadline"]["provisional"], false);
+    assert_eq!(after["deadline"]["due"], "2027-01-05T00:00:00+08:00");
+    // The timers moved with it: the last day is now Monday 01-04, reminded at 09:00.
+    assert!(app.advance("P5D").iter().all(|t| t != "v1.deadline"));
+    assert_eq!(app.advance("P2D"), ["v1.remind.0", "v1.deadline"]);
+    let (_, years) = app.get("/v1/calendars", &clerk);
+    assert_eq!(years["items"].as_array().unwrap().last().unwrap()["year"], 2027);
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod definitions;
 pub mod instances;
 pub mod problem;
 pub mod tasks;
@@ -35,6 +36,9 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/tasks/{id}/claim", post(tasks::claim))
         .route("/v1/tasks/{id}/complete", post(tasks::complete))
         .route("/v1/admin/clock", post(admin::clock))
+        .route("/v1/definitions", get(definitions::list).post(definitions::load))
+        .route("/v1/definitions/{procedure}", get(definitions::show))
+        .route("/v1/calendars", get(definitions::calendars).post(definitions::import_calendar))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(runtime)

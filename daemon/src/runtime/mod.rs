@@ -148,3 +148,103 @@ impl Runtime {
         Ok(applied)
     }
 }
+
+/// Why a definition or calendar could not be loaded; nothing was changed.
+#[derive(Debug)]
+pub enum LoadError {
+    Invalid(Vec<statflow_workflows::definition::DefinitionError>),
+    Calendar(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for LoadError {
+    fn from(error: StoreError) -> Self {
+        LoadError::Store(error)
+    }
+}
+
+impl Runtime {
+    /// Validates a definition together with the current library, stores it as a new version
+    /// and makes it the one new instances start on. Running instances keep their version.
+    pub async fn load_definition(&self, file: &str, source: &str) -> Result<Definition, LoadError> {
+        let current: Vec<Definition> = {
+            let current = self.current.read().expect("not poisoned");
+            let versions = self.versions.read().expect("not poisoned");
+            current.values().filter_map(|v| versions.get(v).cloned()).collect()
+        };
+        let definition = Definition::load(source, file).map_err(LoadError::Invalid)?;
+        let mut set: Vec<&Definition> = current
+            .iter()
+            .filter(|d| !(d.id() == definition.id() && d.jurisdiction() == definition.jurisdiction()))
+            .collect();
+        set.push(&definition);
+        let errors = statflow_workflows::definition::check_set(&set);
+        if !errors.is_empty() {
+            return Err(LoadError::Invalid(errors));
+        }
+        let row = definitions::ActiveModel {
+            version: Set(definition.version.clone()),
+            procedure: Set(definition.id().to_owned()),
+            jurisdiction: Set(definition.jurisdiction().to_owned()),
+            file: Set(file.to_owned()),
+            source: Set(source.to_owned()),
+            loaded_at: Set(to_millis(self.clock.now())),
+        };
+        definitions::Entity::insert(row)
+            .on_conflict_do_nothing()
+            .exec(&self.store.db)
+            .await
+            .map_err(StoreError::from)?;
+        self.versions.write().expect("not poisoned").insert(definition.version.clone(), definition.clone());
+        self.current
+            .write()
+            .expect("not poisoned")
+            .insert((definition.id().to_owned(), definition.jurisdiction().to_owned()), definition.version.clone());
+        Ok(definition)
+    }
+
+    /// Imports calendar notices (TSV or holiday-cn JSON), stores them, and recomputes the
+    /// open deadlines of every running instance. Returns the years imported and how many
+    /// instances were told.
+    pub async fn import_calendar(&self, origin: &str, content: &str) -> Result<(Vec<i32>, usize), LoadError> {
+        let notices =
+            statflow_workflows::calendar::parse_any(content, origin).map_err(|e| LoadError::Calendar(e.to_string()))?;
+        let mut calendar = self.calendar();
+        for notice in &notices {
+            calendar.import(notice.clone(), origin).map_err(|e| LoadError::Calendar(e.to_string()))?;
+        }
+        for notice in &notices {
+            let row = calendars::ActiveModel {
+                year: Set(notice.year),
+                origin: Set(origin.to_owned()),
+                notice: Set(notice.to_tsv()),
+                imported_at: Set(to_millis(self.clock.now())),
+            };
+            calendars::Entity::insert(row)
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(calendars::Column::Year)
+                        .update_columns([
+                            calendars::Column::Origin,
+                            calendars::Column::Notice,
+                            calendars::Column::ImportedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec(&self.store.db)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        *self.calendar.write().expect("not poisoned") = calendar;
+        let running = self.store.running_instances().await?;
+        for id in &running {
+            self.apply(*id, &Event::CalendarChanged).await?;
+        }
+        Ok((notices.iter().map(|n| n.year).collect(), running.len()))
+    }
+
+    /// The years whose notices are loaded.
+    pub fn calendar_years(&self) -> Vec<(i32, Vec<String>)> {
+        let calendar = self.calendar.read().expect("not poisoned");
+        calendar.years().map(|y| (y, calendar.notice(y).map(|n| n.sources.clone()).unwrap_or_default())).collect()
+    }
+}

@@ -83,3 +83,18 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Ids of every running instance.
+    pub async fn running_instances(&self) -> Result<Vec<i64>, StoreError> {
+        use sea_orm::QuerySelect;
+        Ok(instances::Entity::find()
+            .select_only()
+            .column(instances::Column::Id)
+            .filter(instances::Column::Status.eq("running"))
+            .order_by_asc(instances::Column::Id)
+            .into_tuple::<i64>()
+            .all(&self.db)
+            .await?)
+    }
+}
