@@ -359,3 +359,25 @@ fn importing_a_calendar_year_recomputes_provisional_deadlines(backend: Backend) 
     let (_, years) = app.get("/v1/calendars", &clerk);
     assert_eq!(years["items"].as_array().unwrap().last().unwrap()["year"], 2027);
 }
+
+#[test]
+fn the_openapi_document_describes_every_route() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let (status, document) = app.get("/v1/openapi.json", "");
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    // Every route the router serves (daemon/src/api/mod.rs).
+    let router = include_str!("../daemon/src/api/mod.rs");
+    let routes: Vec<&str> = router
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .map(|l| l.split('"').next().unwrap())
+        .collect();
+    assert!(routes.len() >= 14, "{routes:?}");
+    for route in routes {
+        assert!(document["paths"][route].is_object(), "{route} is not described");
+    }
+    let (status, health) = app.get("/healthz", "");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    assert_eq!(app.get("/readyz", "").0, 200);
+}

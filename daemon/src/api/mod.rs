@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod definitions;
 pub mod instances;
+pub mod openapi;
 pub mod problem;
 pub mod tasks;
 pub mod views;
@@ -28,6 +29,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
+        .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/v1/instances", post(instances::start).get(instances::list))
         .route("/v1/instances/{id}", get(instances::show))
         .route("/v1/instances/{id}/history", get(instances::history))

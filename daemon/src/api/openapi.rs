@@ -1,0 +1,138 @@
+//! The OpenAPI 3.1 description of the API, served at /v1/openapi.json. Kept beside the
+//! router; a test checks that every route is described.
+
+use serde_json::{json, Value};
+
+fn problem_responses(codes: &[&str]) -> Value {
+    let mut responses = serde_json::Map::new();
+    for code in codes {
+        responses.insert(
+            (*code).to_owned(),
+            json!({"description": "problem details", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
+        );
+    }
+    Value::Object(responses)
+}
+
+fn operation(summary: &str, ok: &str, body: Option<Value>, errors: &[&str]) -> Value {
+    let mut responses = problem_responses(errors);
+    responses[ok] = json!({"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}});
+    let mut op = json!({"summary": summary, "responses": responses});
+    if let Some(schema) = body {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    op
+}
+
+/// Query parameters of type string.
+fn query_strings(names: &[&str]) -> Vec<Value> {
+    names.iter().map(|p| json!({"name": p, "in": "query", "schema": {"type": "string"}})).collect()
+}
+
+fn id_parameter(name: &str) -> Value {
+    json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}])
+}
+
+pub fn document() -> Value {
+    let action = json!({"type": "object", "required": ["action"], "properties": {"action": {"type": "string"}, "data": {"type": "object"}}, "additionalProperties": false});
+    let mut instance_filters = query_strings(&["procedure", "status", "org"]);
+    instance_filters.extend([
+        json!({"name": "overdue", "in": "query", "schema": {"type": "boolean"}}),
+        json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}),
+        json!({"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}),
+    ]);
+    let mut paths = serde_json::Map::new();
+    let mut add = |path: &str, item: Value| {
+        paths.insert(path.to_owned(), item);
+    };
+    add(
+        "/healthz",
+        json!({"get": {"summary": "The process answers", "security": [], "responses": {"200": {"description": "ok"}}}}),
+    );
+    add(
+        "/readyz",
+        json!({"get": {"summary": "The database answers", "security": [], "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}}),
+    );
+    add(
+        "/v1/openapi.json",
+        json!({"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}),
+    );
+    add(
+        "/v1/instances",
+        json!({
+            "post": operation("Start an instance", "201",
+                Some(json!({"type": "object", "required": ["procedure", "jurisdiction"], "properties": {"procedure": {"type": "string"}, "jurisdiction": {"type": "string"}, "input": {"type": "object", "description": "per the definition's input_schema"}}, "additionalProperties": false})),
+                &["400", "401", "403", "422"]),
+            "get": {
+                "summary": "List instances",
+                "parameters": instance_filters,
+                "responses": operation("", "200", None, &["400", "401"])["responses"],
+            }
+        }),
+    );
+    add(
+        "/v1/instances/{id}",
+        json!({"parameters": id_parameter("id"), "get": operation("An instance: step, deadline with legal basis, tasks, effects", "200", None, &["401", "404"])}),
+    );
+    add(
+        "/v1/instances/{id}/history",
+        json!({"parameters": id_parameter("id"), "get": operation("Every event, hash-chained, with chain verification", "200", None, &["401", "404"])}),
+    );
+    add(
+        "/v1/instances/{id}/actions",
+        json!({"parameters": id_parameter("id"), "post": operation("Take an action", "200", Some(action.clone()), &["400", "401", "403", "404", "409", "413", "422"])}),
+    );
+    add(
+        "/v1/tasks",
+        json!({"get": {"summary": "Open tasks", "parameters": query_strings(&["role", "org", "assignee"]), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
+    );
+    add(
+        "/v1/tasks/{id}/claim",
+        json!({"parameters": id_parameter("id"), "post": operation("Claim a task", "200", None, &["401", "404", "409"])}),
+    );
+    add(
+        "/v1/tasks/{id}/complete",
+        json!({"parameters": id_parameter("id"), "post": operation("Complete a task with an action", "200", Some(action), &["401", "403", "404", "409", "422"])}),
+    );
+    add(
+        "/v1/definitions",
+        json!({
+            "get": operation("Procedures new instances can start on", "200", None, &["401"]),
+            "post": operation("Validate and load a new definition version (administrators)", "201",
+                Some(json!({"type": "object", "required": ["file", "source"], "properties": {"file": {"type": "string"}, "source": {"type": "string", "description": "TOML"}}})),
+                &["401", "403", "422"]),
+        }),
+    );
+    add(
+        "/v1/definitions/{procedure}",
+        json!({"parameters": [{"name": "procedure", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "jurisdiction", "in": "query", "schema": {"type": "string"}}],
+               "get": operation("A definition with JSON Schemas of its input and every action's data", "200", None, &["400", "401", "404"])}),
+    );
+    add(
+        "/v1/calendars",
+        json!({
+            "get": operation("Loaded calendar years and their notices", "200", None, &["401"]),
+            "post": operation("Import a year's notice (TSV or holiday-cn JSON); open deadlines are recomputed (administrators)", "201",
+                Some(json!({"type": "object", "required": ["origin", "content"], "properties": {"origin": {"type": "string"}, "content": {"type": "string"}}})),
+                &["401", "403", "422"]),
+        }),
+    );
+    add(
+        "/v1/admin/clock",
+        json!({"post": operation("Move the virtual clock and fire what falls due (only with --virtual-clock)", "200",
+            Some(json!({"type": "object", "properties": {"advance": {"type": "string", "example": "P3D"}, "set": {"type": "string", "format": "date-time"}}})),
+            &["401", "403", "404", "422"])}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "statflow", "version": env!("CARGO_PKG_VERSION"), "description": "Statutory procedures of public-data regulation as durable workflows."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Problem": {"type": "object", "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "field": {"type": "string", "description": "the field at fault, e.g. data.reasons"}}}},
+        },
+    })
+}
