@@ -381,3 +381,57 @@ fn the_openapi_document_describes_every_route() {
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     assert_eq!(app.get("/readyz", "").0, 200);
 }
+
+/// Runs a client command of the binary against the test daemon.
+fn cli(app: &TestApp, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statflow"))
+        .args(args)
+        .env("STATFLOW_SERVER", app.base())
+        .env("STATFLOW_TOKEN", token)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn the_cli_starts_acts_shows_and_lists() {
+    let app = TestApp::start(Backend::Sqlite, "2026-02-13T10:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let input = app.dir.join("input.json");
+    std::fs::write(&input, registration_input().to_string()).unwrap();
+    let (code, out, err) =
+        cli(&app, &clerk, &["start", "registration", "--jurisdiction", "taian", "--input", input.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\nstep: acceptance, due 2026-02-26T00:00:00+08:00\n");
+
+    let (_, tasks, _) = cli(&app, &clerk, &["tasks"]);
+    assert_eq!(tasks, "1:v1.task\t#1\t形式审查并受理登记申请\tdue 2026-02-26T00:00:00+08:00\n");
+    app.advance("P14D");
+    let (_, overdue, _) = cli(&app, &clerk, &["overdue"]);
+    assert_eq!(overdue, "#1\tregistration/taian\tacceptance\tdue 2026-02-26T00:00:00+08:00\n");
+
+    let (code, _, err) = cli(&app, &clerk, &["act", "1", "reject"]);
+    assert_eq!((code, err.as_str()), (1, "statflow: field `reasons` is required (data.reasons)\n"));
+    let (code, out, _) = cli(&app, &clerk, &["act", "1", "accept"]);
+    assert_eq!((code, out.as_str()), (0, "step: substantive_review (running)\n"));
+
+    let (code, show, _) = cli(&app, &clerk, &["show", "1"]);
+    assert_eq!(code, 0);
+    let expected_lines = [
+        "#1 公共数据登记 (registration/taian) — running",
+        "2026-02-13T10:00:00+08:00  clerk      started",
+        "2026-02-26T00:00:00+08:00  timer      timer v1.deadline",
+        "2026-02-27T10:00:00+08:00  clerk      action accept",
+        "history chain: intact",
+        "current step: 登记审查 (substantive_review)",
+        // 02-28 (Saturday) is an adjusted working day: 02-28, 03-02 … 03-05.
+        "deadline: due 2026-03-06T00:00:00+08:00, 5 working days left (5 working days)",
+        "legal basis: 《泰安市公共数据开发利用管理办法(试行)》第九条第(三)项",
+        "task 1:v2.task: 实质审查 — registration_agency at taian-registry",
+    ];
+    for line in expected_lines {
+        assert!(show.lines().any(|l| l == line), "missing {line:?} in:\n{show}");
+    }
+    let (code, _, err) = cli(&app, "sf_wrong", &["show", "1"]);
+    assert_eq!((code, err.as_str()), (1, "statflow: the token is not valid\n"));
+}

@@ -3,6 +3,7 @@
 //! checked is invalid).
 
 mod calendar;
+mod client;
 mod definitions;
 mod serve;
 
@@ -30,6 +31,8 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 /// A failure a command reports: its one-line message and exit code.
@@ -58,6 +61,7 @@ pub fn run() -> i32 {
         Command::Serve(args) => serve::serve(args),
         Command::Migrate(args) => serve::migrate(args),
         Command::Token(command) => serve::token(command),
+        Command::Client(command) => client::run(command),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,222 @@
+//! `statflow start | act | show | tasks | overdue`: commands for people, talking to a running
+//! daemon over its API (`--server`, `STATFLOW_SERVER`; `--token`, `STATFLOW_TOKEN`), so they
+//! see the daemon's clock and pass the same authorization as any other client.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::Failure;
+
+#[derive(Args, Clone)]
+pub struct Server {
+    /// The daemon's address.
+    #[arg(long, env = "STATFLOW_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    server: String,
+    /// An API token (see `statflow token create`).
+    #[arg(long, env = "STATFLOW_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Starts an instance of a procedure.
+    Start {
+        procedure: String,
+        #[arg(long)]
+        jurisdiction: String,
+        /// A JSON file with the start input.
+        #[arg(long)]
+        input: PathBuf,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Takes an action on an instance.
+    Act {
+        id: String,
+        action: String,
+        /// A JSON file with the action's data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Shows an instance as a timeline: each step, who, when, deadlines with legal basis.
+    Show {
+        id: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Lists open tasks.
+    Tasks {
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Lists overdue instances.
+    Overdue {
+        #[command(flatten)]
+        server: Server,
+    },
+}
+
+impl Server {
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+        let token = self
+            .token
+            .as_deref()
+            .ok_or_else(|| Failure::usage("--token: give an API token (or set STATFLOW_TOKEN)"))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let auth = format!("Bearer {token}");
+        let response = match (method, body) {
+            ("POST", Some(body)) => agent.post(&url).header("Authorization", &auth).send_json(body),
+            _ => agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut response = response.map_err(|e| Failure::invalid(format!("cannot reach {}: {e}", self.server)))?;
+        let status = response.status().as_u16();
+        let value: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+        if status >= 400 {
+            let field = value["field"].as_str().map(|f| format!(" ({f})")).unwrap_or_default();
+            return Err(Failure::invalid(format!("{}{field}", value["detail"].as_str().unwrap_or("request failed"))));
+        }
+        Ok(value)
+    }
+}
+
+fn read_json(path: &PathBuf, argument: &str) -> Result<Value, Failure> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("{argument}: {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Failure::usage(format!("{argument}: {}:{}: {e}", path.display(), e.line())))
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
+/// One line per event of the history.
+fn describe_event(event: &Value) -> String {
+    match event["type"].as_str().unwrap_or_default() {
+        "started" => "started".into(),
+        "action" => {
+            let data = event["data"]
+                .as_object()
+                .filter(|d| !d.is_empty())
+                .map(|d| format!(" {}", Value::Object(d.clone())))
+                .unwrap_or_default();
+            format!("action {}{data}", text(&event["action"]))
+        }
+        "timer_fired" => format!("timer {}", text(&event["timer"])),
+        "activity_completed" => format!("effect {} done", text(&event["key"])),
+        "activity_failed" => format!("effect {} failed: {}", text(&event["key"]), text(&event["error"])),
+        "child_completed" => format!("child finished: {}", text(&event["outcome"])),
+        "signal" => format!("signal {}", text(&event["name"])),
+        "calendar_changed" => "calendar changed; deadlines recomputed".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn show(server: &Server, id: &str) -> Result<(), Failure> {
+    let instance = server.call("GET", &format!("/v1/instances/{id}"), None)?;
+    let history = server.call("GET", &format!("/v1/instances/{id}/history"), None)?;
+    println!(
+        "#{} {} ({}/{}) — {}{}",
+        instance["id"],
+        text(&instance["title"]),
+        text(&instance["procedure"]),
+        text(&instance["jurisdiction"]),
+        text(&instance["status"]),
+        instance["outcome"].as_str().map(|o| format!(": {o}")).unwrap_or_default()
+    );
+    println!();
+    for event in history["events"].as_array().into_iter().flatten() {
+        println!("{}  {:<10} {}", text(&event["at"]), text(&event["actor"]), describe_event(&event["event"]));
+    }
+    println!("history chain: {}", if history["chain_intact"] == true { "intact" } else { "BROKEN" });
+    if let Some(step) = instance["step"].as_object() {
+        println!();
+        println!("current step: {} ({})", text(&step["title"]), text(&step["name"]));
+    }
+    if let Some(deadline) = instance["deadline"].as_object() {
+        let mut due = match deadline["due"].as_str() {
+            Some(due) => format!("due {due}"),
+            None => "clock stopped".into(),
+        };
+        if let Some(days) = deadline["remaining_working_days"].as_i64() {
+            due.push_str(&if days >= 0 {
+                format!(", {days} working days left")
+            } else {
+                format!(", {} working days overdue", -days)
+            });
+        }
+        for flag in ["provisional", "paused", "overdue"] {
+            if deadline[flag] == true {
+                due.push_str(&format!(", {flag}"));
+            }
+        }
+        println!("deadline: {due} ({})", text(&deadline["period"]));
+        println!("legal basis: {}", text(&deadline["basis"]));
+    }
+    for task in instance["tasks"].as_array().into_iter().flatten() {
+        println!(
+            "task {}: {} — {} at {}",
+            text(&task["id"]),
+            text(&task["title"]),
+            text(&task["role"]),
+            text(&task["organization"])
+        );
+    }
+    Ok(())
+}
+
+pub fn run(command: ClientCommand) -> Result<(), Failure> {
+    match command {
+        ClientCommand::Start { procedure, jurisdiction, input, server } => {
+            let input = read_json(&input, "--input")?;
+            let body = json!({"procedure": procedure, "jurisdiction": jurisdiction, "input": input});
+            let instance = server.call("POST", "/v1/instances", Some(&body))?;
+            println!("{}", instance["id"]);
+            println!("step: {}, due {}", text(&instance["step"]["name"]), text(&instance["deadline"]["due"]));
+        }
+        ClientCommand::Act { id, action, data, server } => {
+            let data = match &data {
+                Some(path) => read_json(path, "--data")?,
+                None => json!({}),
+            };
+            let instance = server.call(
+                "POST",
+                &format!("/v1/instances/{id}/actions"),
+                Some(&json!({"action": action, "data": data})),
+            )?;
+            println!("step: {} ({})", text(&instance["step"]["name"]), text(&instance["status"]));
+        }
+        ClientCommand::Show { id, server } => show(&server, &id)?,
+        ClientCommand::Tasks { server } => {
+            let tasks = server.call("GET", "/v1/tasks", None)?;
+            for task in tasks["items"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t#{}\t{}\tdue {}{}",
+                    text(&task["id"]),
+                    task["instance"],
+                    text(&task["title"]),
+                    text(&task["due"]),
+                    if task["overdue"] == true { "\tOVERDUE" } else { "" }
+                );
+            }
+        }
+        ClientCommand::Overdue { server } => {
+            let list = server.call("GET", "/v1/instances?overdue=true&per_page=500", None)?;
+            for item in list["items"].as_array().into_iter().flatten() {
+                println!(
+                    "#{}\t{}/{}\t{}\tdue {}",
+                    item["id"],
+                    text(&item["procedure"]),
+                    text(&item["jurisdiction"]),
+                    text(&item["step"]),
+                    text(&item["due"])
+                );
+            }
+        }
+    }
+    Ok(())
+}
