@@ -180,8 +180,7 @@ fn bad_input_gets_the_right_status_and_changes_nothing(backend: Backend) {
         assert_eq!(problem["status"], status, "{what}: problem details carry the status");
         assert_eq!(problem["field"].as_str(), field, "{what}: {problem}");
     }
-    let huge = json!({"action": "reject", "data": {"reasons": "x".repeat(400_000)}}).to_string();
-    assert_eq!(app.post_raw(&path, &clerk, &huge).0, 413);
+    assert_eq!(app.post_declaring_length(&path, &clerk, 400_000), 413, "a body over 256 KiB is refused");
     assert_eq!(app.get("/v1/instances/999", &app.admin).0, 404);
     assert_eq!(app.get("/v1/instances/abc", &app.admin).0, 404);
     assert_eq!(app.post("/v1/instances/999/actions", &app.admin, &json!({"action": "accept"})).0, 404);

@@ -165,6 +165,24 @@ impl TestApp {
         Self::read(response)
     }
 
+    /// The status of a POST that declares a body of `length` bytes and sends none of it: a
+    /// server that refuses an oversized body must answer from the declared length, before
+    /// reading (sending the body itself races the server closing the connection).
+    pub fn post_declaring_length(&self, path: &str, token: &str, length: usize) -> u16 {
+        use std::io::{Read, Write};
+        let address = self.base().trim_start_matches("http://").to_owned();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+    }
+
     /// A POST that may find the daemon down: `None` means no answer, so not acknowledged.
     pub fn try_post(&self, path: &str, token: &str, body: &Value) -> Option<(u16, Value)> {
         self.agent

@@ -44,7 +44,7 @@ pub async fn load(
     runtime: &Runtime,
     principal: &Principal,
     id: i64,
-) -> Result<(instances::Model, InstanceState, statflow_workflows::definition::Definition), Problem> {
+) -> Result<(instances::Model, InstanceState, std::sync::Arc<statflow_workflows::definition::Definition>), Problem> {
     let row = runtime.store.instance(id).await?;
     if !principal.may_see(&row.organizations) {
         // Outside one's organizations an instance is as good as absent.

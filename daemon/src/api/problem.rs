@@ -72,6 +72,9 @@ impl From<StoreError> for Problem {
             StoreError::NotFound(id) => Problem::not_found(format!("instance {id} does not exist")),
             StoreError::Refused(refusal) => refusal.into(),
             StoreError::Conflict => Problem::new(StatusCode::CONFLICT, "Concurrent change", error.to_string()),
+            StoreError::WriterStopped => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down", error.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "the request could not be completed")

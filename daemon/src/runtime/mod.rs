@@ -22,16 +22,16 @@ use statflow_workflows::engine::{Actor, Command, Event};
 use tokio::sync::Notify;
 
 use crate::store::entities::{calendars, definitions};
-use crate::store::transition::Applied;
+use crate::store::transition::{Applied, Resolver, Transition, Work};
 use crate::store::{to_millis, Store, StoreError};
 use clock::Clock;
 
 pub struct Runtime {
     pub store: Store,
     pub clock: Clock,
-    calendar: RwLock<Calendar>,
+    calendar: RwLock<Arc<Calendar>>,
     /// Every definition version instances may run on, by version.
-    versions: RwLock<HashMap<String, Definition>>,
+    versions: Arc<RwLock<HashMap<String, Arc<Definition>>>>,
     /// The version new instances of (procedure, jurisdiction) start on.
     current: RwLock<HashMap<(String, String), String>>,
     pub timers_changed: Notify,
@@ -62,7 +62,7 @@ impl Runtime {
         for row in definitions::Entity::find().all(&store.db).await? {
             let definition = Definition::load(&row.source, &row.file)
                 .map_err(|errors| StoreError::Corrupt(format!("stored definition {}: {}", row.version, errors[0])))?;
-            versions.insert(row.version.clone(), definition);
+            versions.insert(row.version.clone(), Arc::new(definition));
         }
         let current = Library::built_in()
             .iter()
@@ -77,24 +77,24 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             store,
             clock,
-            calendar: RwLock::new(calendar),
-            versions: RwLock::new(versions),
+            calendar: RwLock::new(Arc::new(calendar)),
+            versions: Arc::new(RwLock::new(versions)),
             current: RwLock::new(current),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
         }))
     }
 
-    pub fn calendar(&self) -> Calendar {
+    pub fn calendar(&self) -> Arc<Calendar> {
         self.calendar.read().expect("not poisoned").clone()
     }
 
-    pub fn definition(&self, version: &str) -> Option<Definition> {
+    pub fn definition(&self, version: &str) -> Option<Arc<Definition>> {
         self.versions.read().expect("not poisoned").get(version).cloned()
     }
 
     /// The definition new instances of a procedure start on.
-    pub fn current_definition(&self, procedure: &str, jurisdiction: &str) -> Option<Definition> {
+    pub fn current_definition(&self, procedure: &str, jurisdiction: &str) -> Option<Arc<Definition>> {
         let version =
             self.current.read().expect("not poisoned").get(&(procedure.to_owned(), jurisdiction.to_owned()))?.clone();
         self.definition(&version)
@@ -132,18 +132,24 @@ impl Runtime {
 
     pub async fn start(
         &self,
-        definition: &Definition,
+        definition: &Arc<Definition>,
         input: Value,
         actor: Actor,
         parent: Option<(i64, String)>,
     ) -> Result<Applied, StoreError> {
-        let applied = self.store.start(definition, input, actor, self.clock.now(), &self.calendar(), parent).await?;
-        self.wake(&applied);
-        Ok(applied)
+        let work = Work::Start { definition: definition.clone(), input, actor, parent };
+        self.transition(work).await
     }
 
     pub async fn apply(&self, id: i64, event: &Event) -> Result<Applied, StoreError> {
-        let applied = self.store.apply(id, event, self.clock.now(), &self.calendar(), |v| self.definition(v)).await?;
+        let versions = self.versions.clone();
+        let definitions: Resolver = Arc::new(move |v| versions.read().expect("not poisoned").get(v).cloned());
+        self.transition(Work::Apply { id, event: event.clone(), definitions }).await
+    }
+
+    async fn transition(&self, work: Work) -> Result<Applied, StoreError> {
+        let transition = Transition { work, now: self.clock.now(), calendar: self.calendar() };
+        let applied = self.store.transition(transition).await?;
         self.wake(&applied);
         Ok(applied)
     }
@@ -170,7 +176,7 @@ impl Runtime {
         let current: Vec<Definition> = {
             let current = self.current.read().expect("not poisoned");
             let versions = self.versions.read().expect("not poisoned");
-            current.values().filter_map(|v| versions.get(v).cloned()).collect()
+            current.values().filter_map(|v| versions.get(v).map(|d| Definition::clone(d))).collect()
         };
         let definition = Definition::load(source, file).map_err(LoadError::Invalid)?;
         let mut set: Vec<&Definition> = current
@@ -195,7 +201,7 @@ impl Runtime {
             .exec(&self.store.db)
             .await
             .map_err(StoreError::from)?;
-        self.versions.write().expect("not poisoned").insert(definition.version.clone(), definition.clone());
+        self.versions.write().expect("not poisoned").insert(definition.version.clone(), Arc::new(definition.clone()));
         self.current
             .write()
             .expect("not poisoned")
@@ -209,7 +215,7 @@ impl Runtime {
     pub async fn import_calendar(&self, origin: &str, content: &str) -> Result<(Vec<i32>, usize), LoadError> {
         let notices =
             statflow_workflows::calendar::parse_any(content, origin).map_err(|e| LoadError::Calendar(e.to_string()))?;
-        let mut calendar = self.calendar();
+        let mut calendar = Calendar::clone(&self.calendar());
         for notice in &notices {
             calendar.import(notice.clone(), origin).map_err(|e| LoadError::Calendar(e.to_string()))?;
         }
@@ -234,7 +240,7 @@ impl Runtime {
                 .await
                 .map_err(StoreError::from)?;
         }
-        *self.calendar.write().expect("not poisoned") = calendar;
+        *self.calendar.write().expect("not poisoned") = Arc::new(calendar);
         let running = self.store.running_instances().await?;
         for id in &running {
             self.apply(*id, &Event::CalendarChanged).await?;

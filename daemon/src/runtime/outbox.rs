@@ -3,9 +3,11 @@
 //! (certificates, record status, data access, reports, child instances, signals); notices
 //! and escalations stay queued for the delivery channels.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{json, Value};
 use statflow_workflows::engine::{Actor, Event};
@@ -27,6 +29,9 @@ pub const INTERNAL: [&str; 7] = [
 
 const MAX_ATTEMPTS: i32 = 8;
 
+/// How many ready effects one pass takes.
+const BATCH: u64 = 256;
+
 /// What an effect led to.
 enum Done {
     /// An activity finished: report it to its instance.
@@ -44,32 +49,57 @@ impl Runtime {
             .filter(outbox::Column::Kind.is_in(INTERNAL))
             .filter(outbox::Column::NextAttemptAt.lte(now))
             .order_by_asc(outbox::Column::Id)
-            .limit(64)
+            .limit(BATCH)
             .all(&self.store.db)
             .await?;
         let count = ready.len();
+        // Effects of different instances run side by side; one instance's run in order.
+        let mut by_instance: BTreeMap<i64, Vec<outbox::Model>> = BTreeMap::new();
         for row in ready {
-            let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
-            match self.perform(&row, &payload).await {
-                Ok(Done::Activity(result)) => {
-                    let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
-                    self.apply(row.instance_id, &Event::ActivityCompleted { key, result }).await.ok();
-                    self.store.finish_outbox(row.id, "done", None).await?;
-                }
-                Ok(Done::Quiet) => self.store.finish_outbox(row.id, "done", None).await?,
-                Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
-                    self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
-                    let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
-                    self.apply(row.instance_id, &Event::ActivityFailed { key, error }).await.ok();
-                }
-                Err(error) => {
-                    // Exponential backoff: 1 s, 2 s, 4 s …
-                    let delay = 1000i64 << row.attempts.clamp(0, 16);
-                    self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &error).await?;
+            by_instance.entry(row.instance_id).or_default().push(row);
+        }
+        let passes = join_all(by_instance.into_values().map(|rows| async move {
+            let mut done = Vec::with_capacity(rows.len());
+            for row in rows {
+                if self.handle(&row, now).await? {
+                    done.push(row.id);
                 }
             }
+            Ok::<_, StoreError>(done)
+        }))
+        .await;
+        let mut done = Vec::with_capacity(count);
+        for pass in passes {
+            done.extend(pass?);
         }
+        // One write marks the whole pass done. A crash before it repeats these effects, which
+        // is why every effect is idempotent by its key.
+        self.store.finish_outbox_rows(&done).await?;
         Ok(count)
+    }
+
+    /// Carries out one effect; true when it is done (marked with the rest of the pass).
+    async fn handle(&self, row: &outbox::Model, now: i64) -> Result<bool, StoreError> {
+        let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
+        match self.perform(row, &payload).await {
+            Ok(Done::Activity(result)) => {
+                let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+                self.apply(row.instance_id, &Event::ActivityCompleted { key, result }).await.ok();
+                return Ok(true);
+            }
+            Ok(Done::Quiet) => return Ok(true),
+            Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
+                self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
+                let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+                self.apply(row.instance_id, &Event::ActivityFailed { key, error }).await.ok();
+            }
+            Err(error) => {
+                // Exponential backoff: 1 s, 2 s, 4 s …
+                let delay = 1000i64 << row.attempts.clamp(0, 16);
+                self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &error).await?;
+            }
+        }
+        Ok(false)
     }
 
     async fn perform(&self, row: &outbox::Model, payload: &Value) -> Result<Done, String> {

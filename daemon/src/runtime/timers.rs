@@ -2,14 +2,17 @@
 //! wakes early when an earlier timer is scheduled, and fires due timers in order of due time.
 //! With a virtual clock it only fires when the clock is moved.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
+use futures_util::future::join_all;
 use serde::Serialize;
 use statflow_workflows::engine::Event;
 
 use super::Runtime;
+use crate::store::entities::timers;
 use crate::store::{from_millis, to_millis, StoreError};
 
 /// How many due timers one pass reads.
@@ -32,16 +35,36 @@ impl Runtime {
             if due.is_empty() {
                 break;
             }
-            for timer in due {
-                let at = from_millis(timer.due_at);
+            // Timers due at the same instant fire together (the writer commits them in one
+            // transaction); those of one instance still fire one after another, in order.
+            for group in due.chunk_by(|a, b| a.due_at == b.due_at) {
+                let at = from_millis(group[0].due_at);
                 self.clock.set(at);
-                let event = Event::TimerFired { timer: timer.timer_id.clone() };
-                match self.apply(timer.instance_id, &event).await {
-                    Ok(_) => fired.push(Fired { instance: timer.instance_id, timer: timer.timer_id, due: at }),
-                    Err(error) => {
-                        tracing::error!(instance = timer.instance_id, timer = %timer.timer_id, %error, "timer could not fire");
-                        // A timer that cannot fire must not block the others behind it.
-                        self.store.drop_timer(&timer.id).await?;
+                let mut by_instance: BTreeMap<i64, Vec<&timers::Model>> = BTreeMap::new();
+                for timer in group {
+                    by_instance.entry(timer.instance_id).or_default().push(timer);
+                }
+                let outcomes = join_all(by_instance.into_values().map(|timers| async move {
+                    let mut outcomes = Vec::with_capacity(timers.len());
+                    for timer in timers {
+                        let event = Event::TimerFired { timer: timer.timer_id.clone() };
+                        outcomes.push((timer, self.apply(timer.instance_id, &event).await));
+                    }
+                    outcomes
+                }))
+                .await;
+                let mut outcomes: Vec<_> = outcomes.into_iter().flatten().collect();
+                outcomes.sort_by(|(a, _), (b, _)| a.id.cmp(&b.id));
+                for (timer, outcome) in outcomes {
+                    match outcome {
+                        Ok(_) => {
+                            fired.push(Fired { instance: timer.instance_id, timer: timer.timer_id.clone(), due: at })
+                        }
+                        Err(error) => {
+                            tracing::error!(instance = timer.instance_id, timer = %timer.timer_id, %error, "timer could not fire");
+                            // A timer that cannot fire must not block the others behind it.
+                            self.store.drop_timer(&timer.id).await?;
+                        }
                     }
                 }
             }

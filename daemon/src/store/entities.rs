@@ -27,6 +27,8 @@ pub mod instances {
         pub parent_key: Option<String>,
         pub created_at: i64,
         pub updated_at: i64,
+        /// The hash of the latest history row (the chain's head).
+        pub head_hash: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

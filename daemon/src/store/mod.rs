@@ -4,11 +4,14 @@
 //! - [`transition`]: the write path — one database transaction per transition: history
 //!   append (hash-chained), snapshot update guarded by the instance's version, and the
 //!   timers, tasks and outbox rows the interpreter's commands call for.
+//! - [`writer`]: SQLite group commit — transitions queued while a commit flushes share the
+//!   next transaction.
 //! - [`queries`]: what the API, CLI and runtime loops read.
 
 pub mod entities;
 pub mod queries;
 pub mod transition;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -18,7 +21,6 @@ use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, Db
 use statflow_migrations::{Migrator, MigratorTrait};
 use statflow_workflows::calendar::shanghai;
 use statflow_workflows::engine::Refusal;
-use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,6 +36,8 @@ pub enum StoreError {
     UnknownDefinition(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("the writer has stopped; the daemon is shutting down")]
+    WriterStopped,
     #[error("database error: {0}")]
     Db(#[from] DbErr),
 }
@@ -41,9 +45,9 @@ pub enum StoreError {
 /// The database and how to write to it safely.
 pub struct Store {
     pub db: DatabaseConnection,
-    /// SQLite has a single writer: transitions queue here instead of failing with "busy".
-    /// PostgreSQL writers run concurrently, guarded by the version check alone.
-    writer: Option<Mutex<()>>,
+    /// SQLite has a single writer: transitions queue for the group-commit writer instead of
+    /// failing with "busy". PostgreSQL writers run concurrently, guarded by the version check.
+    writer: Option<writer::Writer>,
 }
 
 /// Milliseconds since the epoch, as stored.
@@ -81,10 +85,13 @@ impl Store {
                         .create_if_missing(true)
                         .foreign_keys(true)
                 })
-                .max_connections(8);
+                .max_connections(8)
+                // A local file needs no liveness ping before each use.
+                .test_before_acquire(false);
         }
         let db = Database::connect(options).await?;
-        Ok(Store { db, writer: sqlite.then(|| Mutex::new(())) })
+        let writer = sqlite.then(|| writer::Writer::spawn(db.clone()));
+        Ok(Store { db, writer })
     }
 
     pub async fn migrate(url: &str) -> Result<Vec<String>, DbErr> {

@@ -72,6 +72,20 @@ impl Store {
         Ok(())
     }
 
+    /// Marks effects done, in one statement.
+    pub async fn finish_outbox_rows(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::Status, "done".into())
+            .col_expr(outbox::Column::DoneAt, Some(chrono::Utc::now().timestamp_millis()).into())
+            .filter(outbox::Column::Id.is_in(ids.iter().copied()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     pub async fn retry_outbox(&self, id: i64, attempts: i32, next: i64, error: &str) -> Result<(), StoreError> {
         outbox::Entity::update_many()
             .col_expr(outbox::Column::Attempts, attempts.into())

@@ -2,10 +2,14 @@
 //! history row, the snapshot (guarded by its version), and the timer, task and outbox rows
 //! the interpreter's commands call for. Either all of it is stored or none of it.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
 use chrono::{DateTime, FixedOffset};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, Set, Statement, TransactionTrait,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -86,252 +90,465 @@ fn activity_kind(activity: &Activity) -> &'static str {
     }
 }
 
-impl Store {
-    /// Starts an instance of `definition` in one transaction.
-    pub async fn start(
-        &self,
-        definition: &Definition,
-        input: Value,
-        actor: Actor,
-        now: DateTime<FixedOffset>,
-        calendar: &Calendar,
-        parent: Option<(i64, String)>,
-    ) -> Result<Applied, StoreError> {
-        let event = Event::Started { input, actor };
-        let transition = engine::apply(definition, &InstanceState::new(definition), &event, now, calendar)
-            .map_err(StoreError::Refused)?;
-        let _writer = match &self.writer {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        let txn = self.db.begin().await?;
-        let (status, outcome) = status_of(&transition.state);
-        let (next_due_at, overdue) = deadline_of(&transition.state);
-        let row = instances::ActiveModel {
-            procedure: Set(definition.id().to_owned()),
-            jurisdiction: Set(definition.jurisdiction().to_owned()),
-            definition_version: Set(definition.version.clone()),
-            status: Set(status.to_owned()),
-            outcome: Set(outcome),
-            step: Set(transition.state.step_name().map(str::to_owned)),
-            organizations: Set(organizations(definition, &transition.state)),
-            state: Set(serde_json::to_string(&transition.state).expect("states serialize")),
-            version_no: Set(1),
-            next_due_at: Set(next_due_at),
-            overdue: Set(overdue),
-            parent_instance_id: Set(parent.as_ref().map(|(id, _)| *id)),
-            parent_key: Set(parent.map(|(_, key)| key)),
-            created_at: Set(to_millis(now)),
-            updated_at: Set(to_millis(now)),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        append_history(&txn, row.id, 1, now, &event).await?;
-        apply_commands(&txn, row.id, &transition.commands, now).await?;
-        txn.commit().await?;
-        Ok(Applied { instance_id: row.id, commands: transition.commands })
-    }
+/// What a transition is to do.
+pub enum Work {
+    Start { definition: Arc<Definition>, input: Value, actor: Actor, parent: Option<(i64, String)> },
+    Apply { id: i64, event: Event, definitions: Resolver },
+}
 
-    /// Applies `event` to instance `id` in one transaction, retrying when a concurrent
-    /// transition of the same instance committed first. A refused event stores nothing.
-    pub async fn apply(
-        &self,
-        id: i64,
-        event: &Event,
-        now: DateTime<FixedOffset>,
-        calendar: &Calendar,
-        definition_of: impl Fn(&str) -> Option<Definition>,
-    ) -> Result<Applied, StoreError> {
+/// Finds a stored definition version (instances run on the version they started with).
+pub type Resolver = Arc<dyn Fn(&str) -> Option<Arc<Definition>> + Send + Sync>;
+
+/// A transition to store, with the instant and calendar it is computed at.
+pub struct Transition {
+    pub work: Work,
+    pub now: DateTime<FixedOffset>,
+    pub calendar: Arc<Calendar>,
+}
+
+/// Why a group of transitions could not be stored; none of it was.
+pub(super) enum BatchFailure {
+    Db(DbErr),
+    /// An instance's version moved under the batch (a concurrent writer committed first).
+    Conflict,
+}
+
+impl From<DbErr> for BatchFailure {
+    fn from(error: DbErr) -> Self {
+        BatchFailure::Db(error)
+    }
+}
+
+impl Store {
+    /// Stores one transition and returns once it is durable. A refused event stores nothing;
+    /// when another transition of the same instance committed first, it is recomputed.
+    pub async fn transition(&self, transition: Transition) -> Result<Applied, StoreError> {
+        if let Some(writer) = &self.writer {
+            return writer.submit(transition).await;
+        }
         for _ in 0..ATTEMPTS {
-            let _writer = match &self.writer {
-                Some(lock) => Some(lock.lock().await),
-                None => None,
-            };
-            let row = instances::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound(id))?;
-            let state: InstanceState =
-                serde_json::from_str(&row.state).map_err(|e| StoreError::Corrupt(format!("instance {id}: {e}")))?;
-            let definition = definition_of(&row.definition_version)
-                .ok_or_else(|| StoreError::UnknownDefinition(row.definition_version.clone()))?;
-            let transition = engine::apply(&definition, &state, event, now, calendar).map_err(StoreError::Refused)?;
-            if transition.state == state && transition.commands.is_empty() {
-                return Ok(Applied { instance_id: id, commands: vec![] });
-            }
             let txn = self.db.begin().await?;
-            let (status, outcome) = status_of(&transition.state);
-            let (next_due_at, overdue) = deadline_of(&transition.state);
-            let updated = instances::Entity::update_many()
-                .col_expr(instances::Column::Status, status.into())
-                .col_expr(instances::Column::Outcome, outcome.into())
-                .col_expr(instances::Column::Step, transition.state.step_name().map(str::to_owned).into())
-                .col_expr(
-                    instances::Column::State,
-                    serde_json::to_string(&transition.state).expect("serializes").into(),
-                )
-                .col_expr(instances::Column::VersionNo, (row.version_no + 1).into())
-                .col_expr(instances::Column::NextDueAt, next_due_at.into())
-                .col_expr(instances::Column::Overdue, overdue.into())
-                .col_expr(instances::Column::UpdatedAt, to_millis(now).into())
-                .filter(instances::Column::Id.eq(id))
-                .filter(instances::Column::VersionNo.eq(row.version_no))
-                .exec(&txn)
-                .await?;
-            if updated.rows_affected != 1 {
-                txn.rollback().await?;
-                continue;
+            match store_batch(&txn, &[&transition], false).await {
+                Ok(mut outcomes) => {
+                    txn.commit().await?;
+                    return outcomes.pop().expect("one outcome per transition");
+                }
+                Err(BatchFailure::Conflict) => txn.rollback().await?,
+                Err(BatchFailure::Db(error)) => {
+                    txn.rollback().await?;
+                    return Err(error.into());
+                }
             }
-            if let Event::TimerFired { timer } = event {
-                timers::Entity::delete_by_id(format!("{id}:{timer}")).exec(&txn).await?;
-            }
-            append_history(&txn, id, transition.state.events as i64, now, event).await?;
-            apply_commands(&txn, id, &transition.commands, now).await?;
-            if let (Status::Completed { outcome }, Some(parent)) = (&transition.state.status, row.parent_instance_id) {
-                // A finished child reports to its parent through the outbox, after commit.
-                let payload = json!({"parent": parent, "key": row.parent_key, "outcome": outcome});
-                insert_outbox(&txn, id, &format!("{id}:child_completed"), "child_completed", &payload, now).await?;
-            }
-            txn.commit().await?;
-            return Ok(Applied { instance_id: id, commands: transition.commands });
         }
         Err(StoreError::Conflict)
     }
 }
 
-async fn append_history(
+/// Computes `transitions` in order and stores all of them inside `txn` with a handful of
+/// set-based statements: one read of the instances involved, then one write per instance
+/// and one per table. Later transitions see the effects of earlier ones on the same instance.
+/// A refused transition is an outcome, not a failure; any failure means nothing is stored.
+///
+/// `exclusive` says the caller has held the database's only write lock since before this
+/// read (SQLite's `BEGIN IMMEDIATE`): no version can move, so changed instances are written
+/// with one multi-row upsert instead of a guarded update each.
+pub(super) async fn store_batch(
     txn: &DatabaseTransaction,
-    id: i64,
-    seq: i64,
-    now: DateTime<FixedOffset>,
-    event: &Event,
-) -> Result<(), StoreError> {
-    let prev = history::Entity::find()
-        .filter(history::Column::InstanceId.eq(id))
-        .order_by_desc(history::Column::Seq)
-        .one(txn)
-        .await?
-        .map_or_else(|| GENESIS.to_owned(), |h| h.hash);
-    let at = to_millis(now);
-    let actor = actor_of(event);
-    let event_json = serde_json::to_string(event).expect("events serialize");
-    let hash = chain_hash(&prev, seq, at, &actor, &event_json);
-    history::ActiveModel {
-        instance_id: Set(id),
-        seq: Set(seq),
-        at: Set(at),
-        actor: Set(actor),
-        event: Set(event_json),
-        prev_hash: Set(prev),
-        hash: Set(hash),
+    transitions: &[&Transition],
+    exclusive: bool,
+) -> Result<Vec<Result<Applied, StoreError>>, BatchFailure> {
+    let ids: Vec<i64> = transitions
+        .iter()
+        .filter_map(|t| match &t.work {
+            Work::Apply { id, .. } => Some(*id),
+            Work::Start { .. } => None,
+        })
+        .collect();
+    let mut batch = Batch::default();
+    let starts = transitions.len() - ids.len();
+    if exclusive && starts > 0 {
+        batch.next_id = Some(next_instance_id(txn).await?);
     }
-    .insert(txn)
-    .await?;
-    Ok(())
+    if !ids.is_empty() {
+        for row in instances::Entity::find().filter(instances::Column::Id.is_in(ids)).all(txn).await? {
+            batch.instances.insert(row.id, Open { stored_version: row.version_no, changed: false, row });
+        }
+    }
+    let mut outcomes = Vec::with_capacity(transitions.len());
+    for transition in transitions {
+        let outcome = match &transition.work {
+            Work::Start { definition, input, actor, parent } => {
+                batch.start(txn, definition, input, actor, transition.now, &transition.calendar, parent).await?
+            }
+            Work::Apply { id, event, definitions } => {
+                batch.apply(*id, event, transition.now, &transition.calendar, definitions)
+            }
+        };
+        outcomes.push(outcome);
+    }
+    batch.flush(txn, exclusive).await?;
+    Ok(outcomes)
 }
 
-async fn insert_outbox(
-    txn: &DatabaseTransaction,
-    id: i64,
-    key: &str,
-    kind: &str,
-    payload: &Value,
-    now: DateTime<FixedOffset>,
-) -> Result<(), StoreError> {
-    let row = outbox::ActiveModel {
-        instance_id: Set(id),
-        key: Set(key.to_owned()),
-        kind: Set(kind.to_owned()),
-        payload: Set(payload.to_string()),
-        status: Set("pending".into()),
-        attempts: Set(0),
-        next_attempt_at: Set(to_millis(now)),
-        last_error: Set(None),
-        created_at: Set(to_millis(now)),
-        done_at: Set(None),
-        ..Default::default()
-    };
-    // The key is unique: an effect is recorded once, however often its transition is replayed.
-    outbox::Entity::insert(row).on_conflict_do_nothing_on([outbox::Column::Key]).exec(txn).await?;
-    Ok(())
+/// An instance as the batch sees it: the stored row with the changes made so far.
+struct Open {
+    row: instances::Model,
+    /// The version stored before this batch; the update is guarded by it.
+    stored_version: i64,
+    changed: bool,
 }
 
-async fn apply_commands(
-    txn: &DatabaseTransaction,
-    id: i64,
-    commands: &[Command],
-    now: DateTime<FixedOffset>,
-) -> Result<(), StoreError> {
-    for command in commands {
-        match command {
-            Command::ScheduleTimer { id: timer, at, kind } => {
-                let row = timers::ActiveModel {
-                    id: Set(format!("{id}:{timer}")),
-                    instance_id: Set(id),
-                    timer_id: Set(timer.clone()),
-                    due_at: Set(to_millis(*at)),
-                    kind: Set(serde_json::to_string(kind).expect("serializes")),
-                };
-                timers::Entity::insert(row)
-                    .on_conflict(
-                        OnConflict::column(timers::Column::Id)
-                            .update_columns([timers::Column::DueAt, timers::Column::Kind])
-                            .to_owned(),
-                    )
-                    .exec(txn)
-                    .await?;
+/// The writes of a group of transitions, merged per row so each table takes one statement.
+#[derive(Default)]
+struct Batch {
+    instances: HashMap<i64, Open>,
+    history: Vec<history::Model>,
+    /// Timer row id → the row to store, or `None` to delete it; the last command wins.
+    timers: BTreeMap<String, Option<timers::Model>>,
+    /// Tasks opened by this batch (later commands change the row before it is inserted).
+    new_tasks: BTreeMap<String, tasks::Model>,
+    /// Tasks stored earlier that this batch closes, with when.
+    closed_tasks: BTreeMap<String, i64>,
+    /// Tasks stored earlier whose deadline changed: (due, overdue).
+    task_deadlines: BTreeMap<String, (Option<i64>, bool)>,
+    outbox: Vec<outbox::ActiveModel>,
+    /// In exclusive mode, the id the next started instance takes; its row is then written
+    /// with the others at the end instead of on its own.
+    next_id: Option<i64>,
+}
+
+/// The first instance id never used, SQLite only: AUTOINCREMENT keeps the largest id ever
+/// given out in `sqlite_sequence`, so ids of removed instances are never handed out again.
+async fn next_instance_id(txn: &DatabaseTransaction) -> Result<i64, DbErr> {
+    let statement = Statement::from_string(
+        DbBackend::Sqlite,
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'instances'), 0), \
+         COALESCE((SELECT MAX(id) FROM instances), 0)) AS last",
+    );
+    let row = txn.query_one_raw(statement).await?.ok_or_else(|| DbErr::Custom("no row".into()))?;
+    Ok(row.try_get::<i64>("", "last")? + 1)
+}
+
+impl Batch {
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &mut self,
+        txn: &DatabaseTransaction,
+        definition: &Definition,
+        input: &Value,
+        actor: &Actor,
+        now: DateTime<FixedOffset>,
+        calendar: &Calendar,
+        parent: &Option<(i64, String)>,
+    ) -> Result<Result<Applied, StoreError>, DbErr> {
+        let event = Event::Started { input: input.clone(), actor: actor.clone() };
+        let transition = match engine::apply(definition, &InstanceState::new(definition), &event, now, calendar) {
+            Ok(transition) => transition,
+            Err(refusal) => return Ok(Err(StoreError::Refused(refusal))),
+        };
+        let (status, outcome) = status_of(&transition.state);
+        let (next_due_at, overdue) = deadline_of(&transition.state);
+        let (at, actor, event_json) =
+            (to_millis(now), actor_of(&event), serde_json::to_string(&event).expect("serializes"));
+        let hash = chain_hash(GENESIS, 1, at, &actor, &event_json);
+        let mut row = instances::Model {
+            id: 0,
+            procedure: definition.id().to_owned(),
+            jurisdiction: definition.jurisdiction().to_owned(),
+            definition_version: definition.version.clone(),
+            status: status.to_owned(),
+            outcome,
+            step: transition.state.step_name().map(str::to_owned),
+            organizations: organizations(definition, &transition.state),
+            state: serde_json::to_string(&transition.state).expect("states serialize"),
+            version_no: 1,
+            next_due_at,
+            overdue,
+            parent_instance_id: parent.as_ref().map(|(id, _)| *id),
+            parent_key: parent.as_ref().map(|(_, key)| key.clone()),
+            created_at: at,
+            updated_at: at,
+            head_hash: hash.clone(),
+        };
+        let changed = match &mut self.next_id {
+            Some(next) => {
+                row.id = *next;
+                *next += 1;
+                true
             }
-            Command::CancelTimer { id: timer } => {
-                timers::Entity::delete_by_id(format!("{id}:{timer}")).exec(txn).await?;
+            None => {
+                // The new row is inserted at once: its id names everything else it owns.
+                let mut active = row.clone().into_active_model();
+                active.id = NotSet;
+                row.id = instances::Entity::insert(active).exec(txn).await?.last_insert_id;
+                false
             }
-            Command::OpenTask { id: task, step, title, role, organization, actions, deadline } => {
-                tasks::ActiveModel {
-                    id: Set(format!("{id}:{task}")),
-                    instance_id: Set(id),
-                    task_id: Set(task.clone()),
-                    step: Set(step.clone()),
-                    title: Set(title.clone()),
-                    role: Set(role.clone()),
-                    organization: Set(organization.clone()),
-                    actions: Set(serde_json::to_string(actions).expect("serializes")),
-                    due_at: Set(deadline.as_ref().and_then(|d| d.due).map(to_millis)),
-                    overdue: Set(false),
-                    status: Set("open".into()),
-                    assignee: Set(None),
-                    created_at: Set(to_millis(now)),
-                    closed_at: Set(None),
+        };
+        let id = row.id;
+        self.history.push(history::Model {
+            instance_id: id,
+            seq: 1,
+            at,
+            actor,
+            event: event_json,
+            prev_hash: GENESIS.into(),
+            hash,
+        });
+        self.instances.insert(id, Open { row, stored_version: 1, changed });
+        self.commands(id, &transition.commands, now);
+        Ok(Ok(Applied { instance_id: id, commands: transition.commands }))
+    }
+
+    fn apply(
+        &mut self,
+        id: i64,
+        event: &Event,
+        now: DateTime<FixedOffset>,
+        calendar: &Calendar,
+        definitions: &Resolver,
+    ) -> Result<Applied, StoreError> {
+        let open = self.instances.get_mut(&id).ok_or(StoreError::NotFound(id))?;
+        let state: InstanceState =
+            serde_json::from_str(&open.row.state).map_err(|e| StoreError::Corrupt(format!("instance {id}: {e}")))?;
+        let definition = definitions(&open.row.definition_version)
+            .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
+        let transition = engine::apply(&definition, &state, event, now, calendar).map_err(StoreError::Refused)?;
+        if transition.state == state && transition.commands.is_empty() {
+            return Ok(Applied { instance_id: id, commands: vec![] });
+        }
+        let (status, outcome) = status_of(&transition.state);
+        let (next_due_at, overdue) = deadline_of(&transition.state);
+        let (at, actor, event_json) =
+            (to_millis(now), actor_of(event), serde_json::to_string(event).expect("serializes"));
+        let seq = transition.state.events as i64;
+        let hash = chain_hash(&open.row.head_hash, seq, at, &actor, &event_json);
+        let prev_hash = std::mem::replace(&mut open.row.head_hash, hash.clone());
+        let row = &mut open.row;
+        row.status = status.to_owned();
+        row.outcome = outcome;
+        row.step = transition.state.step_name().map(str::to_owned);
+        row.state = serde_json::to_string(&transition.state).expect("states serialize");
+        row.version_no += 1;
+        row.next_due_at = next_due_at;
+        row.overdue = overdue;
+        row.updated_at = at;
+        open.changed = true;
+        let parent = row.parent_instance_id.map(|parent| (parent, row.parent_key.clone()));
+        self.history.push(history::Model { instance_id: id, seq, at, actor, event: event_json, prev_hash, hash });
+        if let Event::TimerFired { timer } = event {
+            self.timers.insert(format!("{id}:{timer}"), None);
+        }
+        self.commands(id, &transition.commands, now);
+        if let (Status::Completed { outcome }, Some((parent, key))) = (&transition.state.status, parent) {
+            // A finished child reports to its parent through the outbox, after commit.
+            let payload = json!({"parent": parent, "key": key, "outcome": outcome});
+            self.outbox(id, &format!("{id}:child_completed"), "child_completed", &payload, now);
+        }
+        Ok(Applied { instance_id: id, commands: transition.commands })
+    }
+
+    /// Records the rows the interpreter's commands call for.
+    fn commands(&mut self, id: i64, commands: &[Command], now: DateTime<FixedOffset>) {
+        let now_millis = to_millis(now);
+        for command in commands {
+            match command {
+                Command::ScheduleTimer { id: timer, at, kind } => {
+                    let row = timers::Model {
+                        id: format!("{id}:{timer}"),
+                        instance_id: id,
+                        timer_id: timer.clone(),
+                        due_at: to_millis(*at),
+                        kind: serde_json::to_string(kind).expect("serializes"),
+                    };
+                    self.timers.insert(row.id.clone(), Some(row));
                 }
-                .insert(txn)
-                .await?;
-            }
-            Command::CloseTask { id: task } => {
-                tasks::Entity::update_many()
-                    .col_expr(tasks::Column::Status, "closed".into())
-                    .col_expr(tasks::Column::ClosedAt, Some(to_millis(now)).into())
-                    .filter(tasks::Column::Id.eq(format!("{id}:{task}")))
-                    .exec(txn)
-                    .await?;
-            }
-            Command::DeadlineChanged { task: Some(task), deadline, .. } => {
-                tasks::Entity::update_many()
-                    .col_expr(tasks::Column::DueAt, deadline.due.map(to_millis).into())
-                    .col_expr(tasks::Column::Overdue, deadline.overdue.into())
-                    .filter(tasks::Column::Id.eq(format!("{id}:{task}")))
-                    .exec(txn)
-                    .await?;
-            }
-            Command::DeadlineChanged { task: None, .. } | Command::Complete { .. } => {}
-            Command::RunActivity { key, activity } => {
-                let payload = serde_json::to_value(activity).expect("serializes");
-                insert_outbox(txn, id, &format!("{id}:{key}"), activity_kind(activity), &payload, now).await?;
-            }
-            Command::StartChild { key, procedure, jurisdiction, input } => {
-                let payload = json!({"key": key, "procedure": procedure, "jurisdiction": jurisdiction, "input": input});
-                insert_outbox(txn, id, &format!("{id}:{key}"), "start_child", &payload, now).await?;
-            }
-            Command::SignalInstance { key, target, signal, data } => {
-                let payload = json!({"target": target, "signal": signal, "data": data});
-                insert_outbox(txn, id, &format!("{id}:{key}"), "signal_instance", &payload, now).await?;
+                Command::CancelTimer { id: timer } => {
+                    self.timers.insert(format!("{id}:{timer}"), None);
+                }
+                Command::OpenTask { id: task, step, title, role, organization, actions, deadline } => {
+                    let row = tasks::Model {
+                        id: format!("{id}:{task}"),
+                        instance_id: id,
+                        task_id: task.clone(),
+                        step: step.clone(),
+                        title: title.clone(),
+                        role: role.clone(),
+                        organization: organization.clone(),
+                        actions: serde_json::to_string(actions).expect("serializes"),
+                        due_at: deadline.as_ref().and_then(|d| d.due).map(to_millis),
+                        overdue: false,
+                        status: "open".into(),
+                        assignee: None,
+                        created_at: now_millis,
+                        closed_at: None,
+                    };
+                    self.new_tasks.insert(row.id.clone(), row);
+                }
+                Command::CloseTask { id: task } => {
+                    let key = format!("{id}:{task}");
+                    match self.new_tasks.get_mut(&key) {
+                        Some(row) => {
+                            row.status = "closed".into();
+                            row.closed_at = Some(now_millis);
+                        }
+                        None => {
+                            self.closed_tasks.insert(key, now_millis);
+                        }
+                    }
+                }
+                Command::DeadlineChanged { task: Some(task), deadline, .. } => {
+                    let key = format!("{id}:{task}");
+                    let (due, overdue) = (deadline.due.map(to_millis), deadline.overdue);
+                    match self.new_tasks.get_mut(&key) {
+                        Some(row) => {
+                            row.due_at = due;
+                            row.overdue = overdue;
+                        }
+                        None => {
+                            self.task_deadlines.insert(key, (due, overdue));
+                        }
+                    }
+                }
+                Command::DeadlineChanged { task: None, .. } | Command::Complete { .. } => {}
+                Command::RunActivity { key, activity } => {
+                    let payload = serde_json::to_value(activity).expect("serializes");
+                    self.outbox(id, &format!("{id}:{key}"), activity_kind(activity), &payload, now);
+                }
+                Command::StartChild { key, procedure, jurisdiction, input } => {
+                    let payload =
+                        json!({"key": key, "procedure": procedure, "jurisdiction": jurisdiction, "input": input});
+                    self.outbox(id, &format!("{id}:{key}"), "start_child", &payload, now);
+                }
+                Command::SignalInstance { key, target, signal, data } => {
+                    let payload = json!({"target": target, "signal": signal, "data": data});
+                    self.outbox(id, &format!("{id}:{key}"), "signal_instance", &payload, now);
+                }
             }
         }
+    }
+
+    fn outbox(&mut self, id: i64, key: &str, kind: &str, payload: &Value, now: DateTime<FixedOffset>) {
+        self.outbox.push(outbox::ActiveModel {
+            instance_id: Set(id),
+            key: Set(key.to_owned()),
+            kind: Set(kind.to_owned()),
+            payload: Set(payload.to_string()),
+            status: Set("pending".into()),
+            attempts: Set(0),
+            next_attempt_at: Set(to_millis(now)),
+            last_error: Set(None),
+            created_at: Set(to_millis(now)),
+            done_at: Set(None),
+            ..Default::default()
+        });
+    }
+
+    /// Writes everything recorded, one statement per changed instance and per table.
+    async fn flush(self, txn: &DatabaseTransaction, exclusive: bool) -> Result<(), BatchFailure> {
+        let changed: Vec<Open> = self.instances.into_values().filter(|open| open.changed).collect();
+        if exclusive && !changed.is_empty() {
+            instances::Entity::insert_many(changed.into_iter().map(|open| open.row.into_active_model()))
+                .on_conflict(
+                    OnConflict::column(instances::Column::Id)
+                        .update_columns([
+                            instances::Column::Status,
+                            instances::Column::Outcome,
+                            instances::Column::Step,
+                            instances::Column::State,
+                            instances::Column::VersionNo,
+                            instances::Column::NextDueAt,
+                            instances::Column::Overdue,
+                            instances::Column::UpdatedAt,
+                            instances::Column::HeadHash,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+        } else {
+            for open in changed {
+                update_guarded(txn, open).await?;
+            }
+        }
+        if !self.history.is_empty() {
+            history::Entity::insert_many(self.history.into_iter().map(IntoActiveModel::into_active_model))
+                .exec_without_returning(txn)
+                .await?;
+        }
+        let (scheduled, cancelled): (Vec<_>, Vec<_>) = self.timers.into_iter().partition(|(_, row)| row.is_some());
+        if !cancelled.is_empty() {
+            timers::Entity::delete_many()
+                .filter(timers::Column::Id.is_in(cancelled.into_iter().map(|(id, _)| id)))
+                .exec(txn)
+                .await?;
+        }
+        if !scheduled.is_empty() {
+            timers::Entity::insert_many(
+                scheduled.into_iter().filter_map(|(_, row)| row.map(IntoActiveModel::into_active_model)),
+            )
+            .on_conflict(
+                OnConflict::column(timers::Column::Id)
+                    .update_columns([timers::Column::DueAt, timers::Column::Kind])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+        }
+        if !self.new_tasks.is_empty() {
+            tasks::Entity::insert_many(self.new_tasks.into_values().map(IntoActiveModel::into_active_model))
+                .exec_without_returning(txn)
+                .await?;
+        }
+        let mut closed_at: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        for (task, at) in self.closed_tasks {
+            closed_at.entry(at).or_default().push(task);
+        }
+        for (at, ids) in closed_at {
+            tasks::Entity::update_many()
+                .col_expr(tasks::Column::Status, "closed".into())
+                .col_expr(tasks::Column::ClosedAt, Some(at).into())
+                .filter(tasks::Column::Id.is_in(ids))
+                .exec(txn)
+                .await?;
+        }
+        for (task, (due, overdue)) in self.task_deadlines {
+            tasks::Entity::update_many()
+                .col_expr(tasks::Column::DueAt, due.into())
+                .col_expr(tasks::Column::Overdue, overdue.into())
+                .filter(tasks::Column::Id.eq(task))
+                .exec(txn)
+                .await?;
+        }
+        if !self.outbox.is_empty() {
+            // The key is unique: an effect is recorded once, however often its transition is replayed.
+            outbox::Entity::insert_many(self.outbox)
+                .on_conflict_do_nothing_on([outbox::Column::Key])
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a changed instance if its stored version is still the one read.
+async fn update_guarded(txn: &DatabaseTransaction, open: Open) -> Result<(), BatchFailure> {
+    let row = open.row;
+    let updated = instances::Entity::update_many()
+        .col_expr(instances::Column::Status, row.status.into())
+        .col_expr(instances::Column::Outcome, row.outcome.into())
+        .col_expr(instances::Column::Step, row.step.into())
+        .col_expr(instances::Column::State, row.state.into())
+        .col_expr(instances::Column::VersionNo, row.version_no.into())
+        .col_expr(instances::Column::NextDueAt, row.next_due_at.into())
+        .col_expr(instances::Column::Overdue, row.overdue.into())
+        .col_expr(instances::Column::UpdatedAt, row.updated_at.into())
+        .col_expr(instances::Column::HeadHash, row.head_hash.into())
+        .filter(instances::Column::Id.eq(row.id))
+        .filter(instances::Column::VersionNo.eq(open.stored_version))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(BatchFailure::Conflict);
     }
     Ok(())
 }

@@ -1,0 +1,180 @@
+//! Throughput of the embedded runtime on SQLite with `synchronous=FULL`.
+//!
+//! Starts N registration instances (Tai'an) and drives each through every step: start,
+//! accept, pass the substantive review, publicity expiring on its timer, the certificate
+//! issued by the outbox worker, rights confirmed, record status set. Prints durable
+//! transitions per second, completed instances per second, p50/p99 latency of an action
+//! (from submission until it is durable) and the peak resident memory.
+//!
+//!     cargo bench -p statflow --bench runtime               # N = 10,000 and 100,000
+//!     cargo bench -p statflow --bench runtime -- 2000       # other sizes
+//!
+//! `STATFLOW_BENCH_CLIENTS` sets how many clients act at once (default 64); the database is
+//! a fresh file under the system's temporary directory, removed afterwards.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset, TimeDelta};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{json, Value};
+use statflow::runtime::clock::Clock;
+use statflow::runtime::Runtime;
+use statflow::store::entities::{history, instances};
+use statflow::store::Store;
+use statflow_workflows::definition::Definition;
+use statflow_workflows::engine::{Actor, Event};
+
+const START: &str = "2026-03-02T09:00:00+08:00";
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(|a| a.replace(['_', ','], "").parse().unwrap_or_else(|_| panic!("not an instance count: {a}")))
+        .collect();
+    let sizes = if sizes.is_empty() { vec![10_000, 100_000] } else { sizes };
+    let clients: usize = std::env::var("STATFLOW_BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    println!("statflow runtime benchmark: SQLite, WAL, synchronous=FULL, {clients} clients");
+    for n in sizes {
+        runtime.block_on(run(n, clients));
+    }
+}
+
+/// Latencies of actions, in submission order per client.
+#[derive(Default)]
+struct Latencies(Mutex<Vec<Duration>>);
+
+impl Latencies {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut all = self.0.lock().unwrap().clone();
+        all.sort();
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+    }
+}
+
+async fn run(n: usize, clients: usize) {
+    let dir = std::env::temp_dir().join(format!("statflow-bench-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
+    let store = Store::open(&url).await.expect("open the store");
+    let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(START).unwrap();
+    let runtime = Runtime::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the runtime");
+    let definition = runtime.current_definition("registration", "taian").expect("registration is built in");
+    let latencies = Arc::new(Latencies::default());
+    let began = Instant::now();
+
+    // Clients start instances and take them through acceptance and review.
+    let ids = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut clients_done = Vec::new();
+    for _ in 0..clients {
+        let (runtime, definition, latencies, ids, next) =
+            (runtime.clone(), definition.clone(), latencies.clone(), ids.clone(), next.clone());
+        clients_done.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let id = review(&runtime, &definition, &latencies).await;
+                ids.lock().unwrap().push(id);
+            }
+        }));
+    }
+    for client in clients_done {
+        client.await.expect("client");
+    }
+    let reviewed = began.elapsed();
+
+    // Publicity expires on its timer; the outbox issues the certificates.
+    let fired = runtime.fire_due(start + TimeDelta::days(14)).await.expect("timers fire").len();
+    drain_outbox(&runtime).await;
+    let published = began.elapsed();
+
+    // Rights confirmed; the outbox records the status.
+    let ids = Arc::new(std::mem::take(&mut *ids.lock().unwrap()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut clients_done = Vec::new();
+    for _ in 0..clients {
+        let (runtime, latencies, ids, next) = (runtime.clone(), latencies.clone(), ids.clone(), next.clone());
+        clients_done.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&id) = ids.get(i) else { break };
+                act(&runtime, &latencies, id, "confirm_rights", json!({})).await;
+            }
+        }));
+    }
+    for client in clients_done {
+        client.await.expect("client");
+    }
+    drain_outbox(&runtime).await;
+    let elapsed = began.elapsed();
+
+    let db = &runtime.store.db;
+    let transitions = history::Entity::find().count(db).await.expect("count history");
+    let registered = instances::Entity::find()
+        .filter(instances::Column::Outcome.eq("registered"))
+        .count(db)
+        .await
+        .expect("count instances");
+    assert_eq!(registered, n as u64, "every instance must end registered");
+    assert_eq!(fired, n, "one publicity timer per instance");
+    println!();
+    println!("N = {n}");
+    println!("  review phase        {:>10.1} s  (start, accept, pass)", reviewed.as_secs_f64());
+    println!("  publicity phase     {:>10.1} s  ({fired} timers, certificates)", (published - reviewed).as_secs_f64());
+    println!("  confirmation phase  {:>10.1} s  (confirm rights, status)", (elapsed - published).as_secs_f64());
+    println!("  transitions         {transitions:>10}  ({:.1} per instance)", transitions as f64 / n as f64);
+    println!("  transitions/s       {:>10.0}", transitions as f64 / elapsed.as_secs_f64());
+    println!("  instances/s         {:>10.0}", n as f64 / elapsed.as_secs_f64());
+    println!("  action latency p50  {:>10.2} ms", latencies.percentile(0.50).as_secs_f64() * 1e3);
+    println!("  action latency p99  {:>10.2} ms", latencies.percentile(0.99).as_secs_f64() * 1e3);
+    println!("  peak RSS            {:>10.1} MiB", peak_rss_kib() as f64 / 1024.0);
+    drop(runtime);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+async fn review(runtime: &Runtime, definition: &Arc<Definition>, latencies: &Latencies) -> i64 {
+    let input = json!({
+        "resource_name": "企业登记信息",
+        "registration_type": "initial",
+        "registrant_org": "taian-market",
+        "agency_org": "taian-registry",
+    });
+    let began = Instant::now();
+    let id = runtime.start(definition, input, clerk(), None).await.expect("start").instance_id;
+    latencies.0.lock().unwrap().push(began.elapsed());
+    act(runtime, latencies, id, "accept", json!({})).await;
+    act(runtime, latencies, id, "pass", json!({"compliance_report": "合规"})).await;
+    id
+}
+
+async fn act(runtime: &Runtime, latencies: &Latencies, id: i64, action: &str, data: Value) {
+    let event = Event::Action { actor: clerk(), action: action.to_owned(), data };
+    let began = Instant::now();
+    runtime.apply(id, &event).await.unwrap_or_else(|e| panic!("{action} on {id}: {e}"));
+    latencies.0.lock().unwrap().push(began.elapsed());
+}
+
+fn clerk() -> Actor {
+    Actor {
+        id: "clerk".into(),
+        roles: vec!["registration_agency".into(), "registrant".into()],
+        organizations: vec!["taian-registry".into(), "taian-market".into()],
+        administrator: false,
+    }
+}
+
+/// Runs the outbox worker's passes until no internal effect is left.
+async fn drain_outbox(runtime: &Runtime) {
+    while runtime.run_outbox_once().await.expect("outbox pass") > 0 {}
+}
+
+/// Peak resident set size of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_owned()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}

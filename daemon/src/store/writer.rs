@@ -1,0 +1,114 @@
+//! Group commit for SQLite. SQLite has one writer, and with `synchronous=FULL` every commit
+//! waits for the disk; committing each transition alone caps throughput at the disk's flush
+//! rate. Instead one task takes every transition queued while the previous commit was
+//! flushing and stores them in a single transaction with set-based statements (see
+//! [`store_batch`]). A refused transition is simply not stored; if the batch fails, each of
+//! its transitions is stored alone so one bad transition cannot sink the others. No caller
+//! hears back before the transaction holding its transition is durable.
+
+use sea_orm::{DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+
+use super::transition::{store_batch, Applied, BatchFailure, Transition};
+use super::StoreError;
+
+/// The most transitions one commit carries; bounds how long the write lock is held.
+const MAX_BATCH: usize = 256;
+
+/// How many transitions may wait for the writer before submitters wait in turn.
+const QUEUE: usize = 4096;
+
+type Reply = oneshot::Sender<Result<Applied, StoreError>>;
+
+/// The handle through which transitions reach the writer task.
+pub struct Writer {
+    queue: mpsc::Sender<(Transition, Reply)>,
+}
+
+impl Writer {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn spawn(db: DatabaseConnection) -> Writer {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, jobs));
+        Writer { queue }
+    }
+
+    /// Queues a transition and waits until it is durable (or refused, or failed).
+    pub async fn submit(&self, transition: Transition) -> Result<Applied, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((transition, reply)).await.map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<(Transition, Reply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&db, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn commit_batch(db: &DatabaseConnection, batch: Vec<(Transition, Reply)>) {
+    let transitions: Vec<&Transition> = batch.iter().map(|(t, _)| t).collect();
+    match commit(db, &transitions).await {
+        Ok(outcomes) => answer(batch, outcomes),
+        // One bad transition must not sink the others: store each alone.
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(%error, transitions = batch.len(), "a batch failed; storing its transitions one by one");
+            for (transition, reply) in batch {
+                let outcome = match commit(db, &[&transition]).await {
+                    Ok(mut outcomes) => outcomes.pop().expect("one outcome per transition"),
+                    Err(error) => Err(error),
+                };
+                reply.send(outcome).ok();
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "a transition could not be stored");
+            for (_, reply) in batch {
+                reply.send(Err(clone_error(&error))).ok();
+            }
+        }
+    }
+}
+
+/// Stores `transitions` in one transaction and returns their outcomes once it is durable.
+async fn commit(
+    db: &DatabaseConnection,
+    transitions: &[&Transition],
+) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+    // IMMEDIATE takes the write lock at BEGIN: a deferred transaction that read first could
+    // find its snapshot stale when it tries to write, and SQLite would refuse it outright.
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    let txn = db.begin_with_options(options).await?;
+    match store_batch(&txn, transitions, true).await {
+        Ok(outcomes) => {
+            txn.commit().await?;
+            Ok(outcomes)
+        }
+        Err(failure) => {
+            txn.rollback().await.ok();
+            Err(match failure {
+                BatchFailure::Db(error) => StoreError::Db(error),
+                // Only this task writes instances, so another process is writing the same file.
+                BatchFailure::Conflict => StoreError::Conflict,
+            })
+        }
+    }
+}
+
+fn answer(batch: Vec<(Transition, Reply)>, outcomes: Vec<Result<Applied, StoreError>>) {
+    for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+        // A submitter that stopped waiting no longer needs the answer; its transition stands.
+        reply.send(outcome).ok();
+    }
+}
+
+fn clone_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Db(error) => StoreError::Db(error.clone()),
+        StoreError::Conflict => StoreError::Conflict,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
