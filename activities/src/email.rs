@@ -1,0 +1,132 @@
+//! Email delivery: SMTP through lettre when a server is configured, otherwise a local mail
+//! spool directory, so the embedded default works with nothing else installed.
+//!
+//! Every message carries a `Message-ID` derived from its idempotency key: if the daemon dies
+//! between sending and recording the send, the redelivered message is recognisably the same
+//! one (and the spool simply rewrites the same file).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::Deserialize;
+
+use crate::templates::Rendered;
+use crate::{key_digest, Failure};
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS (usually port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (usually port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or a test server.
+    None,
+}
+
+/// The `[smtp]` section of the configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Seconds to wait for the server before giving up on one attempt.
+    pub timeout_seconds: Option<u64>,
+}
+
+/// One message to send.
+pub struct Email<'a> {
+    pub key: &'a str,
+    pub to: &'a [String],
+    pub content: &'a Rendered,
+}
+
+pub enum Mailer {
+    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox, domain: String },
+    Spool { directory: PathBuf, from: Mailbox, domain: String },
+}
+
+impl Mailer {
+    /// An SMTP mailer sending as `from`.
+    pub fn smtp(config: &SmtpConfig, from: &str) -> Result<Mailer, String> {
+        let from: Mailbox = from.parse().map_err(|e| format!("from address {from:?}: {e}"))?;
+        let builder = match config.security {
+            Security::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host),
+            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host),
+            Security::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)),
+        }
+        .map_err(|e| format!("smtp host {:?}: {e}", config.host))?;
+        let mut builder = builder.timeout(Some(Duration::from_secs(config.timeout_seconds.unwrap_or(30))));
+        if let Some(port) = config.port {
+            builder = builder.port(port);
+        }
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        let domain = from.email.domain().to_owned();
+        Ok(Mailer::Smtp { transport: builder.build(), from, domain })
+    }
+
+    /// A mailer that writes each message to `directory` as an `.eml` file.
+    pub fn spool(directory: PathBuf, from: &str) -> Result<Mailer, String> {
+        let from: Mailbox = from.parse().map_err(|e| format!("from address {from:?}: {e}"))?;
+        std::fs::create_dir_all(&directory).map_err(|e| format!("mail spool {}: {e}", directory.display()))?;
+        let domain = from.email.domain().to_owned();
+        Ok(Mailer::Spool { directory, from, domain })
+    }
+
+    /// The `Message-ID` of the message with idempotency key `key`.
+    pub fn message_id(&self, key: &str) -> String {
+        let domain = match self {
+            Mailer::Smtp { domain, .. } | Mailer::Spool { domain, .. } => domain,
+        };
+        format!("<{}@{domain}>", key_digest(key))
+    }
+
+    /// Sends one message; the error says whether trying again can help.
+    pub async fn send(&self, email: &Email<'_>) -> Result<String, Failure> {
+        let from = match self {
+            Mailer::Smtp { from, .. } | Mailer::Spool { from, .. } => from.clone(),
+        };
+        let message_id = self.message_id(email.key);
+        let mut builder = lettre::Message::builder().from(from).subject(&email.content.subject);
+        for to in email.to {
+            let mailbox: Mailbox = to.parse().map_err(|e| Failure::permanent(format!("address {to:?}: {e}")))?;
+            builder = builder.to(mailbox);
+        }
+        let message = builder
+            .message_id(Some(message_id.clone()))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(email.content.text.clone()))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(email.content.html.clone())),
+            )
+            .map_err(|e| Failure::permanent(format!("message: {e}")))?;
+        match self {
+            Mailer::Smtp { transport, .. } => match transport.send(message).await {
+                Ok(_) => Ok(message_id),
+                Err(error) if error.is_permanent() => Err(Failure::permanent(format!("smtp: {error}"))),
+                Err(error) => Err(Failure::transient(format!("smtp: {error}"))),
+            },
+            Mailer::Spool { directory, .. } => {
+                // Written under a temporary name and renamed, so a reader never sees half a message.
+                let name = key_digest(email.key);
+                let temporary = directory.join(format!(".{name}.tmp"));
+                std::fs::write(&temporary, message.formatted())
+                    .and_then(|()| std::fs::rename(&temporary, directory.join(format!("{name}.eml"))))
+                    .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))?;
+                Ok(message_id)
+            }
+        }
+    }
+}
