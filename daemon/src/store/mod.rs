@@ -8,6 +8,7 @@
 //!   next transaction.
 //! - [`queries`]: what the API, CLI and runtime loops read.
 
+pub mod directory;
 pub mod entities;
 pub mod queries;
 pub mod transition;
@@ -84,6 +85,9 @@ impl Store {
                         .busy_timeout(Duration::from_secs(30))
                         .create_if_missing(true)
                         .foreign_keys(true)
+                        // 32 MiB of page cache per connection: indexes of a large store stay in
+                        // memory instead of being re-read for every batch.
+                        .pragma("cache_size", "-32768")
                 })
                 .max_connections(8)
                 // A local file needs no liveness ping before each use.
