@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, FixedOffset};
 use clap::Args;
 use serde::Deserialize;
+use statflow_activities::email::SmtpConfig;
+use statflow_activities::webhook::WebhookConfig;
 
 pub const DEFAULT_DB: &str = "sqlite://statflow.db?mode=rwc";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -18,7 +20,8 @@ pub struct DbArgs {
     /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "STATFLOW_DB")]
     pub db: Option<String>,
-    /// A TOML file with `db`, `listen`, `log_format`.
+    /// A TOML file (see docs/operations.md): `db`, `listen`, `log_format`, `base_url`,
+    /// `templates_dir`, `directory`, `[mail]`, `[smtp]`, `[webhook]`.
     #[arg(long, env = "STATFLOW_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -45,6 +48,53 @@ struct FileConfig {
     db: Option<String>,
     listen: Option<String>,
     log_format: Option<String>,
+    /// Links in messages point under this address.
+    base_url: Option<String>,
+    /// `NAME.jinja` files here override the built-in message templates.
+    templates_dir: Option<PathBuf>,
+    /// A directory bootstrap file (organizations and contacts), loaded at start.
+    directory: Option<PathBuf>,
+    #[serde(default)]
+    mail: MailConfig,
+    smtp: Option<SmtpConfig>,
+    webhook: Option<WebhookConfig>,
+}
+
+/// The `[mail]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// The sender of every message.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Without `[smtp]`, messages are written here as `.eml` files.
+    #[serde(default = "default_spool")]
+    pub spool_dir: PathBuf,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig { from: default_from(), spool_dir: default_spool() }
+    }
+}
+
+fn default_from() -> String {
+    "statflow <statflow@localhost>".into()
+}
+
+fn default_spool() -> PathBuf {
+    PathBuf::from("statflow-mail")
+}
+
+/// Where notifications go and how they look.
+#[derive(Clone, Debug)]
+pub struct Notifications {
+    pub base_url: String,
+    pub templates_dir: Option<PathBuf>,
+    pub directory: Option<PathBuf>,
+    pub mail: MailConfig,
+    pub smtp: Option<SmtpConfig>,
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// The resolved configuration.
@@ -54,6 +104,7 @@ pub struct Config {
     pub listen: String,
     pub virtual_clock: Option<DateTime<FixedOffset>>,
     pub json_logs: bool,
+    pub notifications: Notifications,
 }
 
 fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -85,11 +136,20 @@ impl ServeArgs {
         if log_format != "text" && log_format != "json" {
             return Err(format!("--log-format: `{log_format}` must be text or json"));
         }
+        let listen = self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         Ok(Config {
             db: self.db.db.clone().or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned()),
-            listen: self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             virtual_clock,
             json_logs: log_format == "json",
+            notifications: Notifications {
+                base_url: file.base_url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned(),
+                templates_dir: file.templates_dir,
+                directory: file.directory,
+                mail: file.mail,
+                smtp: file.smtp,
+                webhook: file.webhook,
+            },
+            listen,
         })
     }
 }

@@ -68,7 +68,21 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the daemon with a virtual clock at `clock` on a fresh database.
     pub fn start(backend: Backend, clock: &str) -> TestApp {
+        Self::start_configured(backend, clock, "")
+    }
+
+    /// Like [`start`](Self::start), with `config` added to the daemon's configuration file
+    /// (which always keeps the mail spool inside the test's scratch directory).
+    pub fn start_configured(backend: Backend, clock: &str, config: &str) -> TestApp {
         let dir = scratch("api");
+        std::fs::write(
+            dir.join("statflow.toml"),
+            format!(
+                "{config}\n[mail]\nfrom = \"statflow <statflow@test.example>\"\nspool_dir = \"{}\"\n",
+                dir.join("mail").display()
+            ),
+        )
+        .unwrap();
         let db = match backend {
             Backend::Sqlite => format!("sqlite://{}/statflow.db?mode=rwc", dir.display()),
             Backend::Postgres => fresh_postgres_database(&postgres_url().expect("only called when configured")),
@@ -98,6 +112,8 @@ impl TestApp {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("serve.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_statflow"))
             .args(["serve", "--listen", "127.0.0.1:0", "--db", &self.db, "--virtual-clock", &clock])
+            .arg("--config")
+            .arg(self.dir.join("statflow.toml"))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -1,5 +1,7 @@
-//! /v1/admin/clock: moves a virtual clock and fires what fell due. Without
-//! `--virtual-clock` the endpoint does not exist (404).
+//! - /v1/admin/clock: moves a virtual clock and fires what fell due. Without
+//!   `--virtual-clock` the endpoint does not exist (404).
+//! - /v1/admin/deliveries: notices, escalations and webhook events with their delivery
+//!   state, so administrators see what failed and why.
 
 use std::sync::Arc;
 
@@ -98,6 +100,9 @@ pub async fn clock(
     };
     runtime.store.audit(&principal.name, "clock.move", "clock", json!({"from": now, "to": target})).await?;
     let fired = runtime.fire_due(target).await?;
+    // Retries waiting for the (virtual) time just passed are due now.
+    runtime.outbox_changed.notify_one();
+    runtime.deliveries_changed.notify_one();
     Ok(Json(json!({"now": runtime.clock.now(), "fired": fired})))
 }
 
@@ -115,4 +120,61 @@ mod tests {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    /// `pending`, `done` or `failed`; all when absent.
+    status: Option<String>,
+}
+
+pub async fn deliveries(
+    State(runtime): State<Arc<Runtime>>,
+    principal: Principal,
+    axum::extract::Query(query): axum::extract::Query<DeliveriesQuery>,
+) -> Result<Json<Value>, Problem> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+    use crate::runtime::delivery::KINDS;
+    use crate::store::entities::outbox;
+    use crate::store::from_millis;
+
+    if !principal.is_admin() {
+        return Err(Problem::forbidden("only administrators see deliveries"));
+    }
+    let mut select = outbox::Entity::find().filter(outbox::Column::Kind.is_in(KINDS));
+    if let Some(status) = &query.status {
+        if !["pending", "done", "failed"].contains(&status.as_str()) {
+            return Err(Problem::field(
+                StatusCode::BAD_REQUEST,
+                "status",
+                format!("`{status}` is not pending, done or failed"),
+            ));
+        }
+        select = select.filter(outbox::Column::Status.eq(status.as_str()));
+    }
+    let rows = select
+        .order_by_desc(outbox::Column::Id)
+        .limit(500)
+        .all(&runtime.store.db)
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    let deliveries: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "instance": row.instance_id,
+                "key": row.key,
+                "kind": row.kind,
+                "status": row.status,
+                "attempts": row.attempts,
+                "next_attempt_at": from_millis(row.next_attempt_at),
+                "last_error": row.last_error,
+                "created_at": from_millis(row.created_at),
+                "done_at": row.done_at.map(from_millis),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "deliveries": deliveries })))
 }

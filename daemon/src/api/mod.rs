@@ -41,6 +41,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/tasks/{id}/claim", post(tasks::claim))
         .route("/v1/tasks/{id}/complete", post(tasks::complete))
         .route("/v1/admin/clock", post(admin::clock))
+        .route("/v1/admin/deliveries", get(admin::deliveries))
         .route("/v1/definitions", get(definitions::list).post(definitions::load))
         .route("/v1/definitions/{procedure}", get(definitions::show))
         .route("/v1/calendars", get(definitions::calendars).post(definitions::import_calendar))

@@ -118,6 +118,10 @@ pub fn document() -> Value {
         }),
     );
     add(
+        "/v1/admin/deliveries",
+        json!({"get": {"summary": "Notices, escalations and webhook events with their delivery state (administrators)", "parameters": query_strings(&["status"]), "responses": operation("", "200", None, &["400", "401", "403"])["responses"]}}),
+    );
+    add(
         "/v1/admin/clock",
         json!({"post": operation("Move the virtual clock and fire what falls due (only with --virtual-clock)", "200",
             Some(json!({"type": "object", "properties": {"advance": {"type": "string", "example": "P3D"}, "set": {"type": "string", "format": "date-time"}}})),

@@ -81,6 +81,7 @@ pub fn instance(
         "data": data,
         "effects": effects.iter().map(|e| json!({"key": e.key, "kind": e.kind, "status": e.status, "attempts": e.attempts, "last_error": e.last_error})).collect::<Vec<_>>(),
         "activity_results": state.activity_results,
+        "activity_failures": state.activity_failures,
         "parent": row.parent_instance_id,
         "version": row.version_no,
         "created_at": from_millis(row.created_at),

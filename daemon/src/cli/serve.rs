@@ -1,17 +1,21 @@
 //! `statflow serve`, `statflow migrate` and `statflow token create`: the commands that open
 //! the database.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use clap::{Args, Subcommand};
 use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::api;
-use crate::config::{DbArgs, ServeArgs};
+use crate::config::{DbArgs, Notifications, ServeArgs};
 use crate::runtime::clock::Clock;
+use crate::runtime::delivery::Channels;
 use crate::runtime::Runtime;
+use crate::store::directory::DirectoryFile;
 use crate::store::Store;
+use statflow_activities::email::Mailer;
+use statflow_activities::templates::Templates;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -86,8 +90,17 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             None => Clock::System,
         };
         let runtime = Runtime::load(store, clock).await.map_err(|e| Failure::invalid(e.to_string()))?;
+        let channels = channels(&config.notifications)?;
+        if let Some(path) = &config.notifications.directory {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::usage(format!("directory: {}: {e}", path.display())))?;
+            let file = DirectoryFile::parse(&text, &path.display().to_string()).map_err(Failure::usage)?;
+            let now = crate::store::to_millis(runtime.clock.now());
+            runtime.store.load_directory(&file, now).await.map_err(|e| Failure::invalid(e.to_string()))?;
+        }
         tokio::spawn(runtime.clone().run_timers());
         tokio::spawn(runtime.clone().run_outbox());
+        tokio::spawn(runtime.clone().run_delivery(Arc::new(channels)));
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| Failure::usage(format!("--listen: {}: {e}", config.listen)))?;
@@ -99,6 +112,27 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             .with_graceful_shutdown(shutdown())
             .await
             .map_err(|e| Failure::invalid(e.to_string()))
+    })
+}
+
+/// The delivery channels: SMTP when `[smtp]` is configured, else the mail spool.
+fn channels(config: &Notifications) -> Result<Channels, Failure> {
+    let mailer = match &config.smtp {
+        Some(smtp) => Mailer::smtp(smtp, &config.mail.from),
+        None => Mailer::spool(config.mail.spool_dir.clone(), &config.mail.from),
+    }
+    .map_err(|e| Failure::usage(format!("--config: {e}")))?;
+    match &config.smtp {
+        Some(smtp) => tracing::info!(host = %smtp.host, "mail goes out by SMTP"),
+        None => {
+            tracing::info!(spool = %config.mail.spool_dir.display(), "no [smtp] configured: mail is written to the spool")
+        }
+    }
+    Ok(Channels {
+        mailer,
+        templates: Templates::new(config.templates_dir.clone()),
+        webhook: config.webhook.clone(),
+        base_url: config.base_url.clone(),
     })
 }
 

@@ -3,11 +3,13 @@
 //! - [`clock`]: the system clock, or a virtual one moved through the admin API.
 //! - [`timers`]: the loop that sleeps until the next due timer and fires due ones in order.
 //! - [`outbox`]: the worker that carries out effects after commit and reports back.
+//! - [`delivery`]: the worker that sends notices and escalations by email and webhook.
 //!
 //! Nothing needed for recovery lives only in memory: after a restart, open instances,
 //! timers (overdue ones fire at once, in order) and unfinished outbox rows are read back.
 
 pub mod clock;
+pub mod delivery;
 pub mod outbox;
 pub mod timers;
 
@@ -36,6 +38,7 @@ pub struct Runtime {
     current: RwLock<HashMap<(String, String), String>>,
     pub timers_changed: Notify,
     pub outbox_changed: Notify,
+    pub deliveries_changed: Notify,
 }
 
 impl Runtime {
@@ -82,6 +85,7 @@ impl Runtime {
             current: RwLock::new(current),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
+            deliveries_changed: Notify::new(),
         }))
     }
 
@@ -127,6 +131,7 @@ impl Runtime {
             )
         }) {
             self.outbox_changed.notify_one();
+            self.deliveries_changed.notify_one();
         }
     }
 

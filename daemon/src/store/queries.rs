@@ -72,6 +72,36 @@ impl Store {
         Ok(())
     }
 
+    /// Queues an effect outside a transition (idempotent by its key).
+    pub async fn enqueue_effect(
+        &self,
+        instance_id: i64,
+        key: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        use sea_orm::Set;
+        let row = outbox::ActiveModel {
+            instance_id: Set(instance_id),
+            key: Set(key.to_owned()),
+            kind: Set(kind.to_owned()),
+            payload: Set(payload.to_string()),
+            status: Set("pending".into()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            last_error: Set(None),
+            created_at: Set(now),
+            done_at: Set(None),
+            ..Default::default()
+        };
+        outbox::Entity::insert(row)
+            .on_conflict_do_nothing_on([outbox::Column::Key])
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Marks effects done, in one statement.
     pub async fn finish_outbox_rows(&self, ids: &[i64]) -> Result<(), StoreError> {
         if ids.is_empty() {

@@ -1,0 +1,287 @@
+//! The delivery worker: sends the notices and escalations the outbox holds, by email (SMTP or
+//! the mail spool) and, for escalations to a regulator, also to the webhook.
+//!
+//! - Sent: the instance hears `ActivityCompleted` with the Message-ID and addresses.
+//! - Transient failure (server down, 4xx SMTP reply): retried with exponential backoff and
+//!   jitter, up to [`MAX_ATTEMPTS`].
+//! - Permanent failure (bad or unknown address, refused): recorded on the outbox row, told to
+//!   the instance as `ActivityFailed` (shown with the instance), written to the audit log and
+//!   listed at `/v1/admin/deliveries`. A notice never holds up the procedure.
+//!
+//! Each outbox row is one message with a stable key: a crash between sending and recording
+//! sends it again with the same Message-ID.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Datelike;
+use futures_util::future::join_all;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde_json::{json, Value};
+use statflow_activities::email::{Email, Mailer};
+use statflow_activities::templates::{DeadlineView, MessageContext, Templates};
+use statflow_activities::webhook::{self, WebhookConfig};
+use statflow_activities::{key_digest, Activity, Failure};
+use statflow_workflows::engine::{DeadlineInfo, Event};
+
+use super::Runtime;
+use crate::store::entities::outbox;
+use crate::store::{to_millis, StoreError};
+
+/// The kinds this worker delivers.
+pub const KINDS: [&str; 3] = ["notify", "escalate", "webhook"];
+
+/// After this many failed attempts a delivery is given up and reported.
+pub const MAX_ATTEMPTS: i32 = 10;
+
+/// How many ready deliveries one pass takes.
+const BATCH: u64 = 64;
+
+/// The channels messages go out on.
+pub struct Channels {
+    pub mailer: Mailer,
+    pub templates: Templates,
+    pub webhook: Option<WebhookConfig>,
+    /// Links in messages point under this address.
+    pub base_url: String,
+}
+
+/// What a delivery came to.
+enum Outcome {
+    Sent(Value),
+    Failed(Failure),
+}
+
+impl Runtime {
+    /// Delivers the ready notices; returns how many were attempted.
+    pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
+        let now = to_millis(self.clock.now());
+        let ready = outbox::Entity::find()
+            .filter(outbox::Column::Kind.is_in(KINDS))
+            .filter(outbox::Column::Status.eq("pending"))
+            .filter(outbox::Column::NextAttemptAt.lte(now))
+            .order_by_asc(outbox::Column::Id)
+            .limit(BATCH)
+            .all(&self.store.db)
+            .await?;
+        let count = ready.len();
+        // Different instances' messages go out side by side; one instance's in order.
+        let mut by_instance: BTreeMap<i64, Vec<outbox::Model>> = BTreeMap::new();
+        for row in ready {
+            by_instance.entry(row.instance_id).or_default().push(row);
+        }
+        let passes = join_all(by_instance.into_values().map(|rows| async move {
+            for row in rows {
+                let outcome = self.deliver(channels, &row).await;
+                self.record(&row, outcome, now).await?;
+            }
+            Ok::<(), StoreError>(())
+        }))
+        .await;
+        for pass in passes {
+            pass?;
+        }
+        Ok(count)
+    }
+
+    async fn deliver(&self, channels: &Channels, row: &outbox::Model) -> Outcome {
+        let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
+        if row.kind == "webhook" {
+            let Some(config) = &channels.webhook else {
+                return Outcome::Failed(Failure::permanent("no webhook is configured"));
+            };
+            return match webhook::post(config, &row.key, payload.to_string()).await {
+                Ok(status) => Outcome::Sent(json!({"webhook": config.url, "status": status})),
+                Err(failure) => Outcome::Failed(failure),
+            };
+        }
+        let activity: Activity = match serde_json::from_value(payload) {
+            Ok(activity) => activity,
+            Err(e) => return Outcome::Failed(Failure::permanent(format!("unreadable notice: {e}"))),
+        };
+        match self.send_email(channels, row, &activity).await {
+            Ok(sent) => Outcome::Sent(sent),
+            Err(failure) => Outcome::Failed(failure),
+        }
+    }
+
+    async fn send_email(
+        &self,
+        channels: &Channels,
+        row: &outbox::Model,
+        activity: &Activity,
+    ) -> Result<Value, Failure> {
+        let (to, template, step, deadline, basis, escalation) = match activity {
+            Activity::Notify { to, template, step, deadline, basis } => {
+                (to, template.as_str(), step, deadline, basis, None)
+            }
+            Activity::Escalate { level, title, to, step, deadline, basis } => {
+                (to, "escalation", step, deadline, basis, Some((*level, title.clone())))
+            }
+            _ => return Err(Failure::permanent("not a notice")),
+        };
+        let mut addresses = Vec::new();
+        for recipient in to {
+            addresses.extend(self.store.resolve(recipient).await.map_err(Failure::permanent)?);
+        }
+        let instance = self.store.instance(row.instance_id).await.map_err(|e| Failure::transient(e.to_string()))?;
+        let definition = self.definition(&instance.definition_version);
+        let headline = match (&escalation, template) {
+            (Some((level, _)), _) => format!("已超过法定办理期限(第{level}级督办)"),
+            (None, "deadline_reminder") => "办理期限即将届满".to_owned(),
+            (None, name) => Templates::headline(name),
+        };
+        let context = MessageContext {
+            procedure: instance.procedure.clone(),
+            procedure_title: definition
+                .as_ref()
+                .map_or_else(|| instance.procedure.clone(), |d| d.procedure.title.clone()),
+            jurisdiction: instance.jurisdiction.clone(),
+            instance: instance.id,
+            step: step.clone(),
+            step_title: definition
+                .as_ref()
+                .and_then(|d| d.step(step))
+                .map_or_else(|| step.clone(), |s| s.title.clone()),
+            headline,
+            title: escalation.as_ref().map(|(_, title)| title.clone()),
+            level: escalation.as_ref().map(|(level, _)| *level),
+            deadline: deadline.as_ref().map(deadline_view),
+            basis: basis.clone(),
+            link: format!("{}/v1/instances/{}", channels.base_url, instance.id),
+            recipient: addresses.iter().map(|a| a.label.as_str()).collect::<Vec<_>>().join("、"),
+        };
+        let content = channels.templates.render(template, &context).map_err(|e| Failure::permanent(e.to_string()))?;
+        let emails: Vec<String> = addresses.iter().map(|a| a.email.clone()).collect();
+        let message_id = channels.mailer.send(&Email { key: &row.key, to: &emails, content: &content }).await?;
+        if escalation.is_some() && to.iter().any(|r| r.role == "regulator") && channels.webhook.is_some() {
+            // The regulator's own system hears of it too, as its own delivery with its own retries.
+            let event = json!({
+                "event": "escalation",
+                "key": row.key,
+                "instance": instance.id,
+                "procedure": instance.procedure,
+                "jurisdiction": instance.jurisdiction,
+                "step": step,
+                "level": escalation.as_ref().map(|(level, _)| level),
+                "title": context.title,
+                "deadline": deadline,
+                "basis": basis,
+                "link": context.link,
+            });
+            self.store
+                .enqueue_effect(
+                    row.instance_id,
+                    &format!("{}/webhook", row.key),
+                    "webhook",
+                    &event,
+                    to_millis(self.clock.now()),
+                )
+                .await
+                .map_err(|e| Failure::transient(e.to_string()))?;
+        }
+        Ok(json!({"message_id": message_id, "to": emails}))
+    }
+
+    async fn record(&self, row: &outbox::Model, outcome: Outcome, now: i64) -> Result<(), StoreError> {
+        let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+        let reports_back = row.kind != "webhook";
+        match outcome {
+            Outcome::Sent(result) => {
+                if reports_back {
+                    self.apply(row.instance_id, &Event::ActivityCompleted { key, result }).await.ok();
+                }
+                self.store.finish_outbox(row.id, "done", None).await?;
+                self.deliveries_changed.notify_one();
+            }
+            Outcome::Failed(failure) if failure.permanent || row.attempts + 1 >= MAX_ATTEMPTS => {
+                let error = if failure.permanent {
+                    failure.reason
+                } else {
+                    format!("gave up after {} attempts: {}", row.attempts + 1, failure.reason)
+                };
+                tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
+                self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
+                self.store
+                    .audit(
+                        "system",
+                        "delivery_failed",
+                        &format!("instance/{}", row.instance_id),
+                        json!({"key": row.key, "error": error}),
+                    )
+                    .await?;
+                if reports_back {
+                    self.apply(row.instance_id, &Event::ActivityFailed { key, error }).await.ok();
+                }
+            }
+            Outcome::Failed(failure) => {
+                let delay = backoff(row.attempts, &row.key);
+                tracing::warn!(instance = row.instance_id, key = %row.key, error = %failure.reason, delay_ms = delay, "delivery will be retried");
+                self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &failure.reason).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until the process ends.
+    pub async fn run_delivery(self: Arc<Self>, channels: Arc<Channels>) {
+        loop {
+            match self.deliver_once(&channels).await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(error) => tracing::error!(%error, "delivery pass failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = self.deliveries_changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// Milliseconds before attempt `attempts + 1`: 1 s doubling to at most an hour, spread by
+/// up to a quarter so deliveries that failed together do not retry together. The spread is
+/// drawn from the key, so it is the same on every node and after a restart.
+fn backoff(attempts: i32, key: &str) -> i64 {
+    let base = (1000i64 << attempts.clamp(0, 12)).min(3_600_000);
+    let spread = i64::from_str_radix(&key_digest(&format!("{key}#{attempts}"))[..8], 16).unwrap_or(0);
+    base + spread % (base / 4 + 1)
+}
+
+fn deadline_view(info: &DeadlineInfo) -> DeadlineView {
+    const WEEKDAYS: [&str; 7] = ["一", "二", "三", "四", "五", "六", "日"];
+    let due = match (info.last_day, info.due) {
+        (Some(day), _) => format!(
+            "{}年{}月{}日(星期{})24:00",
+            day.year(),
+            day.month(),
+            day.day(),
+            WEEKDAYS[day.weekday().num_days_from_monday() as usize]
+        ),
+        (None, Some(due)) => due.format("%Y-%m-%d %H:%M").to_string(),
+        (None, None) => "未定".to_owned(),
+    };
+    DeadlineView {
+        due,
+        remaining_working_days: info.remaining_working_days,
+        provisional: info.provisional,
+        paused: info.paused,
+        overdue: info.overdue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_with_a_bounded_spread() {
+        for attempts in 0..14 {
+            let base = (1000i64 << attempts.min(12)).min(3_600_000);
+            let delay = backoff(attempts, "7:e3.0");
+            assert!(delay >= base && delay <= base + base / 4, "attempt {attempts}: {delay}");
+        }
+        assert_ne!(backoff(3, "1:e1.0"), backoff(3, "2:e1.0"), "different deliveries spread apart");
+    }
+}

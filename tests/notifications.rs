@@ -1,0 +1,282 @@
+//! Notifications against a real SMTP server on loopback (aiosmtpd, `tests/fixtures/smtp_sink.py`)
+//! with the virtual clock: reminders, the overdue notice and the escalation chain, each
+//! exactly once and in order; retries while the server is down; permanent failures recorded
+//! without holding up the procedure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{scratch, Backend, TestApp};
+use serde_json::{json, Value};
+
+/// Waits up to 30 s for `condition`.
+fn eventually(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The SMTP sink, started and stopped by the test.
+struct Sink {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut sink = Sink { port, dir: scratch("smtp"), child: None };
+        sink.resume();
+        sink
+    }
+
+    fn resume(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smtp_sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(self.port.to_string())
+            .arg(&self.dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the SMTP sink (pip install aiosmtpd)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the SMTP sink starts (is aiosmtpd installed?)");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Every message received so far, decoded.
+    fn messages(&self) -> Vec<Value> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/read_mail.py");
+        let out = Command::new("python3").arg(script).arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    }
+
+    fn wait_for(&self, count: usize) -> Vec<Value> {
+        eventually(|| self.messages().len() >= count);
+        // Anything more would be a duplicate: give it a moment to show up.
+        std::thread::sleep(Duration::from_millis(1500));
+        self.messages()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(sink: &Sink, directory: &Path) -> String {
+    format!(
+        "base_url = \"https://statflow.example\"\ndirectory = \"{}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_seconds = 5\n",
+        directory.display(),
+        sink.port
+    )
+}
+
+/// The registry's clerk, its supervising bureau's director and the regulator's duty address.
+fn directory(dir: &Path, clerk_email: &str) -> PathBuf {
+    let path = dir.join("directory.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[organizations.taian-registry]
+name = "泰安市数据登记机构"
+email = "duty@registry.example"
+supervisor = "taian-bureau"
+
+[organizations.taian-bureau]
+name = "泰安市大数据局"
+email = "office@bureau.example"
+regulator = "shandong-regulator"
+
+[organizations.shandong-regulator]
+name = "山东省数据监管办公室"
+email = "duty@regulator.example"
+
+[[contacts]]
+organization = "taian-registry"
+name = "张三"
+email = "{clerk_email}"
+roles = ["registration_agency"]
+
+[[contacts]]
+organization = "taian-bureau"
+name = "李四"
+email = "li@bureau.example"
+roles = ["supervisor"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start_registration(app: &TestApp) -> i64 {
+    let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
+    let (status, body) = app.post(
+        "/v1/instances",
+        &app.admin,
+        &json!({"procedure": "registration", "jurisdiction": "taian", "input": input}),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+fn set_clock(app: &TestApp, at: &str) {
+    let (status, body) = app.post("/v1/admin/clock", &app.admin, &json!({"set": at}));
+    assert_eq!(status, 200, "{body}");
+}
+
+fn subjects_for(messages: &[Value], instance: i64) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| m["text"].as_str().unwrap().contains(&format!("第{instance}号")))
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_late_acceptance_climbs_to_the_regulator_once_and_acting_in_time_stops_it() {
+    let sink = Sink::start();
+    let dir = scratch("notify");
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &config(&sink, &directory(&dir, "zhang@registry.example")),
+    );
+    let late = start_registration(&app);
+    let in_time = start_registration(&app);
+
+    // 3 working days from Monday 2 March: due at the end of Thursday 5 March. Reminders go
+    // out one working day before and on the day.
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    let messages = sink.wait_for(2);
+    assert_eq!(messages.len(), 2, "one reminder per instance: {messages:#?}");
+    assert_eq!(messages[0]["to"], json!(["zhang@registry.example"]));
+    assert_eq!(subjects_for(&messages, late), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"]);
+
+    // The clerk accepts the second registration in time: nothing more is sent about it.
+    let (status, body) =
+        app.post(&format!("/v1/instances/{in_time}/actions"), &app.admin, &json!({"action": "accept"}));
+    assert_eq!(status, 200, "{body}");
+
+    // Past the deadline (Fri 6 March 00:00), one working day later the supervisor, three
+    // working days later (Wed 11 March 00:00) the regulator.
+    set_clock(&app, "2026-03-12T09:00:00+08:00");
+    eventually(|| subjects_for(&sink.messages(), late).len() >= 5);
+    let messages = sink.wait_for(0);
+    assert_eq!(
+        subjects_for(&messages, late),
+        [
+            "【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日",
+            "【办理提醒】公共数据登记第1号「登记受理」剩余0个工作日",
+            "【超期】公共数据登记第1号「登记受理」已超期",
+            "【超期上报主管部门】公共数据登记第1号「登记受理」已超期",
+            "【超期上报监管方】公共数据登记第1号「登记受理」已超期",
+        ],
+        "in order, each once: {messages:#?}"
+    );
+    // The accepted one is now in substantive review, whose own deadline sends its own
+    // reminders; of the acceptance step only the reminder sent before accepting remains.
+    let acceptance_notices: Vec<String> =
+        subjects_for(&messages, in_time).into_iter().filter(|s| s.contains("「登记受理」")).collect();
+    assert_eq!(acceptance_notices, ["【办理提醒】公共数据登记第2号「登记受理」剩余1个工作日"]);
+    let late_messages: Vec<&Value> =
+        messages.iter().filter(|m| m["text"].as_str().unwrap().contains("第1号")).collect();
+    let recipients: Vec<&Value> = late_messages.iter().map(|m| &m["to"]).collect();
+    assert_eq!(
+        recipients,
+        [
+            &json!(["zhang@registry.example"]),
+            &json!(["zhang@registry.example"]),
+            &json!(["zhang@registry.example"]),
+            &json!(["li@bureau.example"]),
+            &json!(["duty@regulator.example"]),
+        ]
+    );
+    for message in &late_messages {
+        let text = message["text"].as_str().unwrap();
+        assert!(text.contains("依据:《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项"), "{text}");
+        assert!(text.contains("办理期限:2026年3月5日(星期四)24:00"), "{text}");
+        assert!(text.contains("https://statflow.example/v1/instances/1"), "{text}");
+        assert!(message["html"].as_str().unwrap().contains("第九条第(二)项"));
+    }
+    let ids: std::collections::BTreeSet<&str> = messages.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), messages.len(), "every message has its own Message-ID");
+    // The sends are recorded in the instance's history.
+    let (_, history) = app.get(&format!("/v1/instances/{late}/history"), &app.admin);
+    let completed = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] == "activity_completed" && e["event"]["result"]["message_id"].is_string())
+        .count();
+    assert_eq!(completed, 5, "{history:#}");
+}
+
+#[test]
+fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_blocking() {
+    let mut sink = Sink::start();
+    let dir = scratch("notify");
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &config(&sink, &directory(&dir, "zhang@registry.example")),
+    );
+    let id = start_registration(&app);
+    sink.stop();
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    // The reminder fails while the server is down and waits for its retry.
+    eventually(|| {
+        let (_, body) = app.get("/v1/admin/deliveries?status=pending", &app.admin);
+        body["deliveries"].as_array().is_some_and(|d| d.iter().any(|d| d["attempts"].as_i64() >= Some(1)))
+    });
+    assert!(sink.messages().is_empty());
+    sink.resume();
+    app.advance("PT10M");
+    let messages = sink.wait_for(1);
+    assert_eq!(messages.len(), 1, "delivered once after the outage: {messages:#?}");
+    assert_eq!(subjects_for(&messages, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"]);
+
+    // A clerk whose address the server refuses: the failure is recorded, shown on the
+    // instance, reported to administrators, and the procedure goes on.
+    let dir = scratch("notify");
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &config(&sink, &directory(&dir, "bounce@registry.example")),
+    );
+    let id = start_registration(&app);
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    eventually(|| {
+        let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
+        body["deliveries"].as_array().is_some_and(|d| !d.is_empty())
+    });
+    let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
+    let failed = &body["deliveries"][0];
+    assert_eq!(failed["instance"], id);
+    assert!(failed["last_error"].as_str().unwrap().contains("550"), "{failed}");
+    let instance = app.instance(id);
+    assert!(
+        instance["activity_failures"][0]["error"].as_str().unwrap().contains("550"),
+        "shown on the instance: {instance:#}"
+    );
+    let (status, body) = app.post(&format!("/v1/instances/{id}/actions"), &app.admin, &json!({"action": "accept"}));
+    assert_eq!((status, body["step"]["name"].as_str()), (200, Some("substantive_review")), "{body}");
+}
