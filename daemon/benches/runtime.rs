@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use statflow::runtime::clock::Clock;
 use statflow::runtime::Runtime;
 use statflow::store::entities::{history, instances};
+use statflow::store::transition::Origin;
 use statflow::store::Store;
 use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::{Actor, Event};
@@ -142,7 +143,7 @@ async fn review(runtime: &Runtime, definition: &Arc<Definition>, latencies: &Lat
         "agency_org": "taian-registry",
     });
     let began = Instant::now();
-    let id = runtime.start(definition, input, clerk(), None).await.expect("start").instance_id;
+    let id = runtime.start(definition, input, clerk(), Origin::Direct).await.expect("start").instance_id;
     latencies.0.lock().unwrap().push(began.elapsed());
     act(runtime, latencies, id, "accept", json!({})).await;
     act(runtime, latencies, id, "pass", json!({"compliance_report": "合规"})).await;

@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261124_000002_batched_writes;
 mod m20261124_000003_directory;
+mod m20261125_000004_schedules;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261124_000002_batched_writes::Migration),
             Box::new(m20261124_000003_directory::Migration),
+            Box::new(m20261125_000004_schedules::Migration),
         ]
     }
 }

@@ -1,4 +1,5 @@
-//! - /v1/admin/clock: moves a virtual clock and fires what fell due. Without
+//! - /v1/admin/clock: moves a virtual clock, firing timers and running schedules in the order
+//!   they fall due. Without
 //!   `--virtual-clock` the endpoint does not exist (404).
 //! - /v1/admin/deliveries: notices, escalations and webhook events with their delivery
 //!   state, so administrators see what failed and why.
@@ -99,11 +100,11 @@ pub async fn clock(
         }
     };
     runtime.store.audit(&principal.name, "clock.move", "clock", json!({"from": now, "to": target})).await?;
-    let fired = runtime.fire_due(target).await?;
+    let (fired, runs) = runtime.advance_to(target).await?;
     // Retries waiting for the (virtual) time just passed are due now.
     runtime.outbox_changed.notify_one();
     runtime.deliveries_changed.notify_one();
-    Ok(Json(json!({"now": runtime.clock.now(), "fired": fired})))
+    Ok(Json(json!({"now": runtime.clock.now(), "fired": fired, "runs": runs})))
 }
 
 #[cfg(test)]

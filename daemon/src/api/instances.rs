@@ -15,7 +15,7 @@ use super::problem::{Body, Problem};
 use super::views;
 use crate::runtime::Runtime;
 use crate::store::entities::instances;
-use crate::store::transition::{chain_hash, GENESIS};
+use crate::store::transition::{chain_hash, Origin, GENESIS};
 use crate::store::{from_millis, StoreError};
 
 #[derive(Deserialize)]
@@ -114,7 +114,7 @@ pub async fn start(
         organizations: principal.organizations.clone(),
         administrator: principal.is_admin(),
     };
-    let applied = runtime.start(&definition, request.input, actor, None).await.map_err(|e| match e {
+    let applied = runtime.start(&definition, request.input, actor, Origin::Direct).await.map_err(|e| match e {
         StoreError::Refused(refusal) => {
             let mut problem = Problem::from(refusal);
             problem.field = problem.field.map(|f| f.replacen("data.", "input.", 1));

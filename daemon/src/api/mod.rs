@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod instances;
 pub mod openapi;
 pub mod problem;
+pub mod schedules;
 pub mod tasks;
 pub mod views;
 
@@ -42,6 +43,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/tasks/{id}/complete", post(tasks::complete))
         .route("/v1/admin/clock", post(admin::clock))
         .route("/v1/admin/deliveries", get(admin::deliveries))
+        .route("/v1/schedules", get(schedules::list))
+        .route("/v1/schedules/{id}", get(schedules::show).put(schedules::put).delete(schedules::delete))
         .route("/v1/definitions", get(definitions::list).post(definitions::load))
         .route("/v1/definitions/{procedure}", get(definitions::show))
         .route("/v1/calendars", get(definitions::calendars).post(definitions::import_calendar))

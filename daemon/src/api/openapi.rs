@@ -117,6 +117,24 @@ pub fn document() -> Value {
                 &["401", "403", "422"]),
         }),
     );
+    let schedule = json!({"type": "object", "required": ["title", "cron", "job", "catch_up"], "additionalProperties": false, "properties": {
+        "title": {"type": "string"},
+        "cron": {"type": "string", "description": "5 fields (min hour day month weekday) or the cron crate's 6/7, Asia/Shanghai", "example": "0 9 10 1 *"},
+        "job": {"oneOf": [
+            {"type": "object", "required": ["kind", "procedure", "jurisdiction"], "properties": {"kind": {"const": "start"}, "procedure": {"type": "string"}, "jurisdiction": {"type": "string"}, "for_each": {"enum": ["active_authorization", "authorizing_authority"]}, "input": {"type": "object"}}},
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "retention_sweep"}, "records_years": {"type": "integer", "minimum": 3}}},
+        ]},
+        "catch_up": {"enum": ["once", "all", "skip"]},
+        "enabled": {"type": "boolean", "default": true},
+    }});
+    add("/v1/schedules", json!({"get": operation("Schedules with their next fire time (administrators, schedulers)", "200", None, &["401", "403"])}));
+    add(
+        "/v1/schedules/{id}",
+        json!({"parameters": id_parameter("id"),
+               "get": operation("A schedule and its recent runs with what they started", "200", None, &["401", "403", "404"]),
+               "put": operation("Create or replace a schedule; it next fires after now", "200", Some(schedule), &["400", "401", "403", "422"]),
+               "delete": operation("Delete a schedule (built-in ones can only be disabled)", "204", None, &["401", "403", "404", "409"])}),
+    );
     add(
         "/v1/admin/deliveries",
         json!({"get": {"summary": "Notices, escalations and webhook events with their delivery state (administrators)", "parameters": query_strings(&["status"]), "responses": operation("", "200", None, &["400", "401", "403"])["responses"]}}),

@@ -61,7 +61,7 @@ pub enum ClientCommand {
 }
 
 impl Server {
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+    pub(super) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
         let token = self
             .token
             .as_deref()
@@ -71,6 +71,8 @@ impl Server {
         let auth = format!("Bearer {token}");
         let response = match (method, body) {
             ("POST", Some(body)) => agent.post(&url).header("Authorization", &auth).send_json(body),
+            ("PUT", Some(body)) => agent.put(&url).header("Authorization", &auth).send_json(body),
+            ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
             _ => agent.get(&url).header("Authorization", &auth).call(),
         };
         let mut response = response.map_err(|e| Failure::invalid(format!("cannot reach {}: {e}", self.server)))?;
@@ -84,13 +86,13 @@ impl Server {
     }
 }
 
-fn read_json(path: &PathBuf, argument: &str) -> Result<Value, Failure> {
+pub(super) fn read_json(path: &PathBuf, argument: &str) -> Result<Value, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("{argument}: {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| Failure::usage(format!("{argument}: {}:{}: {e}", path.display(), e.line())))
 }
 
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     value.as_str().map_or_else(|| value.to_string(), str::to_owned)
 }
 

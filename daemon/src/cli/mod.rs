@@ -5,6 +5,7 @@
 mod calendar;
 mod client;
 mod definitions;
+mod schedules;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     Serve(crate::config::ServeArgs),
     /// Runs pending database migrations and exits.
     Migrate(crate::config::DbArgs),
+    /// Cron schedules that start evaluations, reports and sweeps (on a running daemon).
+    #[command(subcommand)]
+    Schedules(schedules::SchedulesCommand),
     /// API tokens.
     #[command(subcommand)]
     Token(serve::TokenCommand),
@@ -60,6 +64,7 @@ pub fn run() -> i32 {
         Command::Definitions(command) => definitions::run(command),
         Command::Serve(args) => serve::serve(args),
         Command::Migrate(args) => serve::migrate(args),
+        Command::Schedules(command) => schedules::run(command),
         Command::Token(command) => serve::token(command),
         Command::Client(command) => client::run(command),
     };

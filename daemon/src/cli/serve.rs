@@ -98,7 +98,14 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             let now = crate::store::to_millis(runtime.clock.now());
             runtime.store.load_directory(&file, now).await.map_err(|e| Failure::invalid(e.to_string()))?;
         }
+        // Fire times missed while the daemon was down are settled before it serves, so the
+        // first requests see a settled schedule.
+        runtime.install_built_in_schedules().await.map_err(|e| Failure::invalid(e.to_string()))?;
+        for run in runtime.catch_up_schedules().await.map_err(|e| Failure::invalid(e.to_string()))? {
+            tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
+        }
         tokio::spawn(runtime.clone().run_timers());
+        tokio::spawn(runtime.clone().run_schedules());
         tokio::spawn(runtime.clone().run_outbox());
         tokio::spawn(runtime.clone().run_delivery(Arc::new(channels)));
         let listener = TcpListener::bind(&config.listen)

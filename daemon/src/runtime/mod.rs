@@ -4,6 +4,7 @@
 //! - [`timers`]: the loop that sleeps until the next due timer and fires due ones in order.
 //! - [`outbox`]: the worker that carries out effects after commit and reports back.
 //! - [`delivery`]: the worker that sends notices and escalations by email and webhook.
+//! - [`schedules`]: cron schedules that start procedures, with catch-up and run keys.
 //!
 //! Nothing needed for recovery lives only in memory: after a restart, open instances,
 //! timers (overdue ones fire at once, in order) and unfinished outbox rows are read back.
@@ -11,6 +12,7 @@
 pub mod clock;
 pub mod delivery;
 pub mod outbox;
+pub mod schedules;
 pub mod timers;
 
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ use statflow_workflows::engine::{Actor, Command, Event};
 use tokio::sync::Notify;
 
 use crate::store::entities::{calendars, definitions};
-use crate::store::transition::{Applied, Resolver, Transition, Work};
+use crate::store::transition::{Applied, Origin, Resolver, Transition, Work};
 use crate::store::{to_millis, Store, StoreError};
 use clock::Clock;
 
@@ -39,6 +41,7 @@ pub struct Runtime {
     pub timers_changed: Notify,
     pub outbox_changed: Notify,
     pub deliveries_changed: Notify,
+    pub schedules_changed: Notify,
 }
 
 impl Runtime {
@@ -86,6 +89,7 @@ impl Runtime {
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
             deliveries_changed: Notify::new(),
+            schedules_changed: Notify::new(),
         }))
     }
 
@@ -140,9 +144,9 @@ impl Runtime {
         definition: &Arc<Definition>,
         input: Value,
         actor: Actor,
-        parent: Option<(i64, String)>,
+        origin: Origin,
     ) -> Result<Applied, StoreError> {
-        let work = Work::Start { definition: definition.clone(), input, actor, parent };
+        let work = Work::Start { definition: definition.clone(), input, actor, origin };
         self.transition(work).await
     }
 

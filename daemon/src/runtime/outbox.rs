@@ -14,6 +14,7 @@ use statflow_workflows::engine::{Actor, Event};
 
 use super::Runtime;
 use crate::store::entities::{instances, outbox};
+use crate::store::transition::Origin;
 use crate::store::{to_millis, StoreError};
 
 /// Effects this worker carries out itself.
@@ -158,7 +159,7 @@ impl Runtime {
         let definition = self
             .current_definition(procedure, jurisdiction)
             .ok_or_else(|| format!("no definition of {procedure} for {jurisdiction}"))?;
-        self.start(&definition, payload["input"].clone(), Actor::system(), Some((parent, key.to_owned())))
+        self.start(&definition, payload["input"].clone(), Actor::system(), Origin::Child { parent, key: key.to_owned() })
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())

@@ -29,6 +29,9 @@ pub mod instances {
         pub updated_at: i64,
         /// The hash of the latest history row (the chain's head).
         pub head_hash: String,
+        /// The key a schedule run started this instance under (unique), so a resumed run
+        /// never starts it twice.
+        pub start_key: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -274,6 +277,64 @@ pub mod contacts {
         pub roles: String,
         pub principal: Option<String>,
         pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod schedules {
+    //! A cron schedule: when it fires (Asia/Shanghai), what it starts, and what to do with
+    //! fire times missed while the daemon was down.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "schedules")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub title: String,
+        pub cron: String,
+        /// The job as JSON (see `runtime::schedules::Job`).
+        #[sea_orm(column_type = "Text")]
+        pub job: String,
+        /// `once`, `all` or `skip`.
+        pub catch_up: String,
+        pub enabled: bool,
+        pub built_in: bool,
+        /// The earliest fire time not yet handled.
+        pub next_fire_at: Option<i64>,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod schedule_runs {
+    //! One fire time of a schedule: unique per (schedule, fire time), with what it started.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "schedule_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub schedule_id: String,
+        pub fire_at: i64,
+        /// `running`, `done`, `skipped` or `failed`.
+        pub status: String,
+        /// JSON: what the run started or did.
+        #[sea_orm(column_type = "Text")]
+        pub started: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub error: Option<String>,
+        pub created_at: i64,
+        pub finished_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

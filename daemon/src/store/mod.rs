@@ -7,10 +7,12 @@
 //! - [`writer`]: SQLite group commit — transitions queued while a commit flushes share the
 //!   next transaction.
 //! - [`queries`]: what the API, CLI and runtime loops read.
+//! - [`retention`]: the sweep that removes records past their legal keeping period.
 
 pub mod directory;
 pub mod entities;
 pub mod queries;
+pub mod retention;
 pub mod transition;
 pub mod writer;
 

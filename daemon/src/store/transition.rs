@@ -90,9 +90,20 @@ fn activity_kind(activity: &Activity) -> &'static str {
     }
 }
 
+/// How an instance came to be started, beyond the actor who started it.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// Started directly, through the API or CLI.
+    Direct,
+    /// Started by a parent instance's step, under the parent's child key.
+    Child { parent: i64, key: String },
+    /// Started by a schedule run under a unique key, so a resumed run cannot start it twice.
+    Scheduled { key: String },
+}
+
 /// What a transition is to do.
 pub enum Work {
-    Start { definition: Arc<Definition>, input: Value, actor: Actor, parent: Option<(i64, String)> },
+    Start { definition: Arc<Definition>, input: Value, actor: Actor, origin: Origin },
     Apply { id: i64, event: Event, definitions: Resolver },
 }
 
@@ -177,8 +188,8 @@ pub(super) async fn store_batch(
     let mut outcomes = Vec::with_capacity(transitions.len());
     for transition in transitions {
         let outcome = match &transition.work {
-            Work::Start { definition, input, actor, parent } => {
-                batch.start(txn, definition, input, actor, transition.now, &transition.calendar, parent).await?
+            Work::Start { definition, input, actor, origin } => {
+                batch.start(txn, definition, input, actor, transition.now, &transition.calendar, origin).await?
             }
             Work::Apply { id, event, definitions } => {
                 batch.apply(*id, event, transition.now, &transition.calendar, definitions)
@@ -239,7 +250,7 @@ impl Batch {
         actor: &Actor,
         now: DateTime<FixedOffset>,
         calendar: &Calendar,
-        parent: &Option<(i64, String)>,
+        origin: &Origin,
     ) -> Result<Result<Applied, StoreError>, DbErr> {
         let event = Event::Started { input: input.clone(), actor: actor.clone() };
         let transition = match engine::apply(definition, &InstanceState::new(definition), &event, now, calendar) {
@@ -264,8 +275,18 @@ impl Batch {
             version_no: 1,
             next_due_at,
             overdue,
-            parent_instance_id: parent.as_ref().map(|(id, _)| *id),
-            parent_key: parent.as_ref().map(|(_, key)| key.clone()),
+            parent_instance_id: match origin {
+                Origin::Child { parent, .. } => Some(*parent),
+                _ => None,
+            },
+            parent_key: match origin {
+                Origin::Child { key, .. } => Some(key.clone()),
+                _ => None,
+            },
+            start_key: match origin {
+                Origin::Scheduled { key } => Some(key.clone()),
+                _ => None,
+            },
             created_at: at,
             updated_at: at,
             head_hash: hash.clone(),

@@ -1,0 +1,137 @@
+//! /v1/schedules: cron schedules and their runs. Administrators and schedulers manage them;
+//! built-in schedules can be changed or disabled, not deleted (start-up would bring them back).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde_json::{json, Value};
+
+use super::auth::Principal;
+use super::problem::{Body, Problem};
+use crate::runtime::schedules::ScheduleSpec;
+use crate::runtime::Runtime;
+use crate::store::entities::{schedule_runs, schedules};
+use crate::store::{from_millis, StoreError};
+
+/// How many recent runs a schedule shows.
+const RUNS_SHOWN: u64 = 100;
+
+fn may_manage(principal: &Principal) -> Result<(), Problem> {
+    if principal.is_admin() || principal.role == "scheduler" {
+        Ok(())
+    } else {
+        Err(Problem::forbidden("only administrators and schedulers manage schedules"))
+    }
+}
+
+fn view(row: &schedules::Model) -> Value {
+    json!({
+        "id": row.id,
+        "title": row.title,
+        "cron": row.cron,
+        "timezone": "Asia/Shanghai",
+        "job": serde_json::from_str::<Value>(&row.job).unwrap_or(Value::Null),
+        "catch_up": row.catch_up,
+        "enabled": row.enabled,
+        "built_in": row.built_in,
+        "next_fire_at": row.next_fire_at.filter(|_| row.enabled).map(from_millis),
+    })
+}
+
+fn run_view(row: &schedule_runs::Model) -> Value {
+    json!({
+        "schedule": row.schedule_id,
+        "fire_at": from_millis(row.fire_at),
+        "status": row.status,
+        "result": serde_json::from_str::<Value>(&row.started).unwrap_or(Value::Null),
+        "error": row.error,
+        "created_at": from_millis(row.created_at),
+        "finished_at": row.finished_at.map(from_millis),
+    })
+}
+
+async fn find(runtime: &Runtime, id: &str) -> Result<schedules::Model, Problem> {
+    schedules::Entity::find_by_id(id)
+        .one(&runtime.store.db)
+        .await
+        .map_err(StoreError::from)?
+        .ok_or_else(|| Problem::not_found(format!("no schedule `{id}`")))
+}
+
+pub async fn list(State(runtime): State<Arc<Runtime>>, principal: Principal) -> Result<Json<Value>, Problem> {
+    may_manage(&principal)?;
+    let rows = schedules::Entity::find()
+        .order_by_asc(schedules::Column::Id)
+        .all(&runtime.store.db)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(Json(json!({"schedules": rows.iter().map(view).collect::<Vec<_>>()})))
+}
+
+pub async fn show(
+    State(runtime): State<Arc<Runtime>>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    may_manage(&principal)?;
+    let row = find(&runtime, &id).await?;
+    let runs = schedule_runs::Entity::find()
+        .filter(schedule_runs::Column::ScheduleId.eq(&id))
+        .order_by_desc(schedule_runs::Column::FireAt)
+        .limit(RUNS_SHOWN)
+        .all(&runtime.store.db)
+        .await
+        .map_err(StoreError::from)?;
+    let mut body = view(&row);
+    body["runs"] = runs.iter().map(run_view).collect();
+    Ok(Json(body))
+}
+
+pub async fn put(
+    State(runtime): State<Arc<Runtime>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Body(spec): Body<ScheduleSpec>,
+) -> Result<Json<Value>, Problem> {
+    may_manage(&principal)?;
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err(Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "id",
+            format!("`{id}`: a schedule id uses letters, digits, `.`, `_` and `-`"),
+        ));
+    }
+    runtime
+        .check_schedule(&spec)
+        .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message))?;
+    let built_in = schedules::Entity::find_by_id(&id)
+        .one(&runtime.store.db)
+        .await
+        .map_err(StoreError::from)?
+        .is_some_and(|row| row.built_in);
+    runtime.put_schedule(&id, &spec, built_in).await?;
+    runtime.store.audit(&principal.name, "schedule.put", &id, serde_json::to_value(&spec).expect("serializes")).await?;
+    Ok(Json(view(&find(&runtime, &id).await?)))
+}
+
+pub async fn delete(
+    State(runtime): State<Arc<Runtime>>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    may_manage(&principal)?;
+    let row = find(&runtime, &id).await?;
+    if row.built_in {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Built-in schedule",
+            format!("`{id}` comes with the procedure library; disable it (\"enabled\": false) instead"),
+        ));
+    }
+    schedules::Entity::delete_by_id(&id).exec(&runtime.store.db).await.map_err(StoreError::from)?;
+    runtime.store.audit(&principal.name, "schedule.delete", &id, json!({})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
