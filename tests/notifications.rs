@@ -60,10 +60,7 @@ impl Sink {
 
     /// Every message received so far, decoded.
     fn messages(&self) -> Vec<Value> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/read_mail.py");
-        let out = Command::new("python3").arg(script).arg(&self.dir).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+        common::read_mail(&self.dir)
     }
 
     fn wait_for(&self, count: usize) -> Vec<Value> {

@@ -110,9 +110,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_index(Index::drop().name("instances_by_start_key").table(Instances::Table).to_owned()).await?;
-        manager
-            .alter_table(Table::alter().table(Instances::Table).drop_column(Instances::StartKey).to_owned())
-            .await?;
+        manager.alter_table(Table::alter().table(Instances::Table).drop_column(Instances::StartKey).to_owned()).await?;
         manager.drop_table(Table::drop().table(ScheduleRuns::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(Schedules::Table).to_owned()).await
     }

@@ -181,6 +181,32 @@ impl TestApp {
         Self::read(response)
     }
 
+    pub fn put(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .agent
+            .put(format!("{}{path}", self.base()))
+            .header("Authorization", format!("Bearer {token}"))
+            .content_type("application/json")
+            .send(body.to_string())
+            .unwrap();
+        Self::read(response)
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .agent
+            .delete(format!("{}{path}", self.base()))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        Self::read(response)
+    }
+
+    /// The messages in the daemon's mail spool (`dir/mail`), decoded, in file-name order.
+    pub fn spooled_mail(&self) -> Vec<Value> {
+        read_mail(&self.dir.join("mail"))
+    }
+
     /// The status of a POST that declares a body of `length` bytes and sends none of it: a
     /// server that refuses an oversized body must answer from the declared length, before
     /// reading (sending the body itself races the server closing the connection).
@@ -240,6 +266,18 @@ impl TestApp {
     pub fn wait_for(&self, id: i64, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
         self.wait_until(&format!("instance {id}: {what}"), || Some(self.instance(id)).filter(|body| condition(body)))
     }
+}
+
+/// Decodes the `*.eml` files in `dir` with Python's email package
+/// (`tests/fixtures/read_mail.py`).
+pub fn read_mail(dir: &std::path::Path) -> Vec<Value> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/read_mail.py");
+    let out = Command::new("python3").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
 }
 
 impl Drop for TestApp {

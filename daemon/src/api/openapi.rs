@@ -127,7 +127,10 @@ pub fn document() -> Value {
         "catch_up": {"enum": ["once", "all", "skip"]},
         "enabled": {"type": "boolean", "default": true},
     }});
-    add("/v1/schedules", json!({"get": operation("Schedules with their next fire time (administrators, schedulers)", "200", None, &["401", "403"])}));
+    add(
+        "/v1/schedules",
+        json!({"get": operation("Schedules with their next fire time (administrators, schedulers)", "200", None, &["401", "403"])}),
+    );
     add(
         "/v1/schedules/{id}",
         json!({"parameters": id_parameter("id"),

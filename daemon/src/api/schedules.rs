@@ -104,9 +104,7 @@ pub async fn put(
             format!("`{id}`: a schedule id uses letters, digits, `.`, `_` and `-`"),
         ));
     }
-    runtime
-        .check_schedule(&spec)
-        .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message))?;
+    runtime.check_schedule(&spec).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message))?;
     let built_in = schedules::Entity::find_by_id(&id)
         .one(&runtime.store.db)
         .await

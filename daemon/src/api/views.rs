@@ -83,6 +83,8 @@ pub fn instance(
         "activity_results": state.activity_results,
         "activity_failures": state.activity_failures,
         "parent": row.parent_instance_id,
+        // The schedule run that started it: `{schedule}@{fire time}/{subject}`.
+        "start_key": row.start_key,
         "version": row.version_no,
         "created_at": from_millis(row.created_at),
         "updated_at": from_millis(row.updated_at),

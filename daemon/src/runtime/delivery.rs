@@ -116,6 +116,11 @@ impl Runtime {
             Activity::Notify { to, template, step, deadline, basis } => {
                 (to, template.as_str(), step, deadline, basis, None)
             }
+            // Level 0: a definition's own report upwards (e.g. a terminated authorization), told
+            // with the notice template it names; not an overdue escalation.
+            Activity::Escalate { level: 0, title, to, step, deadline, basis } => {
+                (to, title.as_str(), step, deadline, basis, None)
+            }
             Activity::Escalate { level, title, to, step, deadline, basis } => {
                 (to, "escalation", step, deadline, basis, Some((*level, title.clone())))
             }
@@ -155,7 +160,8 @@ impl Runtime {
         let content = channels.templates.render(template, &context).map_err(|e| Failure::permanent(e.to_string()))?;
         let emails: Vec<String> = addresses.iter().map(|a| a.email.clone()).collect();
         let message_id = channels.mailer.send(&Email { key: &row.key, to: &emails, content: &content }).await?;
-        if escalation.is_some() && to.iter().any(|r| r.role == "regulator") && channels.webhook.is_some() {
+        let escalated = matches!(activity, Activity::Escalate { .. });
+        if escalated && to.iter().any(|r| r.role == "regulator") && channels.webhook.is_some() {
             // The regulator's own system hears of it too, as its own delivery with its own retries.
             let event = json!({
                 "event": "escalation",
@@ -165,7 +171,7 @@ impl Runtime {
                 "jurisdiction": instance.jurisdiction,
                 "step": step,
                 "level": escalation.as_ref().map(|(level, _)| level),
-                "title": context.title,
+                "title": context.title.clone().unwrap_or_else(|| context.headline.clone()),
                 "deadline": deadline,
                 "basis": basis,
                 "link": context.link,

@@ -159,10 +159,15 @@ impl Runtime {
         let definition = self
             .current_definition(procedure, jurisdiction)
             .ok_or_else(|| format!("no definition of {procedure} for {jurisdiction}"))?;
-        self.start(&definition, payload["input"].clone(), Actor::system(), Origin::Child { parent, key: key.to_owned() })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.start(
+            &definition,
+            payload["input"].clone(),
+            Actor::system(),
+            Origin::Child { parent, key: key.to_owned() },
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     /// Runs until the process ends.

@@ -244,14 +244,15 @@ impl Runtime {
                 }
                 for (name, value) in input {
                     for field in placeholders(value) {
-                        let known = matches!(
-                            field.as_str(),
-                            "fire_date" | "fire_year" | "previous_year" | "previous_half"
-                        ) || (field.starts_with("subject.") && for_each.is_some());
+                        let known =
+                            matches!(field.as_str(), "fire_date" | "fire_year" | "previous_year" | "previous_half")
+                                || (field.starts_with("subject.") && for_each.is_some());
                         if !known {
                             return Err(SpecError {
                                 field: "job.input",
-                                message: format!("`{name}` uses `{{{field}}}`, which a run of this job does not provide"),
+                                message: format!(
+                                    "`{name}` uses `{{{field}}}`, which a run of this job does not provide"
+                                ),
                             });
                         }
                     }
@@ -333,7 +334,9 @@ impl Runtime {
             }
         }
         let now = self.clock.now();
-        for schedule in schedules::Entity::find().filter(schedules::Column::Enabled.eq(true)).all(&self.store.db).await? {
+        for schedule in
+            schedules::Entity::find().filter(schedules::Column::Enabled.eq(true)).all(&self.store.db).await?
+        {
             let Some(next) = schedule.next_fire_at.filter(|at| *at <= to_millis(now)) else { continue };
             let cron = parse_cron(&schedule.cron).map_err(StoreError::Corrupt)?;
             let first = from_millis(next);
@@ -465,7 +468,12 @@ impl Runtime {
         };
         self.finish_run(&schedule.id, fire_at, status, &result, error.as_deref()).await?;
         self.store
-            .audit("scheduler", "schedule.run", &schedule.id, json!({"fire_at": fire, "status": status, "result": result}))
+            .audit(
+                "scheduler",
+                "schedule.run",
+                &schedule.id,
+                json!({"fire_at": fire, "status": status, "result": result}),
+            )
             .await?;
         Ok(RunReport { schedule: schedule.id.clone(), fire_at: fire, status: status.into(), result })
     }
@@ -512,10 +520,8 @@ impl Runtime {
         let mut errors = Vec::new();
         for subject in subjects {
             let key = format!("{schedule}@{}/{}", fire.to_rfc3339(), subject.key);
-            let existing = instances::Entity::find()
-                .filter(instances::Column::StartKey.eq(&key))
-                .one(&self.store.db)
-                .await?;
+            let existing =
+                instances::Entity::find().filter(instances::Column::StartKey.eq(&key)).one(&self.store.db).await?;
             if let Some(existing) = existing {
                 started.insert(subject.key, existing.id);
                 continue;

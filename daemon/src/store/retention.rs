@@ -30,8 +30,7 @@ impl Store {
     /// Returns what was removed.
     pub async fn sweep_retention(&self, now: DateTime<FixedOffset>, records_years: u32) -> Result<Value, StoreError> {
         let records_cutoff = to_millis(now.checked_sub_months(Months::new(12 * records_years)).expect("in range"));
-        let logs_cutoff =
-            to_millis(now.checked_sub_months(Months::new(AUTHORIZATION_LOG_MONTHS)).expect("in range"));
+        let logs_cutoff = to_millis(now.checked_sub_months(Months::new(AUTHORIZATION_LOG_MONTHS)).expect("in range"));
         let rows: Vec<(i64, Option<i64>, String, String, i64)> = instances::Entity::find()
             .select_only()
             .column(instances::Column::Id)
@@ -46,11 +45,8 @@ impl Store {
         let mut removable: HashSet<i64> = rows
             .iter()
             .filter(|(_, _, status, procedure, finished)| {
-                let cutoff = if procedure == "authorized_operation" {
-                    records_cutoff.min(logs_cutoff)
-                } else {
-                    records_cutoff
-                };
+                let cutoff =
+                    if procedure == "authorized_operation" { records_cutoff.min(logs_cutoff) } else { records_cutoff };
                 status == "completed" && *finished <= cutoff
             })
             .map(|(id, ..)| *id)
@@ -85,8 +81,11 @@ impl Store {
             instances::Entity::delete_many().filter(instances::Column::Id.is_in(chunk)).exec(&txn).await?;
             txn.commit().await?;
         }
-        let audit_removed =
-            audit::Entity::delete_many().filter(audit::Column::At.lte(records_cutoff)).exec(&self.db).await?.rows_affected;
+        let audit_removed = audit::Entity::delete_many()
+            .filter(audit::Column::At.lte(records_cutoff))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
         Ok(json!({
             "records_kept_since": super::from_millis(records_cutoff),
             "removed_instances": ids.len(),

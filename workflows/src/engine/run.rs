@@ -109,9 +109,14 @@ impl<'a> Run<'a> {
                 Some(task) => Recipient { role: task.role.clone(), organization: task.organization.clone() },
                 None => Recipient { role: name.into(), organization: None },
             },
-            // The supervisor and regulator of the organization that owes the work.
+            // The supervisor and regulator of the organization that owes the work. A step with
+            // no task (an outcome escalated to the regulator) reaches them through the
+            // instance's organizations, tried in the order of the definition's role names.
             "supervisor" | "regulator" => {
-                Recipient { role: name.into(), organization: task.and_then(|t| t.organization.clone()) }
+                let organization = task.and_then(|t| t.organization.clone()).or_else(|| {
+                    self.definition.procedure.roles.keys().find_map(|role| self.role_organization(role.get_ref()))
+                });
+                Recipient { role: name.into(), organization }
             }
             role => Recipient { role: role.into(), organization: self.role_organization(role) },
         }
