@@ -32,6 +32,7 @@ on_both_databases!(
     evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals,
     definitions_carry_json_schemas_and_new_versions_apply_to_new_instances,
     importing_a_calendar_year_recomputes_provisional_deadlines,
+    the_overdue_board_shows_yellow_and_red_items_by_organization,
 );
 use serde_json::{json, Value};
 
@@ -433,4 +434,70 @@ fn the_cli_starts_acts_shows_and_lists() {
     }
     let (code, _, err) = cli(&app, "sf_wrong", &["show", "1"]);
     assert_eq!((code, err.as_str()), (1, "statflow: the token is not valid\n"));
+}
+
+fn the_overdue_board_shows_yellow_and_red_items_by_organization(backend: Backend) {
+    let app = TestApp::start(backend, "2026-02-13T10:00:00+08:00");
+    let late = start(&app, &app.admin, "registration", "taian", registration_input());
+    let mut other = registration_input();
+    other["agency_org"] = json!("jinan-registry");
+    let soon = {
+        app.advance("P7D");
+        start(&app, &app.admin, "registration", "taian", other)
+    };
+    let board = |token: &str, query: &str| {
+        let (status, body) = app.get(&format!("/v1/overdue{query}"), token);
+        assert_eq!(status, 200, "{body}");
+        body["organizations"].as_array().unwrap().clone()
+    };
+    // 02-24: the first registration's acceptance (due 02-25 24:00) is within its 1-working-day
+    // reminder window; the second, started on 02-20 during the Spring Festival break and due
+    // 02-26 24:00, is not.
+    let (status, _) = app.post("/v1/admin/clock", &app.admin, &json!({"set": "2026-02-24T10:00:00+08:00"}));
+    assert_eq!(status, 200);
+    let now = board(&app.admin, "");
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["organization"], "taian-registry");
+    assert_eq!(now[0]["red"], json!([]));
+    let yellow = &now[0]["yellow"][0];
+    assert_eq!((yellow["instance"].as_i64(), yellow["remaining_working_days"].as_i64()), (Some(late), Some(1)));
+    assert_eq!(yellow["due"], "2026-02-26T00:00:00+08:00");
+
+    // 03-03: the first is red, five working days overdue (02-26, 02-27, the working Saturday
+    // 02-28, 03-02, 03-03) with the regulator told; the second four (from 02-27), which is
+    // past the regulator's 3 working days too.
+    let (status, _) = app.post("/v1/admin/clock", &app.admin, &json!({"set": "2026-03-03T10:00:00+08:00"}));
+    assert_eq!(status, 200);
+    let now = board(&app.admin, "");
+    let by_org: Vec<(&str, i64, i64, &str)> = now
+        .iter()
+        .flat_map(|org| {
+            org["red"].as_array().unwrap().iter().map(move |item| {
+                (
+                    org["organization"].as_str().unwrap(),
+                    item["instance"].as_i64().unwrap(),
+                    item["working_days_overdue"].as_i64().unwrap(),
+                    item["escalation_level"].as_str().unwrap_or("-"),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(by_org, [("jinan-registry", soon, 4, "超期上报监管方"), ("taian-registry", late, 5, "超期上报监管方")]);
+    assert!(now[1]["red"][0]["basis"].as_str().unwrap().contains("第九条"), "{now:?}");
+
+    // Staff see their own organization's items only; `org` narrows the board.
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let mine = board(&clerk, "");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["organization"], "taian-registry");
+    assert_eq!(board(&app.admin, "?org=jinan-registry").len(), 1);
+    let (status, _) = app.get("/v1/overdue?colour=red", &app.admin);
+    assert_eq!(status, 400);
+
+    // `statflow overdue` prints the same board.
+    let (code, out, err) = cli(&app, &clerk, &["overdue"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("taian-registry\n"), "{out}");
+    assert!(out.contains(&format!("RED    #{late}\t")), "{out}");
+    assert!(out.contains("5 working days overdue, 超期上报监管方"), "{out}");
 }

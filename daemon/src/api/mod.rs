@@ -7,6 +7,7 @@ pub mod auth;
 pub mod definitions;
 pub mod instances;
 pub mod openapi;
+pub mod overdue;
 pub mod problem;
 pub mod schedules;
 pub mod tasks;
@@ -38,6 +39,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/instances/{id}", get(instances::show))
         .route("/v1/instances/{id}/history", get(instances::history))
         .route("/v1/instances/{id}/actions", post(instances::act))
+        .route("/v1/overdue", get(overdue::board))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}/claim", post(tasks::claim))
         .route("/v1/tasks/{id}/complete", post(tasks::complete))

@@ -83,6 +83,10 @@ pub fn document() -> Value {
         json!({"parameters": id_parameter("id"), "post": operation("Take an action", "200", Some(action.clone()), &["400", "401", "403", "404", "409", "413", "422"])}),
     );
     add(
+        "/v1/overdue",
+        json!({"get": {"summary": "The overdue board by organization: red (overdue, working days and escalation level) and yellow (within the reminder window)", "parameters": query_strings(&["org"]), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
+    );
+    add(
         "/v1/tasks",
         json!({"get": {"summary": "Open tasks", "parameters": query_strings(&["role", "org", "assignee"]), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
     );

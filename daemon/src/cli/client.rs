@@ -53,7 +53,7 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: Server,
     },
-    /// Lists overdue instances.
+    /// The overdue board: red (overdue) and yellow (due soon) items by organization.
     Overdue {
         #[command(flatten)]
         server: Server,
@@ -207,16 +207,27 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
             }
         }
         ClientCommand::Overdue { server } => {
-            let list = server.call("GET", "/v1/instances?overdue=true&per_page=500", None)?;
-            for item in list["items"].as_array().into_iter().flatten() {
-                println!(
-                    "#{}\t{}/{}\t{}\tdue {}",
-                    item["id"],
-                    text(&item["procedure"]),
-                    text(&item["jurisdiction"]),
-                    text(&item["step"]),
-                    text(&item["due"])
-                );
+            let board = server.call("GET", "/v1/overdue", None)?;
+            for organization in board["organizations"].as_array().into_iter().flatten() {
+                println!("{}", text(&organization["organization"]));
+                for (colour, items) in [("RED", &organization["red"]), ("YELLOW", &organization["yellow"])] {
+                    for item in items.as_array().into_iter().flatten() {
+                        let standing = if colour == "RED" {
+                            let level = item["escalation_level"].as_str().map(|l| format!(", {l}")).unwrap_or_default();
+                            format!("{} working days overdue{level}", item["working_days_overdue"])
+                        } else {
+                            format!("{} working days left", item["remaining_working_days"])
+                        };
+                        println!(
+                            "  {colour:<6} #{}\t{}\t{}\tdue {}\t{standing}\t{}",
+                            item["instance"],
+                            text(&item["title"]),
+                            text(&item["step_title"]),
+                            text(&item["due"]),
+                            text(&item["basis"])
+                        );
+                    }
+                }
             }
         }
     }
