@@ -277,3 +277,95 @@ fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_block
     let (status, body) = app.post(&format!("/v1/instances/{id}/actions"), &app.admin, &json!({"action": "accept"}));
     assert_eq!((status, body["step"]["name"].as_str()), (200, Some("substantive_review")), "{body}");
 }
+
+#[test]
+fn a_daemon_killed_between_sending_and_acknowledging_resends_the_same_message_id() {
+    let sink = Sink::start();
+    // The server keeps the message, then holds its answer long enough for the kill.
+    std::fs::write(sink.dir.join(".hold"), "30").unwrap();
+    let dir = scratch("notify");
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &config(&sink, &directory(&dir, "zhang@registry.example")),
+    );
+    let id = start_registration(&app);
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    eventually(|| sink.messages().len() == 1);
+    app.crash_and_restart("2026-03-04T10:00:00+08:00");
+    std::fs::remove_file(sink.dir.join(".hold")).unwrap();
+
+    // Not acknowledged, so sent again after the restart, as the same message.
+    app.advance("PT10M");
+    let messages = sink.wait_for(2);
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(messages[0]["message_id"], messages[1]["message_id"]);
+    assert_eq!(subjects_for(&messages, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"; 2]);
+    eventually(|| {
+        let (_, body) = app.get("/v1/admin/deliveries?status=done", &app.admin);
+        body["deliveries"].as_array().is_some_and(|d| d.len() == 1)
+    });
+}
+
+/// The webhook receiver (`tests/fixtures/webhook_sink.py`): the requests it received.
+fn webhook_requests(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("requests.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn escalations_to_the_regulator_reach_the_webhook_signed_and_retried_after_500() {
+    let sink = Sink::start();
+    let receiver_dir = scratch("webhook");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhook_sink.py");
+    let mut receiver = Command::new("python3")
+        .arg(script)
+        .args([&port.to_string(), receiver_dir.to_str().unwrap(), "s3cret", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(receiver.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    let dir = scratch("notify");
+    let webhook = format!("[webhook]\nurl = \"http://127.0.0.1:{port}/statflow\"\nsecret = \"s3cret\"\n");
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &format!("{}{webhook}", config(&sink, &directory(&dir, "zhang@registry.example"))),
+    );
+    let id = start_registration(&app);
+    // Due 03-05 24:00; the regulator is told after 3 working days overdue (03-11 00:00).
+    set_clock(&app, "2026-03-11T10:00:00+08:00");
+    // The first two answers are 500: the event is sent again, with backoff, until accepted.
+    eventually(|| {
+        app.advance("PT1M");
+        webhook_requests(&receiver_dir).len() >= 3
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    app.advance("PT1H");
+    std::thread::sleep(Duration::from_millis(500));
+    let requests = webhook_requests(&receiver_dir);
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+    assert_eq!(requests.len(), 3, "accepted on the third attempt and not sent again: {requests:#?}");
+    assert!(requests.iter().all(|r| r["valid"] == true), "every signature verifies: {requests:#?}");
+    assert!(requests.iter().all(|r| r["delivery"] == requests[0]["delivery"]), "one delivery id");
+    let event = &requests[0]["body"];
+    assert_eq!(event["event"], "escalation");
+    assert_eq!(event["instance"], id);
+    assert_eq!(event["title"], "超期上报监管方");
+    assert!(event["basis"].as_str().unwrap().contains("第九条"), "{event}");
+    let (_, body) = app.get("/v1/admin/deliveries?status=done", &app.admin);
+    let webhook = body["deliveries"].as_array().unwrap().iter().find(|d| d["kind"] == "webhook").cloned().unwrap();
+    assert_eq!(webhook["attempts"], 2, "two failed attempts before success: {webhook}");
+    // The regulator's duty address got the same escalation by email.
+    let messages = sink.wait_for(1);
+    assert!(messages.iter().any(|m| m["to"][0] == "duty@regulator.example"
+        && m["subject"].as_str().unwrap().starts_with("【超期上报监管方】")));
+}
