@@ -366,6 +366,67 @@ fn escalations_to_the_regulator_reach_the_webhook_signed_and_retried_after_500()
     assert_eq!(webhook["attempts"], 2, "two failed attempts before success: {webhook}");
     // The regulator's duty address got the same escalation by email.
     let messages = sink.wait_for(1);
-    assert!(messages.iter().any(|m| m["to"][0] == "duty@regulator.example"
-        && m["subject"].as_str().unwrap().starts_with("【超期上报监管方】")));
+    assert!(messages
+        .iter()
+        .any(|m| m["to"][0] == "duty@regulator.example"
+            && m["subject"].as_str().unwrap().starts_with("【超期上报监管方】")));
+}
+
+#[test]
+fn the_directory_is_managed_through_the_api_and_cli_and_notices_follow_it() {
+    // No SMTP configured: messages go to the mail spool.
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_statflow"))
+            .args(args)
+            .args(["--server", &app.base(), "--token", &app.admin])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let broken = app.dir.join("broken.toml");
+    std::fs::write(&broken, "[organizations.a]\nname = \"A\"\nemial = \"x@a.example\"\n").unwrap();
+    let (code, _, err) = cli(&["directory", "load", broken.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("broken.toml:3:") && err.contains("emial"), "{err}");
+
+    let file = directory(&app.dir, "zhang@registry.example");
+    let (code, out, err) = cli(&["directory", "load", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "loaded 3 organizations and 2 contacts");
+    let (_, out, _) = cli(&["directory", "show"]);
+    assert!(
+        out.contains("taian-registry\t泰安市数据登记机构\tduty@registry.example\tsupervisor taian-bureau"),
+        "{out}"
+    );
+    assert!(out.contains("张三 <zhang@registry.example>\tregistration_agency"), "{out}");
+
+    // Bad entries are refused with the field at fault, and change nothing.
+    let contact = json!({"organization": "taian-registry", "name": "王五", "email": "wang.registry.example", "roles": ["registration_agency"]});
+    let (status, body) = app.put("/v1/directory/contacts", &app.admin, &contact);
+    assert_eq!((status, body["field"].as_str()), (422, Some("email")), "{body}");
+    let mut contact = contact;
+    contact["email"] = json!("wang@registry.example");
+    contact["organization"] = json!("nowhere");
+    let (status, body) = app.put("/v1/directory/contacts", &app.admin, &contact);
+    assert_eq!((status, body["field"].as_str()), (422, Some("organization")), "{body}");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    assert_eq!(app.put("/v1/directory/contacts", &clerk, &contact).0, 403);
+
+    // The clerk is replaced: 张三 leaves, 王五 takes the role; the reminder goes to 王五.
+    contact["organization"] = json!("taian-registry");
+    assert_eq!(app.put("/v1/directory/contacts", &app.admin, &contact).0, 200);
+    let (_, listing) = app.get("/v1/directory", &app.admin);
+    let zhang = listing["contacts"].as_array().unwrap().iter().find(|c| c["name"] == "张三").unwrap()["id"].clone();
+    assert_eq!(app.delete(&format!("/v1/directory/contacts/{zhang}"), &app.admin).0, 204);
+    let id = start_registration(&app);
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    eventually(|| !app.spooled_mail().is_empty());
+    let mail = app.spooled_mail();
+    assert_eq!(subjects_for(&mail, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"]);
+    assert_eq!(mail[0]["to"], json!(["wang@registry.example"]));
 }

@@ -110,10 +110,13 @@ pub struct Config {
 fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
     let Some(path) = path else { return Ok(FileConfig::default()) };
     let text = std::fs::read_to_string(path).map_err(|e| format!("--config: {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
-        format!("--config: {}:{line}: {}", path.display(), e.message())
-    })
+    toml::from_str(&text).map_err(|e| format!("--config: {}", toml_error(&text, &path.display().to_string(), &e)))
+}
+
+/// `origin:line: message` for a TOML file that does not parse into what was expected.
+pub fn toml_error(text: &str, origin: &str, error: &toml::de::Error) -> String {
+    let line = error.span().map_or(1, |span| text[..span.start].matches('\n').count() + 1);
+    format!("{origin}:{line}: {}", error.message())
 }
 
 impl DbArgs {

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod definitions;
+pub mod directory;
 pub mod instances;
 pub mod openapi;
 pub mod overdue;
@@ -45,6 +46,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/tasks/{id}/complete", post(tasks::complete))
         .route("/v1/admin/clock", post(admin::clock))
         .route("/v1/admin/deliveries", get(admin::deliveries))
+        .route("/v1/directory", get(directory::show).post(directory::load))
+        .route("/v1/directory/organizations/{id}", axum::routing::put(directory::put_organization))
+        .route("/v1/directory/contacts", axum::routing::put(directory::put_contact))
+        .route("/v1/directory/contacts/{id}", axum::routing::delete(directory::delete_contact))
         .route("/v1/schedules", get(schedules::list))
         .route("/v1/schedules/{id}", get(schedules::show).put(schedules::put).delete(schedules::delete))
         .route("/v1/definitions", get(definitions::list).post(definitions::load))

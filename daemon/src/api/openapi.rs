@@ -121,6 +121,34 @@ pub fn document() -> Value {
                 &["401", "403", "422"]),
         }),
     );
+    let organization = json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+        "name": {"type": "string"}, "email": {"type": "string", "description": "duty address"},
+        "supervisor": {"type": "string", "description": "the supervising organization's id"},
+        "regulator": {"type": "string", "description": "the regulator's organization id"}}});
+    let contact = json!({"type": "object", "required": ["organization", "name", "email"], "additionalProperties": false, "properties": {
+        "organization": {"type": "string"}, "name": {"type": "string"}, "email": {"type": "string"},
+        "roles": {"type": "array", "items": {"type": "string"}}, "principal": {"type": "string"}}});
+    add(
+        "/v1/directory",
+        json!({
+            "get": operation("Organizations and contacts notifications go to (administrators)", "200", None, &["401", "403"]),
+            "post": operation("Load a directory bootstrap file (TOML); entries in it are added or replaced", "200",
+                Some(json!({"type": "object", "required": ["source"], "properties": {"source": {"type": "string"}, "origin": {"type": "string"}}})),
+                &["400", "401", "403", "422"]),
+        }),
+    );
+    add(
+        "/v1/directory/organizations/{id}",
+        json!({"parameters": id_parameter("id"), "put": operation("Add or replace an organization", "200", Some(organization), &["400", "401", "403", "422"])}),
+    );
+    add(
+        "/v1/directory/contacts",
+        json!({"put": operation("Add or replace a contact (by organization and email)", "200", Some(contact), &["400", "401", "403", "422"])}),
+    );
+    add(
+        "/v1/directory/contacts/{id}",
+        json!({"parameters": id_parameter("id"), "delete": operation("Remove a contact", "204", None, &["401", "403", "404"])}),
+    );
     let schedule = json!({"type": "object", "required": ["title", "cron", "job", "catch_up"], "additionalProperties": false, "properties": {
         "title": {"type": "string"},
         "cron": {"type": "string", "description": "5 fields (min hour day month weekday) or the cron crate's 6/7, Asia/Shanghai", "example": "0 9 10 1 *"},

@@ -55,8 +55,8 @@ pub async fn board(
         .map_err(StoreError::from)?;
     let mut board: BTreeMap<String, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
     for row in rows.iter().filter(|r| principal.may_see(&r.organizations)) {
-        let state: InstanceState = serde_json::from_str(&row.state)
-            .map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
+        let state: InstanceState =
+            serde_json::from_str(&row.state).map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
         let (Some(step), Some(definition)) = (&state.step, runtime.definition(&row.definition_version)) else {
             continue;
         };

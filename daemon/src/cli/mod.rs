@@ -5,6 +5,7 @@
 mod calendar;
 mod client;
 mod definitions;
+mod directory;
 mod schedules;
 mod serve;
 
@@ -29,6 +30,9 @@ enum Command {
     Serve(crate::config::ServeArgs),
     /// Runs pending database migrations and exits.
     Migrate(crate::config::DbArgs),
+    /// The directory of organizations and contacts notifications go to (on a running daemon).
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
     /// Cron schedules that start evaluations, reports and sweeps (on a running daemon).
     #[command(subcommand)]
     Schedules(schedules::SchedulesCommand),
@@ -64,6 +68,7 @@ pub fn run() -> i32 {
         Command::Definitions(command) => definitions::run(command),
         Command::Serve(args) => serve::serve(args),
         Command::Migrate(args) => serve::migrate(args),
+        Command::Directory(command) => directory::run(command),
         Command::Schedules(command) => schedules::run(command),
         Command::Token(command) => serve::token(command),
         Command::Client(command) => client::run(command),

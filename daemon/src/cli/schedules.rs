@@ -56,8 +56,7 @@ fn read_spec(path: &PathBuf) -> Result<Value, Failure> {
         let source =
             std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("--file: {}: {e}", path.display())))?;
         toml::from_str::<Value>(&source).map_err(|e| {
-            let line = e.span().map(|span| source[..span.start].lines().count().max(1)).unwrap_or(1);
-            Failure::usage(format!("--file: {}:{line}: {}", path.display(), e.message()))
+            Failure::usage(format!("--file: {}", crate::config::toml_error(&source, &path.display().to_string(), &e)))
         })
     } else {
         read_json(path, "--file")

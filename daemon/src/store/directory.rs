@@ -60,10 +60,7 @@ pub struct Address {
 impl DirectoryFile {
     /// Parses a bootstrap file; errors name the file and line.
     pub fn parse(text: &str, origin: &str) -> Result<DirectoryFile, String> {
-        let file: DirectoryFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
-            format!("{origin}:{line}: {}", e.message())
-        })?;
+        let file: DirectoryFile = toml::from_str(text).map_err(|e| crate::config::toml_error(text, origin, &e))?;
         for contact in &file.contacts {
             if !contact.email.contains('@') {
                 return Err(format!(
