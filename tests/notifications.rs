@@ -124,6 +124,17 @@ roles = ["supervisor"]
     path
 }
 
+/// The daemon on 2026-03-02 09:00, delivering to `sink`, with the registry's clerk at
+/// `clerk_email`.
+fn daemon(sink: &Sink, clerk_email: &str) -> TestApp {
+    let dir = scratch("notify");
+    TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &config(sink, &directory(&dir, clerk_email)),
+    )
+}
+
 fn start_registration(app: &TestApp) -> i64 {
     let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
     let (status, body) = app.post(
@@ -151,12 +162,7 @@ fn subjects_for(messages: &[Value], instance: i64) -> Vec<String> {
 #[test]
 fn a_late_acceptance_climbs_to_the_regulator_once_and_acting_in_time_stops_it() {
     let sink = Sink::start();
-    let dir = scratch("notify");
-    let app = TestApp::start_configured(
-        Backend::Sqlite,
-        "2026-03-02T09:00:00+08:00",
-        &config(&sink, &directory(&dir, "zhang@registry.example")),
-    );
+    let app = daemon(&sink, "zhang@registry.example");
     let late = start_registration(&app);
     let in_time = start_registration(&app);
 
@@ -230,12 +236,7 @@ fn a_late_acceptance_climbs_to_the_regulator_once_and_acting_in_time_stops_it() 
 #[test]
 fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_blocking() {
     let mut sink = Sink::start();
-    let dir = scratch("notify");
-    let app = TestApp::start_configured(
-        Backend::Sqlite,
-        "2026-03-02T09:00:00+08:00",
-        &config(&sink, &directory(&dir, "zhang@registry.example")),
-    );
+    let app = daemon(&sink, "zhang@registry.example");
     let id = start_registration(&app);
     sink.stop();
     set_clock(&app, "2026-03-04T10:00:00+08:00");
@@ -253,12 +254,7 @@ fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_block
 
     // A clerk whose address the server refuses: the failure is recorded, shown on the
     // instance, reported to administrators, and the procedure goes on.
-    let dir = scratch("notify");
-    let app = TestApp::start_configured(
-        Backend::Sqlite,
-        "2026-03-02T09:00:00+08:00",
-        &config(&sink, &directory(&dir, "bounce@registry.example")),
-    );
+    let app = daemon(&sink, "bounce@registry.example");
     let id = start_registration(&app);
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     eventually(|| {
@@ -283,12 +279,7 @@ fn a_daemon_killed_between_sending_and_acknowledging_resends_the_same_message_id
     let sink = Sink::start();
     // The server keeps the message, then holds its answer long enough for the kill.
     std::fs::write(sink.dir.join(".hold"), "30").unwrap();
-    let dir = scratch("notify");
-    let app = TestApp::start_configured(
-        Backend::Sqlite,
-        "2026-03-02T09:00:00+08:00",
-        &config(&sink, &directory(&dir, "zhang@registry.example")),
-    );
+    let app = daemon(&sink, "zhang@registry.example");
     let id = start_registration(&app);
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     eventually(|| sink.messages().len() == 1);
@@ -376,18 +367,7 @@ fn escalations_to_the_regulator_reach_the_webhook_signed_and_retried_after_500()
 fn the_directory_is_managed_through_the_api_and_cli_and_notices_follow_it() {
     // No SMTP configured: messages go to the mail spool.
     let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_statflow"))
-            .args(args)
-            .args(["--server", &app.base(), "--token", &app.admin])
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| common::cli(&app, &app.admin, args);
     let broken = app.dir.join("broken.toml");
     std::fs::write(&broken, "[organizations.a]\nname = \"A\"\nemial = \"x@a.example\"\n").unwrap();
     let (code, _, err) = cli(&["directory", "load", broken.to_str().unwrap()]);

@@ -6,27 +6,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use common::{Backend, TestApp};
+use common::{act, start, Backend, TestApp};
 use serde_json::{json, Value};
-
-fn start(app: &TestApp, procedure: &str, jurisdiction: &str, input: Value) -> i64 {
-    let (status, body) = app.post(
-        "/v1/instances",
-        &app.admin,
-        &json!({"procedure": procedure, "jurisdiction": jurisdiction, "input": input}),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_i64().unwrap()
-}
-
-fn act(app: &TestApp, token: &str, id: i64, action: &str, data: Value) -> Value {
-    let (status, body) =
-        app.post(&format!("/v1/instances/{id}/actions"), token, &json!({"action": action, "data": data}));
-    assert_eq!(status, 200, "{action} on {id}: {body}");
-    body
-}
 
 fn set_clock(app: &TestApp, at: &str) -> Value {
     let (status, body) = app.post("/v1/admin/clock", &app.admin, &json!({"set": at}));
@@ -83,9 +65,7 @@ fn daemon(clock: &str, operators: usize) -> TestApp {
 fn activate_authorizations(app: &TestApp, count: usize) -> Vec<i64> {
     let ids: Vec<i64> = (0..count)
         .map(|n| {
-            start(
-                app,
-                "authorized_operation",
+            start(app, &app.admin, "authorized_operation",
                 "taian",
                 json!({"authority_org": "ta-bureau", "operator_org": format!("op-{n}"), "scope": "交通数据", "application_days": 10, "publicity_days": 5}),
             )
@@ -137,6 +117,7 @@ fn the_annual_evaluation_fires_once_a_year_and_its_findings_suspend_restore_or_t
     // One more authorization still in its announcement is not evaluated.
     let pending = start(
         &app,
+        &app.admin,
         "authorized_operation",
         "taian",
         json!({"authority_org": "ta-bureau", "operator_org": "op-9", "scope": "x", "application_days": 300, "publicity_days": 5}),
@@ -366,13 +347,9 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
 
     // The CLI disables a built-in schedule; it then does not fire.
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_statflow"))
-            .args(args)
-            .args(["--server", &app.base(), "--token", &app.admin])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        let (code, out, err) = common::cli(&app, &app.admin, args);
+        assert_eq!(code, 0, "{err}");
+        out
     };
     let line = cli(&["schedules", "disable", "half_yearly_summary.taian"]);
     assert!(line.starts_with("half_yearly_summary.taian\tdisabled"), "{line}");
@@ -398,11 +375,11 @@ fn the_retention_sweep_removes_only_records_older_than_three_years() {
     let app = daemon("2026-12-01T09:00:00+08:00", 0);
     let agency = app.token("agency", "staff", &["taian-registry"]);
     let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
-    let old = start(&app, "registration", "taian", input.clone());
+    let old = start(&app, &app.admin, "registration", "taian", input.clone());
     act(&app, &agency, old, "reject", json!({"reasons": "材料不全"}));
-    let running = start(&app, "registration", "taian", input.clone());
+    let running = start(&app, &app.admin, "registration", "taian", input.clone());
     set_clock(&app, "2028-06-01T09:00:00+08:00");
-    let young = start(&app, "registration", "taian", input);
+    let young = start(&app, &app.admin, "registration", "taian", input);
     act(&app, &agency, young, "reject", json!({"reasons": "材料不全"}));
 
     // The weekly sweep: three years after the first rejection the old record goes; the one

@@ -302,3 +302,33 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// Starts an instance over the API and returns its id.
+pub fn start(app: &TestApp, token: &str, procedure: &str, jurisdiction: &str, input: Value) -> i64 {
+    let (status, body) = app.post(
+        "/v1/instances",
+        token,
+        &serde_json::json!({"procedure": procedure, "jurisdiction": jurisdiction, "input": input}),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+/// Takes an action over the API and returns the instance.
+pub fn act(app: &TestApp, token: &str, id: i64, action: &str, data: Value) -> Value {
+    let (status, body) =
+        app.post(&format!("/v1/instances/{id}/actions"), token, &serde_json::json!({"action": action, "data": data}));
+    assert_eq!(status, 200, "{action}: {body}");
+    body
+}
+
+/// Runs the CLI against the daemon: (exit code, stdout, stderr).
+pub fn cli(app: &TestApp, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statflow"))
+        .args(args)
+        .env("STATFLOW_SERVER", app.base())
+        .env("STATFLOW_TOKEN", token)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}

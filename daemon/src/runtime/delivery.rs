@@ -11,13 +11,11 @@
 //! Each outbox row is one message with a stable key: a crash between sending and recording
 //! sends it again with the same Message-ID.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Datelike;
 use futures_util::future::join_all;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{json, Value};
 use statflow_activities::email::{Email, Mailer};
 use statflow_activities::templates::{DeadlineView, MessageContext, Templates};
@@ -57,20 +55,7 @@ impl Runtime {
     /// Delivers the ready notices; returns how many were attempted.
     pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let ready = outbox::Entity::find()
-            .filter(outbox::Column::Kind.is_in(KINDS))
-            .filter(outbox::Column::Status.eq("pending"))
-            .filter(outbox::Column::NextAttemptAt.lte(now))
-            .order_by_asc(outbox::Column::Id)
-            .limit(BATCH)
-            .all(&self.store.db)
-            .await?;
-        let count = ready.len();
-        // Different instances' messages go out side by side; one instance's in order.
-        let mut by_instance: BTreeMap<i64, Vec<outbox::Model>> = BTreeMap::new();
-        for row in ready {
-            by_instance.entry(row.instance_id).or_default().push(row);
-        }
+        let (count, by_instance) = self.store.ready_outbox(&KINDS, now, BATCH).await?;
         let passes = join_all(by_instance.into_values().map(|rows| async move {
             for row in rows {
                 let outcome = self.deliver(channels, &row).await;

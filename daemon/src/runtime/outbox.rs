@@ -3,12 +3,11 @@
 //! (certificates, record status, data access, reports, child instances, signals); notices
 //! and escalations stay queued for the delivery channels.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use statflow_workflows::engine::{Actor, Event};
 
@@ -45,20 +44,7 @@ impl Runtime {
     /// Carries out the ready internal effects; returns how many were handled.
     pub async fn run_outbox_once(&self) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let ready = outbox::Entity::find()
-            .filter(outbox::Column::Status.eq("pending"))
-            .filter(outbox::Column::Kind.is_in(INTERNAL))
-            .filter(outbox::Column::NextAttemptAt.lte(now))
-            .order_by_asc(outbox::Column::Id)
-            .limit(BATCH)
-            .all(&self.store.db)
-            .await?;
-        let count = ready.len();
-        // Effects of different instances run side by side; one instance's run in order.
-        let mut by_instance: BTreeMap<i64, Vec<outbox::Model>> = BTreeMap::new();
-        for row in ready {
-            by_instance.entry(row.instance_id).or_default().push(row);
-        }
+        let (count, by_instance) = self.store.ready_outbox(&INTERNAL, now, BATCH).await?;
         let passes = join_all(by_instance.into_values().map(|rows| async move {
             let mut done = Vec::with_capacity(rows.len());
             for row in rows {

@@ -40,6 +40,32 @@ impl Store {
     }
 
     /// Timers due by `now`, earliest first.
+    /// The pending effects of `kinds` whose next attempt is due at `now` (at most `limit`,
+    /// oldest first), grouped by instance: different instances' effects may run side by side,
+    /// one instance's run in order.
+    pub async fn ready_outbox(
+        &self,
+        kinds: &[&str],
+        now: i64,
+        limit: u64,
+    ) -> Result<(usize, std::collections::BTreeMap<i64, Vec<outbox::Model>>), StoreError> {
+        use sea_orm::QuerySelect;
+        let ready = outbox::Entity::find()
+            .filter(outbox::Column::Kind.is_in(kinds.iter().copied()))
+            .filter(outbox::Column::Status.eq("pending"))
+            .filter(outbox::Column::NextAttemptAt.lte(now))
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        let count = ready.len();
+        let mut by_instance: std::collections::BTreeMap<i64, Vec<outbox::Model>> = Default::default();
+        for row in ready {
+            by_instance.entry(row.instance_id).or_default().push(row);
+        }
+        Ok((count, by_instance))
+    }
+
     pub async fn due_timers(&self, now: i64, limit: u64) -> Result<Vec<timers::Model>, StoreError> {
         Ok(timers::Entity::find()
             .filter(timers::Column::DueAt.lte(now))
