@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Datelike, FixedOffset};
 use sea_orm::sea_query::OnConflict;
@@ -587,18 +586,8 @@ impl Runtime {
             if let Err(error) = self.run_due_schedules(self.clock.now()).await {
                 tracing::error!(%error, "schedule pass failed");
             }
-            let wait = match self.next_schedule_fire().await {
-                Ok(Some(at)) => Duration::from_millis((at - to_millis(self.clock.now())).clamp(0, 60_000) as u64),
-                Ok(None) => Duration::from_secs(60),
-                Err(error) => {
-                    tracing::error!(%error, "reading the next fire time failed");
-                    Duration::from_secs(1)
-                }
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.schedules_changed.notified() => {}
-            }
+            let next = self.next_schedule_fire().await;
+            self.sleep_until(next, &self.schedules_changed, "fire time").await;
         }
     }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, FixedOffset};
 use futures_util::future::join_all;
 use serde::Serialize;
 use statflow_workflows::engine::Event;
+use tokio::sync::Notify;
 
 use super::Runtime;
 use crate::store::entities::timers;
@@ -73,6 +74,24 @@ impl Runtime {
         Ok(fired)
     }
 
+    /// Sleeps until `next` (UTC milliseconds; at most a minute) or until `wake` is notified,
+    /// whichever comes first. The loops of timers and schedules wait this way: no polling
+    /// scans, and an earlier entry scheduled meanwhile wakes them.
+    pub(super) async fn sleep_until(&self, next: Result<Option<i64>, StoreError>, wake: &Notify, what: &str) {
+        let wait = match next {
+            Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, 60_000) as u64),
+            Ok(None) => Duration::from_secs(60),
+            Err(error) => {
+                tracing::error!(%error, "reading the next {what} failed");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = wake.notified() => {}
+        }
+    }
+
     /// Runs until the process ends.
     pub async fn run_timers(self: Arc<Self>) {
         loop {
@@ -84,18 +103,8 @@ impl Runtime {
             if let Err(error) = self.fire_due(now).await {
                 tracing::error!(%error, "timer pass failed");
             }
-            let wait = match self.store.next_timer_due().await {
-                Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, 60_000) as u64),
-                Ok(None) => Duration::from_secs(60),
-                Err(error) => {
-                    tracing::error!(%error, "reading the next timer failed");
-                    Duration::from_secs(1)
-                }
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.timers_changed.notified() => {}
-            }
+            let next = self.store.next_timer_due().await;
+            self.sleep_until(next, &self.timers_changed, "timer").await;
         }
     }
 }
