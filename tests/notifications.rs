@@ -298,7 +298,51 @@ fn a_daemon_killed_between_sending_and_acknowledging_resends_the_same_message_id
     });
 }
 
-/// The webhook receiver (`tests/fixtures/webhook_sink.py`): the requests it received.
+/// The webhook receiver (`tests/fixtures/webhook_sink.py`), answering the first `failures`
+/// requests with 500; it checks signatures with the secret `s3cret`.
+struct Receiver {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Receiver {
+    fn start(failures: u32) -> Receiver {
+        let dir = scratch("webhook");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhook_sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([&port.to_string(), dir.to_str().unwrap(), "s3cret", &failures.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        Receiver { port, dir, child: Some(child) }
+    }
+
+    /// The daemon's `[webhook]` section for this receiver.
+    fn config(&self) -> String {
+        format!("[webhook]\nurl = \"http://127.0.0.1:{}/statflow\"\nsecret = \"s3cret\"\n", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The requests the webhook receiver got, in order.
 fn webhook_requests(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("requests.jsonl"))
         .unwrap_or_default()
@@ -310,25 +354,13 @@ fn webhook_requests(dir: &Path) -> Vec<Value> {
 #[test]
 fn escalations_to_the_regulator_reach_the_webhook_signed_and_retried_after_500() {
     let sink = Sink::start();
-    let receiver_dir = scratch("webhook");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webhook_sink.py");
-    let mut receiver = Command::new("python3")
-        .arg(script)
-        .args([&port.to_string(), receiver_dir.to_str().unwrap(), "s3cret", "2"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(receiver.stdout.take().unwrap()), &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-
+    let mut receiver = Receiver::start(2);
+    let receiver_dir = receiver.dir.clone();
     let dir = scratch("notify");
-    let webhook = format!("[webhook]\nurl = \"http://127.0.0.1:{port}/statflow\"\nsecret = \"s3cret\"\n");
     let app = TestApp::start_configured(
         Backend::Sqlite,
         "2026-03-02T09:00:00+08:00",
-        &format!("{}{webhook}", config(&sink, &directory(&dir, "zhang@registry.example"))),
+        &format!("{}{}", config(&sink, &directory(&dir, "zhang@registry.example")), receiver.config()),
     );
     let id = start_registration(&app);
     // Due 03-05 24:00; the regulator is told after 3 working days overdue (03-11 00:00).
@@ -342,8 +374,7 @@ fn escalations_to_the_regulator_reach_the_webhook_signed_and_retried_after_500()
     app.advance("PT1H");
     std::thread::sleep(Duration::from_millis(500));
     let requests = webhook_requests(&receiver_dir);
-    receiver.kill().unwrap();
-    receiver.wait().unwrap();
+    receiver.stop();
     assert_eq!(requests.len(), 3, "accepted on the third attempt and not sent again: {requests:#?}");
     assert!(requests.iter().all(|r| r["valid"] == true), "every signature verifies: {requests:#?}");
     assert!(requests.iter().all(|r| r["delivery"] == requests[0]["delivery"]), "one delivery id");
@@ -409,4 +440,33 @@ fn the_directory_is_managed_through_the_api_and_cli_and_notices_follow_it() {
     let mail = app.spooled_mail();
     assert_eq!(subjects_for(&mail, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"]);
     assert_eq!(mail[0]["to"], json!(["wang@registry.example"]));
+}
+
+#[test]
+fn the_webhook_hears_of_an_escalation_even_when_its_email_is_refused() {
+    let sink = Sink::start();
+    let receiver = Receiver::start(0);
+    let dir = scratch("notify");
+    let file = directory(&dir, "zhang@registry.example");
+    let text = std::fs::read_to_string(&file).unwrap().replace("duty@regulator.example", "bounce@regulator.example");
+    std::fs::write(&file, text).unwrap();
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &format!("{}{}", config(&sink, &file), receiver.config()),
+    );
+    let id = start_registration(&app);
+    set_clock(&app, "2026-03-11T10:00:00+08:00");
+    eventually(|| !webhook_requests(&receiver.dir).is_empty());
+    let requests = webhook_requests(&receiver.dir);
+    assert_eq!(requests[0]["body"]["instance"], id);
+    assert_eq!(requests[0]["body"]["title"], "超期上报监管方");
+    eventually(|| {
+        let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
+        body["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["kind"] == "escalate" && d["last_error"].as_str().unwrap().contains("550"))
+    });
 }

@@ -12,7 +12,6 @@
 //! sends it again with the same Message-ID.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Datelike;
 use futures_util::future::join_all;
@@ -111,10 +110,6 @@ impl Runtime {
             }
             _ => return Err(Failure::permanent("not a notice")),
         };
-        let mut addresses = Vec::new();
-        for recipient in to {
-            addresses.extend(self.store.resolve(recipient).await.map_err(Failure::permanent)?);
-        }
         let instance = self.store.instance(row.instance_id).await.map_err(|e| Failure::transient(e.to_string()))?;
         let definition = self.definition(&instance.definition_version);
         let headline = match (&escalation, template) {
@@ -122,6 +117,40 @@ impl Runtime {
             (None, "deadline_reminder") => "办理期限即将届满".to_owned(),
             (None, name) => Templates::headline(name),
         };
+        let link = format!("{}/v1/instances/{}", channels.base_url, instance.id);
+        let escalated = matches!(activity, Activity::Escalate { .. });
+        if escalated && to.iter().any(|r| r.role == "regulator") && channels.webhook.is_some() {
+            // The regulator's own system hears of it too, as its own delivery with its own
+            // retries, queued before the email so a failing email cannot hold it back.
+            let event = json!({
+                "event": "escalation",
+                "key": row.key,
+                "instance": instance.id,
+                "procedure": instance.procedure,
+                "jurisdiction": instance.jurisdiction,
+                "step": step,
+                "level": escalation.as_ref().map(|(level, _)| level),
+                "title": escalation.as_ref().map_or(&headline, |(_, title)| title),
+                "deadline": deadline,
+                "basis": basis,
+                "link": link,
+            });
+            self.store
+                .enqueue_effect(
+                    row.instance_id,
+                    &format!("{}/webhook", row.key),
+                    "webhook",
+                    &event,
+                    to_millis(self.clock.now()),
+                )
+                .await
+                .map_err(|e| Failure::transient(e.to_string()))?;
+            self.deliveries_changed.notify_one();
+        }
+        let mut addresses = Vec::new();
+        for recipient in to {
+            addresses.extend(self.store.resolve(recipient).await.map_err(Failure::permanent)?);
+        }
         let context = MessageContext {
             procedure: instance.procedure.clone(),
             procedure_title: definition
@@ -139,44 +168,17 @@ impl Runtime {
             level: escalation.as_ref().map(|(level, _)| *level),
             deadline: deadline.as_ref().map(deadline_view),
             basis: basis.clone(),
-            link: format!("{}/v1/instances/{}", channels.base_url, instance.id),
+            link,
             recipient: addresses.iter().map(|a| a.label.as_str()).collect::<Vec<_>>().join("、"),
         };
         let content = channels.templates.render(template, &context).map_err(|e| Failure::permanent(e.to_string()))?;
         let emails: Vec<String> = addresses.iter().map(|a| a.email.clone()).collect();
         let message_id = channels.mailer.send(&Email { key: &row.key, to: &emails, content: &content }).await?;
-        let escalated = matches!(activity, Activity::Escalate { .. });
-        if escalated && to.iter().any(|r| r.role == "regulator") && channels.webhook.is_some() {
-            // The regulator's own system hears of it too, as its own delivery with its own retries.
-            let event = json!({
-                "event": "escalation",
-                "key": row.key,
-                "instance": instance.id,
-                "procedure": instance.procedure,
-                "jurisdiction": instance.jurisdiction,
-                "step": step,
-                "level": escalation.as_ref().map(|(level, _)| level),
-                "title": context.title.clone().unwrap_or_else(|| context.headline.clone()),
-                "deadline": deadline,
-                "basis": basis,
-                "link": context.link,
-            });
-            self.store
-                .enqueue_effect(
-                    row.instance_id,
-                    &format!("{}/webhook", row.key),
-                    "webhook",
-                    &event,
-                    to_millis(self.clock.now()),
-                )
-                .await
-                .map_err(|e| Failure::transient(e.to_string()))?;
-        }
         Ok(json!({"message_id": message_id, "to": emails}))
     }
 
     async fn record(&self, row: &outbox::Model, outcome: Outcome, now: i64) -> Result<(), StoreError> {
-        let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+        let key = row.activity_key();
         let reports_back = row.kind != "webhook";
         match outcome {
             Outcome::Sent(result) => {
@@ -217,17 +219,7 @@ impl Runtime {
 
     /// Runs until the process ends.
     pub async fn run_delivery(self: Arc<Self>, channels: Arc<Channels>) {
-        loop {
-            match self.deliver_once(&channels).await {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(error) => tracing::error!(%error, "delivery pass failed"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = self.deliveries_changed.notified() => {}
-            }
-        }
+        self.work_until_stopped(&self.deliveries_changed, "delivery", || self.deliver_once(&channels)).await
     }
 }
 

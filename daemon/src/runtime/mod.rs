@@ -121,6 +121,26 @@ impl Runtime {
         all
     }
 
+    /// The loop of an effect worker: runs `pass` while it finds work, then waits until woken
+    /// or a second has passed (retries waiting out their backoff come due by time alone).
+    async fn work_until_stopped<F, Fut>(&self, wake: &Notify, what: &str, mut pass: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<usize, StoreError>>,
+    {
+        loop {
+            match pass().await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(error) => tracing::error!(%error, "{what} pass failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = wake.notified() => {}
+            }
+        }
+    }
+
     fn wake(&self, applied: &Applied) {
         if applied.commands.iter().any(|c| matches!(c, Command::ScheduleTimer { .. })) {
             self.timers_changed.notify_one();

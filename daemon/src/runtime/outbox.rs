@@ -4,7 +4,6 @@
 //! and escalations stay queued for the delivery channels.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -70,14 +69,14 @@ impl Runtime {
         let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
         match self.perform(row, &payload).await {
             Ok(Done::Activity(result)) => {
-                let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+                let key = row.activity_key();
                 self.apply(row.instance_id, &Event::ActivityCompleted { key, result }).await.ok();
                 return Ok(true);
             }
             Ok(Done::Quiet) => return Ok(true),
             Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
                 self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
-                let key = row.key.split_once(':').map_or(row.key.as_str(), |(_, k)| k).to_owned();
+                let key = row.activity_key();
                 self.apply(row.instance_id, &Event::ActivityFailed { key, error }).await.ok();
             }
             Err(error) => {
@@ -158,16 +157,6 @@ impl Runtime {
 
     /// Runs until the process ends.
     pub async fn run_outbox(self: Arc<Self>) {
-        loop {
-            match self.run_outbox_once().await {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(error) => tracing::error!(%error, "outbox pass failed"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = self.outbox_changed.notified() => {}
-            }
-        }
+        self.work_until_stopped(&self.outbox_changed, "outbox", || self.run_outbox_once()).await
     }
 }

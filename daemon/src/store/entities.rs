@@ -145,6 +145,14 @@ pub mod outbox {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl Model {
+        /// The activity key the instance knows this effect by: the row's key is
+        /// `{instance}:{activity key}`, unique across instances.
+        pub fn activity_key(&self) -> String {
+            self.key.split_once(':').map_or(self.key.as_str(), |(_, key)| key).to_owned()
+        }
+    }
 }
 
 pub mod definitions {
