@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, FixedOffset};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use statflow_workflows::calendar::shanghai;
@@ -401,16 +401,24 @@ impl Runtime {
         Ok(())
     }
 
-    /// Claims the run row of a fire time; `None` when it was already handled.
-    async fn claim_run(&self, schedule: &str, fire_at: i64, status: &str) -> Result<Option<i64>, StoreError> {
+    /// Records a fire time's run row unless it exists, and returns the stored row: a row
+    /// already there (a finished run, or one a crash interrupted) is never overwritten.
+    async fn claim_run(
+        &self,
+        schedule: &str,
+        fire_at: i64,
+        status: &str,
+        result: &Value,
+    ) -> Result<schedule_runs::Model, StoreError> {
+        let now = to_millis(self.clock.now());
         let row = schedule_runs::ActiveModel {
             schedule_id: Set(schedule.to_owned()),
             fire_at: Set(fire_at),
             status: Set(status.to_owned()),
-            started: Set("{}".into()),
+            started: Set(result.to_string()),
             error: Set(None),
-            created_at: Set(to_millis(self.clock.now())),
-            finished_at: Set(None),
+            created_at: Set(now),
+            finished_at: Set((status != "running").then_some(now)),
             ..Default::default()
         };
         schedule_runs::Entity::insert(row)
@@ -421,35 +429,36 @@ impl Runtime {
             )
             .exec_without_returning(&self.store.db)
             .await?;
-        let run = schedule_runs::Entity::find()
+        schedule_runs::Entity::find()
             .filter(schedule_runs::Column::ScheduleId.eq(schedule))
             .filter(schedule_runs::Column::FireAt.eq(fire_at))
             .one(&self.store.db)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("a claimed run disappeared".into()))?;
-        Ok((run.status == "running").then_some(run.id))
+            .ok_or_else(|| StoreError::Corrupt("a claimed run disappeared".into()))
     }
 
+    fn report(run: schedule_runs::Model) -> RunReport {
+        RunReport {
+            result: serde_json::from_str(&run.started).unwrap_or(Value::Null),
+            schedule: run.schedule_id,
+            fire_at: from_millis(run.fire_at),
+            status: run.status,
+        }
+    }
+
+    /// Records a missed fire time as skipped (a fire time already handled keeps its run).
     async fn skip_fire_time(&self, schedule: &schedules::Model, fire_at: i64) -> Result<RunReport, StoreError> {
-        self.claim_run(&schedule.id, fire_at, "skipped").await?;
         let result = json!({"reason": "missed while the daemon was down", "catch_up": schedule.catch_up});
-        self.finish_run(&schedule.id, fire_at, "skipped", &result, None).await?;
-        Ok(RunReport { schedule: schedule.id.clone(), fire_at: from_millis(fire_at), status: "skipped".into(), result })
+        Ok(Self::report(self.claim_run(&schedule.id, fire_at, "skipped", &result).await?))
     }
 
     /// Runs one fire time (or finishes it, after a crash). Starting never happens twice for
     /// one subject: each start carries the key `{schedule}@{fire time}/{subject}`.
     async fn run_fire_time(&self, schedule: &schedules::Model, fire_at: i64) -> Result<RunReport, StoreError> {
         let fire = from_millis(fire_at);
-        if self.claim_run(&schedule.id, fire_at, "running").await?.is_none() {
-            let run = schedule_runs::Entity::find()
-                .filter(schedule_runs::Column::ScheduleId.eq(&schedule.id))
-                .filter(schedule_runs::Column::FireAt.eq(fire_at))
-                .one(&self.store.db)
-                .await?
-                .expect("claimed before");
-            let result = serde_json::from_str(&run.started).unwrap_or(Value::Null);
-            return Ok(RunReport { schedule: schedule.id.clone(), fire_at: fire, status: run.status, result });
+        let run = self.claim_run(&schedule.id, fire_at, "running", &json!({})).await?;
+        if run.status != "running" {
+            return Ok(Self::report(run));
         }
         let job: Job = serde_json::from_str(&schedule.job)
             .map_err(|e| StoreError::Corrupt(format!("schedule {}: {e}", schedule.id)))?;
@@ -515,14 +524,24 @@ impl Runtime {
             None => vec![Subject { key: "-".into(), fields: Map::new() }],
             Some(selection) => self.select(selection, jurisdiction).await?,
         };
+        // What an interrupted attempt of this run already started, read once.
+        let prefix = format!("{schedule}@{}/", fire.to_rfc3339());
+        let earlier: BTreeMap<String, i64> = instances::Entity::find()
+            .select_only()
+            .column(instances::Column::StartKey)
+            .column(instances::Column::Id)
+            .filter(instances::Column::StartKey.starts_with(&prefix))
+            .into_tuple::<(String, i64)>()
+            .all(&self.store.db)
+            .await?
+            .into_iter()
+            .collect();
         let mut started = BTreeMap::new();
         let mut errors = Vec::new();
         for subject in subjects {
-            let key = format!("{schedule}@{}/{}", fire.to_rfc3339(), subject.key);
-            let existing =
-                instances::Entity::find().filter(instances::Column::StartKey.eq(&key)).one(&self.store.db).await?;
-            if let Some(existing) = existing {
-                started.insert(subject.key, existing.id);
+            let key = format!("{prefix}{}", subject.key);
+            if let Some(id) = earlier.get(&key) {
+                started.insert(subject.key, *id);
                 continue;
             }
             let fields = run_fields(fire, &subject.fields);
@@ -542,29 +561,28 @@ impl Runtime {
 
     /// The subjects of a selection, read from the running instances.
     async fn select(&self, selection: Selection, jurisdiction: &str) -> Result<Vec<Subject>, StoreError> {
-        let authorizations = instances::Entity::find()
+        let mut query = instances::Entity::find()
             .filter(instances::Column::Procedure.eq("authorized_operation"))
             .filter(instances::Column::Jurisdiction.eq(jurisdiction))
-            .filter(instances::Column::Status.eq("running"))
-            .order_by_asc(instances::Column::Id)
-            .all(&self.store.db)
-            .await?;
+            .filter(instances::Column::Status.eq("running"));
+        if selection == Selection::ActiveAuthorization {
+            query = query.filter(instances::Column::Step.eq("active"));
+        }
+        let authorizations = query.order_by_asc(instances::Column::Id).all(&self.store.db).await?;
+        let mut authorities = std::collections::BTreeSet::new();
         let mut subjects = Vec::new();
         for row in authorizations {
             let state: InstanceState = serde_json::from_str(&row.state)
                 .map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
             match selection {
                 Selection::ActiveAuthorization => {
-                    if row.step.as_deref() != Some("active") {
-                        continue;
-                    }
                     let mut fields: Map<String, Value> = state.data.into_iter().collect();
                     fields.insert("id".into(), Value::String(row.id.to_string()));
                     subjects.push(Subject { key: format!("authorization-{}", row.id), fields });
                 }
                 Selection::AuthorizingAuthority => {
                     let Some(Value::String(authority)) = state.data.get("authority_org") else { continue };
-                    if subjects.iter().any(|s: &Subject| s.key == *authority) {
+                    if !authorities.insert(authority.clone()) {
                         continue;
                     }
                     let fields = json!({"authority_org": authority}).as_object().expect("an object").clone();
