@@ -27,12 +27,7 @@ fn admin_only(principal: &Principal) -> Result<(), Problem> {
 }
 
 fn check_email(field: &str, email: &str) -> Result<(), Problem> {
-    let valid = email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, format!("`{email}` is not an email address")))
-    }
+    crate::store::directory::check_email(email).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, e))
 }
 
 pub async fn show(State(runtime): State<Arc<Runtime>>, principal: Principal) -> Result<Json<Value>, Problem> {

@@ -26,6 +26,7 @@ use statflow_workflows::engine::{Actor, InstanceState};
 
 use super::Runtime;
 use crate::store::entities::{instances, schedule_runs, schedules};
+use crate::store::retention::LEGAL_RECORDS_YEARS;
 use crate::store::transition::Origin;
 use crate::store::{from_millis, to_millis, StoreError};
 
@@ -84,16 +85,12 @@ pub enum Job {
         input: Map<String, Value>,
     },
     /// Removes finished instances (with their history, tasks and effects) and audit entries
-    /// older than `records_years` (at least the legal 3 years). An authorized operation is
-    /// only removed once its logs' 6 months after the end have also passed.
+    /// older than `records_years` (at least the legal 3 years; see `store::retention`).
     RetentionSweep {
         #[serde(default = "legal_records_years")]
         records_years: u32,
     },
 }
-
-/// Processing records are kept at least 3 years (Tianjin-security art. 8).
-pub const LEGAL_RECORDS_YEARS: u32 = 3;
 
 fn legal_records_years() -> u32 {
     LEGAL_RECORDS_YEARS

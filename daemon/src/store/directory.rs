@@ -57,17 +57,23 @@ pub struct Address {
     pub label: String,
 }
 
+/// Why `email` cannot be an address mail is sent to, if it cannot.
+pub fn check_email(email: &str) -> Result<(), String> {
+    let valid = email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("`{email}` is not an email address"))
+    }
+}
+
 impl DirectoryFile {
     /// Parses a bootstrap file; errors name the file and line.
     pub fn parse(text: &str, origin: &str) -> Result<DirectoryFile, String> {
         let file: DirectoryFile = toml::from_str(text).map_err(|e| crate::config::toml_error(text, origin, &e))?;
-        for contact in &file.contacts {
-            if !contact.email.contains('@') {
-                return Err(format!(
-                    "{origin}: contact {:?}: `{}` is not an email address",
-                    contact.name, contact.email
-                ));
-            }
+        let emails = file.organizations.values().filter_map(|o| o.email.as_ref().map(|e| (&o.name, e)));
+        for (whose, email) in emails.chain(file.contacts.iter().map(|c| (&c.name, &c.email))) {
+            check_email(email).map_err(|e| format!("{origin}: {whose:?}: {e}"))?;
         }
         Ok(file)
     }

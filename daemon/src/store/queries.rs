@@ -39,7 +39,6 @@ impl Store {
         Ok(timers::Entity::find().order_by_asc(timers::Column::DueAt).limit(1).one(&self.db).await?.map(|t| t.due_at))
     }
 
-    /// Timers due by `now`, earliest first.
     /// The pending effects of `kinds` whose next attempt is due at `now` (at most `limit`,
     /// oldest first), grouped by instance: different instances' effects may run side by side,
     /// one instance's run in order.
@@ -49,7 +48,6 @@ impl Store {
         now: i64,
         limit: u64,
     ) -> Result<(usize, std::collections::BTreeMap<i64, Vec<outbox::Model>>), StoreError> {
-        use sea_orm::QuerySelect;
         let ready = outbox::Entity::find()
             .filter(outbox::Column::Kind.is_in(kinds.iter().copied()))
             .filter(outbox::Column::Status.eq("pending"))
@@ -66,6 +64,7 @@ impl Store {
         Ok((count, by_instance))
     }
 
+    /// Timers due by `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: u64) -> Result<Vec<timers::Model>, StoreError> {
         Ok(timers::Entity::find()
             .filter(timers::Column::DueAt.lte(now))
@@ -157,7 +156,6 @@ impl Store {
 impl Store {
     /// Ids of every running instance.
     pub async fn running_instances(&self) -> Result<Vec<i64>, StoreError> {
-        use sea_orm::QuerySelect;
         Ok(instances::Entity::find()
             .select_only()
             .column(instances::Column::Id)

@@ -6,7 +6,7 @@
 //!   art. 8). The sweep may be configured to keep them longer, never shorter.
 //! - An authorized operation's logs are kept at least 6 months after it ends (Tai'an
 //!   art. 14(5)); the authorization instance finishes only after that period, and is then
-//!   kept like any other record.
+//!   kept 3 years more like any other record, so the 6 months need no rule of their own.
 //! - A finished instance stays while its parent or one of its children is still kept, so a
 //!   kept record never points at a removed one.
 
@@ -22,21 +22,20 @@ use super::{to_millis, Store, StoreError};
 /// How many instances one deleting transaction removes.
 const CHUNK: usize = 500;
 
-/// Operation logs are kept at least this long after an authorization ends.
-const AUTHORIZATION_LOG_MONTHS: u32 = 6;
+/// Processing records are kept at least 3 years (Tianjin-security art. 8).
+pub const LEGAL_RECORDS_YEARS: u32 = 3;
 
 impl Store {
-    /// Removes finished instances and audit entries older than `records_years` at `now`.
-    /// Returns what was removed.
+    /// Removes finished instances and audit entries older than `records_years` at `now`
+    /// (never fewer than the legal minimum). Returns what was removed.
     pub async fn sweep_retention(&self, now: DateTime<FixedOffset>, records_years: u32) -> Result<Value, StoreError> {
-        let records_cutoff = to_millis(now.checked_sub_months(Months::new(12 * records_years)).expect("in range"));
-        let logs_cutoff = to_millis(now.checked_sub_months(Months::new(AUTHORIZATION_LOG_MONTHS)).expect("in range"));
-        let rows: Vec<(i64, Option<i64>, String, String, i64)> = instances::Entity::find()
+        let years = records_years.max(LEGAL_RECORDS_YEARS);
+        let records_cutoff = to_millis(now.checked_sub_months(Months::new(12 * years)).expect("in range"));
+        let rows: Vec<(i64, Option<i64>, String, i64)> = instances::Entity::find()
             .select_only()
             .column(instances::Column::Id)
             .column(instances::Column::ParentInstanceId)
             .column(instances::Column::Status)
-            .column(instances::Column::Procedure)
             .column(instances::Column::UpdatedAt)
             .into_tuple()
             .all(&self.db)
@@ -44,11 +43,7 @@ impl Store {
         let parents: HashMap<i64, Option<i64>> = rows.iter().map(|(id, parent, ..)| (*id, *parent)).collect();
         let mut removable: HashSet<i64> = rows
             .iter()
-            .filter(|(_, _, status, procedure, finished)| {
-                let cutoff =
-                    if procedure == "authorized_operation" { records_cutoff.min(logs_cutoff) } else { records_cutoff };
-                status == "completed" && *finished <= cutoff
-            })
+            .filter(|(_, _, status, finished)| status == "completed" && *finished <= records_cutoff)
             .map(|(id, ..)| *id)
             .collect();
         // Keep whole families: drop any candidate whose parent or child is kept, until stable.
