@@ -58,9 +58,14 @@ impl Sink {
         }
     }
 
-    /// Every message received so far, decoded.
+    /// Every message received so far, decoded, daily digests aside.
     fn messages(&self) -> Vec<Value> {
-        common::read_mail(&self.dir)
+        common::read_mail(&self.dir).into_iter().filter(|m| !is_digest(m)).collect()
+    }
+
+    /// The daily digests received so far.
+    fn digests(&self) -> Vec<Value> {
+        common::read_mail(&self.dir).into_iter().filter(is_digest).collect()
     }
 
     fn wait_for(&self, count: usize) -> Vec<Value> {
@@ -151,10 +156,15 @@ fn set_clock(app: &TestApp, at: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
+fn is_digest(message: &Value) -> bool {
+    message["subject"].as_str().unwrap().starts_with("【每日待办】")
+}
+
+/// The subjects of the notices about `instance` (digests list many instances: not these).
 fn subjects_for(messages: &[Value], instance: i64) -> Vec<String> {
     messages
         .iter()
-        .filter(|m| m["text"].as_str().unwrap().contains(&format!("第{instance}号")))
+        .filter(|m| !is_digest(m) && m["text"].as_str().unwrap().contains(&format!("第{instance}号")))
         .map(|m| m["subject"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -259,10 +269,10 @@ fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_block
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     eventually(|| {
         let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
-        body["deliveries"].as_array().is_some_and(|d| !d.is_empty())
+        body["deliveries"].as_array().is_some_and(|d| d.iter().any(|d| d["kind"] == "notify"))
     });
     let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
-    let failed = &body["deliveries"][0];
+    let failed = body["deliveries"].as_array().unwrap().iter().find(|d| d["kind"] == "notify").unwrap();
     assert_eq!(failed["instance"], id);
     assert!(failed["last_error"].as_str().unwrap().contains("550"), "{failed}");
     let instance = app.instance(id);
@@ -280,6 +290,9 @@ fn a_daemon_killed_between_sending_and_acknowledging_resends_the_same_message_id
     // The server keeps the message, then holds its answer long enough for the kill.
     std::fs::write(sink.dir.join(".hold"), "30").unwrap();
     let app = daemon(&sink, "zhang@registry.example");
+    // The clerk's daily digests would be held by the server too; this is about the reminder.
+    let (code, _, err) = common::cli(&app, &app.admin, &["schedules", "disable", "daily_digest"]);
+    assert_eq!(code, 0, "{err}");
     let id = start_registration(&app);
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     eventually(|| sink.messages().len() == 1);
@@ -294,7 +307,7 @@ fn a_daemon_killed_between_sending_and_acknowledging_resends_the_same_message_id
     assert_eq!(subjects_for(&messages, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"; 2]);
     eventually(|| {
         let (_, body) = app.get("/v1/admin/deliveries?status=done", &app.admin);
-        body["deliveries"].as_array().is_some_and(|d| d.len() == 1)
+        body["deliveries"].as_array().is_some_and(|d| d.iter().filter(|d| d["kind"] == "notify").count() == 1)
     });
 }
 
@@ -436,8 +449,8 @@ fn the_directory_is_managed_through_the_api_and_cli_and_notices_follow_it() {
     assert_eq!(app.delete(&format!("/v1/directory/contacts/{zhang}"), &app.admin).0, 204);
     let id = start_registration(&app);
     set_clock(&app, "2026-03-04T10:00:00+08:00");
-    eventually(|| !app.spooled_mail().is_empty());
-    let mail = app.spooled_mail();
+    eventually(|| !subjects_for(&app.spooled_mail(), id).is_empty());
+    let mail: Vec<Value> = app.spooled_mail().into_iter().filter(|m| !is_digest(m)).collect();
     assert_eq!(subjects_for(&mail, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"]);
     assert_eq!(mail[0]["to"], json!(["wang@registry.example"]));
 }
@@ -469,4 +482,122 @@ fn the_webhook_hears_of_an_escalation_even_when_its_email_is_refused() {
             .iter()
             .any(|d| d["kind"] == "escalate" && d["last_error"].as_str().unwrap().contains("550"))
     });
+}
+
+/// A registry with two clerks who hold the acceptance role (张三 and 王五, who sign in as
+/// `zhang` and `wang`) and a bureau whose director holds no task.
+fn digest_directory(dir: &Path) -> PathBuf {
+    let path = directory(dir, "zhang@registry.example");
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("roles = [\"registration_agency\"]\n", "roles = [\"registration_agency\"]\nprincipal = \"zhang\"\n");
+    text.push_str(
+        "\n[[contacts]]\norganization = \"taian-registry\"\nname = \"王五\"\nemail = \"wang@registry.example\"\nroles = [\"registration_agency\"]\nprincipal = \"wang\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The digests received by `address`, subject and text, by their day (deliveries to
+/// different recipients and days run side by side, so they may arrive in any order).
+fn digests_to(sink: &Sink, address: &str) -> Vec<(String, String)> {
+    let mut digests: Vec<(String, String)> = sink
+        .digests()
+        .iter()
+        .filter(|m| m["to"] == json!([address]))
+        .map(|m| (m["subject"].as_str().unwrap().to_owned(), m["text"].as_str().unwrap().replace("\r\n", "\n")))
+        .collect();
+    // "【每日待办】2026年5月9日(星期六):…" → (2026, 5, 9)
+    let day = |subject: &str| -> Vec<u32> {
+        let date = subject.strip_prefix("【每日待办】").unwrap();
+        date.split(['年', '月', '日']).take(3).map(|n| n.parse().unwrap()).collect()
+    };
+    digests.sort_by_key(|(subject, _)| day(subject));
+    digests
+}
+
+#[test]
+fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks() {
+    let sink = Sink::start();
+    let dir = scratch("notify");
+    // Thursday 30 April 2026; 1–5 May is the Labour Day holiday and Saturday 9 May is an
+    // adjusted working day.
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-04-30T07:00:00+08:00",
+        &config(&sink, &digest_directory(&dir)),
+    );
+    let shared = start_registration(&app);
+    let claimed = start_registration(&app);
+    // 王五 claims the second: it leaves 张三's digest and is marked as his in 王五's.
+    let wang = app.token("wang", "staff", &["taian-registry"]);
+    let (_, inbox) = app.get("/v1/tasks", &wang);
+    let task = inbox["items"].as_array().unwrap().iter().find(|t| t["instance"] == claimed).unwrap()["id"].clone();
+    let (status, body) = app.post(&format!("/v1/tasks/{}/claim", task.as_str().unwrap()), &wang, &json!({}));
+    assert_eq!(status, 200, "{body}");
+
+    // Acceptance takes 3 working days: 6, 7 and 8 May, so due at the end of Friday 8 May.
+    set_clock(&app, "2026-05-09T09:00:00+08:00");
+    eventually(|| digests_to(&sink, "wang@registry.example").len() >= 5);
+    sink.wait_for(0);
+    let zhang = digests_to(&sink, "zhang@registry.example");
+    let subjects: Vec<&str> = zhang.iter().map(|(subject, _)| subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "【每日待办】2026年4月30日(星期四):待办1件",
+            "【每日待办】2026年5月6日(星期三):待办1件,2个工作日内到期1件",
+            "【每日待办】2026年5月7日(星期四):待办1件,2个工作日内到期1件",
+            "【每日待办】2026年5月8日(星期五):待办1件,2个工作日内到期1件",
+            "【每日待办】2026年5月9日(星期六):待办1件,已超期1件",
+        ],
+        "working days only, the holiday skipped and the adjusted Saturday kept"
+    );
+    let line = |n: i64, rest: &str| {
+        format!("公共数据登记 第{n}号「形式审查并受理登记申请」 期限:2026年5月8日(星期五)24:00 {rest}")
+    };
+    assert!(
+        zhang[0].1.contains("其他待办(1件)") && zhang[0].1.contains(&line(shared, "剩余3个工作日")),
+        "{}",
+        zhang[0].1
+    );
+    assert!(zhang[1].1.contains("一、2个工作日内到期(1件)") && zhang[1].1.contains(&line(shared, "剩余2个工作日")));
+    assert!(zhang[3].1.contains(&line(shared, "剩余0个工作日")), "{}", zhang[3].1);
+    assert!(zhang[4].1.contains("一、已超过办理期限(1件)") && zhang[4].1.contains(&line(shared, "已超期1个工作日")));
+    assert!(zhang.iter().all(|(_, text)| !text.contains(&format!("第{claimed}号"))), "claimed by someone else");
+    assert!(zhang[4].1.contains(&format!("https://statflow.example/v1/instances/{shared}")));
+
+    let wang_digests = digests_to(&sink, "wang@registry.example");
+    assert_eq!(wang_digests.len(), 5);
+    assert_eq!(wang_digests[3].0, "【每日待办】2026年5月8日(星期五):待办2件,2个工作日内到期2件");
+    assert!(wang_digests[3].1.contains(&line(claimed, "剩余0个工作日 〔已由本人认领〕")), "{}", wang_digests[3].1);
+    assert!(wang_digests[3].1.contains(&line(shared, "剩余0个工作日\n")), "{}", wang_digests[3].1);
+    assert!(digests_to(&sink, "li@bureau.example").is_empty(), "no task, no digest");
+
+    let (_, schedule) = app.get("/v1/schedules/daily_digest", &app.admin);
+    let skipped: Vec<&Value> =
+        schedule["runs"].as_array().unwrap().iter().filter(|r| r["status"] == "skipped").collect();
+    assert_eq!(skipped.len(), 5, "1–5 May: {schedule:#}");
+    assert!(skipped.iter().all(|r| r["result"]["reason"].as_str().unwrap().contains("劳动节")), "{schedule:#}");
+
+    // Down over Sunday, back on Monday 11 May at 10:00: today's digest is caught up, once.
+    app.crash_and_restart("2026-05-11T10:00:00+08:00");
+    app.advance("PT1H");
+    eventually(|| digests_to(&sink, "zhang@registry.example").len() >= 6);
+    // Back only on Wednesday 13 May at 07:00, having missed Tuesday's: that one is stale and
+    // skipped; Wednesday's goes out at 08:00.
+    app.crash_and_restart("2026-05-13T07:00:00+08:00");
+    app.advance("PT2H");
+    eventually(|| digests_to(&sink, "zhang@registry.example").len() >= 7);
+    sink.wait_for(0);
+    let subjects: Vec<String> = digests_to(&sink, "zhang@registry.example").into_iter().map(|(s, _)| s).collect();
+    assert!(subjects[5].starts_with("【每日待办】2026年5月11日(星期一)"), "{subjects:#?}");
+    assert!(subjects[6].starts_with("【每日待办】2026年5月13日(星期三)"), "{subjects:#?}");
+    assert_eq!(subjects.len(), 7, "{subjects:#?}");
+    let ids: std::collections::BTreeSet<String> =
+        sink.digests().iter().map(|m| m["message_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), sink.digests().len(), "one Message-ID per contact and day");
+    let (_, schedule) = app.get("/v1/schedules/daily_digest", &app.admin);
+    let tuesday = schedule["runs"].as_array().unwrap().iter().find(|r| r["fire_at"] == "2026-05-12T08:00:00+08:00");
+    assert_eq!(tuesday.map(|r| r["status"].clone()), Some(json!("skipped")), "{schedule:#}");
 }

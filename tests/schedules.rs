@@ -310,7 +310,13 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
     let ids: Vec<&str> = body["schedules"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
-        ["annual_evaluation.jinzhou", "annual_evaluation.taian", "half_yearly_summary.taian", "retention_sweep"]
+        [
+            "annual_evaluation.jinzhou",
+            "annual_evaluation.taian",
+            "daily_digest",
+            "half_yearly_summary.taian",
+            "retention_sweep"
+        ]
     );
 
     let good = json!({"title": "t", "cron": "0 9 1 * *", "catch_up": "once",
@@ -327,6 +333,10 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
         (
             json!({"title": "t", "cron": "0 2 * * Sun", "catch_up": "once", "job": {"kind": "retention_sweep", "records_years": 2}}),
             "job.records_years",
+        ),
+        (
+            json!({"title": "t", "cron": "0 8 * * *", "catch_up": "once", "job": {"kind": "digest", "lookahead_working_days": 0}}),
+            "job.lookahead_working_days",
         ),
     ] {
         let (status, body) = app.put("/v1/schedules/custom", &app.admin, &spec);
@@ -378,6 +388,12 @@ fn the_retention_sweep_removes_only_records_older_than_three_years() {
     let old = start(&app, &app.admin, "registration", "taian", input.clone());
     act(&app, &agency, old, "reject", json!({"reasons": "材料不全"}));
     let running = start(&app, &app.admin, "registration", "taian", input.clone());
+    // The registry's clerk gets a daily digest about the running one: those are kept 3 years
+    // too.
+    let registry = json!({"name": "泰安市数据登记机构", "email": "duty@registry.example"});
+    assert_eq!(app.put("/v1/directory/organizations/taian-registry", &app.admin, &registry).0, 200);
+    let clerk = json!({"organization": "taian-registry", "name": "张三", "email": "zhang@registry.example", "roles": ["registration_agency"]});
+    assert_eq!(app.put("/v1/directory/contacts", &app.admin, &clerk).0, 200);
     set_clock(&app, "2028-06-01T09:00:00+08:00");
     let young = start(&app, &app.admin, "registration", "taian", input);
     act(&app, &agency, young, "reject", json!({"reasons": "材料不全"}));
@@ -393,4 +409,8 @@ fn the_retention_sweep_removes_only_records_older_than_three_years() {
     let sweeps = runs(&app, "retention_sweep");
     assert!(sweeps.iter().all(|r| r["status"] == "done"));
     assert_eq!(sweeps.iter().map(|r| r["result"]["removed_instances"].as_u64().unwrap()).sum::<u64>(), 1);
+    // The last sweep (Sunday 9 December 2029, 02:00) removed the digests queued up to
+    // 9 December 2026, 02:00: those of 2, 3, 4, 7 and 8 December.
+    let removed: u64 = sweeps.iter().map(|r| r["result"]["removed_effects_of_no_instance"].as_u64().unwrap()).sum();
+    assert_eq!(removed, 5, "{sweeps:#?}");
 }

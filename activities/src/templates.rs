@@ -1,20 +1,24 @@
 //! The messages statflow sends, in Chinese, from minijinja templates.
 //!
 //! Each template defines three blocks: `subject`, `text` and `html`. The built-in ones are
-//! `notice` (any notice a definition names), `deadline_reminder` and `escalation`. An
+//! `notice` (any notice a definition names), `deadline_reminder` and `escalation`, rendered
+//! with a [`MessageContext`], and `digest` (a staff member's daily digest), rendered with a
+//! [`DigestContext`]. An
 //! administrator overrides any of them, or the notice of one definition's template name
 //! (e.g. `certificate_issued`), by putting `NAME.jinja` in the templates directory; a file
 //! there may `{% extends "notice.jinja" %}` and replace only some blocks.
 
 use std::path::PathBuf;
 
+use chrono::{Datelike, NaiveDate};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-const BUILT_IN: [(&str, &str); 3] = [
+const BUILT_IN: [(&str, &str); 4] = [
     ("notice.jinja", include_str!("templates/notice.jinja")),
     ("deadline_reminder.jinja", include_str!("templates/deadline_reminder.jinja")),
     ("escalation.jinja", include_str!("templates/escalation.jinja")),
+    ("digest.jinja", include_str!("templates/digest.jinja")),
 ];
 
 /// What a notice named by a definition says happened, when no template of that name exists.
@@ -87,6 +91,46 @@ pub struct MessageContext {
     pub recipient: String,
 }
 
+/// One staff member's daily digest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DigestContext {
+    /// e.g. `张三(泰安市数据资源登记中心)`.
+    pub recipient: String,
+    /// The digest's day, e.g. `2026年3月9日(星期一)`.
+    pub date: String,
+    /// What "due soon" means: due within this many working days.
+    pub lookahead_working_days: u32,
+    pub total: usize,
+    pub overdue: Vec<DigestItem>,
+    pub due_soon: Vec<DigestItem>,
+    pub other: Vec<DigestItem>,
+    /// The task inbox.
+    pub inbox: String,
+}
+
+/// One open task in a digest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DigestItem {
+    pub instance: i64,
+    pub procedure_title: String,
+    pub task_title: String,
+    /// The last day, e.g. `2026年3月11日(星期三)24:00`.
+    pub due: Option<String>,
+    pub remaining_working_days: Option<i64>,
+    pub working_days_overdue: Option<i64>,
+    pub provisional: bool,
+    /// The reader has claimed this task.
+    pub claimed: bool,
+    pub link: String,
+}
+
+/// A day as messages write it: `2026年3月5日(星期四)`.
+pub fn date_label(day: NaiveDate) -> String {
+    const WEEKDAYS: [&str; 7] = ["一", "二", "三", "四", "五", "六", "日"];
+    let weekday = WEEKDAYS[day.weekday().num_days_from_monday() as usize];
+    format!("{}年{}月{}日(星期{weekday})", day.year(), day.month(), day.day())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
     pub subject: String,
@@ -150,8 +194,9 @@ impl Templates {
             .map_or_else(|| format!("办理情况通知({template})"), |(_, headline)| (*headline).to_owned())
     }
 
-    /// Renders template `name`, or the generic notice when there is no template of that name.
-    pub fn render(&self, name: &str, context: &MessageContext) -> Result<Rendered, TemplateError> {
+    /// Renders template `name` with `context` (a [`MessageContext`] or a [`DigestContext`]),
+    /// or the generic notice when there is no template of that name.
+    pub fn render(&self, name: &str, context: &impl Serialize) -> Result<Rendered, TemplateError> {
         let error = |e: minijinja::Error| TemplateError { name: name.to_owned(), message: format!("{e:#}") };
         let block = |environment: &Environment<'static>, block: &str| -> Result<String, TemplateError> {
             let template = match environment.get_template(&format!("{name}.jinja")) {
@@ -260,5 +305,70 @@ mod tests {
         let error = Templates::new(Some(dir.clone())).render("escalation", &context()).unwrap_err();
         assert!(error.to_string().starts_with("template escalation:"), "{error}");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn digest_item(instance: i64, due: Option<&str>, remaining: Option<i64>, overdue: Option<i64>) -> DigestItem {
+        DigestItem {
+            instance,
+            procedure_title: "公共数据登记".into(),
+            task_title: "登记受理".into(),
+            due: due.map(str::to_owned),
+            remaining_working_days: remaining,
+            working_days_overdue: overdue,
+            provisional: false,
+            claimed: instance == 9,
+            link: format!("http://statflow.example/v1/instances/{instance}"),
+        }
+    }
+
+    #[test]
+    fn a_digest_lists_overdue_then_due_soon_then_the_rest() {
+        let digest = DigestContext {
+            recipient: "张三(泰安市数据资源登记中心)".into(),
+            date: date_label(NaiveDate::from_ymd_opt(2026, 3, 9).unwrap()),
+            lookahead_working_days: 2,
+            total: 3,
+            overdue: vec![digest_item(7, Some("2026年3月5日(星期四)24:00"), None, Some(2))],
+            due_soon: vec![digest_item(9, Some("2026年3月10日(星期二)24:00"), Some(1), None)],
+            other: vec![digest_item(11, None, None, None)],
+            inbox: "http://statflow.example/v1/tasks".into(),
+        };
+        let rendered = Templates::new(None).render("digest", &digest).unwrap();
+        assert_eq!(rendered.subject, "【每日待办】2026年3月9日(星期一):待办3件,2个工作日内到期1件,已超期1件");
+        let text = &rendered.text;
+        let overdue = text.find("一、已超过办理期限(1件)").expect(text);
+        let soon = text.find("二、2个工作日内到期(1件)").expect(text);
+        let other = text.find("其他待办(1件)").expect(text);
+        assert!(overdue < soon && soon < other, "{text}");
+        assert!(text.contains("第7号「登记受理」 期限:2026年3月5日(星期四)24:00 已超期2个工作日"), "{text}");
+        assert!(
+            text.contains("第9号「登记受理」 期限:2026年3月10日(星期二)24:00 剩余1个工作日 〔已由本人认领〕"),
+            "{text}"
+        );
+        assert!(text.contains("http://statflow.example/v1/instances/11"), "{text}");
+        assert!(rendered.html.contains("<h3>2个工作日内到期(1件)</h3>"), "{}", rendered.html);
+        assert!(
+            rendered.html.contains("<td>登记受理(已由本人认领)</td>"),
+            "macros are not escaped twice: {}",
+            rendered.html
+        );
+    }
+
+    #[test]
+    fn a_digest_without_overdue_work_numbers_its_sections_from_one() {
+        let digest = DigestContext {
+            recipient: "李四".into(),
+            date: "2026年3月9日(星期一)".into(),
+            lookahead_working_days: 2,
+            total: 1,
+            overdue: Vec::new(),
+            due_soon: vec![digest_item(9, Some("2026年3月10日(星期二)24:00"), Some(1), None)],
+            other: Vec::new(),
+            inbox: "http://statflow.example/v1/tasks".into(),
+        };
+        let rendered = Templates::new(None).render("digest", &digest).unwrap();
+        assert_eq!(rendered.subject, "【每日待办】2026年3月9日(星期一):待办1件,2个工作日内到期1件");
+        assert!(rendered.text.contains("一、2个工作日内到期(1件)"), "{}", rendered.text);
+        assert!(!rendered.text.contains("其他待办"));
     }
 }

@@ -11,6 +11,7 @@ mod m20261123_000001_initial;
 mod m20261124_000002_batched_writes;
 mod m20261124_000003_directory;
 mod m20261125_000004_schedules;
+mod m20261126_000005_effects_without_instance;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_batched_writes::Migration),
             Box::new(m20261124_000003_directory::Migration),
             Box::new(m20261125_000004_schedules::Migration),
+            Box::new(m20261126_000005_effects_without_instance::Migration),
         ]
     }
 }

@@ -155,6 +155,7 @@ pub fn document() -> Value {
         "job": {"oneOf": [
             {"type": "object", "required": ["kind", "procedure", "jurisdiction"], "properties": {"kind": {"const": "start"}, "procedure": {"type": "string"}, "jurisdiction": {"type": "string"}, "for_each": {"enum": ["active_authorization", "authorizing_authority"]}, "input": {"type": "object"}}},
             {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "retention_sweep"}, "records_years": {"type": "integer", "minimum": 3}}},
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "digest"}, "lookahead_working_days": {"type": "integer", "minimum": 1, "maximum": 20, "default": 2}}},
         ]},
         "catch_up": {"enum": ["once", "all", "skip"]},
         "enabled": {"type": "boolean", "default": true},

@@ -1,5 +1,6 @@
 //! The delivery worker: sends the notices and escalations the outbox holds, by email (SMTP or
-//! the mail spool) and, for escalations to a regulator, also to the webhook.
+//! the mail spool) and, for escalations to a regulator, also to the webhook; and the staff's
+//! daily digests (see [`super::digest`]), which belong to no instance.
 //!
 //! - Sent: the instance hears `ActivityCompleted` with the Message-ID and addresses.
 //! - Transient failure (server down, 4xx SMTP reply): retried with exponential backoff and
@@ -13,11 +14,10 @@
 
 use std::sync::Arc;
 
-use chrono::Datelike;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use statflow_activities::email::{Email, Mailer};
-use statflow_activities::templates::{DeadlineView, MessageContext, Templates};
+use statflow_activities::templates::{date_label, DeadlineView, MessageContext, Templates};
 use statflow_activities::webhook::{self, WebhookConfig};
 use statflow_activities::{key_digest, Activity, Failure};
 use statflow_workflows::engine::{DeadlineInfo, Event};
@@ -27,7 +27,7 @@ use crate::store::entities::outbox;
 use crate::store::{to_millis, StoreError};
 
 /// The kinds this worker delivers.
-pub const KINDS: [&str; 3] = ["notify", "escalate", "webhook"];
+pub const KINDS: [&str; 4] = ["notify", "escalate", "webhook", super::digest::KIND];
 
 /// After this many failed attempts a delivery is given up and reported.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -54,8 +54,8 @@ impl Runtime {
     /// Delivers the ready notices; returns how many were attempted.
     pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, by_instance) = self.store.ready_outbox(&KINDS, now, BATCH).await?;
-        let passes = join_all(by_instance.into_values().map(|rows| async move {
+        let (count, groups) = self.store.ready_outbox(&KINDS, now, BATCH).await?;
+        let passes = join_all(groups.into_iter().map(|rows| async move {
             for row in rows {
                 let outcome = self.deliver(channels, &row).await;
                 self.record(&row, outcome, now).await?;
@@ -70,6 +70,12 @@ impl Runtime {
     }
 
     async fn deliver(&self, channels: &Channels, row: &outbox::Model) -> Outcome {
+        if row.kind == super::digest::KIND {
+            return match self.send_digest(channels, row).await {
+                Ok(sent) => Outcome::Sent(sent),
+                Err(failure) => Outcome::Failed(failure),
+            };
+        }
         let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
         if row.kind == "webhook" {
             let Some(config) = &channels.webhook else {
@@ -110,7 +116,8 @@ impl Runtime {
             }
             _ => return Err(Failure::permanent("not a notice")),
         };
-        let instance = self.store.instance(row.instance_id).await.map_err(|e| Failure::transient(e.to_string()))?;
+        let instance_id = row.instance_id.ok_or_else(|| Failure::permanent("the notice names no instance"))?;
+        let instance = self.store.instance(instance_id).await.map_err(|e| Failure::transient(e.to_string()))?;
         let definition = self.definition(&instance.definition_version);
         let headline = match (&escalation, template) {
             (Some((level, _)), _) => format!("已超过法定办理期限(第{level}级督办)"),
@@ -179,11 +186,13 @@ impl Runtime {
 
     async fn record(&self, row: &outbox::Model, outcome: Outcome, now: i64) -> Result<(), StoreError> {
         let key = row.activity_key();
-        let reports_back = row.kind != "webhook";
+        // The instance that waits for this delivery's outcome: none for its webhook copy or a
+        // digest.
+        let reports_to = row.instance_id.filter(|_| row.kind != "webhook");
         match outcome {
             Outcome::Sent(result) => {
-                if reports_back {
-                    self.apply(row.instance_id, &Event::ActivityCompleted { key, result }).await.ok();
+                if let Some(instance) = reports_to {
+                    self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
                 }
                 self.store.finish_outbox(row.id, "done", None).await?;
                 self.deliveries_changed.notify_one();
@@ -196,16 +205,10 @@ impl Runtime {
                 };
                 tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
                 self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
-                self.store
-                    .audit(
-                        "system",
-                        "delivery_failed",
-                        &format!("instance/{}", row.instance_id),
-                        json!({"key": row.key, "error": error}),
-                    )
-                    .await?;
-                if reports_back {
-                    self.apply(row.instance_id, &Event::ActivityFailed { key, error }).await.ok();
+                let target = row.instance_id.map_or_else(|| row.key.clone(), |id| format!("instance/{id}"));
+                self.store.audit("system", "delivery_failed", &target, json!({"key": row.key, "error": error})).await?;
+                if let Some(instance) = reports_to {
+                    self.apply(instance, &Event::ActivityFailed { key, error }).await.ok();
                 }
             }
             Outcome::Failed(failure) => {
@@ -233,15 +236,8 @@ fn backoff(attempts: i32, key: &str) -> i64 {
 }
 
 fn deadline_view(info: &DeadlineInfo) -> DeadlineView {
-    const WEEKDAYS: [&str; 7] = ["一", "二", "三", "四", "五", "六", "日"];
     let due = match (info.last_day, info.due) {
-        (Some(day), _) => format!(
-            "{}年{}月{}日(星期{})24:00",
-            day.year(),
-            day.month(),
-            day.day(),
-            WEEKDAYS[day.weekday().num_days_from_monday() as usize]
-        ),
+        (Some(day), _) => format!("{}24:00", date_label(day)),
         (None, Some(due)) => due.format("%Y-%m-%d %H:%M").to_string(),
         (None, None) => "未定".to_owned(),
     };

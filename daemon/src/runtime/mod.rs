@@ -4,6 +4,7 @@
 //! - [`timers`]: the loop that sleeps until the next due timer and fires due ones in order.
 //! - [`outbox`]: the worker that carries out effects after commit and reports back.
 //! - [`delivery`]: the worker that sends notices and escalations by email and webhook.
+//! - [`digest`]: each staff member's daily digest of open tasks.
 //! - [`schedules`]: cron schedules that start procedures, with catch-up and run keys.
 //!
 //! Nothing needed for recovery lives only in memory: after a restart, open instances,
@@ -11,6 +12,7 @@
 
 pub mod clock;
 pub mod delivery;
+pub mod digest;
 pub mod outbox;
 pub mod schedules;
 pub mod timers;

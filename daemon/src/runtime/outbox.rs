@@ -43,8 +43,8 @@ impl Runtime {
     /// Carries out the ready internal effects; returns how many were handled.
     pub async fn run_outbox_once(&self) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, by_instance) = self.store.ready_outbox(&INTERNAL, now, BATCH).await?;
-        let passes = join_all(by_instance.into_values().map(|rows| async move {
+        let (count, groups) = self.store.ready_outbox(&INTERNAL, now, BATCH).await?;
+        let passes = join_all(groups.into_iter().map(|rows| async move {
             let mut done = Vec::with_capacity(rows.len());
             for row in rows {
                 if self.handle(&row, now).await? {
@@ -66,18 +66,23 @@ impl Runtime {
 
     /// Carries out one effect; true when it is done (marked with the rest of the pass).
     async fn handle(&self, row: &outbox::Model, now: i64) -> Result<bool, StoreError> {
+        let Some(instance) = row.instance_id else {
+            let error = "an internal effect must belong to an instance".to_owned();
+            self.store.finish_outbox(row.id, "failed", Some(error)).await?;
+            return Ok(false);
+        };
         let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
-        match self.perform(row, &payload).await {
+        match self.perform(instance, row, &payload).await {
             Ok(Done::Activity(result)) => {
                 let key = row.activity_key();
-                self.apply(row.instance_id, &Event::ActivityCompleted { key, result }).await.ok();
+                self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
                 return Ok(true);
             }
             Ok(Done::Quiet) => return Ok(true),
             Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
                 self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
                 let key = row.activity_key();
-                self.apply(row.instance_id, &Event::ActivityFailed { key, error }).await.ok();
+                self.apply(instance, &Event::ActivityFailed { key, error }).await.ok();
             }
             Err(error) => {
                 // Exponential backoff: 1 s, 2 s, 4 s …
@@ -88,14 +93,14 @@ impl Runtime {
         Ok(false)
     }
 
-    async fn perform(&self, row: &outbox::Model, payload: &Value) -> Result<Done, String> {
+    async fn perform(&self, instance: i64, row: &outbox::Model, payload: &Value) -> Result<Done, String> {
         match row.kind.as_str() {
             "issue_certificate" => {
-                let number = format!("CERT-{}-{}", row.instance_id, row.id);
+                let number = format!("CERT-{instance}-{}", row.id);
                 Ok(Done::Activity(json!({ "certificate_no": number })))
             }
             "set_status" | "change_access" | "write_report" => Ok(Done::Activity(json!({ "recorded": true }))),
-            "start_child" => self.start_child(row.instance_id, payload).await.map(|()| Done::Quiet),
+            "start_child" => self.start_child(instance, payload).await.map(|()| Done::Quiet),
             "signal_instance" => {
                 let target = payload["target"]
                     .as_str()

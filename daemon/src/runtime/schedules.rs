@@ -90,7 +90,22 @@ pub enum Job {
         #[serde(default = "legal_records_years")]
         records_years: u32,
     },
+    /// Sends each staff member a digest of their open tasks, with what falls due within
+    /// `lookahead_working_days` first; on working days of the official calendar only (see
+    /// `runtime::digest`).
+    Digest {
+        #[serde(default = "digest_lookahead")]
+        lookahead_working_days: u32,
+    },
 }
+
+/// The digest's "falls due soon": within this many working days.
+fn digest_lookahead() -> u32 {
+    2
+}
+
+/// The digest's look-ahead is at most this many working days.
+const DIGEST_LOOKAHEAD_LIMIT: u32 = 20;
 
 fn legal_records_years() -> u32 {
     LEGAL_RECORDS_YEARS
@@ -197,6 +212,18 @@ pub fn built_in() -> Vec<(&'static str, ScheduleSpec)> {
                 enabled: true,
             },
         ),
+        (
+            "daily_digest",
+            ScheduleSpec {
+                title: "每日待办摘要(工作日8:00)".into(),
+                // Every day: the job itself skips days off of the official calendar, which a
+                // cron weekday field cannot know (holidays, adjusted working weekends).
+                cron: "0 8 * * *".into(),
+                job: Job::Digest { lookahead_working_days: digest_lookahead() },
+                catch_up: CatchUp::Once,
+                enabled: true,
+            },
+        ),
     ]
 }
 
@@ -252,6 +279,14 @@ impl Runtime {
                             });
                         }
                     }
+                }
+            }
+            Job::Digest { lookahead_working_days } => {
+                if !(1..=DIGEST_LOOKAHEAD_LIMIT).contains(lookahead_working_days) {
+                    return Err(SpecError {
+                        field: "job.lookahead_working_days",
+                        message: format!("give between 1 and {DIGEST_LOOKAHEAD_LIMIT} working days"),
+                    });
                 }
             }
             Job::RetentionSweep { records_years } => {
@@ -469,6 +504,10 @@ impl Runtime {
             Job::RetentionSweep { records_years } => {
                 let removed = self.store.sweep_retention(fire, *records_years).await?;
                 ("done", removed, None)
+            }
+            Job::Digest { lookahead_working_days } => {
+                let run = self.queue_digests(fire, *lookahead_working_days).await?;
+                (run.status, run.result, None)
             }
         };
         self.finish_run(&schedule.id, fire_at, status, &result, error.as_deref()).await?;

@@ -127,7 +127,8 @@ pub mod outbox {
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i64,
-        pub instance_id: i64,
+        /// None for an effect of no instance (a staff member's daily digest).
+        pub instance_id: Option<i64>,
         pub key: String,
         #[sea_orm(column_type = "Text")]
         pub kind: String,

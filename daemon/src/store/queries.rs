@@ -40,14 +40,14 @@ impl Store {
     }
 
     /// The pending effects of `kinds` whose next attempt is due at `now` (at most `limit`,
-    /// oldest first), grouped by instance: different instances' effects may run side by side,
-    /// one instance's run in order.
+    /// oldest first), in groups: one instance's effects form one group and run in order;
+    /// different groups may run side by side. An effect of no instance is a group of its own.
     pub async fn ready_outbox(
         &self,
         kinds: &[&str],
         now: i64,
         limit: u64,
-    ) -> Result<(usize, std::collections::BTreeMap<i64, Vec<outbox::Model>>), StoreError> {
+    ) -> Result<(usize, Vec<Vec<outbox::Model>>), StoreError> {
         let ready = outbox::Entity::find()
             .filter(outbox::Column::Kind.is_in(kinds.iter().copied()))
             .filter(outbox::Column::Status.eq("pending"))
@@ -58,10 +58,15 @@ impl Store {
             .await?;
         let count = ready.len();
         let mut by_instance: std::collections::BTreeMap<i64, Vec<outbox::Model>> = Default::default();
+        let mut groups = Vec::new();
         for row in ready {
-            by_instance.entry(row.instance_id).or_default().push(row);
+            match row.instance_id {
+                Some(instance) => by_instance.entry(instance).or_default().push(row),
+                None => groups.push(vec![row]),
+            }
         }
-        Ok((count, by_instance))
+        groups.extend(by_instance.into_values());
+        Ok((count, groups))
     }
 
     /// Timers due by `now`, earliest first.
@@ -100,7 +105,7 @@ impl Store {
     /// Queues an effect outside a transition (idempotent by its key).
     pub async fn enqueue_effect(
         &self,
-        instance_id: i64,
+        instance_id: Option<i64>,
         key: &str,
         kind: &str,
         payload: &serde_json::Value,

@@ -7,6 +7,7 @@
 //! - An authorized operation's logs are kept at least 6 months after it ends (Tai'an
 //!   art. 14(5)); the authorization instance finishes only after that period, and is then
 //!   kept 3 years more like any other record, so the 6 months need no rule of their own.
+//! - Effects of no instance (the staff's daily digests) are removed by the same 3 years.
 //! - A finished instance stays while its parent or one of its children is still kept, so a
 //!   kept record never points at a removed one.
 
@@ -76,6 +77,13 @@ impl Store {
             instances::Entity::delete_many().filter(instances::Column::Id.is_in(chunk)).exec(&txn).await?;
             txn.commit().await?;
         }
+        // Effects of no instance (the daily digests) follow the same rule.
+        let digests_removed = outbox::Entity::delete_many()
+            .filter(outbox::Column::InstanceId.is_null())
+            .filter(outbox::Column::CreatedAt.lte(records_cutoff))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
         let audit_removed = audit::Entity::delete_many()
             .filter(audit::Column::At.lte(records_cutoff))
             .exec(&self.db)
@@ -85,6 +93,7 @@ impl Store {
             "records_kept_since": super::from_millis(records_cutoff),
             "removed_instances": ids.len(),
             "removed_audit_entries": audit_removed,
+            "removed_effects_of_no_instance": digests_removed,
         }))
     }
 }

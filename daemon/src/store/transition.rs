@@ -450,7 +450,7 @@ impl Batch {
 
     fn outbox(&mut self, id: i64, key: &str, kind: &str, payload: &Value, now: DateTime<FixedOffset>) {
         self.outbox.push(outbox::ActiveModel {
-            instance_id: Set(id),
+            instance_id: Set(Some(id)),
             key: Set(key.to_owned()),
             kind: Set(kind.to_owned()),
             payload: Set(payload.to_string()),
