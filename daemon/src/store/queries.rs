@@ -40,22 +40,36 @@ impl Store {
     }
 
     /// The pending effects of `kinds` whose next attempt is due at `now` (at most `limit`,
-    /// oldest first), in groups: one instance's effects form one group and run in order;
+    /// longest due first), in groups: one instance's effects form one group and run in order;
     /// different groups may run side by side. An effect of no instance is a group of its own.
+    ///
+    /// Each kind is read on its own, in the order of the (kind, status, next attempt) index,
+    /// so a pass reads about `limit` rows per kind however many are pending; one query over
+    /// all kinds would have to gather and sort every pending row of them on each pass.
     pub async fn ready_outbox(
         &self,
         kinds: &[&str],
         now: i64,
         limit: u64,
     ) -> Result<(usize, Vec<Vec<outbox::Model>>), StoreError> {
-        let ready = outbox::Entity::find()
-            .filter(outbox::Column::Kind.is_in(kinds.iter().copied()))
-            .filter(outbox::Column::Status.eq("pending"))
-            .filter(outbox::Column::NextAttemptAt.lte(now))
-            .order_by_asc(outbox::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?;
+        let mut ready = Vec::new();
+        for kind in kinds {
+            ready.extend(
+                outbox::Entity::find()
+                    .filter(outbox::Column::Kind.eq(*kind))
+                    .filter(outbox::Column::Status.eq("pending"))
+                    .filter(outbox::Column::NextAttemptAt.lte(now))
+                    .order_by_asc(outbox::Column::NextAttemptAt)
+                    .order_by_asc(outbox::Column::Id)
+                    .limit(limit)
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        // Whatever sorts before the overall `limit`-th row is within its own kind's first
+        // `limit`, so this is the first `limit` over all kinds.
+        ready.sort_by_key(|row| (row.next_attempt_at, row.id));
+        ready.truncate(limit as usize);
         let count = ready.len();
         let mut by_instance: std::collections::BTreeMap<i64, Vec<outbox::Model>> = Default::default();
         let mut groups = Vec::new();
@@ -65,7 +79,11 @@ impl Store {
                 None => groups.push(vec![row]),
             }
         }
-        groups.extend(by_instance.into_values());
+        // An instance's effects run in the order they were written.
+        groups.extend(by_instance.into_values().map(|mut rows| {
+            rows.sort_by_key(|row| row.id);
+            rows
+        }));
         Ok((count, groups))
     }
 
