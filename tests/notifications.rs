@@ -573,6 +573,17 @@ fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks
     assert!(wang_digests[3].1.contains(&line(claimed, "剩余0个工作日 〔已由本人认领〕")), "{}", wang_digests[3].1);
     assert!(wang_digests[3].1.contains(&line(shared, "剩余0个工作日\n")), "{}", wang_digests[3].1);
     assert!(digests_to(&sink, "li@bureau.example").is_empty(), "no task, no digest");
+    // Digests belong to no instance; they are delivered (and recorded) in the clock's time.
+    let (_, body) = app.get("/v1/admin/deliveries?status=done", &app.admin);
+    let digests: Vec<&Value> =
+        body["deliveries"].as_array().unwrap().iter().filter(|d| d["kind"] == "digest").collect();
+    assert_eq!(digests.len(), 10, "{body:#}");
+    for digest in digests {
+        assert_eq!(digest["instance"], Value::Null);
+        assert!(digest["key"].as_str().unwrap().starts_with("digest/2026-0"), "{digest}");
+        assert!(digest["done_at"].as_str().unwrap() >= "2026-04-30T08:00", "{digest}");
+        assert!(digest["done_at"].as_str().unwrap() <= "2026-05-09T09:00:00+08:00", "{digest}");
+    }
 
     let (_, schedule) = app.get("/v1/schedules/daily_digest", &app.admin);
     let skipped: Vec<&Value> =

@@ -194,7 +194,7 @@ impl Runtime {
                 if let Some(instance) = reports_to {
                     self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
                 }
-                self.store.finish_outbox(row.id, "done", None).await?;
+                self.store.finish_outbox(row.id, "done", None, to_millis(self.clock.now())).await?;
                 self.deliveries_changed.notify_one();
             }
             Outcome::Failed(failure) if failure.permanent || row.attempts + 1 >= MAX_ATTEMPTS => {
@@ -204,7 +204,7 @@ impl Runtime {
                     format!("gave up after {} attempts: {}", row.attempts + 1, failure.reason)
                 };
                 tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
-                self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
+                self.store.finish_outbox(row.id, "failed", Some(error.clone()), to_millis(self.clock.now())).await?;
                 let target = row.instance_id.map_or_else(|| row.key.clone(), |id| format!("instance/{id}"));
                 self.store.audit("system", "delivery_failed", &target, json!({"key": row.key, "error": error})).await?;
                 if let Some(instance) = reports_to {
@@ -222,7 +222,7 @@ impl Runtime {
 
     /// Runs until the process ends.
     pub async fn run_delivery(self: Arc<Self>, channels: Arc<Channels>) {
-        self.work_until_stopped(&self.deliveries_changed, "delivery", || self.deliver_once(&channels)).await
+        self.work_until_stopped(&KINDS, &self.deliveries_changed, "delivery", || self.deliver_once(&channels)).await
     }
 }
 

@@ -123,9 +123,10 @@ impl Runtime {
         all
     }
 
-    /// The loop of an effect worker: runs `pass` while it finds work, then waits until woken
-    /// or a second has passed (retries waiting out their backoff come due by time alone).
-    async fn work_until_stopped<F, Fut>(&self, wake: &Notify, what: &str, mut pass: F)
+    /// The loop of the worker of effects of `kinds`: runs `pass` while it finds work, then
+    /// sleeps until the next retry of those kinds comes due, or until woken by new effects
+    /// (or by the virtual clock moving).
+    async fn work_until_stopped<F, Fut>(&self, kinds: &[&str], wake: &Notify, what: &str, mut pass: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<usize, StoreError>>,
@@ -136,10 +137,8 @@ impl Runtime {
                 Ok(_) => continue,
                 Err(error) => tracing::error!(%error, "{what} pass failed"),
             }
-            tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                () = wake.notified() => {}
-            }
+            let next = self.store.next_attempt(kinds).await;
+            self.sleep_until(next, wake, what).await;
         }
     }
 

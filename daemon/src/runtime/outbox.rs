@@ -60,7 +60,7 @@ impl Runtime {
         }
         // One write marks the whole pass done. A crash before it repeats these effects, which
         // is why every effect is idempotent by its key.
-        self.store.finish_outbox_rows(&done).await?;
+        self.store.finish_outbox_rows(&done, now).await?;
         Ok(count)
     }
 
@@ -68,7 +68,7 @@ impl Runtime {
     async fn handle(&self, row: &outbox::Model, now: i64) -> Result<bool, StoreError> {
         let Some(instance) = row.instance_id else {
             let error = "an internal effect must belong to an instance".to_owned();
-            self.store.finish_outbox(row.id, "failed", Some(error)).await?;
+            self.store.finish_outbox(row.id, "failed", Some(error), now).await?;
             return Ok(false);
         };
         let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
@@ -80,7 +80,7 @@ impl Runtime {
             }
             Ok(Done::Quiet) => return Ok(true),
             Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
-                self.store.finish_outbox(row.id, "failed", Some(error.clone())).await?;
+                self.store.finish_outbox(row.id, "failed", Some(error.clone()), now).await?;
                 let key = row.activity_key();
                 self.apply(instance, &Event::ActivityFailed { key, error }).await.ok();
             }
@@ -162,6 +162,6 @@ impl Runtime {
 
     /// Runs until the process ends.
     pub async fn run_outbox(self: Arc<Self>) {
-        self.work_until_stopped(&self.outbox_changed, "outbox", || self.run_outbox_once()).await
+        self.work_until_stopped(&INTERNAL, &self.outbox_changed, "outbox", || self.run_outbox_once()).await
     }
 }

@@ -75,8 +75,8 @@ impl Runtime {
     }
 
     /// Sleeps until `next` (UTC milliseconds; at most a minute) or until `wake` is notified,
-    /// whichever comes first. The loops of timers and schedules wait this way: no polling
-    /// scans, and an earlier entry scheduled meanwhile wakes them.
+    /// whichever comes first. The loops of timers, schedules and effect workers wait this
+    /// way: no polling scans, and an earlier entry scheduled meanwhile wakes them.
     pub(super) async fn sleep_until(&self, next: Result<Option<i64>, StoreError>, wake: &Notify, what: &str) {
         let wait = match next {
             Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, 60_000) as u64),

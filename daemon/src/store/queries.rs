@@ -87,6 +87,27 @@ impl Store {
         Ok((count, groups))
     }
 
+    /// When the next pending effect of `kinds` is due (one index lookup per kind).
+    pub async fn next_attempt(&self, kinds: &[&str]) -> Result<Option<i64>, StoreError> {
+        let mut next: Option<i64> = None;
+        for kind in kinds {
+            let first = outbox::Entity::find()
+                .select_only()
+                .column(outbox::Column::NextAttemptAt)
+                .filter(outbox::Column::Kind.eq(*kind))
+                .filter(outbox::Column::Status.eq("pending"))
+                .order_by_asc(outbox::Column::NextAttemptAt)
+                .into_tuple::<i64>()
+                .one(&self.db)
+                .await?;
+            next = match (next, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(next)
+    }
+
     /// Timers due by `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: u64) -> Result<Vec<timers::Model>, StoreError> {
         Ok(timers::Entity::find()
@@ -109,11 +130,18 @@ impl Store {
         Ok(())
     }
 
-    pub async fn finish_outbox(&self, id: i64, status: &str, error: Option<String>) -> Result<(), StoreError> {
+    /// Records how an effect ended, at `now` (the runtime's clock).
+    pub async fn finish_outbox(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<String>,
+        now: i64,
+    ) -> Result<(), StoreError> {
         outbox::Entity::update_many()
             .col_expr(outbox::Column::Status, status.into())
             .col_expr(outbox::Column::LastError, error.into())
-            .col_expr(outbox::Column::DoneAt, Some(chrono::Utc::now().timestamp_millis()).into())
+            .col_expr(outbox::Column::DoneAt, Some(now).into())
             .filter(outbox::Column::Id.eq(id))
             .exec(&self.db)
             .await?;
@@ -151,13 +179,13 @@ impl Store {
     }
 
     /// Marks effects done, in one statement.
-    pub async fn finish_outbox_rows(&self, ids: &[i64]) -> Result<(), StoreError> {
+    pub async fn finish_outbox_rows(&self, ids: &[i64], now: i64) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         outbox::Entity::update_many()
             .col_expr(outbox::Column::Status, "done".into())
-            .col_expr(outbox::Column::DoneAt, Some(chrono::Utc::now().timestamp_millis()).into())
+            .col_expr(outbox::Column::DoneAt, Some(now).into())
             .filter(outbox::Column::Id.is_in(ids.iter().copied()))
             .exec(&self.db)
             .await?;
