@@ -612,3 +612,52 @@ fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks
     let tuesday = schedule["runs"].as_array().unwrap().iter().find(|r| r["fire_at"] == "2026-05-12T08:00:00+08:00");
     assert_eq!(tuesday.map(|r| r["status"].clone()), Some(json!("skipped")), "{schedule:#}");
 }
+
+#[test]
+fn an_agency_feeds_its_own_system_every_reminder_and_escalation_through_the_webhook() {
+    let sink = Sink::start();
+    let receiver = Receiver::start(0);
+    let dir = scratch("notify");
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &format!(
+            "{}{}events = [\"notice\", \"reminder\", \"escalation\"]\n",
+            config(&sink, &directory(&dir, "zhang@registry.example")),
+            receiver.config()
+        ),
+    );
+    let id = start_registration(&app);
+    set_clock(&app, "2026-03-12T09:00:00+08:00");
+    eventually(|| webhook_requests(&receiver.dir).iter().filter(|r| r["body"]["event"] == "escalation").count() >= 3);
+    std::thread::sleep(Duration::from_millis(1000));
+    let requests = webhook_requests(&receiver.dir);
+    assert!(requests.iter().all(|r| r["valid"] == true), "every signature verifies: {requests:#?}");
+    let events: Vec<(String, Value, String)> = requests
+        .iter()
+        .map(|r| &r["body"])
+        .filter(|body| body["instance"] == id && body["step"] == "acceptance")
+        .map(|body| {
+            (
+                body["event"].as_str().unwrap().to_owned(),
+                body["level"].clone(),
+                body["to"][0]["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("reminder".to_owned(), Value::Null, "registration_agency".to_owned()),
+            ("reminder".to_owned(), Value::Null, "registration_agency".to_owned()),
+            ("escalation".to_owned(), json!(1), "registration_agency".to_owned()),
+            ("escalation".to_owned(), json!(2), "supervisor".to_owned()),
+            ("escalation".to_owned(), json!(3), "regulator".to_owned()),
+        ],
+        "each once, in order: {requests:#?}"
+    );
+    let keys: std::collections::BTreeSet<&str> = requests.iter().map(|r| r["delivery"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), requests.len(), "one delivery per message");
+    // The emails went out as well.
+    assert_eq!(subjects_for(&sink.wait_for(5), id).len(), 5);
+}

@@ -94,7 +94,7 @@ pub struct MessageContext {
 /// One staff member's daily digest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DigestContext {
-    /// e.g. `张三(泰安市数据资源登记中心)`.
+    /// The staff member's name, e.g. `张三`.
     pub recipient: String,
     /// The digest's day, e.g. `2026年3月9日(星期一)`.
     pub date: String,

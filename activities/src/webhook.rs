@@ -24,6 +24,40 @@ pub struct WebhookConfig {
     pub secret: String,
     /// Seconds to wait for the receiver before giving up on one attempt.
     pub timeout_seconds: Option<u64>,
+    /// Which messages the webhook receives besides their email; by default the escalations
+    /// to a regulator.
+    #[serde(default = "regulator_escalations")]
+    pub events: Vec<WebhookEvent>,
+}
+
+/// A kind of message the webhook may receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    /// A notice a definition sends (a new task, a certificate issued, a rectification
+    /// ordered…), including a definition's own report upwards.
+    Notice,
+    /// A reminder before a deadline.
+    Reminder,
+    /// Every escalation of overdue work (to the assignee, the supervisor or the regulator).
+    Escalation,
+    /// Only the escalations addressed to a regulator.
+    RegulatorEscalation,
+}
+
+fn regulator_escalations() -> Vec<WebhookEvent> {
+    vec![WebhookEvent::RegulatorEscalation]
+}
+
+impl WebhookConfig {
+    /// Whether a message of `event` (`notice`, `reminder` or `escalation`; `to_regulator` when
+    /// a regulator is among its recipients) goes to the webhook too.
+    pub fn wants(&self, event: WebhookEvent, to_regulator: bool) -> bool {
+        self.events.iter().any(|wanted| {
+            *wanted == event
+                || (*wanted == WebhookEvent::RegulatorEscalation && event == WebhookEvent::Escalation && to_regulator)
+        })
+    }
 }
 
 /// The signature header's value for `body`.
@@ -65,7 +99,7 @@ pub async fn post(config: &WebhookConfig, key: &str, body: String) -> Result<u16
 
 #[cfg(test)]
 mod tests {
-    use super::signature;
+    use super::*;
 
     #[test]
     fn the_signature_is_hmac_sha256_of_the_body() {
@@ -74,5 +108,29 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    fn with_events(events: &str) -> WebhookConfig {
+        toml::from_str(&format!("url = \"http://oa.example/hook\"\nsecret = \"s\"\n{events}")).unwrap()
+    }
+
+    #[test]
+    fn by_default_only_escalations_to_a_regulator_go_to_the_webhook() {
+        let config = with_events("");
+        assert!(config.wants(WebhookEvent::Escalation, true));
+        assert!(!config.wants(WebhookEvent::Escalation, false));
+        assert!(!config.wants(WebhookEvent::Notice, true));
+        assert!(!config.wants(WebhookEvent::Reminder, false));
+    }
+
+    #[test]
+    fn an_agency_chooses_the_messages_its_system_receives() {
+        let config = with_events("events = [\"notice\", \"reminder\", \"escalation\"]");
+        assert!(config.wants(WebhookEvent::Notice, false));
+        assert!(config.wants(WebhookEvent::Reminder, false));
+        assert!(config.wants(WebhookEvent::Escalation, false) && config.wants(WebhookEvent::Escalation, true));
+        let error =
+            toml::from_str::<WebhookConfig>("url = \"u\"\nsecret = \"s\"\nevents = [\"everything\"]").unwrap_err();
+        assert!(error.to_string().contains("unknown variant `everything`"), "{error}");
     }
 }

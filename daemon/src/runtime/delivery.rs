@@ -1,6 +1,7 @@
 //! The delivery worker: sends the notices and escalations the outbox holds, by email (SMTP or
-//! the mail spool) and, for escalations to a regulator, also to the webhook; and the staff's
-//! daily digests (see [`super::digest`]), which belong to no instance.
+//! the mail spool) and, for the events the webhook is configured for (by default the
+//! escalations to a regulator), also to the webhook; and the staff's daily digests (see
+//! [`super::digest`]), which belong to no instance.
 //!
 //! - Sent: the instance hears `ActivityCompleted` with the Message-ID and addresses.
 //! - Transient failure (server down, 4xx SMTP reply): retried with exponential backoff and
@@ -18,7 +19,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use statflow_activities::email::{Email, Mailer};
 use statflow_activities::templates::{date_label, DeadlineView, MessageContext, Templates};
-use statflow_activities::webhook::{self, WebhookConfig};
+use statflow_activities::webhook::{self, WebhookConfig, WebhookEvent};
 use statflow_activities::{key_digest, Activity, Failure};
 use statflow_workflows::engine::{DeadlineInfo, Event};
 
@@ -125,12 +126,19 @@ impl Runtime {
             (None, name) => Templates::headline(name),
         };
         let link = format!("{}/v1/instances/{}", channels.base_url, instance.id);
-        let escalated = matches!(activity, Activity::Escalate { .. });
-        if escalated && to.iter().any(|r| r.role == "regulator") && channels.webhook.is_some() {
-            // The regulator's own system hears of it too, as its own delivery with its own
-            // retries, queued before the email so a failing email cannot hold it back.
+        let event = match (&escalation, template) {
+            (Some(_), _) => WebhookEvent::Escalation,
+            (None, "deadline_reminder") => WebhookEvent::Reminder,
+            (None, _) => WebhookEvent::Notice,
+        };
+        let to_regulator = to.iter().any(|r| r.role == "regulator");
+        if channels.webhook.as_ref().is_some_and(|webhook| webhook.wants(event, to_regulator)) {
+            // The agency's or the regulator's own system hears of it too, as its own delivery
+            // with its own retries, queued before the email so a failing email cannot hold it
+            // back.
             let event = json!({
-                "event": "escalation",
+                "event": event_name(event),
+                "template": template,
                 "key": row.key,
                 "instance": instance.id,
                 "procedure": instance.procedure,
@@ -141,6 +149,7 @@ impl Runtime {
                 "deadline": deadline,
                 "basis": basis,
                 "link": link,
+                "to": to,
             });
             self.store
                 .enqueue_effect(
@@ -223,6 +232,15 @@ impl Runtime {
     /// Runs until the process ends.
     pub async fn run_delivery(self: Arc<Self>, channels: Arc<Channels>) {
         self.work_until_stopped(&KINDS, &self.deliveries_changed, "delivery", || self.deliver_once(&channels)).await
+    }
+}
+
+/// How a webhook event names its kind.
+fn event_name(event: WebhookEvent) -> &'static str {
+    match event {
+        WebhookEvent::Notice => "notice",
+        WebhookEvent::Reminder => "reminder",
+        WebhookEvent::Escalation | WebhookEvent::RegulatorEscalation => "escalation",
     }
 }
 

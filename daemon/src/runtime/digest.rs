@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, Duration, FixedOffset};
+use chrono::{DateTime, Datelike, Duration, FixedOffset};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -175,7 +175,7 @@ fn compose(
             due: last_day.map(|day| format!("{}24:00", date_label(day))),
             remaining_working_days: remaining.filter(|_| !overdue).map(|r| r.max(0)),
             working_days_overdue: remaining.filter(|_| overdue).map(|r| (-r).max(0)),
-            provisional: last_day.is_some_and(|day| !calendar.is_certain(chrono::Datelike::year(&day))),
+            provisional: last_day.is_some_and(|day| !calendar.is_certain(day.year())),
             claimed: task.assignee.is_some(),
             link: format!("/v1/instances/{}", task.instance_id),
         };
