@@ -661,3 +661,21 @@ fn an_agency_feeds_its_own_system_every_reminder_and_escalation_through_the_webh
     // The emails went out as well.
     assert_eq!(subjects_for(&sink.wait_for(5), id).len(), 5);
 }
+
+#[test]
+fn a_burst_of_messages_keeps_to_the_connections_the_mail_server_allows() {
+    let sink = Sink::start();
+    // Each message takes the server a second, so sends overlap if they may.
+    std::fs::write(sink.dir.join(".hold"), "1").unwrap();
+    let dir = scratch("notify");
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        &format!("{}max_connections = 2\n", config(&sink, &directory(&dir, "zhang@registry.example"))),
+    );
+    let ids: Vec<i64> = (0..6).map(|_| start_registration(&app)).collect();
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    eventually(|| ids.iter().all(|id| !subjects_for(&sink.messages(), *id).is_empty()));
+    let most = std::fs::read_to_string(sink.dir.join(".most_at_once")).unwrap();
+    assert_eq!(most, "2", "six reminders and two digests, never more than two at once");
+}

@@ -13,6 +13,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use crate::templates::Rendered;
 use crate::{key_digest, Failure};
@@ -42,7 +43,14 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// Seconds to wait for the server before giving up on one attempt.
     pub timeout_seconds: Option<u64>,
+    /// At most this many messages are sent at once, each over its own connection (default
+    /// 4): mail servers limit the connections one client may hold, and a burst such as the
+    /// morning's digests must not trip that limit.
+    pub max_connections: Option<usize>,
 }
+
+/// Messages sent at once when `max_connections` is not set.
+const DEFAULT_MAX_CONNECTIONS: usize = 4;
 
 /// One message to send.
 pub struct Email<'a> {
@@ -52,7 +60,7 @@ pub struct Email<'a> {
 }
 
 pub enum Mailer {
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox, domain: String },
+    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox, domain: String, sending: Semaphore },
     Spool { directory: PathBuf, from: Mailbox, domain: String },
 }
 
@@ -74,7 +82,8 @@ impl Mailer {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
         let domain = from.email.domain().to_owned();
-        Ok(Mailer::Smtp { transport: builder.build(), from, domain })
+        let sending = Semaphore::new(config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1));
+        Ok(Mailer::Smtp { transport: builder.build(), from, domain, sending })
     }
 
     /// A mailer that writes each message to `directory` as an `.eml` file.
@@ -113,11 +122,15 @@ impl Mailer {
             )
             .map_err(|e| Failure::permanent(format!("message: {e}")))?;
         match self {
-            Mailer::Smtp { transport, .. } => match transport.send(message).await {
-                Ok(_) => Ok(message_id),
-                Err(error) if error.is_permanent() => Err(Failure::permanent(format!("smtp: {error}"))),
-                Err(error) => Err(Failure::transient(format!("smtp: {error}"))),
-            },
+            Mailer::Smtp { transport, sending, .. } => {
+                // Held until this message is sent: it is one of the connections allowed.
+                let _turn = sending.acquire().await.map_err(|_| Failure::transient("the mailer is shutting down"))?;
+                match transport.send(message).await {
+                    Ok(_) => Ok(message_id),
+                    Err(error) if error.is_permanent() => Err(Failure::permanent(format!("smtp: {error}"))),
+                    Err(error) => Err(Failure::transient(format!("smtp: {error}"))),
+                }
+            }
             Mailer::Spool { directory, .. } => {
                 // Written under a temporary name and renamed, so a reader never sees half a message.
                 let name = key_digest(email.key);
