@@ -20,9 +20,10 @@ use serde_json::{json, Value};
 use statflow_activities::email::{Email, Mailer};
 use statflow_activities::templates::{date_label, DeadlineView, MessageContext, Templates};
 use statflow_activities::webhook::{self, WebhookConfig, WebhookEvent};
-use statflow_activities::{key_digest, Activity, Failure};
+use statflow_activities::{Activity, Failure};
 use statflow_workflows::engine::{DeadlineInfo, Event};
 
+use super::outbox::backoff;
 use super::Runtime;
 use crate::store::entities::outbox;
 use crate::store::{to_millis, StoreError};
@@ -45,12 +46,6 @@ pub struct Channels {
     pub base_url: String,
 }
 
-/// What a delivery came to.
-enum Outcome {
-    Sent(Value),
-    Failed(Failure),
-}
-
 impl Runtime {
     /// Delivers the ready notices; returns how many were attempted.
     pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
@@ -70,30 +65,20 @@ impl Runtime {
         Ok(count)
     }
 
-    async fn deliver(&self, channels: &Channels, row: &outbox::Model) -> Outcome {
-        if row.kind == super::digest::KIND {
-            return match self.send_digest(channels, row).await {
-                Ok(sent) => Outcome::Sent(sent),
-                Err(failure) => Outcome::Failed(failure),
-            };
-        }
-        let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
-        if row.kind == "webhook" {
-            let Some(config) = &channels.webhook else {
-                return Outcome::Failed(Failure::permanent("no webhook is configured"));
-            };
-            return match webhook::post(config, &row.key, payload.to_string()).await {
-                Ok(status) => Outcome::Sent(json!({"webhook": config.url, "status": status})),
-                Err(failure) => Outcome::Failed(failure),
-            };
-        }
-        let activity: Activity = match serde_json::from_value(payload) {
-            Ok(activity) => activity,
-            Err(e) => return Outcome::Failed(Failure::permanent(format!("unreadable notice: {e}"))),
-        };
-        match self.send_email(channels, row, &activity).await {
-            Ok(sent) => Outcome::Sent(sent),
-            Err(failure) => Outcome::Failed(failure),
+    /// Sends one row; `Ok` carries what the instance hears as the activity's result.
+    async fn deliver(&self, channels: &Channels, row: &outbox::Model) -> Result<Value, Failure> {
+        match row.kind.as_str() {
+            super::digest::KIND => self.send_digest(channels, row).await,
+            "webhook" => {
+                let config = channels.webhook.as_ref().ok_or_else(|| Failure::permanent("no webhook is configured"))?;
+                let status = webhook::post(config, &row.key, row.payload.clone()).await?;
+                Ok(json!({"webhook": config.url, "status": status}))
+            }
+            _ => {
+                let activity: Activity = serde_json::from_str(&row.payload)
+                    .map_err(|e| Failure::permanent(format!("unreadable notice: {e}")))?;
+                self.send_email(channels, row, &activity).await
+            }
         }
     }
 
@@ -193,20 +178,19 @@ impl Runtime {
         Ok(json!({"message_id": message_id, "to": emails}))
     }
 
-    async fn record(&self, row: &outbox::Model, outcome: Outcome, now: i64) -> Result<(), StoreError> {
+    async fn record(&self, row: &outbox::Model, outcome: Result<Value, Failure>, now: i64) -> Result<(), StoreError> {
         let key = row.activity_key();
         // The instance that waits for this delivery's outcome: none for its webhook copy or a
         // digest.
         let reports_to = row.instance_id.filter(|_| row.kind != "webhook");
         match outcome {
-            Outcome::Sent(result) => {
+            Ok(result) => {
                 if let Some(instance) = reports_to {
                     self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
                 }
                 self.store.finish_outbox(row.id, "done", None, to_millis(self.clock.now())).await?;
-                self.deliveries_changed.notify_one();
             }
-            Outcome::Failed(failure) if failure.permanent || row.attempts + 1 >= MAX_ATTEMPTS => {
+            Err(failure) if failure.permanent || row.attempts + 1 >= MAX_ATTEMPTS => {
                 let error = if failure.permanent {
                     failure.reason
                 } else {
@@ -220,7 +204,7 @@ impl Runtime {
                     self.apply(instance, &Event::ActivityFailed { key, error }).await.ok();
                 }
             }
-            Outcome::Failed(failure) => {
+            Err(failure) => {
                 let delay = backoff(row.attempts, &row.key);
                 tracing::warn!(instance = row.instance_id, key = %row.key, error = %failure.reason, delay_ms = delay, "delivery will be retried");
                 self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &failure.reason).await?;
@@ -244,15 +228,6 @@ fn event_name(event: WebhookEvent) -> &'static str {
     }
 }
 
-/// Milliseconds before attempt `attempts + 1`: 1 s doubling to at most an hour, spread by
-/// up to a quarter so deliveries that failed together do not retry together. The spread is
-/// drawn from the key, so it is the same on every node and after a restart.
-fn backoff(attempts: i32, key: &str) -> i64 {
-    let base = (1000i64 << attempts.clamp(0, 12)).min(3_600_000);
-    let spread = i64::from_str_radix(&key_digest(&format!("{key}#{attempts}"))[..8], 16).unwrap_or(0);
-    base + spread % (base / 4 + 1)
-}
-
 fn deadline_view(info: &DeadlineInfo) -> DeadlineView {
     let due = match (info.last_day, info.due) {
         (Some(day), _) => format!("{}24:00", date_label(day)),
@@ -265,20 +240,5 @@ fn deadline_view(info: &DeadlineInfo) -> DeadlineView {
         provisional: info.provisional,
         paused: info.paused,
         overdue: info.overdue,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::backoff;
-
-    #[test]
-    fn backoff_doubles_with_a_bounded_spread() {
-        for attempts in 0..14 {
-            let base = (1000i64 << attempts.min(12)).min(3_600_000);
-            let delay = backoff(attempts, "7:e3.0");
-            assert!(delay >= base && delay <= base + base / 4, "attempt {attempts}: {delay}");
-        }
-        assert_ne!(backoff(3, "1:e1.0"), backoff(3, "2:e1.0"), "different deliveries spread apart");
     }
 }

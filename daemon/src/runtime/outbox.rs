@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
+use statflow_activities::key_digest;
 use statflow_workflows::engine::{Actor, Event};
 
 use super::Runtime;
@@ -85,8 +86,7 @@ impl Runtime {
                 self.apply(instance, &Event::ActivityFailed { key, error }).await.ok();
             }
             Err(error) => {
-                // Exponential backoff: 1 s, 2 s, 4 s …
-                let delay = 1000i64 << row.attempts.clamp(0, 16);
+                let delay = backoff(row.attempts, &row.key);
                 self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &error).await?;
             }
         }
@@ -163,5 +163,29 @@ impl Runtime {
     /// Runs until the process ends.
     pub async fn run_outbox(self: Arc<Self>) {
         self.work_until_stopped(&INTERNAL, &self.outbox_changed, "outbox", || self.run_outbox_once()).await
+    }
+}
+
+/// Milliseconds before attempt `attempts + 1`: 1 s doubling to at most an hour, spread by
+/// up to a quarter so effects that failed together do not retry together. The spread is
+/// drawn from the key, so it is the same on every node and after a restart.
+pub(super) fn backoff(attempts: i32, key: &str) -> i64 {
+    let base = (1000i64 << attempts.clamp(0, 12)).min(3_600_000);
+    let spread = i64::from_str_radix(&key_digest(&format!("{key}#{attempts}"))[..8], 16).unwrap_or(0);
+    base + spread % (base / 4 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_with_a_bounded_spread() {
+        for attempts in 0..14 {
+            let base = (1000i64 << attempts.min(12)).min(3_600_000);
+            let delay = backoff(attempts, "7:e3.0");
+            assert!(delay >= base && delay <= base + base / 4, "attempt {attempts}: {delay}");
+        }
+        assert_ne!(backoff(3, "1:e1.0"), backoff(3, "2:e1.0"), "different effects spread apart");
     }
 }
