@@ -352,6 +352,10 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
     assert_eq!(app.put("/v1/schedules/custom", &staff, &good).0, 403);
     let scheduler = app.token("cron", "scheduler", &[]);
     assert_eq!(app.put("/v1/schedules/custom", &scheduler, &good).0, 200);
+    let (_, sweep) = app.get("/v1/schedules/retention_sweep", &scheduler);
+    let disabled = json!({"title": sweep["title"], "cron": sweep["cron"], "job": sweep["job"], "catch_up": sweep["catch_up"], "enabled": false});
+    let (status, body) = app.put("/v1/schedules/retention_sweep", &scheduler, &disabled);
+    assert_eq!((status, &body["built_in"], &body["enabled"]), (200, &json!(true), &json!(false)), "{body}");
     assert_eq!(app.delete("/v1/schedules/retention_sweep", &scheduler).0, 409, "built-ins are disabled, not deleted");
     assert_eq!(app.delete("/v1/schedules/custom", &scheduler).0, 204);
 

@@ -104,13 +104,10 @@ pub async fn put(
             format!("`{id}`: a schedule id uses letters, digits, `.`, `_` and `-`"),
         ));
     }
-    runtime.check_schedule(&spec).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message))?;
-    let built_in = schedules::Entity::find_by_id(&id)
-        .one(&runtime.store.db)
-        .await
-        .map_err(StoreError::from)?
-        .is_some_and(|row| row.built_in);
-    runtime.put_schedule(&id, &spec, built_in).await?;
+    let cron = runtime
+        .check_schedule(&spec)
+        .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message))?;
+    runtime.put_schedule(&id, &spec, &cron, false).await?;
     runtime.store.audit(&principal.name, "schedule.put", &id, serde_json::to_value(&spec).expect("serializes")).await?;
     Ok(Json(view(&find(&runtime, &id).await?)))
 }

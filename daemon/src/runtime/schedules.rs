@@ -303,10 +303,17 @@ impl Runtime {
         Ok(cron)
     }
 
-    /// Creates or replaces a schedule. Its next fire time is the first after now: changing
-    /// or re-enabling a schedule never catches up on the time before.
-    pub async fn put_schedule(&self, id: &str, spec: &ScheduleSpec, built_in: bool) -> Result<(), StoreError> {
-        let cron = self.check_schedule(spec).map_err(|e| StoreError::Corrupt(e.message))?;
+    /// Creates or replaces a schedule that [`check_schedule`](Self::check_schedule) accepted
+    /// (`cron` is what it returned). Its next fire time is the first after now: changing or
+    /// re-enabling a schedule never catches up on the time before. `built_in` marks a new
+    /// schedule; one already stored keeps its mark.
+    pub async fn put_schedule(
+        &self,
+        id: &str,
+        spec: &ScheduleSpec,
+        cron: &cron::Schedule,
+        built_in: bool,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let row = schedules::ActiveModel {
             id: Set(id.to_owned()),
@@ -316,7 +323,7 @@ impl Runtime {
             catch_up: Set(spec.catch_up.as_str().to_owned()),
             enabled: Set(spec.enabled),
             built_in: Set(built_in),
-            next_fire_at: Set(next_fire(&cron, now).map(to_millis)),
+            next_fire_at: Set(next_fire(cron, now).map(to_millis)),
             updated_at: Set(to_millis(now)),
         };
         schedules::Entity::insert(row)
@@ -343,7 +350,9 @@ impl Runtime {
     pub async fn install_built_in_schedules(&self) -> Result<(), StoreError> {
         for (id, spec) in built_in() {
             if schedules::Entity::find_by_id(id).one(&self.store.db).await?.is_none() {
-                self.put_schedule(id, &spec, true).await?;
+                let cron =
+                    self.check_schedule(&spec).map_err(|e| StoreError::Corrupt(format!("{id}: {}", e.message)))?;
+                self.put_schedule(id, &spec, &cron, true).await?;
             }
         }
         Ok(())
