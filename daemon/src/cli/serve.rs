@@ -125,16 +125,16 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
 /// The delivery channels: SMTP when `[smtp]` is configured, else the mail spool.
 fn channels(config: &Notifications) -> Result<Channels, Failure> {
     let mailer = match &config.smtp {
-        Some(smtp) => Mailer::smtp(smtp, &config.mail.from),
-        None => Mailer::spool(config.mail.spool_dir.clone(), &config.mail.from),
-    }
-    .map_err(|e| Failure::usage(format!("--config: {e}")))?;
-    match &config.smtp {
-        Some(smtp) => tracing::info!(host = %smtp.host, "mail goes out by SMTP"),
+        Some(smtp) => {
+            tracing::info!(host = %smtp.host, "mail goes out by SMTP");
+            Mailer::smtp(smtp, &config.mail.from)
+        }
         None => {
-            tracing::info!(spool = %config.mail.spool_dir.display(), "no [smtp] configured: mail is written to the spool")
+            tracing::info!(spool = %config.mail.spool_dir.display(), "no [smtp] configured: mail is written to the spool");
+            Mailer::spool(config.mail.spool_dir.clone(), &config.mail.from)
         }
     }
+    .map_err(|e| Failure::usage(format!("--config: {e}")))?;
     Ok(Channels {
         mailer,
         templates: Templates::new(config.templates_dir.clone()),
