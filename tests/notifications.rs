@@ -252,8 +252,8 @@ fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_block
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     // The reminder fails while the server is down and waits for its retry.
     eventually(|| {
-        let (_, body) = app.get("/v1/admin/deliveries?status=pending", &app.admin);
-        body["deliveries"].as_array().is_some_and(|d| d.iter().any(|d| d["attempts"].as_i64() >= Some(1)))
+        let (_, body) = app.get("/v1/admin/deliveries?status=pending&per_page=500", &app.admin);
+        body["items"].as_array().is_some_and(|d| d.iter().any(|d| d["attempts"].as_i64() >= Some(1)))
     });
     assert!(sink.messages().is_empty());
     sink.resume();
@@ -268,11 +268,11 @@ fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_block
     let id = start_registration(&app);
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     eventually(|| {
-        let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
-        body["deliveries"].as_array().is_some_and(|d| d.iter().any(|d| d["kind"] == "notify"))
+        let (_, body) = app.get("/v1/admin/deliveries?status=failed&per_page=500", &app.admin);
+        body["items"].as_array().is_some_and(|d| d.iter().any(|d| d["kind"] == "notify"))
     });
-    let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
-    let failed = body["deliveries"].as_array().unwrap().iter().find(|d| d["kind"] == "notify").unwrap();
+    let (_, body) = app.get("/v1/admin/deliveries?status=failed&per_page=500", &app.admin);
+    let failed = body["items"].as_array().unwrap().iter().find(|d| d["kind"] == "notify").unwrap();
     assert_eq!(failed["instance"], id);
     assert!(failed["last_error"].as_str().unwrap().contains("550"), "{failed}");
     let instance = app.instance(id);
@@ -306,8 +306,8 @@ fn a_daemon_killed_between_sending_and_acknowledging_resends_the_same_message_id
     assert_eq!(messages[0]["message_id"], messages[1]["message_id"]);
     assert_eq!(subjects_for(&messages, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"; 2]);
     eventually(|| {
-        let (_, body) = app.get("/v1/admin/deliveries?status=done", &app.admin);
-        body["deliveries"].as_array().is_some_and(|d| d.iter().filter(|d| d["kind"] == "notify").count() == 1)
+        let (_, body) = app.get("/v1/admin/deliveries?status=done&per_page=500", &app.admin);
+        body["items"].as_array().is_some_and(|d| d.iter().filter(|d| d["kind"] == "notify").count() == 1)
     });
 }
 
@@ -396,8 +396,8 @@ fn escalations_to_the_regulator_reach_the_webhook_signed_and_retried_after_500()
     assert_eq!(event["instance"], id);
     assert_eq!(event["title"], "超期上报监管方");
     assert!(event["basis"].as_str().unwrap().contains("第九条"), "{event}");
-    let (_, body) = app.get("/v1/admin/deliveries?status=done", &app.admin);
-    let webhook = body["deliveries"].as_array().unwrap().iter().find(|d| d["kind"] == "webhook").cloned().unwrap();
+    let (_, body) = app.get("/v1/admin/deliveries?status=done&per_page=500", &app.admin);
+    let webhook = body["items"].as_array().unwrap().iter().find(|d| d["kind"] == "webhook").cloned().unwrap();
     assert_eq!(webhook["attempts"], 2, "two failed attempts before success: {webhook}");
     // The regulator's duty address got the same escalation by email.
     let messages = sink.wait_for(1);
@@ -475,8 +475,8 @@ fn the_webhook_hears_of_an_escalation_even_when_its_email_is_refused() {
     assert_eq!(requests[0]["body"]["instance"], id);
     assert_eq!(requests[0]["body"]["title"], "超期上报监管方");
     eventually(|| {
-        let (_, body) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
-        body["deliveries"]
+        let (_, body) = app.get("/v1/admin/deliveries?status=failed&per_page=500", &app.admin);
+        body["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -574,9 +574,8 @@ fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks
     assert!(wang_digests[3].1.contains(&line(shared, "剩余0个工作日\n")), "{}", wang_digests[3].1);
     assert!(digests_to(&sink, "li@bureau.example").is_empty(), "no task, no digest");
     // Digests belong to no instance; they are delivered (and recorded) in the clock's time.
-    let (_, body) = app.get("/v1/admin/deliveries?status=done", &app.admin);
-    let digests: Vec<&Value> =
-        body["deliveries"].as_array().unwrap().iter().filter(|d| d["kind"] == "digest").collect();
+    let (_, body) = app.get("/v1/admin/deliveries?status=done&per_page=500", &app.admin);
+    let digests: Vec<&Value> = body["items"].as_array().unwrap().iter().filter(|d| d["kind"] == "digest").collect();
     assert_eq!(digests.len(), 10, "{body:#}");
     for digest in digests {
         assert_eq!(digest["instance"], Value::Null);
@@ -587,7 +586,7 @@ fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks
 
     let (_, schedule) = app.get("/v1/schedules/daily_digest", &app.admin);
     let skipped: Vec<&Value> =
-        schedule["runs"].as_array().unwrap().iter().filter(|r| r["status"] == "skipped").collect();
+        schedule["runs"]["items"].as_array().unwrap().iter().filter(|r| r["status"] == "skipped").collect();
     assert_eq!(skipped.len(), 5, "1–5 May: {schedule:#}");
     assert!(skipped.iter().all(|r| r["result"]["reason"].as_str().unwrap().contains("劳动节")), "{schedule:#}");
 
@@ -609,7 +608,8 @@ fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks
         sink.digests().iter().map(|m| m["message_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), sink.digests().len(), "one Message-ID per contact and day");
     let (_, schedule) = app.get("/v1/schedules/daily_digest", &app.admin);
-    let tuesday = schedule["runs"].as_array().unwrap().iter().find(|r| r["fire_at"] == "2026-05-12T08:00:00+08:00");
+    let tuesday =
+        schedule["runs"]["items"].as_array().unwrap().iter().find(|r| r["fire_at"] == "2026-05-12T08:00:00+08:00");
     assert_eq!(tuesday.map(|r| r["status"].clone()), Some(json!("skipped")), "{schedule:#}");
 }
 

@@ -26,9 +26,9 @@ fn instances_of(app: &TestApp, procedure: &str) -> Vec<Value> {
 }
 
 fn runs(app: &TestApp, schedule: &str) -> Vec<Value> {
-    let (status, body) = app.get(&format!("/v1/schedules/{schedule}"), &app.admin);
+    let (status, body) = app.get(&format!("/v1/schedules/{schedule}?per_page=500"), &app.admin);
     assert_eq!(status, 200, "{body}");
-    let mut runs = body["runs"].as_array().unwrap().clone();
+    let mut runs = body["runs"]["items"].as_array().unwrap().clone();
     runs.reverse();
     runs
 }

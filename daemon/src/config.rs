@@ -24,6 +24,9 @@ pub struct DbArgs {
     /// `templates_dir`, `directory`, `[mail]`, `[smtp]`, `[webhook]`.
     #[arg(long, env = "STATFLOW_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Seconds to wait for the database at start before giving up (default 10).
+    #[arg(long, env = "STATFLOW_DB_CONNECT_TIMEOUT")]
+    pub db_connect_timeout: Option<u64>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -46,6 +49,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     db: Option<String>,
+    db_connect_timeout: Option<u64>,
     listen: Option<String>,
     log_format: Option<String>,
     /// Links in messages point under this address.
@@ -101,6 +105,7 @@ pub struct Notifications {
 #[derive(Debug)]
 pub struct Config {
     pub db: String,
+    pub db_connect_timeout: std::time::Duration,
     pub listen: String,
     pub virtual_clock: Option<DateTime<FixedOffset>>,
     pub json_logs: bool,
@@ -124,6 +129,16 @@ impl DbArgs {
         let file = read_file(&self.config)?;
         Ok(self.db.clone().or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned()))
     }
+
+    /// How long to wait for the database: 1 to 600 seconds.
+    pub fn connect_timeout(&self) -> Result<std::time::Duration, String> {
+        let file = read_file(&self.config)?;
+        match self.db_connect_timeout.or(file.db_connect_timeout) {
+            None => Ok(crate::store::DEFAULT_CONNECT_TIMEOUT),
+            Some(seconds @ 1..=600) => Ok(std::time::Duration::from_secs(seconds)),
+            Some(other) => Err(format!("--db-connect-timeout: {other} is not from 1 to 600 seconds")),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -142,6 +157,7 @@ impl ServeArgs {
         let listen = self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         Ok(Config {
             db: self.db.db.clone().or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned()),
+            db_connect_timeout: self.db.connect_timeout()?,
             virtual_clock,
             json_logs: log_format == "json",
             notifications: Notifications {

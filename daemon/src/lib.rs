@@ -10,5 +10,6 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod organization;
 pub mod runtime;
 pub mod store;

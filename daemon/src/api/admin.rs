@@ -14,8 +14,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Principal;
-use super::problem::{Body, Problem};
+use super::page::Page;
+use super::problem::{Body, Params, Problem};
 use crate::runtime::Runtime;
+
+/// The furthest one request moves the clock: five years, the longest authorization term,
+/// so a whole term can be shown in one move while a typo (`P100000000D`) is refused.
+pub const MAX_MOVE_DAYS: i64 = 5 * 366;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,13 +49,14 @@ fn parse_duration(text: &str) -> Option<Duration> {
             }
             let n: i64 = number.parse().ok()?;
             number.clear();
-            total += match c {
-                'W' => Duration::weeks(n),
-                'D' => Duration::days(n),
-                'H' => Duration::hours(n),
-                'M' => Duration::minutes(n),
-                _ => Duration::seconds(n),
-            };
+            let part = match c {
+                'W' => Duration::try_weeks(n),
+                'D' => Duration::try_days(n),
+                'H' => Duration::try_hours(n),
+                'M' => Duration::try_minutes(n),
+                _ => Duration::try_seconds(n),
+            }?;
+            total = total.checked_add(&part)?;
         }
     }
     (number.is_empty() && text != "P" && !text.ends_with('T')).then_some(total)
@@ -67,16 +73,29 @@ pub async fn clock(
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators move the clock"));
     }
+    // One move at a time: two interleaved moves would fire timers out of order.
+    let _moving = runtime.clock_moves.lock().await;
     let now = runtime.clock.now();
+    let too_far = |field: &str| {
+        Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            field,
+            format!("the clock moves at most {MAX_MOVE_DAYS} days (5 years) per request; move it in steps"),
+        )
+    };
     let target = match (&request.advance, &request.set) {
         (Some(advance), None) => {
-            now + parse_duration(advance).ok_or_else(|| {
+            let duration = parse_duration(advance).ok_or_else(|| {
                 Problem::field(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "advance",
                     format!("`{advance}` is not a duration such as P3D or PT2H"),
                 )
-            })?
+            })?;
+            if duration > Duration::days(MAX_MOVE_DAYS) {
+                return Err(too_far("advance"));
+            }
+            now + duration
         }
         (None, Some(set)) => {
             let to = DateTime::parse_from_rfc3339(set).map_err(|_| {
@@ -89,6 +108,9 @@ pub async fn clock(
                     format!("the clock is at {now}; it does not go back"),
                 ));
             }
+            if to - now > Duration::days(MAX_MOVE_DAYS) {
+                return Err(too_far("set"));
+            }
             to
         }
         _ => {
@@ -100,11 +122,18 @@ pub async fn clock(
         }
     };
     runtime.store.audit(&principal.name, "clock.move", "clock", json!({"from": now, "to": target})).await?;
-    let (fired, runs) = runtime.advance_to(target).await?;
+    let moved = runtime.advance_to(target).await?;
     // Retries waiting for the (virtual) time just passed are due now.
     runtime.outbox_changed.notify_one();
     runtime.deliveries_changed.notify_one();
-    Ok(Json(json!({"now": runtime.clock.now(), "fired": fired, "runs": runs})))
+    Ok(Json(json!({
+        "now": runtime.clock.now(),
+        "fired": moved.fired,
+        "runs": moved.runs,
+        "fired_total": moved.fired_total,
+        "runs_total": moved.runs_total,
+        "batches": moved.batches,
+    })))
 }
 
 #[cfg(test)]
@@ -117,7 +146,8 @@ mod tests {
         assert_eq!(parse_duration("PT2H"), Some(Duration::hours(2)));
         assert_eq!(parse_duration("P1DT12H30M"), Some(Duration::hours(36) + Duration::minutes(30)));
         assert_eq!(parse_duration("P2W"), Some(Duration::weeks(2)));
-        for bad in ["3D", "P", "PT", "P3", "PD", "P3H", "PT3D", "P-1D"] {
+        for bad in ["3D", "P", "PT", "P3", "PD", "P3H", "PT3D", "P-1D", "P99999999999999999W", "P9223372036854775807D"]
+        {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
@@ -128,14 +158,16 @@ mod tests {
 pub struct DeliveriesQuery {
     /// `pending`, `done` or `failed`; all when absent.
     status: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
 pub async fn deliveries(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    axum::extract::Query(query): axum::extract::Query<DeliveriesQuery>,
+    Params(query): Params<DeliveriesQuery>,
 ) -> Result<Json<Value>, Problem> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
     use crate::runtime::delivery::KINDS;
     use crate::store::entities::outbox;
@@ -144,6 +176,7 @@ pub async fn deliveries(
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators see deliveries"));
     }
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let mut select = outbox::Entity::find().filter(outbox::Column::Kind.is_in(KINDS));
     if let Some(status) = &query.status {
         if !["pending", "done", "failed"].contains(&status.as_str()) {
@@ -155,12 +188,10 @@ pub async fn deliveries(
         }
         select = select.filter(outbox::Column::Status.eq(status.as_str()));
     }
-    let rows = select
-        .order_by_desc(outbox::Column::Id)
-        .limit(500)
-        .all(&runtime.store.db)
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let select = select.order_by_desc(outbox::Column::Id);
+    let db = &runtime.store.db;
+    let total = select.clone().count(db).await.map_err(crate::store::StoreError::from)?;
+    let rows = select.offset(page.offset()).limit(page.size).all(db).await.map_err(crate::store::StoreError::from)?;
     let deliveries: Vec<Value> = rows
         .iter()
         .map(|row| {
@@ -177,5 +208,5 @@ pub async fn deliveries(
             })
         })
         .collect();
-    Ok(Json(json!({ "deliveries": deliveries })))
+    Ok(Json(page.body(deliveries, total)))
 }

@@ -43,8 +43,14 @@ pub async fn create_token(store: &Store, name: &str, role: &str, organizations: 
     if !ROLES.contains(&role) {
         return Err(format!("--role: `{role}` must be one of {}", ROLES.join(", ")));
     }
+    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err("--name: a principal's name is 1 to 128 characters, not blank, without control characters".into());
+    }
     if role == "staff" && organizations.is_empty() {
         return Err("--org: staff need at least one organization".into());
+    }
+    for organization in organizations {
+        crate::organization::check(organization).map_err(|e| format!("--org: {e}"))?;
     }
     let token = new_token().map_err(|e| format!("no randomness available: {e}"))?;
     principals::ActiveModel {

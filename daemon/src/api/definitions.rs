@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use statflow_workflows::definition::{mermaid, Definition};
 use statflow_workflows::engine::data::json_schema;
 
 use super::auth::Principal;
-use super::problem::{Body, Problem};
+use super::problem::{Body, Params, PathParams, Problem};
 use crate::runtime::{LoadError, Runtime};
 
 pub async fn list(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Json<Value> {
@@ -82,10 +82,9 @@ fn describe(definition: &Definition) -> Value {
 pub async fn show(
     State(runtime): State<Arc<Runtime>>,
     _principal: Principal,
-    Path(procedure): Path<String>,
-    query: Result<Query<Which>, axum::extract::rejection::QueryRejection>,
+    PathParams(procedure): PathParams<String>,
+    Params(which): Params<Which>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(which) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid query", e.body_text()))?;
     let matching: Vec<(String, String, String)> = runtime
         .procedures()
         .into_iter()

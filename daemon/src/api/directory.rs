@@ -4,15 +4,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{EntityTrait, QueryOrder};
+use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Principal;
-use super::problem::{Body, Problem};
+use super::page::Page;
+use super::problem::{Body, Params, PathParams, Problem};
 use crate::runtime::Runtime;
 use crate::store::directory::{ContactEntry, DirectoryFile, OrganizationEntry};
 use crate::store::entities::{contacts, organizations};
@@ -30,20 +31,30 @@ fn check_email(field: &str, email: &str) -> Result<(), Problem> {
     crate::store::directory::check_email(email).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, e))
 }
 
-pub async fn show(State(runtime): State<Arc<Runtime>>, principal: Principal) -> Result<Json<Value>, Problem> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryQuery {
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+/// One page of organizations and the same page of contacts (a client reads on until both
+/// are exhausted).
+pub async fn show(
+    State(runtime): State<Arc<Runtime>>,
+    principal: Principal,
+    Params(query): Params<DirectoryQuery>,
+) -> Result<Json<Value>, Problem> {
     admin_only(&principal)?;
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let db = &runtime.store.db;
-    let organizations = organizations::Entity::find()
-        .order_by_asc(organizations::Column::Id)
-        .all(db)
-        .await
-        .map_err(StoreError::from)?;
-    let contacts = contacts::Entity::find()
-        .order_by_asc(contacts::Column::Organization)
-        .order_by_asc(contacts::Column::Id)
-        .all(db)
-        .await
-        .map_err(StoreError::from)?;
+    let organizations = organizations::Entity::find().order_by_asc(organizations::Column::Id);
+    let total_organizations = organizations.clone().count(db).await.map_err(StoreError::from)?;
+    let organizations = organizations.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    let contacts =
+        contacts::Entity::find().order_by_asc(contacts::Column::Organization).order_by_asc(contacts::Column::Id);
+    let total_contacts = contacts.clone().count(db).await.map_err(StoreError::from)?;
+    let contacts = contacts.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
     let contacts: Vec<Value> = contacts
         .iter()
         .map(|c| {
@@ -53,7 +64,10 @@ pub async fn show(State(runtime): State<Arc<Runtime>>, principal: Principal) -> 
             })
         })
         .collect();
-    Ok(Json(json!({"organizations": organizations, "contacts": contacts})))
+    Ok(Json(json!({
+        "organizations": organizations, "contacts": contacts, "page": page.number, "per_page": page.size,
+        "total_organizations": total_organizations, "total_contacts": total_contacts,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -87,10 +101,17 @@ pub async fn load(
 pub async fn put_organization(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     Body(entry): Body<OrganizationEntry>,
 ) -> Result<Json<Value>, Problem> {
     admin_only(&principal)?;
+    crate::organization::check(&id).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "id", e))?;
+    for (field, reference) in [("supervisor", &entry.supervisor), ("regulator", &entry.regulator)] {
+        if let Some(reference) = reference {
+            crate::organization::check(reference)
+                .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, e))?;
+        }
+    }
     if let Some(email) = &entry.email {
         check_email("email", email)?;
     }
@@ -121,7 +142,7 @@ pub async fn put_contact(
 pub async fn delete_contact(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<i64>,
+    PathParams(id): PathParams<i64>,
 ) -> Result<StatusCode, Problem> {
     admin_only(&principal)?;
     let deleted = contacts::Entity::delete_by_id(id).exec(&runtime.store.db).await.map_err(StoreError::from)?;

@@ -2,17 +2,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use statflow_workflows::engine::{Event, InstanceState};
 
 use super::auth::Principal;
-use super::problem::{Body, Problem};
+use super::page::Page;
+use super::problem::{Body, Params, PathParams, Problem};
 use super::views;
+use crate::organization;
 use crate::runtime::Runtime;
 use crate::store::entities::instances;
 use crate::store::transition::{chain_hash, Origin, GENESIS};
@@ -95,6 +97,15 @@ pub async fn start(
             ),
         )
     })?;
+    // Organization ids in the input become the instance's scope: they follow the same rule
+    // as everywhere else.
+    for field in definition.procedure.roles.values().filter_map(|r| r.organization.as_ref()) {
+        let field = field.get_ref().as_str();
+        if let Some(org) = request.input.get(field).and_then(Value::as_str) {
+            organization::check(org)
+                .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, &format!("input.{field}"), e))?;
+        }
+    }
     if principal.role == "staff" {
         // Staff start only instances their organization takes part in.
         let involved = definition
@@ -128,7 +139,7 @@ pub async fn start(
 pub async fn show(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, Problem> {
     Ok(Json(view(&runtime, &principal, parse_id(&id)?).await?))
 }
@@ -136,7 +147,7 @@ pub async fn show(
 pub async fn history(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, Problem> {
     let id = parse_id(&id)?;
     load(&runtime, &principal, id).await?;
@@ -165,7 +176,7 @@ pub async fn history(
 pub async fn act(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     Body(request): Body<ActionRequest>,
 ) -> Result<Json<Value>, Problem> {
     let id = parse_id(&id)?;
@@ -183,10 +194,52 @@ pub async fn perform(
     if principal.role == "regulator" || principal.role == "scheduler" {
         return Err(Problem::forbidden(format!("a {} does not act on instances", principal.role)));
     }
+    let overridden = respect_claims(runtime, principal, id, &request.action).await?;
     let actor = principal.actor(&definition, &state);
     let event = Event::Action { actor, action: request.action, data: request.data };
     runtime.apply(id, &event).await?;
+    if let Some(assignee) = overridden {
+        let detail = json!({"action": event_action(&event), "claimed_by": assignee});
+        runtime.store.audit(&principal.name, "task.complete_claimed_by_other", &id.to_string(), detail).await?;
+    }
     Ok(Json(view(runtime, principal, id).await?))
+}
+
+fn event_action(event: &Event) -> &str {
+    match event {
+        Event::Action { action, .. } => action,
+        _ => "",
+    }
+}
+
+/// A task claimed by someone is completed by its assignee only; an administrator may still
+/// complete it, and that is recorded. Returns whose claim an administrator overrode.
+async fn respect_claims(
+    runtime: &Runtime,
+    principal: &Principal,
+    id: i64,
+    action: &str,
+) -> Result<Option<String>, Problem> {
+    let offering: Vec<_> = runtime
+        .store
+        .open_tasks_of(id)
+        .await?
+        .into_iter()
+        .filter(|t| serde_json::from_str::<Vec<String>>(&t.actions).is_ok_and(|a| a.iter().any(|a| a == action)))
+        .collect();
+    let mine_or_free = offering.iter().any(|t| t.assignee.as_ref().is_none_or(|a| *a == principal.name));
+    let Some(holder) = offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine_or_free) else {
+        return Ok(None);
+    };
+    if principal.is_admin() {
+        Ok(Some(holder))
+    } else {
+        Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Claimed by someone else",
+            format!("the task offering `{action}` is claimed by {holder}; only they (or an administrator) complete it"),
+        ))
+    }
 }
 
 #[derive(Deserialize)]
@@ -196,29 +249,16 @@ pub struct ListQuery {
     status: Option<String>,
     overdue: Option<bool>,
     org: Option<String>,
-    #[serde(default = "first_page")]
-    page: u64,
-    #[serde(default = "page_size")]
-    per_page: u64,
-}
-
-fn first_page() -> u64 {
-    1
-}
-
-fn page_size() -> u64 {
-    50
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(query) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid query", e.body_text()))?;
-    if query.page == 0 || query.per_page == 0 || query.per_page > 500 {
-        return Err(Problem::field(StatusCode::BAD_REQUEST, "per_page", "page starts at 1; per_page is from 1 to 500"));
-    }
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let mut select = instances::Entity::find().order_by_asc(instances::Column::Id);
     if let Some(procedure) = &query.procedure {
         select = select.filter(instances::Column::Procedure.eq(procedure.clone()));
@@ -230,18 +270,13 @@ pub async fn list(
         select = select.filter(instances::Column::Overdue.eq(overdue));
     }
     if let Some(org) = &query.org {
-        select = select.filter(instances::Column::Organizations.contains(format!(",{org},")));
+        select = select.filter(organization::involves(instances::Column::Organizations, org));
     }
     if principal.role == "staff" {
-        let mut scope = sea_orm::Condition::any();
-        for org in &principal.organizations {
-            scope = scope.add(instances::Column::Organizations.contains(format!(",{org},")));
-        }
-        select = select.filter(scope);
+        select = select.filter(organization::involves_any(instances::Column::Organizations, &principal.organizations));
     }
-    let paginator = select.paginate(&runtime.store.db, query.per_page);
-    let total = paginator.num_items().await.map_err(StoreError::from)?;
-    let rows = paginator.fetch_page(query.page - 1).await.map_err(StoreError::from)?;
+    let total = select.clone().count(&runtime.store.db).await.map_err(StoreError::from)?;
+    let rows = select.offset(page.offset()).limit(page.size).all(&runtime.store.db).await.map_err(StoreError::from)?;
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -251,5 +286,5 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(Json(json!({"items": items, "page": query.page, "per_page": query.per_page, "total": total})))
+    Ok(Json(page.body(items, total)))
 }

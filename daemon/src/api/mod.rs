@@ -6,9 +6,11 @@ pub mod admin;
 pub mod auth;
 pub mod definitions;
 pub mod directory;
+pub mod guard;
 pub mod instances;
 pub mod openapi;
 pub mod overdue;
+pub mod page;
 pub mod problem;
 pub mod schedules;
 pub mod tasks;
@@ -16,20 +18,14 @@ pub mod views;
 
 use std::sync::Arc;
 
-use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::runtime::Runtime;
 use problem::Problem;
-
-/// Requests larger than this are refused with 413.
-const BODY_LIMIT: usize = 256 * 1024;
 
 pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
@@ -56,29 +52,17 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/definitions/{procedure}", get(definitions::show))
         .route("/v1/calendars", get(definitions::calendars).post(definitions::import_calendar))
         .fallback(|| async { Problem::not_found("no such endpoint") })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(refuse_declared_oversize))
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(guard::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(guard::refuse_declared_oversize))
+        .layer(axum::middleware::from_fn(guard::request_id_and_panics))
         .with_state(runtime)
-}
-
-/// Answers 413 from a declared length over the limit before any of the body is read, so a
-/// client sending a huge body hears why at once. Bodies without a declared length are cut
-/// off by [`DefaultBodyLimit`] while they are read.
-async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(length) if length > BODY_LIMIT => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request body too large",
-            format!("the body declares {length} bytes; at most {BODY_LIMIT} are accepted"),
-        )
-        .into_response(),
-        _ => next.run(request).await,
-    }
 }
 
 /// Ready when the database answers.

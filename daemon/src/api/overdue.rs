@@ -5,17 +5,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::Json;
-use chrono::Duration;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+use chrono::{DateTime, Duration, FixedOffset};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use statflow_workflows::calendar::Calendar;
 use statflow_workflows::engine::InstanceState;
 
 use super::auth::Principal;
-use super::problem::Problem;
+use super::page::{self, MAX_PER_PAGE};
+use super::problem::{Params, Problem};
+use crate::organization;
 use crate::runtime::Runtime;
 use crate::store::entities::instances;
 use crate::store::{to_millis, StoreError};
@@ -32,74 +34,65 @@ const LOOKAHEAD_DAYS: i64 = 45;
 pub struct OverdueQuery {
     /// Only the items owed by this organization.
     org: Option<String>,
+    /// Items on this page (at most [`MAX_PER_PAGE`]).
+    per_page: Option<String>,
+    /// Continue after this instance id (the previous page's `next`).
+    after: Option<String>,
 }
+
+/// Instances read per query while a page fills: memory stays bounded by this, not by how
+/// many instances are running.
+const SCAN_CHUNK: u64 = 500;
 
 pub async fn board(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    query: Result<Query<OverdueQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<OverdueQuery>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(query) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid query", e.body_text()))?;
+    let per_page = page::bounded("per_page", query.per_page.as_deref(), 100, 1, MAX_PER_PAGE)?;
+    let mut after = page::bounded("after", query.after.as_deref(), 0, 0, i64::MAX as u64)? as i64;
     let now = runtime.clock.now();
     let calendar = runtime.calendar();
-    let rows = instances::Entity::find()
-        .filter(instances::Column::Status.eq("running"))
-        .filter(
-            Condition::any()
-                .add(instances::Column::Overdue.eq(true))
-                .add(instances::Column::NextDueAt.lte(to_millis(now + Duration::days(LOOKAHEAD_DAYS)))),
-        )
-        .order_by_asc(instances::Column::NextDueAt)
-        .all(&runtime.store.db)
-        .await
-        .map_err(StoreError::from)?;
+    let mut select = instances::Entity::find().filter(instances::Column::Status.eq("running")).filter(
+        Condition::any()
+            .add(instances::Column::Overdue.eq(true))
+            .add(instances::Column::NextDueAt.lte(to_millis(now + Duration::days(LOOKAHEAD_DAYS)))),
+    );
+    if principal.role == "staff" {
+        select = select.filter(organization::involves_any(instances::Column::Organizations, &principal.organizations));
+    }
+    // Instances are read in id order, a chunk at a time, until the page is full; the reminder
+    // window needs the calendar, so that part of the filter runs here.
+    let mut rows = Vec::new();
+    let mut items = 0;
+    let next = loop {
+        let chunk = select
+            .clone()
+            .filter(instances::Column::Id.gt(after))
+            .order_by_asc(instances::Column::Id)
+            .limit(SCAN_CHUNK)
+            .all(&runtime.store.db)
+            .await
+            .map_err(StoreError::from)?;
+        let exhausted = (chunk.len() as u64) < SCAN_CHUNK;
+        let mut full = None;
+        for row in chunk {
+            after = row.id;
+            if let Some(item) = item(&runtime, &row, now, &calendar, query.org.as_deref())? {
+                rows.push(item);
+                items += 1;
+                if items == per_page {
+                    full = Some(row.id);
+                    break;
+                }
+            }
+        }
+        if full.is_some() || exhausted {
+            break full;
+        }
+    };
     let mut board: BTreeMap<String, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
-    for row in rows.iter().filter(|r| principal.may_see(&r.organizations)) {
-        let state: InstanceState =
-            serde_json::from_str(&row.state).map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
-        let (Some(step), Some(definition)) = (&state.step, runtime.definition(&row.definition_version)) else {
-            continue;
-        };
-        let (Some(deadline), Some(spec)) = (&step.deadline, definition.step(&step.name)) else { continue };
-        let Some(remaining) = deadline.rule.remaining_working_days(now, &calendar) else { continue };
-        let reminders = spec.deadline.as_ref().map(|d| d.remind_working_days_before.clone()).unwrap_or_default();
-        let window = reminders.iter().max().map_or(DEFAULT_WINDOW_WORKING_DAYS, |w| i64::from(*w));
-        let red = deadline.overdue;
-        if !red && (remaining > window || deadline.rule.status(&calendar).paused) {
-            continue;
-        }
-        let organization = step
-            .task
-            .as_ref()
-            .and_then(|t| t.organization.clone())
-            .or_else(|| row.organizations.trim_matches(',').split(',').next().map(str::to_owned))
-            .unwrap_or_default();
-        if query.org.as_ref().is_some_and(|org| *org != organization) {
-            continue;
-        }
-        let plan = spec
-            .deadline
-            .as_ref()
-            .and_then(|d| d.escalation.as_ref())
-            .and_then(|name| definition.procedure.escalations.get(name.get_ref().as_str()));
-        let level = deadline.escalations_sent as usize;
-        let level_title = plan.and_then(|p| p.levels.get(level.min(p.levels.len()).checked_sub(1)?)).map(|l| &l.title);
-        let item = json!({
-            "instance": row.id,
-            "procedure": row.procedure,
-            "jurisdiction": row.jurisdiction,
-            "title": definition.procedure.title,
-            "step": step.name,
-            "step_title": spec.title,
-            "task": step.task.as_ref().map(|t| json!({"role": t.role, "title": t.title})),
-            "due": deadline.due,
-            "provisional": deadline.provisional,
-            "remaining_working_days": remaining.max(0),
-            "working_days_overdue": if red { (-remaining).max(0) } else { 0 },
-            "escalations_sent": deadline.escalations_sent,
-            "escalation_level": level_title,
-            "basis": definition.basis_text(&deadline.basis),
-        });
+    for (organization, red, item) in rows {
         let entry = board.entry(organization).or_default();
         if red {
             entry.0.push(item);
@@ -109,7 +102,70 @@ pub async fn board(
     }
     let organizations: Vec<Value> = board
         .into_iter()
-        .map(|(organization, (red, yellow))| json!({"organization": organization, "red": red, "yellow": yellow}))
+        .map(|(organization, (mut red, mut yellow))| {
+            // Earliest due first within each group (instants of one offset sort as text).
+            for items in [&mut red, &mut yellow] {
+                items.sort_by(|a, b| a["due"].as_str().cmp(&b["due"].as_str()));
+            }
+            json!({"organization": organization, "red": red, "yellow": yellow})
+        })
         .collect();
-    Ok(Json(json!({"now": now, "organizations": organizations})))
+    Ok(Json(json!({"now": now, "organizations": organizations, "next": next.map(|id| id.to_string())})))
+}
+
+/// The board item of a running instance: (organization owing the work, red, item), or
+/// `None` when it is neither overdue nor within its reminder window.
+fn item(
+    runtime: &Runtime,
+    row: &instances::Model,
+    now: DateTime<FixedOffset>,
+    calendar: &Calendar,
+    org: Option<&str>,
+) -> Result<Option<(String, bool, Value)>, Problem> {
+    let state: InstanceState =
+        serde_json::from_str(&row.state).map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
+    let (Some(step), Some(definition)) = (&state.step, runtime.definition(&row.definition_version)) else {
+        return Ok(None);
+    };
+    let (Some(deadline), Some(spec)) = (&step.deadline, definition.step(&step.name)) else { return Ok(None) };
+    let Some(remaining) = deadline.rule.remaining_working_days(now, calendar) else { return Ok(None) };
+    let reminders = spec.deadline.as_ref().map(|d| d.remind_working_days_before.clone()).unwrap_or_default();
+    let window = reminders.iter().max().map_or(DEFAULT_WINDOW_WORKING_DAYS, |w| i64::from(*w));
+    let red = deadline.overdue;
+    if !red && (remaining > window || deadline.rule.status(calendar).paused) {
+        return Ok(None);
+    }
+    let organization = step
+        .task
+        .as_ref()
+        .and_then(|t| t.organization.clone())
+        .or_else(|| row.organizations.trim_matches(',').split(',').next().map(str::to_owned))
+        .unwrap_or_default();
+    if org.is_some_and(|org| org != organization) {
+        return Ok(None);
+    }
+    let plan = spec
+        .deadline
+        .as_ref()
+        .and_then(|d| d.escalation.as_ref())
+        .and_then(|name| definition.procedure.escalations.get(name.get_ref().as_str()));
+    let level = deadline.escalations_sent as usize;
+    let level_title = plan.and_then(|p| p.levels.get(level.min(p.levels.len()).checked_sub(1)?)).map(|l| &l.title);
+    let item = json!({
+        "instance": row.id,
+        "procedure": row.procedure,
+        "jurisdiction": row.jurisdiction,
+        "title": definition.procedure.title,
+        "step": step.name,
+        "step_title": spec.title,
+        "task": step.task.as_ref().map(|t| json!({"role": t.role, "title": t.title})),
+        "due": deadline.due,
+        "provisional": deadline.provisional,
+        "remaining_working_days": remaining.max(0),
+        "working_days_overdue": if red { (-remaining).max(0) } else { 0 },
+        "escalations_sent": deadline.escalations_sent,
+        "escalation_level": level_title,
+        "basis": definition.basis_text(&deadline.basis),
+    });
+    Ok(Some((organization, red, item)))
 }

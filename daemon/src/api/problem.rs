@@ -2,7 +2,8 @@
 //! one. Malformed JSON, wrong types and oversized bodies are 4xx, never 500.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -110,6 +111,42 @@ where
                 }
                 other => Problem::new(other.status(), "Unreadable body", other.body_text()),
             }),
+        }
+    }
+}
+
+/// Query parameters whose rejections are problem details (400, naming what is wrong).
+pub struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Params(value)),
+            Err(rejection) => Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid query", rejection.body_text())),
+        }
+    }
+}
+
+/// Path parameters whose rejections are problem details (400, naming the segment).
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid path", rejection.body_text())),
         }
     }
 }

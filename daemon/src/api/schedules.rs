@@ -3,21 +3,26 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{json, Value};
 
 use super::auth::Principal;
-use super::problem::{Body, Problem};
+use super::page::Page;
+use super::problem::{Body, Params, PathParams, Problem};
 use crate::runtime::schedules::ScheduleSpec;
 use crate::runtime::Runtime;
 use crate::store::entities::{schedule_runs, schedules};
 use crate::store::{from_millis, StoreError};
 
-/// How many recent runs a schedule shows.
-const RUNS_SHOWN: u64 = 100;
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    page: Option<String>,
+    per_page: Option<String>,
+}
 
 fn may_manage(principal: &Principal) -> Result<(), Problem> {
     if principal.is_admin() || principal.role == "scheduler" {
@@ -61,39 +66,45 @@ async fn find(runtime: &Runtime, id: &str) -> Result<schedules::Model, Problem> 
         .ok_or_else(|| Problem::not_found(format!("no schedule `{id}`")))
 }
 
-pub async fn list(State(runtime): State<Arc<Runtime>>, principal: Principal) -> Result<Json<Value>, Problem> {
+pub async fn list(
+    State(runtime): State<Arc<Runtime>>,
+    principal: Principal,
+    Params(query): Params<PageQuery>,
+) -> Result<Json<Value>, Problem> {
     may_manage(&principal)?;
-    let rows = schedules::Entity::find()
-        .order_by_asc(schedules::Column::Id)
-        .all(&runtime.store.db)
-        .await
-        .map_err(StoreError::from)?;
-    Ok(Json(json!({"schedules": rows.iter().map(view).collect::<Vec<_>>()})))
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
+    let select = schedules::Entity::find().order_by_asc(schedules::Column::Id);
+    let db = &runtime.store.db;
+    let total = select.clone().count(db).await.map_err(StoreError::from)?;
+    let rows = select.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    Ok(Json(page.body(rows.iter().map(view).collect(), total)))
 }
 
+/// A schedule with one page of its runs, newest first.
 pub async fn show(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Json<Value>, Problem> {
     may_manage(&principal)?;
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let row = find(&runtime, &id).await?;
     let runs = schedule_runs::Entity::find()
         .filter(schedule_runs::Column::ScheduleId.eq(&id))
-        .order_by_desc(schedule_runs::Column::FireAt)
-        .limit(RUNS_SHOWN)
-        .all(&runtime.store.db)
-        .await
-        .map_err(StoreError::from)?;
+        .order_by_desc(schedule_runs::Column::FireAt);
+    let db = &runtime.store.db;
+    let total = runs.clone().count(db).await.map_err(StoreError::from)?;
+    let runs = runs.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
     let mut body = view(&row);
-    body["runs"] = runs.iter().map(run_view).collect();
+    body["runs"] = page.body(runs.iter().map(run_view).collect(), total);
     Ok(Json(body))
 }
 
 pub async fn put(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     Body(spec): Body<ScheduleSpec>,
 ) -> Result<Json<Value>, Problem> {
     may_manage(&principal)?;
@@ -115,7 +126,7 @@ pub async fn put(
 pub async fn delete(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, Problem> {
     may_manage(&principal)?;
     let row = find(&runtime, &id).await?;

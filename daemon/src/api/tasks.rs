@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::Principal;
 use super::instances::{perform, ActionRequest};
-use super::problem::{Body, Problem};
+use super::page::Page;
+use super::problem::{Body, Params, PathParams, Problem};
 use super::views;
 use crate::runtime::Runtime;
 use crate::store::entities::tasks;
@@ -23,15 +24,20 @@ pub struct TaskQuery {
     role: Option<String>,
     org: Option<String>,
     assignee: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<TaskQuery>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(query) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid query", e.body_text()))?;
-    let mut select = tasks::Entity::find().filter(tasks::Column::Status.eq("open")).order_by_asc(tasks::Column::DueAt);
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
+    let mut select = tasks::Entity::find()
+        .filter(tasks::Column::Status.eq("open"))
+        .order_by_asc(tasks::Column::DueAt)
+        .order_by_asc(tasks::Column::Id);
     if let Some(role) = query.role {
         select = select.filter(tasks::Column::Role.eq(role));
     }
@@ -46,8 +52,10 @@ pub async fn list(
     if principal.role == "staff" {
         select = select.filter(tasks::Column::Organization.is_in(principal.organizations.clone()));
     }
-    let rows = select.all(&runtime.store.db).await.map_err(StoreError::from)?;
-    Ok(Json(json!({"items": rows.iter().map(views::task).collect::<Vec<_>>()})))
+    let db = &runtime.store.db;
+    let total = select.clone().count(db).await.map_err(StoreError::from)?;
+    let rows = select.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    Ok(Json(page.body(rows.iter().map(views::task).collect(), total)))
 }
 
 async fn open_task(runtime: &Runtime, principal: &Principal, id: &str) -> Result<tasks::Model, Problem> {
@@ -65,12 +73,23 @@ async fn open_task(runtime: &Runtime, principal: &Principal, id: &str) -> Result
     Ok(task)
 }
 
+/// Only those who may complete a task may claim it: staff of its organization, and
+/// administrators. A regulator or scheduler holding a task would block the staff who owe it.
+fn may_handle(principal: &Principal, task: &tasks::Model) -> Result<(), Problem> {
+    match principal.role.as_str() {
+        "administrator" => Ok(()),
+        "staff" if task.organization.as_ref().is_some_and(|o| principal.organizations.contains(o)) => Ok(()),
+        role => Err(Problem::forbidden(format!("a {role} does not handle task {}", task.id))),
+    }
+}
+
 pub async fn claim(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, Problem> {
     let task = open_task(&runtime, &principal, &id).await?;
+    may_handle(&principal, &task)?;
     // Claim only if nobody else holds it: the condition is part of the update.
     let claimed = tasks::Entity::update_many()
         .col_expr(tasks::Column::Assignee, Some(principal.name.clone()).into())
@@ -98,10 +117,11 @@ pub async fn claim(
 pub async fn complete(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     Body(request): Body<ActionRequest>,
 ) -> Result<Json<Value>, Problem> {
     let task = open_task(&runtime, &principal, &id).await?;
+    may_handle(&principal, &task)?;
     let actions: Vec<String> = serde_json::from_str(&task.actions).unwrap_or_default();
     if !actions.contains(&request.action) {
         return Err(Problem::field(

@@ -61,6 +61,23 @@ pub enum ClientCommand {
 }
 
 impl Server {
+    /// Every entry under `key` of a paged list, read page by page.
+    pub(super) fn every(&self, path: &str, key: &str) -> Result<Vec<Value>, Failure> {
+        const PER_PAGE: usize = 500;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut all = Vec::new();
+        for page in 1.. {
+            let body = self.call("GET", &format!("{path}{separator}page={page}&per_page={PER_PAGE}"), None)?;
+            let items = body[key].as_array().cloned().unwrap_or_default();
+            let last = items.len() < PER_PAGE;
+            all.extend(items);
+            if last {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     pub(super) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
         let token = self
             .token
@@ -194,8 +211,7 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
         }
         ClientCommand::Show { id, server } => show(&server, &id)?,
         ClientCommand::Tasks { server } => {
-            let tasks = server.call("GET", "/v1/tasks", None)?;
-            for task in tasks["items"].as_array().into_iter().flatten() {
+            for task in &server.every("/v1/tasks", "items")? {
                 println!(
                     "{}\t#{}\t{}\tdue {}{}",
                     text(&task["id"]),
@@ -207,11 +223,10 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
             }
         }
         ClientCommand::Overdue { server } => {
-            let board = server.call("GET", "/v1/overdue", None)?;
-            for organization in board["organizations"].as_array().into_iter().flatten() {
-                println!("{}", text(&organization["organization"]));
-                for (colour, items) in [("RED", &organization["red"]), ("YELLOW", &organization["yellow"])] {
-                    for item in items.as_array().into_iter().flatten() {
+            for (organization, [red, yellow]) in overdue_board(&server)? {
+                println!("{organization}");
+                for (colour, items) in [("RED", red), ("YELLOW", yellow)] {
+                    for item in &items {
                         let standing = if colour == "RED" {
                             let level = item["escalation_level"].as_str().map(|l| format!(", {l}")).unwrap_or_default();
                             format!("{} working days overdue{level}", item["working_days_overdue"])
@@ -232,4 +247,29 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The whole overdue board, page after page, merged by organization: (red, yellow) items.
+fn overdue_board(server: &Server) -> Result<std::collections::BTreeMap<String, [Vec<Value>; 2]>, Failure> {
+    let mut board: std::collections::BTreeMap<String, [Vec<Value>; 2]> = Default::default();
+    let mut after = String::new();
+    loop {
+        let page = server.call("GET", &format!("/v1/overdue?per_page=500{after}"), None)?;
+        for organization in page["organizations"].as_array().into_iter().flatten() {
+            let entry = board.entry(text(&organization["organization"])).or_default();
+            for (colour, items) in entry.iter_mut().zip([&organization["red"], &organization["yellow"]]) {
+                colour.extend(items.as_array().into_iter().flatten().cloned());
+            }
+        }
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    for [red, yellow] in board.values_mut() {
+        for items in [red, yellow] {
+            items.sort_by(|a, b| a["due"].as_str().cmp(&b["due"].as_str()));
+        }
+    }
+    Ok(board)
 }

@@ -28,8 +28,9 @@ pub enum DirectoryCommand {
 pub fn run(command: DirectoryCommand) -> Result<(), Failure> {
     match command {
         DirectoryCommand::Show { server } => {
-            let directory = server.call("GET", "/v1/directory", None)?;
-            for org in directory["organizations"].as_array().into_iter().flatten() {
+            let organizations = server.every("/v1/directory", "organizations")?;
+            let contacts = server.every("/v1/directory", "contacts")?;
+            for org in &organizations {
                 println!(
                     "{}\t{}\t{}\tsupervisor {}\tregulator {}",
                     text(&org["id"]),
@@ -38,7 +39,7 @@ pub fn run(command: DirectoryCommand) -> Result<(), Failure> {
                     org["supervisor"].as_str().unwrap_or("-"),
                     org["regulator"].as_str().unwrap_or("-"),
                 );
-                for contact in directory["contacts"].as_array().into_iter().flatten() {
+                for contact in &contacts {
                     if contact["organization"] == org["id"] {
                         let roles: Vec<String> = contact["roles"].as_array().into_iter().flatten().map(text).collect();
                         println!(

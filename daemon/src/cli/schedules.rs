@@ -88,14 +88,13 @@ fn set_enabled(server: &Server, id: &str, enabled: bool) -> Result<(), Failure> 
 pub fn run(command: SchedulesCommand) -> Result<(), Failure> {
     match command {
         SchedulesCommand::List { server } => {
-            let list = server.call("GET", "/v1/schedules", None)?;
-            list["schedules"].as_array().into_iter().flatten().for_each(print_schedule);
+            server.every("/v1/schedules", "items")?.iter().for_each(print_schedule);
         }
         SchedulesCommand::Show { id, server } => {
             let schedule = server.call("GET", &format!("/v1/schedules/{id}"), None)?;
             print_schedule(&schedule);
             println!("job: {}", schedule["job"]);
-            for run in schedule["runs"].as_array().into_iter().flatten() {
+            for run in schedule["runs"]["items"].as_array().into_iter().flatten() {
                 println!(
                     "  {}\t{}\t{}{}",
                     text(&run["fire_at"]),

@@ -12,6 +12,7 @@ use crate::config::{DbArgs, Notifications, ServeArgs};
 use crate::runtime::clock::Clock;
 use crate::runtime::delivery::Channels;
 use crate::runtime::Runtime;
+use crate::store::database_url::{redacted, sqlite_file, SqliteLock};
 use crate::store::directory::DirectoryFile;
 use crate::store::Store;
 use statflow_activities::email::Mailer;
@@ -41,14 +42,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::invalid(e.to_string()))
 }
 
-async fn open(url: &str) -> Result<Store, Failure> {
-    Store::open(url).await.map_err(|e| Failure::invalid(format!("--db: {url}: {e}")))
+async fn open(url: &str, timeout: std::time::Duration) -> Result<Store, Failure> {
+    Store::open_within(url, timeout).await.map_err(|e| Failure::invalid(format!("--db: {}: {e}", redacted(url))))
 }
 
 pub fn migrate(args: DbArgs) -> Result<(), Failure> {
     let url = args.url().map_err(Failure::usage)?;
     runtime()?.block_on(async {
-        let applied = Store::migrate(&url).await.map_err(|e| Failure::invalid(format!("--db: {url}: {e}")))?;
+        let applied =
+            Store::migrate(&url).await.map_err(|e| Failure::invalid(format!("--db: {}: {e}", redacted(&url))))?;
         if applied.is_empty() {
             println!("the database is up to date");
         }
@@ -62,8 +64,9 @@ pub fn migrate(args: DbArgs) -> Result<(), Failure> {
 pub fn token(command: TokenCommand) -> Result<(), Failure> {
     let TokenCommand::Create(args) = command;
     let url = args.db.url().map_err(Failure::usage)?;
+    let timeout = args.db.connect_timeout().map_err(Failure::usage)?;
     runtime()?.block_on(async {
-        let store = open(&url).await?;
+        let store = open(&url, timeout).await?;
         let token = api::auth::create_token(&store, &args.name, &args.role, &args.organizations)
             .await
             .map_err(Failure::usage)?;
@@ -84,7 +87,16 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         subscriber.init();
     }
     runtime()?.block_on(async {
-        let store = open(&config.db).await?;
+        // The address is taken before anything else, so a wrong --listen is said at once and
+        // nothing (not even a migration) has happened.
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Failure::usage(format!("--listen: {}: {e}", config.listen)))?;
+        let _lock = match sqlite_file(&config.db) {
+            Some(file) => Some(SqliteLock::acquire(&file).map_err(|e| Failure::invalid(format!("--db: {e}")))?),
+            None => None,
+        };
+        let store = open(&config.db, config.db_connect_timeout).await?;
         let clock = match config.virtual_clock {
             Some(start) => Clock::Virtual(Mutex::new(start)),
             None => Clock::System,
@@ -108,13 +120,10 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         tokio::spawn(runtime.clone().run_schedules());
         tokio::spawn(runtime.clone().run_outbox());
         tokio::spawn(runtime.clone().run_delivery(Arc::new(channels)));
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|e| Failure::usage(format!("--listen: {}: {e}", config.listen)))?;
         let address = listener.local_addr().map_err(|e| Failure::invalid(e.to_string()))?;
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
         println!("statflow listening on http://{address}");
-        tracing::info!(%address, db = %config.db, virtual_clock = runtime.clock.is_virtual(), "serving");
+        tracing::info!(%address, db = %redacted(&config.db), virtual_clock = runtime.clock.is_virtual(), "serving");
         axum::serve(listener, api::router(runtime))
             .with_graceful_shutdown(shutdown())
             .await

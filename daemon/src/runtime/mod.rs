@@ -44,6 +44,8 @@ pub struct Runtime {
     pub outbox_changed: Notify,
     pub deliveries_changed: Notify,
     pub schedules_changed: Notify,
+    /// Held while the virtual clock is moved, so moves never interleave.
+    pub clock_moves: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
@@ -92,6 +94,7 @@ impl Runtime {
             outbox_changed: Notify::new(),
             deliveries_changed: Notify::new(),
             schedules_changed: Notify::new(),
+            clock_moves: tokio::sync::Mutex::new(()),
         }))
     }
 

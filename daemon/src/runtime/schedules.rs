@@ -656,18 +656,58 @@ impl Runtime {
 
     /// Moves time forward to `target`, firing timers and running schedules in the order they
     /// fall due, each at its own time (the virtual clock's advance).
-    pub async fn advance_to(
-        &self,
-        target: DateTime<FixedOffset>,
-    ) -> Result<(Vec<super::timers::Fired>, Vec<RunReport>), StoreError> {
-        let mut fired = Vec::new();
-        let mut runs = Vec::new();
-        while let Some(at) = self.next_schedule_fire().await?.filter(|at| *at <= to_millis(target)) {
-            fired.extend(self.fire_due(from_millis(at)).await?);
-            runs.extend(self.run_due_schedules(from_millis(at)).await?);
+    pub async fn advance_to(&self, target: DateTime<FixedOffset>) -> Result<ClockMove, StoreError> {
+        let mut moved = ClockMove::default();
+        let mut reached = self.clock.now();
+        // In batches of at most a month of (virtual) time: each batch leaves the clock where
+        // it ended, so readers see the progress and a long move reports it as it goes.
+        while reached < target {
+            let batch_end = (reached + chrono::Duration::days(ADVANCE_BATCH_DAYS)).min(target);
+            while let Some(at) = self.next_schedule_fire().await?.filter(|at| *at <= to_millis(batch_end)) {
+                moved.timers(self.fire_due(from_millis(at)).await?);
+                moved.schedule_runs(self.run_due_schedules(from_millis(at)).await?);
+            }
+            moved.timers(self.fire_due(batch_end).await?);
+            moved.batches += 1;
+            reached = batch_end;
+            if reached < target {
+                tracing::info!(at = %reached, %target, fired = moved.fired_total, runs = moved.runs_total, "moving the clock");
+            }
         }
-        fired.extend(self.fire_due(target).await?);
-        Ok((fired, runs))
+        Ok(moved)
+    }
+}
+
+/// A long clock move is cut into batches of this many days.
+const ADVANCE_BATCH_DAYS: i64 = 31;
+
+/// At most this many fired timers and schedule runs are listed in a clock move's answer; the
+/// totals count all of them.
+const MOVE_LISTED: usize = 1000;
+
+/// What a clock move did.
+#[derive(Debug, Default)]
+pub struct ClockMove {
+    /// The first [`MOVE_LISTED`] timers fired, in order.
+    pub fired: Vec<super::timers::Fired>,
+    pub fired_total: usize,
+    /// The first [`MOVE_LISTED`] schedule runs.
+    pub runs: Vec<RunReport>,
+    pub runs_total: usize,
+    pub batches: usize,
+}
+
+impl ClockMove {
+    fn timers(&mut self, fired: Vec<super::timers::Fired>) {
+        self.fired_total += fired.len();
+        let room = MOVE_LISTED.saturating_sub(self.fired.len());
+        self.fired.extend(fired.into_iter().take(room));
+    }
+
+    fn schedule_runs(&mut self, runs: Vec<RunReport>) {
+        self.runs_total += runs.len();
+        let room = MOVE_LISTED.saturating_sub(self.runs.len());
+        self.runs.extend(runs.into_iter().take(room));
     }
 }
 

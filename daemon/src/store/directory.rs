@@ -75,6 +75,11 @@ impl DirectoryFile {
         for (whose, email) in emails.chain(file.contacts.iter().map(|c| (&c.name, &c.email))) {
             check_email(email).map_err(|e| format!("{origin}: {whose:?}: {e}"))?;
         }
+        let referenced = file.organizations.values().flat_map(|o| o.supervisor.iter().chain(&o.regulator));
+        let ids = file.organizations.keys().chain(referenced).chain(file.contacts.iter().map(|c| &c.organization));
+        for id in ids {
+            crate::organization::check(id).map_err(|e| format!("{origin}: {e}"))?;
+        }
         Ok(file)
     }
 }

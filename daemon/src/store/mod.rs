@@ -9,6 +9,7 @@
 //! - [`queries`]: what the API, CLI and runtime loops read.
 //! - [`retention`]: the sweep that removes records past their legal keeping period.
 
+pub mod database_url;
 pub mod directory;
 pub mod entities;
 pub mod queries;
@@ -45,6 +46,9 @@ pub enum StoreError {
     Db(#[from] DbErr),
 }
 
+/// How long start-up waits for the database by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The database and how to write to it safely.
 pub struct Store {
     pub db: DatabaseConnection,
@@ -67,7 +71,15 @@ impl Store {
     /// Connects to `url` (`sqlite://FILE?mode=rwc` or `postgres://…`) and runs pending
     /// migrations.
     pub async fn open(url: &str) -> Result<Store, DbErr> {
-        let store = Self::connect(url).await?;
+        Self::open_within(url, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// Like [`open`](Self::open), giving up on a database that does not answer within
+    /// `timeout` (an unreachable PostgreSQL would otherwise hold start-up indefinitely).
+    pub async fn open_within(url: &str, timeout: Duration) -> Result<Store, DbErr> {
+        let store = tokio::time::timeout(timeout, Self::connect(url)).await.map_err(|_| {
+            DbErr::Custom(format!("no answer within {} s (see --db-connect-timeout)", timeout.as_secs()))
+        })??;
         Migrator::up(&store.db, None).await?;
         Ok(store)
     }

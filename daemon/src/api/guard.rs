@@ -1,0 +1,70 @@
+//! What stands around every request: an id (`x-request-id`, echoed in the answer and in every
+//! log line the request causes), a problem document instead of a dropped connection when a
+//! handler panics, and a refusal of bodies declared larger than the limit before any of it is
+//! read.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use super::problem::Problem;
+
+/// Requests larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// Gives the request an id, runs it inside a span carrying that id, and turns a panic into a
+/// 500 problem document that names the id, so the log line and the complaint meet.
+pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let id = format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let outcome = AssertUnwindSafe(next.run(request).instrument(span.clone())).catch_unwind().await;
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            span.in_scope(|| tracing::error!(panic = %message, "the request panicked"));
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                format!("the request failed unexpectedly; it is logged under request id {id}"),
+            )
+            .into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Answers 413 from a declared length over the limit before any of the body is read, so a
+/// client sending a huge body hears why at once. Bodies without a declared length are cut
+/// off by axum's `DefaultBodyLimit` while they are read.
+pub async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > BODY_LIMIT => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+            format!("the body declares {length} bytes; at most {BODY_LIMIT} are accepted"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
