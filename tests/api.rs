@@ -32,6 +32,7 @@ on_both_databases!(
     evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals,
     definitions_carry_json_schemas_and_new_versions_apply_to_new_instances,
     importing_a_calendar_year_recomputes_provisional_deadlines,
+    an_official_notice_is_replaced_only_by_a_plausible_correction,
     the_overdue_board_shows_yellow_and_red_items_by_organization,
 );
 use serde_json::{json, Value};
@@ -319,19 +320,73 @@ fn importing_a_calendar_year_recomputes_provisional_deadlines(backend: Backend) 
     assert_eq!(problem["detail"], "2027.tsv: line 3: `2027-02-30` is not a date in YYYY-MM-DD form");
     assert_eq!(app.instance(id)["deadline"], before["deadline"], "a refused import changes nothing");
 
-    let notice =
-        r#"{"year":2027,"papers":["test notice"],"days":[{"name":"元旦","date":"2027-01-01","isOffDay":true}]}"#;
+    let notice = include_str!("fixtures/2027.json");
     let (status, body) = app.post("/v1/calendars", &app.admin, &json!({"origin": "2027.json", "content": notice}));
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body, json!({"years": [2027], "instances_recomputed": 1}));
-    let after = app.instance(id);
-    assert_eq!(after["deadline"]["provisional"], false);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body, json!({"years": [2027], "generation": 1, "instances_to_recompute": 1}));
+    // The recomputation runs in the background; the listing counts what is left.
+    let after = app.wait_for(id, "deadline recomputed", |i| i["deadline"]["provisional"] == false);
     assert_eq!(after["deadline"]["due"], "2027-01-05T00:00:00+08:00");
+    let (_, years) = app.get("/v1/calendars", &clerk);
+    assert_eq!(years["recompute"], json!({"generation": 1, "instances_remaining": 0}));
     // The timers moved with it: the last day is now Monday 01-04, reminded at 09:00.
     assert!(app.advance("P5D").iter().all(|t| t != "v1.deadline"));
     assert_eq!(app.advance("P2D"), ["v1.remind.0", "v1.deadline"]);
     let (_, years) = app.get("/v1/calendars", &clerk);
-    assert_eq!(years["items"].as_array().unwrap().last().unwrap()["year"], 2027);
+    let last = years["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["year"].as_i64(), last["origin"].as_str(), &last["correction"]),
+        (Some(2027), Some("2027.json"), &Value::Null)
+    );
+}
+
+/// A one-day "notice" once replaced the embedded official 2026 notice over the API and moved
+/// a registration's deadline from 10-10 to 10-03 without a word. An official notice is now
+/// replaced only as a correction with its reason, and only by a plausible notice.
+fn an_official_notice_is_replaced_only_by_a_plausible_correction(backend: Backend) {
+    let app = TestApp::start(backend, "2026-09-29T10:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    let before = app.instance(id)["deadline"].clone();
+    assert_eq!(before["last_day"], "2026-10-10", "{before}");
+    assert_eq!(before["provisional"], false);
+
+    let one_day = "# 2026: forged\n2026-10-01\t国庆节\toff\n";
+    let (status, problem) = app.post("/v1/calendars", &app.admin, &json!({"origin": "2026.tsv", "content": one_day}));
+    assert_eq!((status, problem["field"].as_str()), (422, Some("replace")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("the 2026 notice is already loaded"), "{problem}");
+    let (status, problem) = app.post(
+        "/v1/calendars",
+        &app.admin,
+        &json!({"origin": "2026.tsv", "content": one_day, "replace": "补充通知"}),
+    );
+    assert_eq!((status, problem["field"].as_str()), (422, Some("content")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("the statutory holiday 春节 is missing"), "{problem}");
+    let (status, problem) =
+        app.post("/v1/calendars", &app.admin, &json!({"origin": "2026.tsv", "content": one_day, "replace": " "}));
+    assert_eq!((status, problem["field"].as_str()), (422, Some("replace")), "{problem}");
+    assert_eq!(app.instance(id)["deadline"], before, "refused imports change nothing");
+
+    // A real correction (here the official text itself, re-checked) is accepted and shown.
+    let official: String = include_str!("../workflows/data/cn-official.tsv")
+        .split("\n# ")
+        .find(|part| part.starts_with("2026:"))
+        .map(|part| format!("# {part}"))
+        .unwrap();
+    let (status, body) = app.post(
+        "/v1/calendars",
+        &app.admin,
+        &json!({"origin": "2026-recheck.tsv", "content": official, "replace": "与国办发明电〔2025〕7号原文重新核对"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let (_, years) = app.get("/v1/calendars", &clerk);
+    let year = years["items"].as_array().unwrap().iter().find(|y| y["year"] == 2026).unwrap().clone();
+    assert_eq!(year["correction"], "与国办发明电〔2025〕7号原文重新核对", "{year}");
+    app.wait_until("recomputed", || {
+        Some(()).filter(|_| app.get("/v1/calendars", &clerk).1["recompute"]["instances_remaining"] == 0)
+    });
+    assert_eq!(app.instance(id)["deadline"]["last_day"], "2026-10-10");
+    assert_eq!(app.post("/v1/calendars", &clerk, &json!({"origin": "x", "content": official})).0, 403);
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod m20261124_000002_batched_writes;
 mod m20261124_000003_directory;
 mod m20261125_000004_schedules;
 mod m20261126_000005_effects_without_instance;
+mod m20261127_000006_calendar_corrections;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_directory::Migration),
             Box::new(m20261125_000004_schedules::Migration),
             Box::new(m20261126_000005_effects_without_instance::Migration),
+            Box::new(m20261127_000006_calendar_corrections::Migration),
         ]
     }
 }

@@ -102,6 +102,31 @@ impl TestApp {
         app
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().as_ref().expect("running").id()
+    }
+
+    /// Requests with any method, for the authorization matrix: (status, body, content type).
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value, String) {
+        let url = format!("{}{path}", self.base());
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let response = match body {
+            Some(body) => {
+                self.agent.run(request.header("Content-Type", "application/json").body(body.to_string()).unwrap())
+            }
+            None => self.agent.run(request.body(()).unwrap()),
+        }
+        .unwrap();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let (status, body) = Self::read(response);
+        (status, body, content_type)
+    }
+
     pub fn base(&self) -> String {
         self.base.read().unwrap().clone()
     }

@@ -149,10 +149,13 @@ pub async fn load(
     }
 }
 
-pub async fn calendars(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Json<Value> {
-    let years: Vec<Value> =
-        runtime.calendar_years().into_iter().map(|(year, sources)| json!({"year": year, "sources": sources})).collect();
-    Json(json!({ "items": years }))
+pub async fn calendars(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Result<Json<Value>, Problem> {
+    let years = runtime.calendar_years().await?;
+    let recompute = json!({
+        "generation": runtime.calendar_generation(),
+        "instances_remaining": runtime.instances_to_recompute().await?,
+    });
+    Ok(Json(json!({ "items": years, "recompute": recompute })))
 }
 
 #[derive(Deserialize)]
@@ -162,7 +165,12 @@ pub struct NewCalendar {
     origin: String,
     /// The notice in TSV or holiday-cn JSON.
     content: String,
+    /// Replacing a year that already has a notice is a correction: the reason, recorded.
+    replace: Option<String>,
 }
+
+/// The longest reason a correction may give.
+const MAX_REASON: usize = 500;
 
 pub async fn import_calendar(
     State(runtime): State<Arc<Runtime>>,
@@ -172,12 +180,27 @@ pub async fn import_calendar(
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators import calendars"));
     }
-    match runtime.import_calendar(&request.origin, &request.content).await {
-        Ok((years, recomputed)) => {
-            runtime.store.audit(&principal.name, "calendar.import", &request.origin, json!({"years": years})).await?;
-            Ok((StatusCode::CREATED, Json(json!({"years": years, "instances_recomputed": recomputed}))))
+    if let Some(reason) = &request.replace {
+        if reason.trim().is_empty() || reason.chars().count() > MAX_REASON {
+            return Err(Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "replace",
+                format!("the reason for a correction is 1 to {MAX_REASON} characters"),
+            ));
         }
-        Err(LoadError::Calendar(message)) => Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "content", message)),
+    }
+    let correction = request.replace.as_deref().map(str::trim);
+    match runtime.import_calendar(&request.origin, &request.content, correction).await {
+        Ok(imported) => {
+            let action = if correction.is_some() { "calendar.correct" } else { "calendar.import" };
+            let detail = json!({"years": imported.years, "generation": imported.generation, "reason": correction});
+            runtime.store.audit(&principal.name, action, &request.origin, detail).await?;
+            Ok((StatusCode::ACCEPTED, Json(json!(imported))))
+        }
+        Err(LoadError::Calendar(message)) => {
+            let field = if message.contains("`replace`") { "replace" } else { "content" };
+            Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, message))
+        }
         Err(LoadError::Invalid(_)) => {
             Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "content", "not a calendar"))
         }

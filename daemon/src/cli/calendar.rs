@@ -44,8 +44,12 @@ pub enum CalendarCommand {
         dir: CalendarDir,
     },
     /// Imports a year's notice (TSV or holiday-cn JSON) into the calendar directory.
+    /// A year that already has a notice is replaced only as a correction: `--replace REASON`.
     Import {
         file: PathBuf,
+        /// Why an already loaded notice is replaced (a correction); recorded with the year.
+        #[arg(long, value_name = "REASON")]
+        replace: Option<String>,
         #[command(flatten)]
         dir: CalendarDir,
     },
@@ -118,7 +122,11 @@ pub fn run(command: CalendarCommand) -> Result<(), Failure> {
             };
             print_computed(result);
         }
-        CalendarCommand::Import { file, dir } => {
+        CalendarCommand::Import { file, replace, dir } => {
+            let correction = match replace.as_deref().map(str::trim) {
+                Some("") => return Err(Failure::usage("--replace: give the reason for the correction")),
+                other => other,
+            };
             let origin = file.display().to_string();
             let text = std::fs::read_to_string(&file).map_err(|e| Failure::usage(format!("FILE: {origin}: {e}")))?;
             let notices = parse_any(&text, &origin).map_err(|e| Failure::invalid(e.to_string()))?;
@@ -126,7 +134,11 @@ pub fn run(command: CalendarCommand) -> Result<(), Failure> {
             let mut calendar = load(&dir.calendar_dir)?;
             let mut summaries = Vec::new();
             for notice in &notices {
-                summaries.push(calendar.import(notice.clone(), &origin).map_err(|e| Failure::invalid(e.to_string()))?);
+                summaries.push(
+                    calendar
+                        .import_checked(notice.clone(), &origin, correction)
+                        .map_err(|e| Failure::invalid(e.to_string()))?,
+                );
             }
             std::fs::create_dir_all(&dir.calendar_dir)
                 .map_err(|e| Failure::invalid(format!("{}: {e}", dir.calendar_dir.display())))?;
@@ -134,10 +146,16 @@ pub fn run(command: CalendarCommand) -> Result<(), Failure> {
                 let target = dir.calendar_dir.join(format!("{}.tsv", notice.year));
                 // Write beside, then rename: a crash never leaves a half-written notice.
                 let partial = target.with_extension("tsv.partial");
-                std::fs::write(&partial, notice.to_tsv())
+                // A correction keeps its reason in the file, as a comment after the header.
+                let mut text = notice.to_tsv();
+                if let Some(reason) = correction {
+                    let header_end = text.find('\n').map_or(text.len(), |i| i + 1);
+                    text.insert_str(header_end, &format!("# correction: {}\n", reason.replace('\n', " ")));
+                }
+                std::fs::write(&partial, text)
                     .and_then(|()| std::fs::rename(&partial, &target))
                     .map_err(|e| Failure::invalid(format!("{}: {e}", target.display())))?;
-                let verb = if summary.replaced { "replaced" } else { "imported" };
+                let verb = if summary.replaced { "corrected" } else { "imported" };
                 println!(
                     "{verb} {}: {} days listed, {} working days in the year",
                     summary.year, summary.days, summary.working_days_in_year

@@ -117,6 +117,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
         }
         tokio::spawn(runtime.clone().run_timers());
+        tokio::spawn(runtime.clone().run_calendar_recompute());
         tokio::spawn(runtime.clone().run_schedules());
         tokio::spawn(runtime.clone().run_outbox());
         tokio::spawn(runtime.clone().run_delivery(Arc::new(channels)));

@@ -1,5 +1,6 @@
 //! The embedded runtime: runs the pure interpreter durably on the store.
 //!
+//! - [`calendar`]: importing notices and recomputing running instances' deadlines after.
 //! - [`clock`]: the system clock, or a virtual one moved through the admin API.
 //! - [`timers`]: the loop that sleeps until the next due timer and fires due ones in order.
 //! - [`outbox`]: the worker that carries out effects after commit and reports back.
@@ -10,6 +11,7 @@
 //! Nothing needed for recovery lives only in memory: after a restart, open instances,
 //! timers (overdue ones fire at once, in order) and unfinished outbox rows are read back.
 
+pub mod calendar;
 pub mod clock;
 pub mod delivery;
 pub mod digest;
@@ -35,7 +37,10 @@ use clock::Clock;
 pub struct Runtime {
     pub store: Store,
     pub clock: Clock,
-    calendar: RwLock<Arc<Calendar>>,
+    /// The calendar and the import generation it stands for.
+    calendar: RwLock<(Arc<Calendar>, i64)>,
+    /// Woken after a calendar import: running instances are to be recomputed.
+    pub calendar_changed: Notify,
     /// Every definition version instances may run on, by version.
     versions: Arc<RwLock<HashMap<String, Arc<Definition>>>>,
     /// The version new instances of (procedure, jurisdiction) start on.
@@ -46,6 +51,8 @@ pub struct Runtime {
     pub schedules_changed: Notify,
     /// Held while the virtual clock is moved, so moves never interleave.
     pub clock_moves: tokio::sync::Mutex<()>,
+    /// Held during a calendar import, so generations are handed out one at a time.
+    calendar_imports: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
@@ -79,7 +86,9 @@ impl Runtime {
             .map(|d| ((d.id().to_owned(), d.jurisdiction().to_owned()), d.version.clone()))
             .collect();
         let mut calendar = Calendar::official();
+        let mut generation = 0;
         for row in calendars::Entity::find().filter(calendars::Column::Year.gt(0)).all(&store.db).await? {
+            generation = generation.max(row.generation);
             for notice in parse_tsv(&row.notice, &row.origin).map_err(|e| StoreError::Corrupt(e.to_string()))? {
                 calendar.import(notice, &row.origin).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             }
@@ -87,7 +96,8 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             store,
             clock,
-            calendar: RwLock::new(Arc::new(calendar)),
+            calendar: RwLock::new((Arc::new(calendar), generation)),
+            calendar_changed: Notify::new(),
             versions: Arc::new(RwLock::new(versions)),
             current: RwLock::new(current),
             timers_changed: Notify::new(),
@@ -95,11 +105,17 @@ impl Runtime {
             deliveries_changed: Notify::new(),
             schedules_changed: Notify::new(),
             clock_moves: tokio::sync::Mutex::new(()),
+            calendar_imports: tokio::sync::Mutex::new(()),
         }))
     }
 
     pub fn calendar(&self) -> Arc<Calendar> {
-        self.calendar.read().expect("not poisoned").clone()
+        self.calendar.read().expect("not poisoned").0.clone()
+    }
+
+    /// Which import the current calendar stands for (0: the embedded notices only).
+    pub fn calendar_generation(&self) -> i64 {
+        self.calendar.read().expect("not poisoned").1
     }
 
     pub fn definition(&self, version: &str) -> Option<Arc<Definition>> {
@@ -181,7 +197,8 @@ impl Runtime {
     }
 
     async fn transition(&self, work: Work) -> Result<Applied, StoreError> {
-        let transition = Transition { work, now: self.clock.now(), calendar: self.calendar() };
+        let (calendar, calendar_generation) = self.calendar.read().expect("not poisoned").clone();
+        let transition = Transition { work, now: self.clock.now(), calendar, calendar_generation };
         let applied = self.store.transition(transition).await?;
         self.wake(&applied);
         Ok(applied)
@@ -240,50 +257,5 @@ impl Runtime {
             .expect("not poisoned")
             .insert((definition.id().to_owned(), definition.jurisdiction().to_owned()), definition.version.clone());
         Ok(definition)
-    }
-
-    /// Imports calendar notices (TSV or holiday-cn JSON), stores them, and recomputes the
-    /// open deadlines of every running instance. Returns the years imported and how many
-    /// instances were told.
-    pub async fn import_calendar(&self, origin: &str, content: &str) -> Result<(Vec<i32>, usize), LoadError> {
-        let notices =
-            statflow_workflows::calendar::parse_any(content, origin).map_err(|e| LoadError::Calendar(e.to_string()))?;
-        let mut calendar = Calendar::clone(&self.calendar());
-        for notice in &notices {
-            calendar.import(notice.clone(), origin).map_err(|e| LoadError::Calendar(e.to_string()))?;
-        }
-        for notice in &notices {
-            let row = calendars::ActiveModel {
-                year: Set(notice.year),
-                origin: Set(origin.to_owned()),
-                notice: Set(notice.to_tsv()),
-                imported_at: Set(to_millis(self.clock.now())),
-            };
-            calendars::Entity::insert(row)
-                .on_conflict(
-                    sea_orm::sea_query::OnConflict::column(calendars::Column::Year)
-                        .update_columns([
-                            calendars::Column::Origin,
-                            calendars::Column::Notice,
-                            calendars::Column::ImportedAt,
-                        ])
-                        .to_owned(),
-                )
-                .exec(&self.store.db)
-                .await
-                .map_err(StoreError::from)?;
-        }
-        *self.calendar.write().expect("not poisoned") = Arc::new(calendar);
-        let running = self.store.running_instances().await?;
-        for id in &running {
-            self.apply(*id, &Event::CalendarChanged).await?;
-        }
-        Ok((notices.iter().map(|n| n.year).collect(), running.len()))
-    }
-
-    /// The years whose notices are loaded.
-    pub fn calendar_years(&self) -> Vec<(i32, Vec<String>)> {
-        let calendar = self.calendar.read().expect("not poisoned");
-        calendar.years().map(|y| (y, calendar.notice(y).map(|n| n.sources.clone()).unwrap_or_default())).collect()
     }
 }

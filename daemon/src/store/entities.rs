@@ -32,6 +32,8 @@ pub mod instances {
         /// The key a schedule run started this instance under (unique), so a resumed run
         /// never starts it twice.
         pub start_key: Option<String>,
+        /// The calendar generation its deadlines were last computed with.
+        pub calendar_generation: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -192,6 +194,11 @@ pub mod calendars {
         #[sea_orm(column_type = "Text")]
         pub notice: String,
         pub imported_at: i64,
+        /// Why an already loaded notice was replaced (a correction), if it was.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub correction: Option<String>,
+        /// The import this row came from; the calendar's generation is the largest.
+        pub generation: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

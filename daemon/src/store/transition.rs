@@ -115,6 +115,8 @@ pub struct Transition {
     pub work: Work,
     pub now: DateTime<FixedOffset>,
     pub calendar: Arc<Calendar>,
+    /// Which calendar import `calendar` stands for; stamped on the instance.
+    pub calendar_generation: i64,
 }
 
 /// Why a group of transitions could not be stored; none of it was.
@@ -189,11 +191,9 @@ pub(super) async fn store_batch(
     for transition in transitions {
         let outcome = match &transition.work {
             Work::Start { definition, input, actor, origin } => {
-                batch.start(txn, definition, input, actor, transition.now, &transition.calendar, origin).await?
+                batch.start(txn, definition, input, actor, transition, origin).await?
             }
-            Work::Apply { id, event, definitions } => {
-                batch.apply(*id, event, transition.now, &transition.calendar, definitions)
-            }
+            Work::Apply { id, event, definitions } => batch.apply(*id, event, transition, definitions),
         };
         outcomes.push(outcome);
     }
@@ -248,10 +248,10 @@ impl Batch {
         definition: &Definition,
         input: &Value,
         actor: &Actor,
-        now: DateTime<FixedOffset>,
-        calendar: &Calendar,
+        transition_at: &Transition,
         origin: &Origin,
     ) -> Result<Result<Applied, StoreError>, DbErr> {
+        let (now, calendar) = (transition_at.now, &*transition_at.calendar);
         let event = Event::Started { input: input.clone(), actor: actor.clone() };
         let transition = match engine::apply(definition, &InstanceState::new(definition), &event, now, calendar) {
             Ok(transition) => transition,
@@ -290,6 +290,7 @@ impl Batch {
             created_at: at,
             updated_at: at,
             head_hash: hash.clone(),
+            calendar_generation: transition_at.calendar_generation,
         };
         let changed = match &mut self.next_id {
             Some(next) => {
@@ -324,10 +325,10 @@ impl Batch {
         &mut self,
         id: i64,
         event: &Event,
-        now: DateTime<FixedOffset>,
-        calendar: &Calendar,
+        at: &Transition,
         definitions: &Resolver,
     ) -> Result<Applied, StoreError> {
+        let (now, calendar, generation) = (at.now, &*at.calendar, at.calendar_generation);
         let open = self.instances.get_mut(&id).ok_or(StoreError::NotFound(id))?;
         let state: InstanceState =
             serde_json::from_str(&open.row.state).map_err(|e| StoreError::Corrupt(format!("instance {id}: {e}")))?;
@@ -335,6 +336,11 @@ impl Batch {
             .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
         let transition = engine::apply(&definition, &state, event, now, calendar).map_err(StoreError::Refused)?;
         if transition.state == state && transition.commands.is_empty() {
+            // Nothing happened, but the deadlines are now known to agree with this calendar.
+            if open.row.calendar_generation < generation {
+                open.row.calendar_generation = generation;
+                open.changed = true;
+            }
             return Ok(Applied { instance_id: id, commands: vec![] });
         }
         let (status, outcome) = status_of(&transition.state);
@@ -353,6 +359,7 @@ impl Batch {
         row.next_due_at = next_due_at;
         row.overdue = overdue;
         row.updated_at = at;
+        row.calendar_generation = row.calendar_generation.max(generation);
         open.changed = true;
         let parent = row.parent_instance_id.map(|parent| (parent, row.parent_key.clone()));
         self.history.push(history::Model { instance_id: id, seq, at, actor, event: event_json, prev_hash, hash });
@@ -481,6 +488,7 @@ impl Batch {
                             instances::Column::Overdue,
                             instances::Column::UpdatedAt,
                             instances::Column::HeadHash,
+                            instances::Column::CalendarGeneration,
                         ])
                         .to_owned(),
                 )
@@ -564,6 +572,7 @@ async fn update_guarded(txn: &DatabaseTransaction, open: Open) -> Result<(), Bat
         .col_expr(instances::Column::Overdue, row.overdue.into())
         .col_expr(instances::Column::UpdatedAt, row.updated_at.into())
         .col_expr(instances::Column::HeadHash, row.head_hash.into())
+        .col_expr(instances::Column::CalendarGeneration, row.calendar_generation.into())
         .filter(instances::Column::Id.eq(row.id))
         .filter(instances::Column::VersionNo.eq(open.stored_version))
         .exec(txn)

@@ -22,7 +22,9 @@ use chrono::{DateTime, Datelike, Days, FixedOffset, Months, NaiveDate, NaiveTime
 
 pub use deadline::{ClockError, Deadline, DeadlineStatus, Extension, Pause, Period};
 use index::{DayNumber, WorkdayIndex};
-pub use notice::{parse_any, parse_holiday_cn_json, parse_tsv, DayKind, Notice, NoticeDay};
+pub use notice::{
+    parse_any, parse_holiday_cn_json, parse_tsv, statutory_days_off, DayKind, Notice, NoticeDay, STATUTORY_HOLIDAYS,
+};
 
 /// The embedded transcription of the State Council notices, 2019–2026.
 const OFFICIAL_TSV: &str = include_str!("../../data/cn-official.tsv");
@@ -59,6 +61,12 @@ pub enum CalendarError {
     Conflict { origin: String, date: NaiveDate, new: &'static str, new_year: i32, old: &'static str, old_year: i32 },
     #[error("date out of the supported range")]
     OutOfRange,
+    /// The year already has a notice; replacing it is a correction and needs a reason.
+    #[error("{origin}: the {year} notice is already loaded (from {loaded_from}); replacing an official notice is a correction: give the reason for it (`replace`)")]
+    Replacement { origin: String, year: i32, loaded_from: String },
+    /// The notice does not look like a State Council notice.
+    #[error("{origin}: the {year} notice is implausible: {}", problems.join("; "))]
+    Implausible { origin: String, year: i32, problems: Vec<String> },
 }
 
 impl CalendarError {
@@ -165,8 +173,31 @@ impl Calendar {
         Calendar { notices, exceptions, index }
     }
 
-    /// Loads (or replaces) one year's notice. A date that another loaded notice lists with
-    /// the opposite kind is refused, and nothing changes.
+    /// Imports a notice as an administrator does: a year that already has a notice is only
+    /// replaced as a correction (with its reason), and a notice that is not plausible as a
+    /// State Council notice is refused ([`Notice::implausibilities`]). Nothing changes on
+    /// refusal.
+    pub fn import_checked(
+        &mut self,
+        notice: Notice,
+        origin: &str,
+        correction: Option<&str>,
+    ) -> Result<ImportSummary, CalendarError> {
+        if let (Some(loaded), None) = (self.notices.get(&notice.year), correction) {
+            let loaded_from =
+                if loaded.sources.is_empty() { "an earlier import".into() } else { loaded.sources.join(" ") };
+            return Err(CalendarError::Replacement { origin: origin.to_owned(), year: notice.year, loaded_from });
+        }
+        let problems = notice.implausibilities(correction.is_some());
+        if !problems.is_empty() {
+            return Err(CalendarError::Implausible { origin: origin.to_owned(), year: notice.year, problems });
+        }
+        self.import(notice, origin)
+    }
+
+    /// Loads (or replaces) one year's notice without the administrator's checks: for the
+    /// embedded notices and those already accepted and stored. A date that another loaded
+    /// notice lists with the opposite kind is refused, and nothing changes.
     pub fn import(&mut self, notice: Notice, origin: &str) -> Result<ImportSummary, CalendarError> {
         for day in &notice.days {
             if let Some((other, other_year)) = self.exceptions.get(&day.date) {

@@ -95,6 +95,57 @@ impl Notice {
     }
 }
 
+/// The statutory holidays every year's notice arranges (全国年节及纪念日放假办法 第二条).
+pub const STATUTORY_HOLIDAYS: [&str; 7] = ["元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节"];
+
+/// How many statutory days off a year has: 11 until 2024, 13 from 2025, when the revised
+/// 全国年节及纪念日放假办法 (国务院令第795号) added a day each to the Spring Festival and
+/// Labour Day.
+pub fn statutory_days_off(year: i32) -> i64 {
+    if year >= 2025 {
+        13
+    } else {
+        11
+    }
+}
+
+impl Notice {
+    /// Working days the notice takes out of the year: weekdays made days off less weekend
+    /// days made working days. The notices move days off around a holiday but balance every
+    /// move with an adjusted working day, so this equals [`statutory_days_off`].
+    pub fn net_days_off(&self) -> i64 {
+        self.days
+            .iter()
+            .map(|day| match (day.kind, is_weekend(day.date)) {
+                (DayKind::Off, false) => 1,
+                (DayKind::Work, true) => -1,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// What makes the notice implausible as a State Council notice, if anything: a statutory
+    /// holiday missing, or days off and adjusted working days out of balance. A correction may
+    /// add days off (as the 2020 supplementary notice extended the Spring Festival) but never
+    /// take statutory ones away.
+    pub fn implausibilities(&self, correction: bool) -> Vec<String> {
+        let mut problems: Vec<String> = STATUTORY_HOLIDAYS
+            .iter()
+            .filter(|holiday| !self.days.iter().any(|day| day.holiday.contains(*holiday)))
+            .map(|holiday| format!("the statutory holiday {holiday} is missing"))
+            .collect();
+        let (net, statutory) = (self.net_days_off(), statutory_days_off(self.year));
+        let balanced = if correction { net >= statutory } else { net == statutory };
+        if !balanced {
+            problems.push(format!(
+                "weekdays off less adjusted working days come to {net}, but {} has {statutory} statutory days off",
+                self.year
+            ));
+        }
+        problems
+    }
+}
+
 pub(crate) fn is_weekend(date: NaiveDate) -> bool {
     matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
 }

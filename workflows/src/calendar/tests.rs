@@ -276,3 +276,46 @@ fn notices_round_trip_through_tsv() {
     }
     assert_eq!(calendar.years().collect::<Vec<_>>(), (2019..=2026).collect::<Vec<_>>());
 }
+
+#[test]
+fn every_embedded_notice_is_plausible_except_the_2020_extension() {
+    let calendar = Calendar::official();
+    for year in calendar.years() {
+        let notice = calendar.notice(year).unwrap();
+        let problems = notice.implausibilities(false);
+        if year == 2020 {
+            // The supplementary notice extended the Spring Festival by two days: a correction.
+            assert_eq!(notice.net_days_off(), 13);
+            assert!(notice.implausibilities(true).is_empty());
+        } else {
+            assert!(problems.is_empty(), "{year}: {problems:?}");
+        }
+    }
+}
+
+#[test]
+fn an_official_notice_is_replaced_only_as_a_plausible_correction() {
+    let mut calendar = Calendar::official();
+    let one_day = parse_tsv("# 2026: x\n2026-10-01\t国庆节\toff\n", "x.tsv").unwrap().remove(0);
+    let refused = calendar.import_checked(one_day.clone(), "x.tsv", None).unwrap_err();
+    assert!(matches!(refused, CalendarError::Replacement { year: 2026, .. }), "{refused}");
+    let refused = calendar.import_checked(one_day, "x.tsv", Some("typo")).unwrap_err();
+    let CalendarError::Implausible { problems, .. } = &refused else { panic!("{refused}") };
+    assert_eq!(problems.len(), 7, "{refused}");
+    // Nothing changed: 2026-10-07 is still a day of the National Day break, 10-10 worked.
+    assert!(!calendar.is_workday(d("2026-10-07")));
+    assert!(calendar.is_workday(d("2026-10-10")));
+    // The same notice again, as a correction with its reason, is accepted.
+    let same = calendar.notice(2026).unwrap().clone();
+    assert!(calendar.import_checked(same, "fix.tsv", Some("重新核对")).unwrap().replaced);
+}
+
+#[test]
+fn a_new_year_must_balance_its_days_off() {
+    let mut calendar = Calendar::official();
+    let notice = parse_holiday_cn_json(NOTICE_2027_JSON, "2027.json").unwrap();
+    let refused = calendar.import_checked(notice, "2027.json", None).unwrap_err();
+    assert!(refused.to_string().contains("statutory holiday 清明节 is missing"), "{refused}");
+    assert!(refused.to_string().contains("but 2027 has 13 statutory days off"), "{refused}");
+    assert!(calendar.notice(2027).is_none());
+}

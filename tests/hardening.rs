@@ -1,0 +1,296 @@
+//! The holes found by trying the daemon as an attacker and a careless administrator would:
+//! organization scope matched with SQL wildcards, claims that blocked or were ignored,
+//! numbers that panicked, clock moves that ran for minutes, unpaged lists, errors that were
+//! not problem documents, two daemons on one SQLite file, and a start-up that migrated
+//! before checking its address. Each test here failed on the daemon before the fix.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{scratch, start, Backend, TestApp};
+use serde_json::{json, Value};
+
+fn registration(agency: &str) -> Value {
+    json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": agency})
+}
+
+fn statflow(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_statflow")).args(args).output().unwrap()
+}
+
+#[test]
+fn organization_scope_is_an_exact_match_and_ids_follow_one_rule() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let id = start(&app, &app.admin, "registration", "taian", registration("taian-registry"));
+    // `_` is a LIKE wildcard: this clerk once saw taian-registry's instances.
+    let lookalike = app.token("lookalike", "staff", &["taian_registry"]);
+    let (status, list) = app.get("/v1/instances", &lookalike);
+    assert_eq!((status, &list["total"]), (200, &json!(0)), "{list}");
+    assert_eq!(app.get(&format!("/v1/instances/{id}"), &lookalike).0, 404);
+    let (_, board) = app.get("/v1/overdue", &lookalike);
+    assert_eq!(board["organizations"], json!([]));
+    // An administrator's filter is exact too.
+    let (_, list) = app.get("/v1/instances?org=taian_registry", &app.admin);
+    assert_eq!(list["total"], 0, "{list}");
+    let (_, list) = app.get("/v1/instances?org=taian-registry", &app.admin);
+    assert_eq!(list["total"], 1, "{list}");
+
+    // `%` matched every organization; such ids are refused wherever they enter.
+    for (args, message) in [
+        (vec!["--name", "all", "--role", "staff", "--org", "%"], "--org: `%` is not an organization id"),
+        (vec!["--name", "blank", "--role", "staff", "--org", ""], "--org: `` is not an organization id"),
+        (vec!["--name", " ", "--role", "administrator"], "--name: a principal's name is 1 to 128 characters"),
+        (vec!["--name", "", "--role", "administrator"], "--name: a principal's name is 1 to 128 characters"),
+    ] {
+        let mut full = vec!["token", "create", "--db", &app.db];
+        full.extend(args);
+        let out = statflow(&full);
+        assert_eq!(out.status.code(), Some(2), "{full:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{full:?}: {stderr}");
+    }
+    let (status, problem) = app.post(
+        "/v1/instances",
+        &app.admin,
+        &json!({"procedure": "registration", "jurisdiction": "taian", "input": registration("a,b")}),
+    );
+    assert_eq!((status, problem["field"].as_str()), (422, Some("input.agency_org")), "{problem}");
+    let (status, problem) =
+        app.put("/v1/directory/organizations/bad%25id", &app.admin, &json!({"name": "x", "email": "a@b.example"}));
+    assert_eq!((status, problem["field"].as_str()), (422, Some("id")), "{problem}");
+    let (status, problem) = app.post(
+        "/v1/directory",
+        &app.admin,
+        &json!({"source": "[organizations.\"x y\"]\nname = \"x\"\nemail = \"a@b.example\"\n"}),
+    );
+    assert_eq!((status, problem["field"].as_str()), (422, Some("source")), "{problem}");
+}
+
+fn first_task(app: &TestApp, token: &str) -> String {
+    let (_, inbox) = app.get("/v1/tasks", token);
+    inbox["items"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn only_those_who_may_complete_a_task_claim_it_and_a_claim_is_respected() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let zhang = app.token("zhang", "staff", &["taian-registry"]);
+    let li = app.token("li", "staff", &["taian-registry"]);
+    let regulator = app.token("regulator", "regulator", &[]);
+    let scheduler = app.token("scheduler", "scheduler", &[]);
+    let id = start(&app, &zhang, "registration", "taian", registration("taian-registry"));
+    let task = first_task(&app, &zhang);
+    for outsider in [&regulator, &scheduler] {
+        let (status, problem) = app.post(&format!("/v1/tasks/{task}/claim"), outsider, &json!({}));
+        assert_eq!(status, 403, "{problem}");
+        assert_eq!(app.post(&format!("/v1/tasks/{task}/complete"), outsider, &json!({"action": "accept"})).0, 403);
+    }
+    assert_eq!(app.post(&format!("/v1/tasks/{task}/claim"), &zhang, &json!({})).0, 200);
+    // Li may not complete Zhang's task, neither through the task nor through the instance.
+    let (status, problem) = app.post(&format!("/v1/tasks/{task}/complete"), &li, &json!({"action": "accept"}));
+    assert_eq!(status, 409, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("claimed by zhang"), "{problem}");
+    let (status, _) = app.post(&format!("/v1/instances/{id}/actions"), &li, &json!({"action": "accept"}));
+    assert_eq!(status, 409);
+    assert_eq!(app.instance(id)["step"]["name"], "acceptance");
+    // An administrator may, and that is recorded as overriding Zhang's claim.
+    let (status, body) = app.post(&format!("/v1/tasks/{task}/complete"), &app.admin, &json!({"action": "accept"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["step"]["name"], "substantive_review");
+    let audit = audit_rows(&app, "task.complete_claimed_by_other");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(audit[0].contains("\"claimed_by\":\"zhang\""), "{audit:?}");
+    // The next task is free again: Li claims and completes it.
+    let next = first_task(&app, &li);
+    assert_eq!(app.post(&format!("/v1/tasks/{next}/claim"), &li, &json!({})).0, 200);
+}
+
+/// The audit rows of `action`, as `principal detail` lines, read from the database file.
+fn audit_rows(app: &TestApp, action: &str) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let db = sea_orm::Database::connect(&app.db).await.unwrap();
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "SELECT principal, detail FROM audit WHERE action = ? ORDER BY id",
+                [action.into()],
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.try_get::<String>("", "principal").unwrap(),
+                    r.try_get::<String>("", "detail").unwrap()
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn every_request_gets_an_answer_with_bounded_numbers() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    for (path, field) in [
+        ("/v1/instances?page=9223372036854775809", "page"),
+        ("/v1/instances?per_page=100000", "per_page"),
+        ("/v1/tasks?page=0", "page"),
+        ("/v1/overdue?after=-1", "after"),
+        ("/v1/admin/deliveries?page=x", "page"),
+        ("/v1/schedules?per_page=501", "per_page"),
+        ("/v1/directory?page=100001", "page"),
+    ] {
+        let (status, problem, content_type) = app.request("GET", path, Some(&app.admin), None);
+        assert_eq!((status, problem["field"].as_str()), (400, Some(field)), "{path}: {problem}");
+        assert_eq!(content_type, "application/problem+json", "{path}");
+    }
+    // A bad path parameter, an unknown method and an unknown route are problem documents.
+    for (method, path, status) in
+        [("DELETE", "/v1/directory/contacts/abc", 400), ("PATCH", "/v1/instances", 405), ("GET", "/v2/x", 404)]
+    {
+        let (got, problem, content_type) = app.request(method, path, Some(&app.admin), None);
+        assert_eq!((got, content_type.as_str()), (status, "application/problem+json"), "{method} {path}: {problem}");
+    }
+    assert_eq!(app.request("GET", "/v1/instances/1", Some(&clerk), None).0, 404);
+
+    // The clock: a typo of a hundred million days, and a jump of two centuries, are refused
+    // at once instead of panicking or running for minutes.
+    let started = Instant::now();
+    for body in [
+        json!({"advance": "P100000000D"}),
+        json!({"advance": "P99999999999999999W"}),
+        json!({"set": "2226-03-02T09:00:00+08:00"}),
+        json!({"set": null}),
+    ] {
+        let (status, problem) = app.post("/v1/admin/clock", &app.admin, &body);
+        assert_eq!(status, 422, "{body}: {problem}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A long move within the bound goes in batches and reports them.
+    let (status, moved) = app.post("/v1/admin/clock", &app.admin, &json!({"advance": "P400D"}));
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["now"], "2027-04-06T09:00:00+08:00");
+    assert!(moved["batches"].as_u64().unwrap() >= 13, "{moved}");
+    assert!(moved["runs_total"].as_u64().unwrap() >= 250, "a daily digest fire time a day: {moved}");
+    // Answers carry their request id.
+    let response = ureq::get(format!("{}/healthz", app.base())).call().unwrap();
+    assert!(response.headers().get("x-request-id").is_some());
+}
+
+#[test]
+fn the_overdue_board_and_the_inbox_come_in_pages() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let ids: Vec<i64> =
+        (0..5).map(|_| start(&app, &app.admin, "registration", "taian", registration("taian-registry"))).collect();
+    app.advance("P5D");
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = app.get(&format!("/v1/overdue?per_page=2{after}"), &app.admin);
+        assert_eq!(status, 200, "{page}");
+        for organization in page["organizations"].as_array().unwrap() {
+            seen.extend(organization["red"].as_array().unwrap().iter().map(|i| i["instance"].as_i64().unwrap()));
+        }
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let (_, inbox) = app.get("/v1/tasks?per_page=2&page=3", &app.admin);
+    assert_eq!((inbox["items"].as_array().unwrap().len(), &inbox["total"]), (1, &json!(5)), "{inbox}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_sqlite_file_is_refused() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let out = statflow(&["serve", "--listen", "127.0.0.1:0", "--db", &app.db]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another statflow daemon is serving"), "{stderr}");
+    // The first one is untouched, and after a SIGKILL the lock does not linger.
+    assert_eq!(app.get("/readyz", "").0, 200);
+    app.crash_and_restart("2026-03-02T10:00:00+08:00");
+    assert_eq!(app.get("/readyz", "").0, 200);
+}
+
+#[test]
+fn start_up_checks_its_address_first_and_gives_up_on_an_unreachable_database_in_time() {
+    let dir = scratch("startup");
+    let file = dir.join("never.db");
+    let db = format!("sqlite://{}?mode=rwc", file.display());
+    let out = statflow(&["serve", "--listen", "256.0.0.1:80", "--db", &db]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen: 256.0.0.1:80"));
+    assert!(!file.exists(), "nothing is created or migrated before the address is checked");
+
+    // Nothing listens on port 9 of this host: the attempt fails, quickly and without the
+    // password in the message.
+    let started = Instant::now();
+    let out = statflow(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        "postgres://statflow:hunter2-secret@127.0.0.1:9/statflow",
+        "--db-connect-timeout",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--db: postgres://statflow:***@127.0.0.1:9/statflow"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    let out = statflow(&["serve", "--db-connect-timeout", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// 20,000 open tasks read by 8 clients at once, page by page: the daemon's peak resident
+/// memory stays under 200 MiB (an unpaged inbox took it past 500 MiB).
+#[test]
+fn concurrent_reads_of_a_large_inbox_stay_within_bounded_memory() {
+    const TASKS: usize = 20_000;
+    const BOUND_KIB: u64 = 200 * 1024;
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..TASKS / 8 {
+                    start(&app, &app.admin, "registration", "taian", registration("taian-registry"));
+                }
+            });
+        }
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let mut read = 0;
+                for page in 1.. {
+                    let (status, body) = app.get(&format!("/v1/tasks?per_page=500&page={page}"), &app.admin);
+                    assert_eq!(status, 200);
+                    let items = body["items"].as_array().unwrap().len();
+                    read += items;
+                    if items < 500 {
+                        break;
+                    }
+                }
+                assert_eq!(read, TASKS);
+            });
+        }
+    });
+    let status = std::fs::read_to_string(format!("/proc/{}/status", app.pid())).unwrap();
+    let peak: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    println!("peak RSS with {TASKS} open tasks and 8 readers: {} MiB", peak / 1024);
+    assert!(peak < BOUND_KIB, "peak RSS {} MiB", peak / 1024);
+}
