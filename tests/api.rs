@@ -348,7 +348,7 @@ fn an_official_notice_is_replaced_only_by_a_plausible_correction(backend: Backen
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
     let id = start(&app, &clerk, "registration", "taian", registration_input());
     let before = app.instance(id)["deadline"].clone();
-    assert_eq!(before["last_day"], "2026-10-10", "{before}");
+    assert_eq!(before["due"], "2026-10-10T00:00:00+08:00", "{before}");
     assert_eq!(before["provisional"], false);
 
     let one_day = "# 2026: forged\n2026-10-01\t国庆节\toff\n";
@@ -385,7 +385,7 @@ fn an_official_notice_is_replaced_only_by_a_plausible_correction(backend: Backen
     app.wait_until("recomputed", || {
         Some(()).filter(|_| app.get("/v1/calendars", &clerk).1["recompute"]["instances_remaining"] == 0)
     });
-    assert_eq!(app.instance(id)["deadline"]["last_day"], "2026-10-10");
+    assert_eq!(app.instance(id)["deadline"]["due"], "2026-10-10T00:00:00+08:00");
     assert_eq!(app.post("/v1/calendars", &clerk, &json!({"origin": "x", "content": official})).0, 403);
 }
 

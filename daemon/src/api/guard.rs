@@ -68,3 +68,33 @@ pub async fn refuse_declared_oversize(request: Request, next: Next) -> Response 
         _ => next.run(request).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use axum::Router;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panicking_handler_answers_500_with_a_problem_naming_the_request_id() {
+        async fn broken() -> &'static str {
+            panic!("a bug in a handler")
+        }
+        let app =
+            Router::new().route("/broken", get(broken)).layer(axum::middleware::from_fn(super::request_id_and_panics));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let answer = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let mut response = agent.get(format!("http://{address}/broken")).call().unwrap();
+            let id = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+            let kind = response.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+            (response.status().as_u16(), id, kind, response.body_mut().read_to_string().unwrap())
+        })
+        .await
+        .unwrap();
+        let (status, id, kind, body) = answer;
+        assert_eq!((status, kind.as_str()), (500, "application/problem+json"));
+        assert!(body.contains(&format!("request id {id}")), "{body}");
+    }
+}
