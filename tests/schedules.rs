@@ -183,7 +183,7 @@ fn the_annual_evaluation_fires_once_a_year_and_its_findings_suspend_restore_or_t
     });
     assert!(!subjects_to(&app, "op1@operator.example").iter().any(|s| s.contains("授权运营已终止")));
     let (_, deliveries) = app.get("/v1/admin/deliveries?status=failed", &app.admin);
-    assert_eq!(deliveries["deliveries"].as_array().unwrap().len(), 0, "{deliveries}");
+    assert_eq!(deliveries["items"].as_array().unwrap().len(), 0, "{deliveries}");
 
     // A year later (one jump over the fire time): the two authorizations still active are
     // evaluated for 2027, the terminated one is not, and 2026 is not evaluated again.
@@ -307,7 +307,7 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
     let app = daemon("2026-12-01T09:00:00+08:00", 0);
     let (status, body) = app.get("/v1/schedules", &app.admin);
     assert_eq!(status, 200);
-    let ids: Vec<&str> = body["schedules"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = body["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
         [

@@ -167,7 +167,7 @@ pub async fn deliveries(
     principal: Principal,
     Params(query): Params<DeliveriesQuery>,
 ) -> Result<Json<Value>, Problem> {
-    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
     use crate::runtime::delivery::KINDS;
     use crate::store::entities::outbox;
@@ -189,9 +189,7 @@ pub async fn deliveries(
         select = select.filter(outbox::Column::Status.eq(status.as_str()));
     }
     let select = select.order_by_desc(outbox::Column::Id);
-    let db = &runtime.store.db;
-    let total = select.clone().count(db).await.map_err(crate::store::StoreError::from)?;
-    let rows = select.offset(page.offset()).limit(page.size).all(db).await.map_err(crate::store::StoreError::from)?;
+    let (rows, total) = page.read(select, &runtime.store.db).await?;
     let deliveries: Vec<Value> = rows
         .iter()
         .map(|row| {

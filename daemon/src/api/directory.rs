@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{EntityTrait, QueryOrder};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -48,13 +48,11 @@ pub async fn show(
     admin_only(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let db = &runtime.store.db;
-    let organizations = organizations::Entity::find().order_by_asc(organizations::Column::Id);
-    let total_organizations = organizations.clone().count(db).await.map_err(StoreError::from)?;
-    let organizations = organizations.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    let (organizations, total_organizations) =
+        page.read(organizations::Entity::find().order_by_asc(organizations::Column::Id), db).await?;
     let contacts =
         contacts::Entity::find().order_by_asc(contacts::Column::Organization).order_by_asc(contacts::Column::Id);
-    let total_contacts = contacts.clone().count(db).await.map_err(StoreError::from)?;
-    let contacts = contacts.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    let (contacts, total_contacts) = page.read(contacts, db).await?;
     let contacts: Vec<Value> = contacts
         .iter()
         .map(|c| {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use statflow_workflows::engine::{Event, InstanceState};
@@ -275,8 +275,7 @@ pub async fn list(
     if principal.role == "staff" {
         select = select.filter(organization::involves_any(instances::Column::Organizations, &principal.organizations));
     }
-    let total = select.clone().count(&runtime.store.db).await.map_err(StoreError::from)?;
-    let rows = select.offset(page.offset()).limit(page.size).all(&runtime.store.db).await.map_err(StoreError::from)?;
+    let (rows, total) = page.read(select, &runtime.store.db).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {

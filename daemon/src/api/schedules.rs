@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{json, Value};
 
 use super::auth::Principal;
@@ -74,9 +74,7 @@ pub async fn list(
     may_manage(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let select = schedules::Entity::find().order_by_asc(schedules::Column::Id);
-    let db = &runtime.store.db;
-    let total = select.clone().count(db).await.map_err(StoreError::from)?;
-    let rows = select.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    let (rows, total) = page.read(select, &runtime.store.db).await?;
     Ok(Json(page.body(rows.iter().map(view).collect(), total)))
 }
 
@@ -93,9 +91,7 @@ pub async fn show(
     let runs = schedule_runs::Entity::find()
         .filter(schedule_runs::Column::ScheduleId.eq(&id))
         .order_by_desc(schedule_runs::Column::FireAt);
-    let db = &runtime.store.db;
-    let total = runs.clone().count(db).await.map_err(StoreError::from)?;
-    let runs = runs.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    let (runs, total) = page.read(runs, &runtime.store.db).await?;
     let mut body = view(&row);
     body["runs"] = page.body(runs.iter().map(run_view).collect(), total);
     Ok(Json(body))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -52,9 +52,7 @@ pub async fn list(
     if principal.role == "staff" {
         select = select.filter(tasks::Column::Organization.is_in(principal.organizations.clone()));
     }
-    let db = &runtime.store.db;
-    let total = select.clone().count(db).await.map_err(StoreError::from)?;
-    let rows = select.offset(page.offset()).limit(page.size).all(db).await.map_err(StoreError::from)?;
+    let (rows, total) = page.read(select, &runtime.store.db).await?;
     Ok(Json(page.body(rows.iter().map(views::task).collect(), total)))
 }
 
