@@ -29,6 +29,21 @@ fn query_strings(names: &[&str]) -> Vec<Value> {
     names.iter().map(|p| json!({"name": p, "in": "query", "schema": {"type": "string"}})).collect()
 }
 
+/// Paging parameters (see `api::page`): whole numbers within their bounds.
+fn paging(names: &[&str]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|name| {
+            let (minimum, maximum) = match *name {
+                "page" => (1, super::page::MAX_PAGE),
+                "per_page" => (1, super::page::MAX_PER_PAGE),
+                _ => (0, i64::MAX as u64),
+            };
+            json!({"name": name, "in": "query", "schema": {"type": "integer", "minimum": minimum, "maximum": maximum}})
+        })
+        .collect()
+}
+
 fn id_parameter(name: &str) -> Value {
     json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}])
 }
@@ -84,11 +99,11 @@ pub fn document() -> Value {
     );
     add(
         "/v1/overdue",
-        json!({"get": {"summary": "The overdue board by organization: red (overdue, working days and escalation level) and yellow (within the reminder window)", "parameters": query_strings(&["org"]), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
+        json!({"get": {"summary": "The overdue board by organization: red (overdue, working days and escalation level) and yellow (within the reminder window)", "parameters": ([query_strings(&["org"]), paging(&["per_page", "after"])].concat()), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
     );
     add(
         "/v1/tasks",
-        json!({"get": {"summary": "Open tasks", "parameters": query_strings(&["role", "org", "assignee"]), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
+        json!({"get": {"summary": "Open tasks", "parameters": ([query_strings(&["role", "org", "assignee"]), paging(&["page", "per_page"])].concat()), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
     );
     add(
         "/v1/tasks/{id}/claim",
@@ -116,8 +131,8 @@ pub fn document() -> Value {
         "/v1/calendars",
         json!({
             "get": operation("Loaded calendar years and their notices", "200", None, &["401"]),
-            "post": operation("Import a year's notice (TSV or holiday-cn JSON); open deadlines are recomputed (administrators)", "201",
-                Some(json!({"type": "object", "required": ["origin", "content"], "properties": {"origin": {"type": "string"}, "content": {"type": "string"}}})),
+            "post": operation("Import a year's notice (TSV or holiday-cn JSON); replacing a loaded year needs `replace` (the reason); open deadlines are recomputed in the background (administrators)", "202",
+                Some(json!({"type": "object", "required": ["origin", "content"], "additionalProperties": false, "properties": {"origin": {"type": "string"}, "content": {"type": "string"}, "replace": {"type": "string", "minLength": 1, "maxLength": 500}}})),
                 &["401", "403", "422"]),
         }),
     );
@@ -173,7 +188,7 @@ pub fn document() -> Value {
     );
     add(
         "/v1/admin/deliveries",
-        json!({"get": {"summary": "Notices, escalations and webhook events with their delivery state (administrators)", "parameters": query_strings(&["status"]), "responses": operation("", "200", None, &["400", "401", "403"])["responses"]}}),
+        json!({"get": {"summary": "Notices, escalations and webhook events with their delivery state (administrators)", "parameters": ([query_strings(&["status"]), paging(&["page", "per_page"])].concat()), "responses": operation("", "200", None, &["400", "401", "403"])["responses"]}}),
     );
     add(
         "/v1/admin/clock",
