@@ -105,10 +105,12 @@ impl Runtime {
             .filter(instances::Column::CalendarGeneration.lt(self.calendar_generation()))
     }
 
-    /// Recomputes one batch; returns how many instances it revisited.
-    pub async fn recompute_batch(&self) -> Result<usize, StoreError> {
+    /// Recomputes the next batch of stale instances after instance id `after`; returns the
+    /// last id it revisited, or `None` when none is left after `after`.
+    pub async fn recompute_batch(&self, after: i64) -> Result<Option<i64>, StoreError> {
         let ids: Vec<i64> = self
             .stale_instances()
+            .filter(instances::Column::Id.gt(after))
             .select_only()
             .column(instances::Column::Id)
             .order_by_asc(instances::Column::Id)
@@ -119,22 +121,29 @@ impl Runtime {
         let outcomes = join_all(ids.iter().map(|id| self.apply(*id, &Event::CalendarChanged))).await;
         for (id, outcome) in ids.iter().zip(outcomes) {
             if let Err(error) = outcome {
-                // Another transition may have finished it meanwhile; anything else is logged
-                // and retried with the next batch.
+                // It stays stale and is tried again on the next sweep.
                 tracing::warn!(instance = id, %error, "deadline recomputation failed");
             }
         }
-        Ok(ids.len())
+        Ok(ids.last().copied())
     }
 
     /// Runs until the process ends: after every import (and once at start, for one a
-    /// restart interrupted), recomputes stale instances batch by batch.
+    /// restart interrupted), sweeps the stale instances batch by batch in id order. An
+    /// instance that could not be recomputed is tried again on a later sweep (after the next
+    /// import, or a minute later), never in a tight loop.
     pub async fn run_calendar_recompute(self: Arc<Self>) {
+        const RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut after = 0;
         loop {
-            match self.recompute_batch().await {
-                Ok(0) => self.calendar_changed.notified().await,
-                Ok(n) => {
-                    tracing::info!(recomputed = n, generation = self.calendar_generation(), "calendar recomputation")
+            match self.recompute_batch(after).await {
+                Ok(Some(last)) => {
+                    after = last;
+                    tracing::info!(up_to = last, generation = self.calendar_generation(), "calendar recomputation");
+                }
+                Ok(None) => {
+                    after = 0;
+                    let _ = tokio::time::timeout(RETRY, self.calendar_changed.notified()).await;
                 }
                 Err(error) => {
                     tracing::error!(%error, "calendar recomputation failed");
