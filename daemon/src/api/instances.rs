@@ -196,20 +196,13 @@ pub async fn perform(
     }
     let overridden = respect_claims(runtime, principal, id, &request.action).await?;
     let actor = principal.actor(&definition, &state);
-    let event = Event::Action { actor, action: request.action, data: request.data };
+    let event = Event::Action { actor, action: request.action.clone(), data: request.data };
     runtime.apply(id, &event).await?;
     if let Some(assignee) = overridden {
-        let detail = json!({"action": event_action(&event), "claimed_by": assignee});
+        let detail = json!({"action": request.action, "claimed_by": assignee});
         runtime.store.audit(&principal.name, "task.complete_claimed_by_other", &id.to_string(), detail).await?;
     }
     Ok(Json(view(runtime, principal, id).await?))
-}
-
-fn event_action(event: &Event) -> &str {
-    match event {
-        Event::Action { action, .. } => action,
-        _ => "",
-    }
 }
 
 /// A task claimed by someone is completed by its assignee only; an administrator may still

@@ -61,10 +61,14 @@ pub async fn board(
     if principal.role == "staff" {
         select = select.filter(organization::involves_any(instances::Column::Organizations, &principal.organizations));
     }
+    if let Some(org) = &query.org {
+        // The organization owing the work is one the instance involves: this narrows the
+        // scan in SQL, and the exact owner is checked per item below.
+        select = select.filter(organization::involves(instances::Column::Organizations, org));
+    }
     // Instances are read in id order, a chunk at a time, until the page is full; the reminder
     // window needs the calendar, so that part of the filter runs here.
     let mut rows = Vec::new();
-    let mut items = 0;
     let next = loop {
         let chunk = select
             .clone()
@@ -80,8 +84,7 @@ pub async fn board(
             after = row.id;
             if let Some(item) = item(&runtime, &row, now, &calendar, query.org.as_deref())? {
                 rows.push(item);
-                items += 1;
-                if items == per_page {
+                if rows.len() as u64 == per_page {
                     full = Some(row.id);
                     break;
                 }
