@@ -660,21 +660,22 @@ impl Runtime {
         let mut moved = ClockMove::default();
         let mut reached = self.clock.now();
         // In batches of at most a month of (virtual) time: each batch leaves the clock where
-        // it ended, so readers see the progress and a long move reports it as it goes.
-        while reached < target {
+        // it ended, so readers see the progress and a long move reports it as it goes. A move
+        // of no time is one batch too: it fires what is due at this very instant.
+        loop {
             let batch_end = (reached + chrono::Duration::days(ADVANCE_BATCH_DAYS)).min(target);
             while let Some(at) = self.next_schedule_fire().await?.filter(|at| *at <= to_millis(batch_end)) {
-                moved.timers(self.fire_due(from_millis(at)).await?);
-                moved.schedule_runs(self.run_due_schedules(from_millis(at)).await?);
+                keep_first(&mut moved.fired, &mut moved.fired_total, self.fire_due(from_millis(at)).await?);
+                keep_first(&mut moved.runs, &mut moved.runs_total, self.run_due_schedules(from_millis(at)).await?);
             }
-            moved.timers(self.fire_due(batch_end).await?);
+            keep_first(&mut moved.fired, &mut moved.fired_total, self.fire_due(batch_end).await?);
             moved.batches += 1;
             reached = batch_end;
-            if reached < target {
-                tracing::info!(at = %reached, %target, fired = moved.fired_total, runs = moved.runs_total, "moving the clock");
+            if reached >= target {
+                return Ok(moved);
             }
+            tracing::info!(at = %reached, %target, fired = moved.fired_total, runs = moved.runs_total, "moving the clock");
         }
-        Ok(moved)
     }
 }
 
@@ -697,18 +698,11 @@ pub struct ClockMove {
     pub batches: usize,
 }
 
-impl ClockMove {
-    fn timers(&mut self, fired: Vec<super::timers::Fired>) {
-        self.fired_total += fired.len();
-        let room = MOVE_LISTED.saturating_sub(self.fired.len());
-        self.fired.extend(fired.into_iter().take(room));
-    }
-
-    fn schedule_runs(&mut self, runs: Vec<RunReport>) {
-        self.runs_total += runs.len();
-        let room = MOVE_LISTED.saturating_sub(self.runs.len());
-        self.runs.extend(runs.into_iter().take(room));
-    }
+/// Counts `more` into `total` and keeps it in `listed` while fewer than [`MOVE_LISTED`] are.
+fn keep_first<T>(listed: &mut Vec<T>, total: &mut usize, more: Vec<T>) {
+    *total += more.len();
+    let room = MOVE_LISTED.saturating_sub(listed.len());
+    listed.extend(more.into_iter().take(room));
 }
 
 /// The fields every run provides, plus the subject's as `subject.NAME`.

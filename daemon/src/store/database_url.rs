@@ -34,7 +34,6 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
 /// process ends, however it ends (kill -9 included), so no stale lock is ever left behind.
 pub struct SqliteLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 impl SqliteLock {
@@ -49,7 +48,7 @@ impl SqliteLock {
             .open(&path)
             .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(SqliteLock { _file: file, path }),
+            Ok(()) => Ok(SqliteLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(format!(
                 "another statflow daemon is serving {} (it holds {}); one daemon per SQLite file \
                  (several daemons need PostgreSQL)",
