@@ -11,6 +11,8 @@ use serde::Deserialize;
 use statflow_activities::email::SmtpConfig;
 use statflow_activities::webhook::WebhookConfig;
 
+use crate::runtime::integrity::anchors::{AnchorKey, Anchoring};
+
 pub const DEFAULT_DB: &str = "sqlite://statflow.db?mode=rwc";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -21,7 +23,7 @@ pub struct DbArgs {
     #[arg(long, env = "STATFLOW_DB")]
     pub db: Option<String>,
     /// A TOML file (see docs/operations.md): `db`, `listen`, `log_format`, `base_url`,
-    /// `templates_dir`, `directory`, `[mail]`, `[smtp]`, `[webhook]`.
+    /// `templates_dir`, `directory`, `[mail]`, `[smtp]`, `[webhook]`, `[integrity]`.
     #[arg(long, env = "STATFLOW_CONFIG")]
     pub config: Option<PathBuf>,
     /// Seconds to wait for the database at start before giving up (default 10).
@@ -62,6 +64,36 @@ struct FileConfig {
     mail: MailConfig,
     smtp: Option<SmtpConfig>,
     webhook: Option<WebhookConfig>,
+    #[serde(default)]
+    integrity: IntegrityConfig,
+}
+
+/// The `[integrity]` section: where the ledger's daily anchors go besides the database.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrityConfig {
+    /// A file holding the anchoring key (at least 32 bytes), kept outside the database and
+    /// its backups; anchors are signed with it and `statflow verify` checks them.
+    key_file: Option<PathBuf>,
+    /// Each anchor is appended to this file as a JSON line.
+    anchor_file: Option<PathBuf>,
+    /// Each anchor is mailed to these addresses (the regulator's).
+    #[serde(default)]
+    mail_to: Vec<String>,
+}
+
+impl IntegrityConfig {
+    /// Reads the key and checks the addresses.
+    fn resolve(self) -> Result<Anchoring, String> {
+        let key = match &self.key_file {
+            Some(path) => Some(AnchorKey::read(path).map_err(|e| format!("[integrity] key_file: {e}"))?),
+            None => None,
+        };
+        if let Some(bad) = self.mail_to.iter().find(|a| !a.contains('@') || a.trim() != a.as_str()) {
+            return Err(format!("[integrity] mail_to: `{bad}` is not an email address"));
+        }
+        Ok(Anchoring { key, file: self.anchor_file, mail_to: self.mail_to })
+    }
 }
 
 /// The `[mail]` section.
@@ -110,6 +142,7 @@ pub struct Config {
     pub virtual_clock: Option<DateTime<FixedOffset>>,
     pub json_logs: bool,
     pub notifications: Notifications,
+    pub anchoring: Anchoring,
 }
 
 fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -138,6 +171,11 @@ impl DbArgs {
             Some(seconds @ 1..=600) => Ok(std::time::Duration::from_secs(seconds)),
             Some(other) => Err(format!("--db-connect-timeout: {other} is not from 1 to 600 seconds")),
         }
+    }
+
+    /// Where the ledger's anchors go, from the `[integrity]` section.
+    pub fn anchoring(&self) -> Result<Anchoring, String> {
+        read_file(&self.config)?.integrity.resolve()
     }
 }
 
@@ -168,6 +206,7 @@ impl ServeArgs {
                 smtp: file.smtp,
                 webhook: file.webhook,
             },
+            anchoring: file.integrity.resolve()?,
             listen,
         })
     }

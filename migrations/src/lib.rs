@@ -13,6 +13,7 @@ mod m20261124_000003_directory;
 mod m20261125_000004_schedules;
 mod m20261126_000005_effects_without_instance;
 mod m20261127_000006_calendar_corrections;
+mod m20261128_000007_ledger;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_schedules::Migration),
             Box::new(m20261126_000005_effects_without_instance::Migration),
             Box::new(m20261127_000006_calendar_corrections::Migration),
+            Box::new(m20261128_000007_ledger::Migration),
         ]
     }
 }

@@ -56,10 +56,87 @@ async fn the_outbox_rebuild_keeps_every_row_and_rolls_back_cleanly() {
     let duplicate = "INSERT INTO outbox (instance_id, key, kind, payload, status, attempts, next_attempt_at, created_at) VALUES (7, '7:e1.0', 'notify', '{}', 'pending', 0, 0, 0)";
     assert!(db.execute_unprepared(duplicate).await.is_err(), "keys stay unique");
 
-    // Back through migration 6 (calendar corrections) to before migration 5.
-    Migrator::down(&db, Some(2)).await.unwrap();
+    // Back through migrations 7 (ledger) and 6 (calendar corrections) to before migration 5.
+    Migrator::down(&db, Some(3)).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before, "effects of no instance cannot exist under the old schema");
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn sha256_of(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Stores an instance with `events` history rows sealed by the formula before migration 7.
+async fn instance_with_v1_history(db: &DatabaseConnection, id: i64, events: i64) {
+    db.execute_unprepared(&format!(
+        "INSERT INTO instances (id, procedure, jurisdiction, definition_version, status, organizations, state, \
+         version_no, overdue, created_at, updated_at) VALUES ({id}, 'p', 'j', 'v', 'running', ',,', '{{}}', 1, false, 0, 0)"
+    ))
+    .await
+    .unwrap();
+    let mut prev = GENESIS.to_owned();
+    for seq in 1..=events {
+        let event = format!("{{\"n\":{seq}}}");
+        let hash = sha256_of(&[&prev, &seq.to_string(), &(seq * 1000).to_string(), "clerk", &event]);
+        db.execute_unprepared(&format!(
+            "INSERT INTO history (instance_id, seq, at, actor, event, prev_hash, hash) \
+             VALUES ({id}, {seq}, {}, 'clerk', '{event}', '{prev}', '{hash}')",
+            seq * 1000
+        ))
+        .await
+        .unwrap();
+        prev = hash;
+    }
+    db.execute_unprepared(&format!("UPDATE instances SET head_hash = '{prev}' WHERE id = {id}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_ledger_migration_reseals_histories_and_flags_one_already_broken() {
+    let dir = std::env::temp_dir().join(format!("statflow-migrations-ledger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.db");
+    let _ = std::fs::remove_file(&path);
+    let db = Database::connect(format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+    Migrator::up(&db, Some(6)).await.unwrap();
+    instance_with_v1_history(&db, 1, 3).await;
+    instance_with_v1_history(&db, 2, 2).await;
+    // An edit made before the upgrade must not be laundered by the re-seal.
+    db.execute_unprepared("UPDATE history SET event = '{\"n\":99}' WHERE instance_id = 2 AND seq = 1").await.unwrap();
+    let v1 = strings(&db, "SELECT hash FROM history ORDER BY instance_id, seq").await;
+
+    Migrator::up(&db, None).await.unwrap();
+    let ledger = strings(
+        &db,
+        "SELECT seq || '|' || instance_id || '|' || event_seq || '|' || kind FROM ledger ORDER BY seq",
+    )
+    .await;
+    assert_eq!(ledger, ["1|1|1|event", "2|1|2|event", "3|1|3|event", "4|2|1|event", "5|2|2|event"]);
+    let v2 = strings(&db, "SELECT hash FROM history ORDER BY instance_id, seq").await;
+    assert!(v1.iter().zip(&v2).all(|(a, b)| a != b), "every row is re-sealed");
+    let first = strings(&db, "SELECT hash FROM history WHERE instance_id = 1 AND seq = 1").await;
+    assert_eq!(first[0], sha256_of(&["statflow/history/v2", "1", GENESIS, "1", "1000", "clerk", "{\"n\":1}"]));
+    let heads = strings(&db, "SELECT head_hash FROM instances ORDER BY id").await;
+    let lasts = strings(&db, "SELECT hash FROM history WHERE seq = (SELECT MAX(seq) FROM history h WHERE h.instance_id = history.instance_id) ORDER BY instance_id").await;
+    assert_eq!(heads, lasts, "each instance's head is its re-sealed last row");
+    let ledger_head = strings(&db, "SELECT seq || '|' || hash FROM ledger_head").await;
+    let last_entry = strings(&db, "SELECT seq || '|' || hash FROM ledger ORDER BY seq DESC LIMIT 1").await;
+    assert_eq!(ledger_head, last_entry);
+    let flagged = strings(&db, "SELECT id || ':' || COALESCE(flagged, '-') FROM instances ORDER BY id").await;
+    assert_eq!(flagged[0], "1:-");
+    assert!(flagged[1].starts_with("2:history did not verify"), "{flagged:?}");
+
+    Migrator::down(&db, Some(1)).await.unwrap();
+    let restored = strings(&db, "SELECT hash FROM history WHERE instance_id = 1 ORDER BY seq").await;
+    assert_eq!(restored, v1[..3], "rolling back restores the old seals");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -73,6 +73,7 @@ impl From<StoreError> for Problem {
             StoreError::NotFound(id) => Problem::not_found(format!("instance {id} does not exist")),
             StoreError::Refused(refusal) => refusal.into(),
             StoreError::Conflict => Problem::new(StatusCode::CONFLICT, "Concurrent change", error.to_string()),
+            StoreError::Flagged { .. } => Problem::new(StatusCode::CONFLICT, "Instance flagged", error.to_string()),
             StoreError::WriterStopped => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down", error.to_string())
             }

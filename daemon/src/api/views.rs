@@ -86,6 +86,8 @@ pub fn instance(
         // The schedule run that started it: `{schedule}@{fire time}/{subject}`.
         "start_key": row.start_key,
         "version": row.version_no,
+        // Why it failed verification (see its history); a flagged instance takes no actions.
+        "flagged": row.flagged,
         "created_at": from_millis(row.created_at),
         "updated_at": from_millis(row.updated_at),
     })

@@ -8,6 +8,7 @@ mod definitions;
 mod directory;
 mod schedules;
 mod serve;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Checks every instance's history (chain, head, ledger, replay) and the ledger's anchors,
+    /// on the database directly; flags instances that fail.
+    Verify(verify::VerifyArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -71,6 +75,7 @@ pub fn run() -> i32 {
         Command::Directory(command) => directory::run(command),
         Command::Schedules(command) => schedules::run(command),
         Command::Token(command) => serve::token(command),
+        Command::Verify(args) => verify::run(args),
         Command::Client(command) => client::run(command),
     };
     match result {

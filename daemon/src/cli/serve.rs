@@ -102,6 +102,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             None => Clock::System,
         };
         let runtime = Runtime::load(store, clock).await.map_err(|e| Failure::invalid(e.to_string()))?;
+        runtime.configure_anchoring(config.anchoring.clone());
         let channels = channels(&config.notifications)?;
         if let Some(path) = &config.notifications.directory {
             let text = std::fs::read_to_string(path)

@@ -29,7 +29,7 @@ use crate::store::entities::outbox;
 use crate::store::{to_millis, StoreError};
 
 /// The kinds this worker delivers.
-pub const KINDS: [&str; 4] = ["notify", "escalate", "webhook", super::digest::KIND];
+pub const KINDS: [&str; 5] = ["notify", "escalate", "webhook", super::digest::KIND, super::integrity::ANCHOR_KIND];
 
 /// After this many failed attempts a delivery is given up and reported.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -69,6 +69,7 @@ impl Runtime {
     async fn deliver(&self, channels: &Channels, row: &outbox::Model) -> Result<Value, Failure> {
         match row.kind.as_str() {
             super::digest::KIND => self.send_digest(channels, row).await,
+            super::integrity::ANCHOR_KIND => self.send_anchor(channels, row).await,
             "webhook" => {
                 let config = channels.webhook.as_ref().ok_or_else(|| Failure::permanent("no webhook is configured"))?;
                 let status = webhook::post(config, &row.key, row.payload.clone()).await?;

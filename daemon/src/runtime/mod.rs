@@ -6,6 +6,7 @@
 //! - [`outbox`]: the worker that carries out effects after commit and reports back.
 //! - [`delivery`]: the worker that sends notices and escalations by email and webhook.
 //! - [`digest`]: each staff member's daily digest of open tasks.
+//! - [`integrity`]: verifying instances against history, ledger and anchors; daily anchors.
 //! - [`schedules`]: cron schedules that start procedures, with catch-up and run keys.
 //!
 //! Nothing needed for recovery lives only in memory: after a restart, open instances,
@@ -15,6 +16,7 @@ pub mod calendar;
 pub mod clock;
 pub mod delivery;
 pub mod digest;
+pub mod integrity;
 pub mod outbox;
 pub mod schedules;
 pub mod timers;
@@ -53,6 +55,8 @@ pub struct Runtime {
     pub clock_moves: tokio::sync::Mutex<()>,
     /// Held during a calendar import, so generations are handed out one at a time.
     calendar_imports: tokio::sync::Mutex<()>,
+    /// Where the ledger's anchors go; set once at start.
+    anchoring: std::sync::OnceLock<integrity::anchors::Anchoring>,
 }
 
 impl Runtime {
@@ -106,6 +110,7 @@ impl Runtime {
             schedules_changed: Notify::new(),
             clock_moves: tokio::sync::Mutex::new(()),
             calendar_imports: tokio::sync::Mutex::new(()),
+            anchoring: std::sync::OnceLock::new(),
         }))
     }
 

@@ -97,6 +97,9 @@ pub enum Job {
         #[serde(default = "digest_lookahead")]
         lookahead_working_days: u32,
     },
+    /// Anchors the ledger's head outside the database: stored, appended to the anchor file,
+    /// signed and mailed as configured (see `runtime::integrity`).
+    AnchorLedger,
 }
 
 /// The digest's "falls due soon": within this many working days.
@@ -224,6 +227,16 @@ pub fn built_in() -> Vec<(&'static str, ScheduleSpec)> {
                 enabled: true,
             },
         ),
+        (
+            "ledger_anchor",
+            ScheduleSpec {
+                title: "账本锚点(每日日终)".into(),
+                cron: "59 23 * * *".into(),
+                job: Job::AnchorLedger,
+                catch_up: CatchUp::Once,
+                enabled: true,
+            },
+        ),
     ]
 }
 
@@ -289,6 +302,7 @@ impl Runtime {
                     });
                 }
             }
+            Job::AnchorLedger => {}
             Job::RetentionSweep { records_years } => {
                 if *records_years < LEGAL_RECORDS_YEARS {
                     return Err(SpecError {
@@ -518,6 +532,7 @@ impl Runtime {
                 let run = self.queue_digests(fire, *lookahead_working_days).await?;
                 (run.status, run.result, None)
             }
+            Job::AnchorLedger => self.anchor_ledger(fire).await?,
         };
         self.finish_run(&schedule.id, fire_at, status, &result, error.as_deref()).await?;
         self.store

@@ -34,6 +34,9 @@ pub mod instances {
         pub start_key: Option<String>,
         /// The calendar generation its deadlines were last computed with.
         pub calendar_generation: i64,
+        /// Why the instance failed verification; it then refuses further actions.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub flagged: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -351,6 +354,72 @@ pub mod schedule_runs {
         pub error: Option<String>,
         pub created_at: i64,
         pub finished_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ledger {
+    //! The append-only ledger: one row per history row (or removed instance), chained across
+    //! every instance in commit order.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub instance_id: i64,
+        pub event_seq: i64,
+        pub event_hash: String,
+        /// `event`, or `removed` when the retention sweep removed the instance.
+        pub kind: String,
+        pub prev_hash: String,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ledger_head {
+    //! The ledger's head, one row (id 1): every writer locks it on PostgreSQL.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_head")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub seq: i64,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod anchors {
+    //! A ledger head exported at a day's end, signed when a key is configured.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "anchors")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: i64,
+        pub ledger_seq: i64,
+        pub ledger_hash: String,
+        pub key_id: Option<String>,
+        pub signature: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,6 +4,7 @@
 //! - [`transition`]: the write path — one database transaction per transition: history
 //!   append (hash-chained), snapshot update guarded by the instance's version, and the
 //!   timers, tasks and outbox rows the interpreter's commands call for.
+//! - [`ledger`]: the seals of history rows and the append-only ledger chaining them.
 //! - [`writer`]: SQLite group commit — transitions queued while a commit flushes share the
 //!   next transaction.
 //! - [`queries`]: what the API, CLI and runtime loops read.
@@ -12,6 +13,7 @@
 pub mod database_url;
 pub mod directory;
 pub mod entities;
+pub mod ledger;
 pub mod queries;
 pub mod retention;
 pub mod transition;
@@ -36,6 +38,9 @@ pub enum StoreError {
     /// Another transition of the same instance kept winning the race.
     #[error("the instance changed concurrently; try again")]
     Conflict,
+    /// The instance failed verification; it takes no further actions.
+    #[error("instance {id} is flagged as possibly tampered with ({reason}); an administrator must review it")]
+    Flagged { id: i64, reason: String },
     #[error("definition version {0} is not loaded")]
     UnknownDefinition(String),
     #[error("stored data is unreadable: {0}")]

@@ -8,17 +8,22 @@
 //!   art. 14(5)); the authorization instance finishes only after that period, and is then
 //!   kept 3 years more like any other record, so the 6 months need no rule of their own.
 //! - Effects of no instance (the staff's daily digests) are removed by the same 3 years.
+//! - Each removed instance leaves a `removed` entry in the ledger with its last head, so
+//!   verification tells a lawful removal from a deletion.
 //! - A finished instance stays while its parent or one of its children is still kept, so a
 //!   kept record never points at a removed one.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Months};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
 use serde_json::{json, Value};
 
 use super::entities::{audit, history, instances, outbox, tasks, timers};
-use super::{to_millis, Store, StoreError};
+use super::{ledger, to_millis, Store, StoreError};
 
 /// How many instances one deleting transaction removes.
 const CHUNK: usize = 500;
@@ -68,13 +73,33 @@ impl Store {
         let mut ids: Vec<i64> = removable.into_iter().collect();
         ids.sort_unstable();
         for chunk in ids.chunks(CHUNK) {
-            let txn = self.db.begin().await?;
+            // IMMEDIATE on SQLite: the ledger's head is read under the write lock.
+            let options = TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            };
+            let txn = self.db.begin_with_options(options).await?;
             let chunk = chunk.to_vec();
+            let heads: Vec<(i64, String)> = instances::Entity::find()
+                .select_only()
+                .column(instances::Column::Id)
+                .column(instances::Column::HeadHash)
+                .filter(instances::Column::Id.is_in(chunk.clone()))
+                .order_by_asc(instances::Column::Id)
+                .into_tuple()
+                .all(&txn)
+                .await?;
             history::Entity::delete_many().filter(history::Column::InstanceId.is_in(chunk.clone())).exec(&txn).await?;
             timers::Entity::delete_many().filter(timers::Column::InstanceId.is_in(chunk.clone())).exec(&txn).await?;
             tasks::Entity::delete_many().filter(tasks::Column::InstanceId.is_in(chunk.clone())).exec(&txn).await?;
             outbox::Entity::delete_many().filter(outbox::Column::InstanceId.is_in(chunk.clone())).exec(&txn).await?;
             instances::Entity::delete_many().filter(instances::Column::Id.is_in(chunk)).exec(&txn).await?;
+            // The ledger keeps the removal, so verification tells it from a deletion.
+            let removals: Vec<ledger::Entry> = heads
+                .into_iter()
+                .map(|(instance, head)| ledger::Entry { kind: ledger::REMOVED, instance, event_seq: 0, event_hash: head })
+                .collect();
+            ledger::append(&txn, &removals).await?;
             txn.commit().await?;
         }
         // Effects of no instance (the daily digests) follow the same rule.

@@ -12,16 +12,13 @@ use sea_orm::{
     IntoActiveModel, QueryFilter, Set, Statement, TransactionTrait,
 };
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::{self, Activity, Actor, Command, Event, InstanceState, Status};
 
 use super::entities::{history, instances, outbox, tasks, timers};
-use super::{to_millis, Store, StoreError};
-
-/// The hash that precedes the first event of every instance.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+use super::ledger::{self, history_hash, GENESIS};
+use super::{from_millis, to_millis, Store, StoreError};
 
 /// How often a transition is retried when another one on the same instance won the race.
 const ATTEMPTS: usize = 8;
@@ -31,17 +28,6 @@ const ATTEMPTS: usize = 8;
 pub struct Applied {
     pub instance_id: i64,
     pub commands: Vec<Command>,
-}
-
-/// The hash of a history row: it covers the previous hash, so altering or removing any
-/// earlier event breaks every hash after it.
-pub fn chain_hash(prev: &str, seq: i64, at: i64, actor: &str, event: &str) -> String {
-    let mut hasher = Sha256::new();
-    for part in [prev, &seq.to_string(), &at.to_string(), actor, event] {
-        hasher.update(part.as_bytes());
-        hasher.update([0u8]);
-    }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn actor_of(event: &Event) -> String {
@@ -251,7 +237,7 @@ impl Batch {
         transition_at: &Transition,
         origin: &Origin,
     ) -> Result<Result<Applied, StoreError>, DbErr> {
-        let (now, calendar) = (transition_at.now, &*transition_at.calendar);
+        let (now, calendar) = (stored_instant(transition_at.now), &*transition_at.calendar);
         let event = Event::Started { input: input.clone(), actor: actor.clone() };
         let transition = match engine::apply(definition, &InstanceState::new(definition), &event, now, calendar) {
             Ok(transition) => transition,
@@ -261,7 +247,6 @@ impl Batch {
         let (next_due_at, overdue) = deadline_of(&transition.state);
         let (at, actor, event_json) =
             (to_millis(now), actor_of(&event), serde_json::to_string(&event).expect("serializes"));
-        let hash = chain_hash(GENESIS, 1, at, &actor, &event_json);
         let mut row = instances::Model {
             id: 0,
             procedure: definition.id().to_owned(),
@@ -289,24 +274,27 @@ impl Batch {
             },
             created_at: at,
             updated_at: at,
-            head_hash: hash.clone(),
+            // Sealed below, once the id the hash covers is known.
+            head_hash: GENESIS.into(),
             calendar_generation: transition_at.calendar_generation,
+            flagged: None,
         };
-        let changed = match &mut self.next_id {
+        match &mut self.next_id {
             Some(next) => {
                 row.id = *next;
                 *next += 1;
-                true
             }
             None => {
                 // The new row is inserted at once: its id names everything else it owns.
+                // Its head is written with the batch's other changes.
                 let mut active = row.clone().into_active_model();
                 active.id = NotSet;
                 row.id = instances::Entity::insert(active).exec(txn).await?.last_insert_id;
-                false
             }
-        };
+        }
         let id = row.id;
+        let hash = history_hash(id, GENESIS, 1, at, &actor, &event_json);
+        row.head_hash = hash.clone();
         self.history.push(history::Model {
             instance_id: id,
             seq: 1,
@@ -316,7 +304,7 @@ impl Batch {
             prev_hash: GENESIS.into(),
             hash,
         });
-        self.instances.insert(id, Open { row, stored_version: 1, changed });
+        self.instances.insert(id, Open { row, stored_version: 1, changed: true });
         self.commands(id, &transition.commands, now);
         Ok(Ok(Applied { instance_id: id, commands: transition.commands }))
     }
@@ -328,8 +316,11 @@ impl Batch {
         at: &Transition,
         definitions: &Resolver,
     ) -> Result<Applied, StoreError> {
-        let (now, calendar, generation) = (at.now, &*at.calendar, at.calendar_generation);
+        let (now, calendar, generation) = (stored_instant(at.now), &*at.calendar, at.calendar_generation);
         let open = self.instances.get_mut(&id).ok_or(StoreError::NotFound(id))?;
+        if let Some(reason) = &open.row.flagged {
+            return Err(StoreError::Flagged { id, reason: reason.clone() });
+        }
         let state: InstanceState =
             serde_json::from_str(&open.row.state).map_err(|e| StoreError::Corrupt(format!("instance {id}: {e}")))?;
         let definition = definitions(&open.row.definition_version)
@@ -348,7 +339,7 @@ impl Batch {
         let (at, actor, event_json) =
             (to_millis(now), actor_of(event), serde_json::to_string(event).expect("serializes"));
         let seq = transition.state.events as i64;
-        let hash = chain_hash(&open.row.head_hash, seq, at, &actor, &event_json);
+        let hash = history_hash(id, &open.row.head_hash, seq, at, &actor, &event_json);
         let prev_hash = std::mem::replace(&mut open.row.head_hash, hash.clone());
         let row = &mut open.row;
         row.status = status.to_owned();
@@ -499,6 +490,16 @@ impl Batch {
                 update_guarded(txn, open).await?;
             }
         }
+        let entries: Vec<ledger::Entry> = self
+            .history
+            .iter()
+            .map(|row| ledger::Entry {
+                kind: ledger::EVENT,
+                instance: row.instance_id,
+                event_seq: row.seq,
+                event_hash: row.hash.clone(),
+            })
+            .collect();
         if !self.history.is_empty() {
             history::Entity::insert_many(self.history.into_iter().map(IntoActiveModel::into_active_model))
                 .exec_without_returning(txn)
@@ -555,8 +556,16 @@ impl Batch {
                 .exec_without_returning(txn)
                 .await?;
         }
+        // Last: on PostgreSQL this locks the ledger's head until commit.
+        ledger::append(txn, &entries).await?;
         Ok(())
     }
+}
+
+/// `now` as it will be read back: whole milliseconds in Asia/Shanghai. The state holds the
+/// same instants the history does, so replaying the history reproduces it exactly.
+fn stored_instant(now: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    from_millis(to_millis(now))
 }
 
 /// Writes a changed instance if its stored version is still the one read.

@@ -1,0 +1,322 @@
+//! Verifying one instance (for its history page) or everything (for `statflow verify`), in
+//! bounded memory: instances, history and ledger are read in chunks, never whole.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
+use serde::Serialize;
+
+use super::anchors::{self, Anchor};
+use super::checks::{self, Check, InstanceChecks, Verdict};
+use crate::runtime::Runtime;
+use crate::store::entities::{anchors as anchor_rows, history, instances, ledger};
+use crate::store::ledger::{sealed, GENESIS};
+use crate::store::{from_millis, StoreError};
+
+/// Instances read per chunk.
+const INSTANCE_CHUNK: u64 = 200;
+/// Ledger rows read per chunk.
+const LEDGER_CHUNK: u64 = 5000;
+/// At most this many failures are listed (all are counted and flagged).
+const LISTED: usize = 1000;
+
+/// What verifying the whole store found.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    pub instances: u64,
+    /// Instances with a failed check, as (id, what failed); the first [`LISTED`].
+    pub failures: Vec<(i64, String)>,
+    pub failed: u64,
+    pub newly_flagged: u64,
+    pub inconclusive: u64,
+    /// The ledger's own chain, and its head row.
+    pub ledger: Check,
+    /// Instances the ledger knows of that are gone without a lawful removal.
+    pub missing: Check,
+    pub anchors: Check,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        self.failed == 0 && ![&self.ledger, &self.missing, &self.anchors].iter().any(|c| c.is_failure())
+    }
+}
+
+impl Runtime {
+    /// The checks of one instance, with its ledger entries' links to the entries after them.
+    /// Flags it if a check fails.
+    pub async fn verify_instance(&self, row: &instances::Model) -> Result<InstanceChecks, StoreError> {
+        let db = &self.store.db;
+        let history = self.store.history(row.id).await?;
+        let entries = ledger::Entity::find()
+            .filter(ledger::Column::InstanceId.eq(row.id))
+            .order_by_asc(ledger::Column::Seq)
+            .all(db)
+            .await?;
+        let followers: HashMap<i64, ledger::Model> = ledger::Entity::find()
+            .filter(ledger::Column::Seq.is_in(entries.iter().map(|e| e.seq + 1)))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|row| (row.seq, row))
+            .collect();
+        let (head_seq, head_hash) = crate::store::ledger::head(db).await?;
+        let linked = entries.iter().try_for_each(|entry| match followers.get(&(entry.seq + 1)) {
+            Some(next) if next.prev_hash == entry.hash => Ok(()),
+            Some(_) => Err(format!("ledger entry {} is not the one entry {} follows", entry.seq, entry.seq + 1)),
+            None if head_seq == entry.seq && head_hash == entry.hash => Ok(()),
+            None => Err(format!("the ledger breaks after entry {}: later entries were removed", entry.seq)),
+        });
+        let report = self.instance_checks(row, &history, &entries, linked);
+        let failures = report.failures();
+        if !failures.is_empty() {
+            self.flag(row.id, &failures).await?;
+        }
+        Ok(report)
+    }
+
+    fn instance_checks(
+        &self,
+        row: &instances::Model,
+        history: &[history::Model],
+        entries: &[ledger::Model],
+        linked: Result<(), String>,
+    ) -> InstanceChecks {
+        let definition = self.definition(&row.definition_version);
+        let stale = row.calendar_generation < self.calendar_generation() && row.status == "running";
+        InstanceChecks {
+            chain: checks::chain(row.id, history),
+            head: checks::head(row, history),
+            ledger: checks::ledger(history, entries, linked),
+            replay: checks::replay(row, history, definition.as_deref(), &self.calendar(), stale),
+        }
+    }
+
+    /// Verifies every instance, the ledger and the anchors; flags instances that fail.
+    /// `progress` hears (instances done, instances in all) after each chunk.
+    pub async fn verify_all(&self, mut progress: impl FnMut(u64, u64)) -> Result<Verification, StoreError> {
+        let db = &self.store.db;
+        let total = instances::Entity::find().count(db).await?;
+        let mut report = Verification {
+            instances: 0,
+            failures: Vec::new(),
+            failed: 0,
+            newly_flagged: 0,
+            inconclusive: 0,
+            ledger: self.verify_ledger().await?,
+            missing: self.find_missing().await?,
+            anchors: self.verify_anchors().await?,
+        };
+        let mut after = 0i64;
+        loop {
+            let rows = instances::Entity::find()
+                .filter(instances::Column::Id.gt(after))
+                .order_by_asc(instances::Column::Id)
+                .limit(INSTANCE_CHUNK)
+                .all(db)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.id;
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let mut histories: HashMap<i64, Vec<history::Model>> = HashMap::new();
+            for row in history::Entity::find()
+                .filter(history::Column::InstanceId.is_in(ids.clone()))
+                .order_by_asc(history::Column::InstanceId)
+                .order_by_asc(history::Column::Seq)
+                .all(db)
+                .await?
+            {
+                histories.entry(row.instance_id).or_default().push(row);
+            }
+            let mut ledgers: HashMap<i64, Vec<ledger::Model>> = HashMap::new();
+            for row in ledger::Entity::find()
+                .filter(ledger::Column::InstanceId.is_in(ids))
+                .order_by_asc(ledger::Column::Seq)
+                .all(db)
+                .await?
+            {
+                ledgers.entry(row.instance_id).or_default().push(row);
+            }
+            for row in &rows {
+                let history = histories.remove(&row.id).unwrap_or_default();
+                let entries = ledgers.remove(&row.id).unwrap_or_default();
+                // The ledger's links were checked whole by `verify_ledger`.
+                let checks = self.instance_checks(row, &history, &entries, Ok(()));
+                let failures = checks.failures();
+                if checks.replay.verdict == Verdict::Inconclusive {
+                    report.inconclusive += 1;
+                }
+                if !failures.is_empty() {
+                    report.failed += 1;
+                    if self.flag(row.id, &failures).await? {
+                        report.newly_flagged += 1;
+                    }
+                    if report.failures.len() < LISTED {
+                        report.failures.push((row.id, failures));
+                    }
+                }
+                report.instances += 1;
+            }
+            progress(report.instances, total);
+        }
+        Ok(report)
+    }
+
+    /// Walks the whole ledger in order: numbered 1, 2, …, each entry sealed and naming the one
+    /// before, the last one the recorded head.
+    pub async fn verify_ledger(&self) -> Result<Check, StoreError> {
+        let db = &self.store.db;
+        let (mut seq, mut prev) = (0i64, GENESIS.to_owned());
+        loop {
+            let rows = ledger::Entity::find()
+                .filter(ledger::Column::Seq.gt(seq))
+                .order_by_asc(ledger::Column::Seq)
+                .limit(LEDGER_CHUNK)
+                .all(db)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                if row.seq != seq + 1 {
+                    return Ok(failed(format!("ledger entries {}–{} are missing", seq + 1, row.seq - 1)));
+                }
+                if row.prev_hash != prev {
+                    return Ok(failed(format!("ledger entry {} does not follow entry {seq}", row.seq)));
+                }
+                if !sealed(&row) {
+                    return Ok(failed(format!("ledger entry {} was altered", row.seq)));
+                }
+                seq = row.seq;
+                prev = row.hash;
+            }
+        }
+        let (head_seq, head_hash) = crate::store::ledger::head(db).await?;
+        if (head_seq, head_hash.as_str()) != (seq, prev.as_str()) {
+            return Ok(failed(format!(
+                "the ledger ends at entry {seq} but its recorded head is entry {head_seq}: entries were removed or added"
+            )));
+        }
+        Ok(Check { verdict: Verdict::Passed, detail: format!("{seq} entries, each sealed to the one before") })
+    }
+
+    /// Instances the ledger records that are gone without a `removed` entry of the retention
+    /// sweep, and histories left without their instance.
+    async fn find_missing(&self) -> Result<Check, StoreError> {
+        let db = &self.store.db;
+        let backend = db.get_database_backend();
+        let gone = "SELECT DISTINCT l.instance_id AS id FROM ledger l \
+                    WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = l.instance_id) \
+                    AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.instance_id = l.instance_id AND r.kind = 'removed') \
+                    ORDER BY id LIMIT 20";
+        let orphans = "SELECT DISTINCT h.instance_id AS id FROM history h \
+                       WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = h.instance_id) ORDER BY id LIMIT 20";
+        let mut found = Vec::new();
+        for sql in [gone, orphans] {
+            let rows = db.query_all_raw(Statement::from_string(backend, sql)).await?;
+            found.push(rows.iter().map(|r| r.try_get::<i64>("", "id")).collect::<Result<Vec<_>, _>>()?);
+        }
+        let (orphans, gone) = (found.pop().unwrap_or_default(), found.pop().unwrap_or_default());
+        if !gone.is_empty() {
+            return Ok(failed(format!("instances {} are in the ledger but were deleted", list(&gone))));
+        }
+        if !orphans.is_empty() {
+            return Ok(failed(format!("history of instances {} remains without the instance", list(&orphans))));
+        }
+        Ok(Check { verdict: Verdict::Passed, detail: "every instance the ledger records is stored or was lawfully removed".into() })
+    }
+
+    /// Compares every anchor (in the database and in the anchor file) with the ledger, and
+    /// checks their signatures when a key is configured.
+    pub async fn verify_anchors(&self) -> Result<Check, StoreError> {
+        let anchoring = self.anchoring();
+        let mut anchors: Vec<(String, Anchor)> = Vec::new();
+        for row in anchor_rows::Entity::find().order_by_asc(anchor_rows::Column::Id).all(&self.store.db).await? {
+            let anchor = Anchor {
+                at: row.at,
+                ledger_seq: row.ledger_seq,
+                ledger_hash: row.ledger_hash,
+                key_id: row.key_id,
+                signature: row.signature,
+            };
+            anchors.push((format!("stored anchor {}", row.id), anchor));
+        }
+        if let Some(file) = &anchoring.file {
+            match read_anchor_file(file) {
+                Ok(lines) => {
+                    for (n, line) in lines.into_iter().enumerate() {
+                        match line {
+                            Ok(anchor) => anchors.push((format!("{}:{}", file.display(), n + 1), anchor)),
+                            Err(error) => return Ok(failed(error)),
+                        }
+                    }
+                }
+                Err(error) => return Ok(failed(error)),
+            }
+        }
+        if anchors.is_empty() {
+            return Ok(Check {
+                verdict: Verdict::Inconclusive,
+                detail: "no anchors yet: the first is taken at the end of the day".into(),
+            });
+        }
+        let mut seqs: Vec<i64> = anchors.iter().map(|(_, a)| a.ledger_seq).filter(|s| *s > 0).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut hashes: HashMap<i64, String> = HashMap::new();
+        for chunk in seqs.chunks(500) {
+            for row in ledger::Entity::find().filter(ledger::Column::Seq.is_in(chunk.to_vec())).all(&self.store.db).await? {
+                hashes.insert(row.seq, row.hash);
+            }
+        }
+        let (mut signed, mut unjudged) = (0, 0);
+        for (origin, anchor) in &anchors {
+            let when = from_millis(anchor.at).format("%Y-%m-%d %H:%M");
+            let hash = if anchor.ledger_seq == 0 { Some(GENESIS) } else { hashes.get(&anchor.ledger_seq).map(String::as_str) };
+            match hash {
+                None => {
+                    return Ok(failed(format!(
+                        "{origin} ({when}) anchors ledger entry {}, which is missing: the ledger was cut back",
+                        anchor.ledger_seq
+                    )))
+                }
+                Some(hash) if hash != anchor.ledger_hash => {
+                    return Ok(failed(format!(
+                        "{origin} ({when}): ledger entry {} is not the one anchored: the ledger was rewritten",
+                        anchor.ledger_seq
+                    )))
+                }
+                Some(_) => {}
+            }
+            if let Some(key) = &anchoring.key {
+                match anchor.signature_holds(key) {
+                    Some(true) => signed += 1,
+                    Some(false) => return Ok(failed(format!("{origin} ({when}) carries a signature the key does not give"))),
+                    None => unjudged += 1,
+                }
+            }
+        }
+        let signatures = match &anchoring.key {
+            Some(_) if unjudged > 0 => format!(", {signed} signatures hold, {unjudged} unsigned or by another key"),
+            Some(_) => format!(", {signed} signatures hold"),
+            None => ", signatures not checked (no key configured)".into(),
+        };
+        Ok(Check { verdict: Verdict::Passed, detail: format!("{} anchors agree with the ledger{signatures}", anchors.len()) })
+    }
+}
+
+fn read_anchor_file(file: &Path) -> Result<Vec<Result<Anchor, String>>, String> {
+    if !file.exists() {
+        return Ok(Vec::new());
+    }
+    anchors::read_file(file)
+}
+
+fn failed(detail: impl Into<String>) -> Check {
+    Check { verdict: Verdict::Failed, detail: detail.into() }
+}
+
+fn list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+}
