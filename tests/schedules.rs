@@ -315,6 +315,7 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
             "annual_evaluation.taian",
             "daily_digest",
             "half_yearly_summary.taian",
+            "ledger_anchor",
             "retention_sweep"
         ]
     );
@@ -417,4 +418,14 @@ fn the_retention_sweep_removes_only_records_older_than_three_years() {
     // 9 December 2026, 02:00: those of 2, 3, 4, 7 and 8 December.
     let removed: u64 = sweeps.iter().map(|r| r["result"]["removed_effects_of_no_instance"].as_u64().unwrap()).sum();
     assert_eq!(removed, 5, "{sweeps:#?}");
+    // The removal is lawful and recorded as such in the ledger: verification tells it from
+    // a deletion, and every day's anchor still agrees.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statflow"))
+        .args(["verify", "--db", &app.db])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("every instance the ledger records is stored or was lawfully removed"), "{report}");
+    assert!(report.contains("anchors agree with the ledger"), "{report}");
 }
