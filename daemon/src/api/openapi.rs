@@ -53,6 +53,7 @@ pub fn document() -> Value {
     let mut instance_filters = query_strings(&["procedure", "status", "org"]);
     instance_filters.extend([
         json!({"name": "overdue", "in": "query", "schema": {"type": "boolean"}}),
+        json!({"name": "flagged", "in": "query", "schema": {"type": "boolean"}, "description": "only instances that failed verification (true) or none of them (false)"}),
         json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}),
         json!({"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}),
     ]);
@@ -91,7 +92,7 @@ pub fn document() -> Value {
     );
     add(
         "/v1/instances/{id}/history",
-        json!({"parameters": id_parameter("id"), "get": operation("Every event, hash-chained, with chain verification", "200", None, &["401", "404"])}),
+        json!({"parameters": id_parameter("id"), "get": operation("Every event as stored, with the chain, head, ledger and replay checks reported separately; a failed check flags the instance", "200", None, &["401", "404"])}),
     );
     add(
         "/v1/instances/{id}/actions",
@@ -171,6 +172,7 @@ pub fn document() -> Value {
             {"type": "object", "required": ["kind", "procedure", "jurisdiction"], "properties": {"kind": {"const": "start"}, "procedure": {"type": "string"}, "jurisdiction": {"type": "string"}, "for_each": {"enum": ["active_authorization", "authorizing_authority"]}, "input": {"type": "object"}}},
             {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "retention_sweep"}, "records_years": {"type": "integer", "minimum": 3}}},
             {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "digest"}, "lookahead_working_days": {"type": "integer", "minimum": 1, "maximum": 20, "default": 2}}},
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "anchor_ledger"}}},
         ]},
         "catch_up": {"enum": ["once", "all", "skip"]},
         "enabled": {"type": "boolean", "default": true},
