@@ -14,8 +14,16 @@ fn problem_responses(codes: &[&str]) -> Value {
     Value::Object(responses)
 }
 
+/// An operation answering `ok` or one of `errors`. Every operation may also answer 500 (a
+/// failure, with the request id); one that takes a body also 400 (not JSON, or not the
+/// documented shape), 413 (over the body limit) and 415 (not `application/json`).
 fn operation(summary: &str, ok: &str, body: Option<Value>, errors: &[&str]) -> Value {
-    let mut responses = problem_responses(errors);
+    let mut codes: Vec<&str> = errors.to_vec();
+    codes.push("500");
+    if body.is_some() {
+        codes.extend(["400", "413", "415"]);
+    }
+    let mut responses = problem_responses(&codes);
     responses[ok] = json!({"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}});
     let mut op = json!({"summary": summary, "responses": responses});
     if let Some(schema) = body {
@@ -163,7 +171,8 @@ pub fn document() -> Value {
     );
     add(
         "/v1/directory/contacts/{id}",
-        json!({"parameters": id_parameter("id"), "delete": operation("Remove a contact", "204", None, &["401", "403", "404"])}),
+        json!({"parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}}],
+               "delete": operation("Remove a contact", "204", None, &["400", "401", "403", "404"])}),
     );
     let schedule = json!({"type": "object", "required": ["title", "cron", "job", "catch_up"], "additionalProperties": false, "properties": {
         "title": {"type": "string"},

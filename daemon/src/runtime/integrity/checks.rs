@@ -37,15 +37,15 @@ pub struct Check {
 }
 
 impl Check {
-    fn passed(detail: impl Into<String>) -> Check {
+    pub fn passed(detail: impl Into<String>) -> Check {
         Check { verdict: Verdict::Passed, detail: detail.into() }
     }
 
-    fn failed(detail: impl Into<String>) -> Check {
+    pub fn failed(detail: impl Into<String>) -> Check {
         Check { verdict: Verdict::Failed, detail: detail.into() }
     }
 
-    fn inconclusive(detail: impl Into<String>) -> Check {
+    pub fn inconclusive(detail: impl Into<String>) -> Check {
         Check { verdict: Verdict::Inconclusive, detail: detail.into() }
     }
 

@@ -180,13 +180,13 @@ impl Runtime {
             }
             for row in rows {
                 if row.seq != seq + 1 {
-                    return Ok(failed(format!("ledger entries {}–{} are missing", seq + 1, row.seq - 1)));
+                    return Ok(Check::failed(format!("ledger entries {}–{} are missing", seq + 1, row.seq - 1)));
                 }
                 if row.prev_hash != prev {
-                    return Ok(failed(format!("ledger entry {} does not follow entry {seq}", row.seq)));
+                    return Ok(Check::failed(format!("ledger entry {} does not follow entry {seq}", row.seq)));
                 }
                 if !sealed(&row) {
-                    return Ok(failed(format!("ledger entry {} was altered", row.seq)));
+                    return Ok(Check::failed(format!("ledger entry {} was altered", row.seq)));
                 }
                 seq = row.seq;
                 prev = row.hash;
@@ -194,11 +194,11 @@ impl Runtime {
         }
         let (head_seq, head_hash) = crate::store::ledger::head(db).await?;
         if (head_seq, head_hash.as_str()) != (seq, prev.as_str()) {
-            return Ok(failed(format!(
+            return Ok(Check::failed(format!(
                 "the ledger ends at entry {seq} but its recorded head is entry {head_seq}: entries were removed or added"
             )));
         }
-        Ok(Check { verdict: Verdict::Passed, detail: format!("{seq} entries, each sealed to the one before") })
+        Ok(Check::passed(format!("{seq} entries, each sealed to the one before")))
     }
 
     /// Instances the ledger records that are gone without a `removed` entry of the retention
@@ -219,12 +219,12 @@ impl Runtime {
         }
         let (orphans, gone) = (found.pop().unwrap_or_default(), found.pop().unwrap_or_default());
         if !gone.is_empty() {
-            return Ok(failed(format!("instances {} are in the ledger but were deleted", list(&gone))));
+            return Ok(Check::failed(format!("instances {} are in the ledger but were deleted", list(&gone))));
         }
         if !orphans.is_empty() {
-            return Ok(failed(format!("history of instances {} remains without the instance", list(&orphans))));
+            return Ok(Check::failed(format!("history of instances {} remains without the instance", list(&orphans))));
         }
-        Ok(Check { verdict: Verdict::Passed, detail: "every instance the ledger records is stored or was lawfully removed".into() })
+        Ok(Check::passed("every instance the ledger records is stored or was lawfully removed"))
     }
 
     /// Compares every anchor (in the database and in the anchor file) with the ledger, and
@@ -248,18 +248,15 @@ impl Runtime {
                     for (n, line) in lines.into_iter().enumerate() {
                         match line {
                             Ok(anchor) => anchors.push((format!("{}:{}", file.display(), n + 1), anchor)),
-                            Err(error) => return Ok(failed(error)),
+                            Err(error) => return Ok(Check::failed(error)),
                         }
                     }
                 }
-                Err(error) => return Ok(failed(error)),
+                Err(error) => return Ok(Check::failed(error)),
             }
         }
         if anchors.is_empty() {
-            return Ok(Check {
-                verdict: Verdict::Inconclusive,
-                detail: "no anchors yet: the first is taken at the end of the day".into(),
-            });
+            return Ok(Check::inconclusive("no anchors yet: the first is taken at the end of the day"));
         }
         let mut seqs: Vec<i64> = anchors.iter().map(|(_, a)| a.ledger_seq).filter(|s| *s > 0).collect();
         seqs.sort_unstable();
@@ -276,13 +273,13 @@ impl Runtime {
             let hash = if anchor.ledger_seq == 0 { Some(GENESIS) } else { hashes.get(&anchor.ledger_seq).map(String::as_str) };
             match hash {
                 None => {
-                    return Ok(failed(format!(
+                    return Ok(Check::failed(format!(
                         "{origin} ({when}) anchors ledger entry {}, which is missing: the ledger was cut back",
                         anchor.ledger_seq
                     )))
                 }
                 Some(hash) if hash != anchor.ledger_hash => {
-                    return Ok(failed(format!(
+                    return Ok(Check::failed(format!(
                         "{origin} ({when}): ledger entry {} is not the one anchored: the ledger was rewritten",
                         anchor.ledger_seq
                     )))
@@ -292,7 +289,7 @@ impl Runtime {
             if let Some(key) = &anchoring.key {
                 match anchor.signature_holds(key) {
                     Some(true) => signed += 1,
-                    Some(false) => return Ok(failed(format!("{origin} ({when}) carries a signature the key does not give"))),
+                    Some(false) => return Ok(Check::failed(format!("{origin} ({when}) carries a signature the key does not give"))),
                     None => unjudged += 1,
                 }
             }
@@ -302,7 +299,7 @@ impl Runtime {
             Some(_) => format!(", {signed} signatures hold"),
             None => ", signatures not checked (no key configured)".into(),
         };
-        Ok(Check { verdict: Verdict::Passed, detail: format!("{} anchors agree with the ledger{signatures}", anchors.len()) })
+        Ok(Check::passed(format!("{} anchors agree with the ledger{signatures}", anchors.len())))
     }
 }
 
@@ -311,10 +308,6 @@ fn read_anchor_file(file: &Path) -> Result<Vec<Result<Anchor, String>>, String> 
         return Ok(Vec::new());
     }
     anchors::read_file(file)
-}
-
-fn failed(detail: impl Into<String>) -> Check {
-    Check { verdict: Verdict::Failed, detail: detail.into() }
 }
 
 fn list(ids: &[i64]) -> String {
