@@ -301,3 +301,31 @@ fn deleting_instances_or_cutting_the_ledger_back_is_caught_as_a_whole() {
     assert!(verdict_line(&report, "anchors").contains("which is missing: the ledger was cut back"), "{report}");
     assert_eq!(verdicts(&app, kept), all_passed());
 }
+
+/// PostgreSQL writers commit concurrently: the ledger's head row serializes their appends,
+/// so the ledger stays one unbroken chain.
+#[test]
+fn concurrent_writers_on_postgres_keep_one_unbroken_ledger() {
+    if common::postgres_url().is_none() {
+        eprintln!("STATFLOW_TEST_POSTGRES_URL is not set; run `.ci/postgres` for this test");
+        return;
+    }
+    let app = TestApp::start(Backend::Postgres, "2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    let id = start(&app, &app.admin, "registration", "taian", registration());
+                    act(&app, &clerk, id, "accept", json!({}));
+                }
+            });
+        }
+    });
+    let (code, report) = verify(&app, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("instances 80 checked, 0 failed"), "{report}");
+    let entries: i64 = query(&app, "SELECT COUNT(*) FROM ledger")[0][0].parse().unwrap();
+    let events: i64 = query(&app, "SELECT COUNT(*) FROM history")[0][0].parse().unwrap();
+    assert_eq!(entries, events, "every event is in the ledger once");
+}
