@@ -10,22 +10,59 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Duration};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use chrono::FixedOffset;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, Problem};
+use super::views::Paged;
+use crate::runtime::schedules::RunReport;
+use crate::runtime::timers::Fired;
 use crate::runtime::Runtime;
+
+/// Where a clock move got to and what fell due on the way.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClockView {
+    pub now: DateTime<FixedOffset>,
+    /// The first 1000 timers fired, in order.
+    pub fired: Vec<Fired>,
+    /// The first 1000 schedule runs.
+    pub runs: Vec<RunReport>,
+    pub fired_total: usize,
+    pub runs_total: usize,
+    /// How many bounded steps the move took.
+    pub batches: usize,
+}
+
+/// A notice, escalation, webhook event, digest or anchor, and how its delivery went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub instance: Option<i64>,
+    pub key: String,
+    pub kind: String,
+    /// `pending`, `done` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<FixedOffset>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<FixedOffset>,
+    pub done_at: Option<DateTime<FixedOffset>>,
+}
 
 /// The furthest one request moves the clock: five years, the longest authorization term,
 /// so a whole term can be shown in one move while a typo (`P100000000D`) is refused.
 pub const MAX_MOVE_DAYS: i64 = 5 * 366;
 
-#[derive(Deserialize)]
+/// Give exactly one of `advance` and `set`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClockRequest {
+    /// An ISO 8601 duration of days, hours, minutes and seconds, e.g. `P3D`.
     advance: Option<String>,
+    /// An RFC 3339 instant; the clock never goes back.
     set: Option<String>,
 }
 
@@ -66,7 +103,7 @@ pub async fn clock(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Body(request): Body<ClockRequest>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ClockView>, Problem> {
     if !runtime.clock.is_virtual() {
         return Err(Problem::not_found("no such endpoint"));
     }
@@ -126,14 +163,14 @@ pub async fn clock(
     // Retries waiting for the (virtual) time just passed are due now.
     runtime.outbox_changed.notify_one();
     runtime.deliveries_changed.notify_one();
-    Ok(Json(json!({
-        "now": runtime.clock.now(),
-        "fired": moved.fired,
-        "runs": moved.runs,
-        "fired_total": moved.fired_total,
-        "runs_total": moved.runs_total,
-        "batches": moved.batches,
-    })))
+    Ok(Json(ClockView {
+        now: runtime.clock.now(),
+        fired: moved.fired,
+        runs: moved.runs,
+        fired_total: moved.fired_total,
+        runs_total: moved.runs_total,
+        batches: moved.batches,
+    }))
 }
 
 #[cfg(test)]
@@ -166,7 +203,7 @@ pub async fn deliveries(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Params(query): Params<DeliveriesQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Paged<DeliveryView>>, Problem> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
     use crate::runtime::delivery::KINDS;
@@ -190,20 +227,20 @@ pub async fn deliveries(
     }
     let select = select.order_by_desc(outbox::Column::Id);
     let (rows, total) = page.read(select, &runtime.store.db).await?;
-    let deliveries: Vec<Value> = rows
+    let deliveries: Vec<DeliveryView> = rows
         .iter()
         .map(|row| {
-            json!({
-                "instance": row.instance_id,
-                "key": row.key,
-                "kind": row.kind,
-                "status": row.status,
-                "attempts": row.attempts,
-                "next_attempt_at": from_millis(row.next_attempt_at),
-                "last_error": row.last_error,
-                "created_at": from_millis(row.created_at),
-                "done_at": row.done_at.map(from_millis),
-            })
+            DeliveryView {
+                instance: row.instance_id,
+                key: row.key.clone(),
+                kind: row.kind.clone(),
+                status: row.status.clone(),
+                attempts: row.attempts,
+                next_attempt_at: from_millis(row.next_attempt_at),
+                last_error: row.last_error.clone(),
+                created_at: from_millis(row.created_at),
+                done_at: row.done_at.map(from_millis),
+            }
         })
         .collect();
     Ok(Json(page.body(deliveries, total)))

@@ -7,25 +7,100 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use statflow_workflows::definition::{mermaid, Definition};
 use statflow_workflows::engine::data::json_schema;
 
 use super::auth::Principal;
 use super::problem::{Body, Params, PathParams, Problem};
+use crate::runtime::calendar::{Imported, YearView};
 use crate::runtime::{LoadError, Runtime};
 
-pub async fn list(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Json<Value> {
-    let items: Vec<Value> = runtime
+/// A procedure new instances can start on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcedureSummary {
+    pub procedure: String,
+    pub jurisdiction: String,
+    pub version: String,
+    pub title: String,
+}
+
+/// Every procedure (not paged: the library holds a few dozen at most).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Procedures {
+    pub items: Vec<ProcedureSummary>,
+}
+
+pub async fn list(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Json<Procedures> {
+    let items = runtime
         .procedures()
         .into_iter()
         .filter_map(|(procedure, jurisdiction, version)| {
-            let definition = runtime.definition(&version)?;
-            Some(json!({"procedure": procedure, "jurisdiction": jurisdiction, "version": version, "title": definition.procedure.title}))
+            let title = runtime.definition(&version)?.procedure.title.clone();
+            Some(ProcedureSummary { procedure, jurisdiction, version, title })
         })
         .collect();
-    Json(json!({ "items": items }))
+    Json(Procedures { items })
+}
+
+/// A legal source a definition cites.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceView {
+    pub title: String,
+    pub file: Option<String>,
+}
+
+/// An action of a step: who takes it and the JSON Schema of its data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionDescription {
+    pub role: String,
+    pub title: String,
+    #[schema(value_type = Object)]
+    pub data_schema: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepDeadline {
+    /// The legal article the limit comes from.
+    pub basis: Option<String>,
+    /// Whether the step ends by itself when the limit expires (e.g. a publicity period).
+    pub waiting_period: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepDescription {
+    pub name: String,
+    pub title: String,
+    pub basis: Option<String>,
+    pub task_role: Option<String>,
+    pub deadline: Option<StepDeadline>,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub actions: BTreeMap<String, ActionDescription>,
+}
+
+/// A definition as clients build forms from it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DefinitionView {
+    pub procedure: String,
+    pub jurisdiction: String,
+    pub version: String,
+    pub title: String,
+    pub summary: String,
+    pub sources: BTreeMap<String, SourceView>,
+    /// Role id → title.
+    pub roles: BTreeMap<String, String>,
+    /// The JSON Schema of the start input.
+    #[schema(value_type = Object)]
+    pub input_schema: Value,
+    pub initial: String,
+    pub steps: Vec<StepDescription>,
+    /// A Mermaid state diagram.
+    pub mermaid: String,
 }
 
 #[derive(Deserialize)]
@@ -34,49 +109,52 @@ pub struct Which {
     jurisdiction: Option<String>,
 }
 
-fn describe(definition: &Definition) -> Value {
+fn describe(definition: &Definition) -> DefinitionView {
     let p = &definition.procedure;
-    let steps: Vec<Value> = p
+    let steps = p
         .steps
         .iter()
-        .map(|(name, step)| {
-            let actions: serde_json::Map<String, Value> = step
+        .map(|(name, step)| StepDescription {
+            name: name.get_ref().clone(),
+            title: step.title.clone(),
+            basis: step.basis.as_ref().map(|b| definition.basis_text(b.get_ref())),
+            task_role: step.task.as_ref().map(|t| t.role.get_ref().clone()),
+            deadline: step.deadline.as_ref().map(|d| StepDeadline {
+                basis: d.basis.as_ref().map(|b| definition.basis_text(b.get_ref())),
+                waiting_period: d.on_expiry.is_some(),
+            }),
+            is_final: step.is_final(),
+            actions: step
                 .actions
                 .iter()
                 .map(|(action, spec)| {
-                    (
-                        action.get_ref().clone(),
-                        json!({"role": spec.role.get_ref(), "title": spec.title, "data_schema": json_schema(&spec.fields)}),
-                    )
+                    let description = ActionDescription {
+                        role: spec.role.get_ref().clone(),
+                        title: spec.title.clone(),
+                        data_schema: json_schema(&spec.fields),
+                    };
+                    (action.get_ref().clone(), description)
                 })
-                .collect();
-            let deadline = step.deadline.as_ref().map(|d| {
-                json!({"basis": d.basis.as_ref().map(|b| definition.basis_text(b.get_ref())), "waiting_period": d.on_expiry.is_some()})
-            });
-            json!({
-                "name": name.get_ref(),
-                "title": step.title,
-                "basis": step.basis.as_ref().map(|b| definition.basis_text(b.get_ref())),
-                "task_role": step.task.as_ref().map(|t| t.role.get_ref().clone()),
-                "deadline": deadline,
-                "final": step.is_final(),
-                "actions": actions,
-            })
+                .collect(),
         })
         .collect();
-    json!({
-        "procedure": definition.id(),
-        "jurisdiction": definition.jurisdiction(),
-        "version": definition.version,
-        "title": p.title,
-        "summary": p.summary,
-        "sources": p.sources.iter().map(|(k, s)| (k.get_ref().clone(), json!({"title": s.title, "file": s.file}))).collect::<serde_json::Map<_, _>>(),
-        "roles": p.roles.iter().map(|(k, r)| (k.get_ref().clone(), json!(r.title))).collect::<serde_json::Map<_, _>>(),
-        "input_schema": json_schema(&p.input),
-        "initial": p.initial.get_ref(),
-        "steps": steps,
-        "mermaid": mermaid(definition),
-    })
+    DefinitionView {
+        procedure: definition.id().to_owned(),
+        jurisdiction: definition.jurisdiction().to_owned(),
+        version: definition.version.clone(),
+        title: p.title.clone(),
+        summary: p.summary.clone(),
+        sources: p
+            .sources
+            .iter()
+            .map(|(k, s)| (k.get_ref().clone(), SourceView { title: s.title.clone(), file: s.file.clone() }))
+            .collect(),
+        roles: p.roles.iter().map(|(k, r)| (k.get_ref().clone(), r.title.clone())).collect(),
+        input_schema: json_schema(&p.input),
+        initial: p.initial.get_ref().clone(),
+        steps,
+        mermaid: mermaid(definition),
+    }
 }
 
 pub async fn show(
@@ -84,7 +162,7 @@ pub async fn show(
     _principal: Principal,
     PathParams(procedure): PathParams<String>,
     Params(which): Params<Which>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<DefinitionView>, Problem> {
     let matching: Vec<(String, String, String)> = runtime
         .procedures()
         .into_iter()
@@ -108,10 +186,12 @@ pub async fn show(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDefinition {
+    /// The file name the definition is known by (e.g. `registration.taian.toml`).
     file: String,
+    /// The definition's TOML text.
     source: String,
 }
 
@@ -149,16 +229,31 @@ pub async fn load(
     }
 }
 
-pub async fn calendars(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Result<Json<Value>, Problem> {
-    let years = runtime.calendar_years().await?;
-    let recompute = json!({
-        "generation": runtime.calendar_generation(),
-        "instances_remaining": runtime.instances_to_recompute().await?,
-    });
-    Ok(Json(json!({ "items": years, "recompute": recompute })))
+/// The background recomputation after calendar imports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recompute {
+    /// The calendar's import generation (0: the embedded notices only).
+    pub generation: i64,
+    /// Running instances whose deadlines are still to be recomputed with it.
+    pub instances_remaining: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Calendars {
+    pub items: Vec<YearView>,
+    pub recompute: Recompute,
+}
+
+pub async fn calendars(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Result<Json<Calendars>, Problem> {
+    let items = runtime.calendar_years().await?;
+    let recompute = Recompute {
+        generation: runtime.calendar_generation(),
+        instances_remaining: runtime.instances_to_recompute().await?,
+    };
+    Ok(Json(Calendars { items, recompute }))
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCalendar {
     /// A name for messages and the record, e.g. the file name.
@@ -176,7 +271,7 @@ pub async fn import_calendar(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Body(request): Body<NewCalendar>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<Imported>), Problem> {
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators import calendars"));
     }
@@ -195,7 +290,7 @@ pub async fn import_calendar(
             let action = if correction.is_some() { "calendar.correct" } else { "calendar.import" };
             let detail = json!({"years": imported.years, "generation": imported.generation, "reason": correction});
             runtime.store.audit(&principal.name, action, &request.origin, detail).await?;
-            Ok((StatusCode::ACCEPTED, Json(json!(imported))))
+            Ok((StatusCode::ACCEPTED, Json(imported)))
         }
         Err(LoadError::Calendar(message)) => {
             let field = if message.contains("`replace`") { "replace" } else { "content" };

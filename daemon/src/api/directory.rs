@@ -8,8 +8,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use sea_orm::{EntityTrait, QueryOrder};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::page::Page;
@@ -17,7 +19,7 @@ use super::problem::{Body, Params, PathParams, Problem};
 use crate::runtime::Runtime;
 use crate::store::directory::{ContactEntry, DirectoryFile, OrganizationEntry};
 use crate::store::entities::{contacts, organizations};
-use crate::store::{to_millis, StoreError};
+use crate::store::{from_millis, to_millis, StoreError};
 
 fn admin_only(principal: &Principal) -> Result<(), Problem> {
     if principal.is_admin() {
@@ -29,6 +31,58 @@ fn admin_only(principal: &Principal) -> Result<(), Problem> {
 
 fn check_email(field: &str, email: &str) -> Result<(), Problem> {
     crate::store::directory::check_email(email).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, e))
+}
+
+/// An organization of the directory.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationView {
+    pub id: String,
+    pub name: String,
+    /// The duty address reached when no person holds the role.
+    pub email: Option<String>,
+    pub supervisor: Option<String>,
+    pub regulator: Option<String>,
+    pub updated_at: DateTime<FixedOffset>,
+}
+
+/// A person notifications go to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactView {
+    pub id: i64,
+    pub organization: String,
+    pub name: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub principal: Option<String>,
+}
+
+/// One page of organizations and the same page of contacts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryView {
+    pub organizations: Vec<OrganizationView>,
+    pub contacts: Vec<ContactView>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total_organizations: u64,
+    pub total_contacts: u64,
+}
+
+/// How many entries a bootstrap file added or replaced.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadSummary {
+    pub organizations: usize,
+    pub contacts: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationPut {
+    pub id: String,
+    pub organization: OrganizationEntry,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactPut {
+    pub contact: ContactEntry,
 }
 
 #[derive(Deserialize)]
@@ -44,7 +98,7 @@ pub async fn show(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Params(query): Params<DirectoryQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<DirectoryView>, Problem> {
     admin_only(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let db = &runtime.store.db;
@@ -53,22 +107,39 @@ pub async fn show(
     let contacts =
         contacts::Entity::find().order_by_asc(contacts::Column::Organization).order_by_asc(contacts::Column::Id);
     let (contacts, total_contacts) = page.read(contacts, db).await?;
-    let contacts: Vec<Value> = contacts
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id, "organization": c.organization, "name": c.name, "email": c.email,
-                "roles": c.roles.split(',').filter(|r| !r.is_empty()).collect::<Vec<_>>(), "principal": c.principal,
-            })
+    let contacts = contacts
+        .into_iter()
+        .map(|c| ContactView {
+            id: c.id,
+            roles: c.roles.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+            organization: c.organization,
+            name: c.name,
+            email: c.email,
+            principal: c.principal,
         })
         .collect();
-    Ok(Json(json!({
-        "organizations": organizations, "contacts": contacts, "page": page.number, "per_page": page.size,
-        "total_organizations": total_organizations, "total_contacts": total_contacts,
-    })))
+    let organizations = organizations
+        .into_iter()
+        .map(|o| OrganizationView {
+            id: o.id,
+            name: o.name,
+            email: o.email,
+            supervisor: o.supervisor,
+            regulator: o.regulator,
+            updated_at: from_millis(o.updated_at),
+        })
+        .collect();
+    Ok(Json(DirectoryView {
+        organizations,
+        contacts,
+        page: page.number,
+        per_page: page.size,
+        total_organizations,
+        total_contacts,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadRequest {
     /// The bootstrap file's TOML text.
@@ -86,13 +157,13 @@ pub async fn load(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Body(request): Body<LoadRequest>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<LoadSummary>, Problem> {
     admin_only(&principal)?;
     let file = DirectoryFile::parse(&request.source, &request.origin)
         .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "source", e))?;
     runtime.store.load_directory(&file, to_millis(runtime.clock.now())).await?;
-    let summary = json!({"organizations": file.organizations.len(), "contacts": file.contacts.len()});
-    runtime.store.audit(&principal.name, "directory.load", &request.origin, summary.clone()).await?;
+    let summary = LoadSummary { organizations: file.organizations.len(), contacts: file.contacts.len() };
+    runtime.store.audit(&principal.name, "directory.load", &request.origin, json!(summary)).await?;
     Ok(Json(summary))
 }
 
@@ -101,7 +172,7 @@ pub async fn put_organization(
     principal: Principal,
     PathParams(id): PathParams<String>,
     Body(entry): Body<OrganizationEntry>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<OrganizationPut>, Problem> {
     admin_only(&principal)?;
     crate::organization::check(&id).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "id", e))?;
     for (field, reference) in [("supervisor", &entry.supervisor), ("regulator", &entry.regulator)] {
@@ -115,14 +186,14 @@ pub async fn put_organization(
     }
     runtime.store.put_organization(&id, &entry, to_millis(runtime.clock.now())).await?;
     runtime.store.audit(&principal.name, "directory.organization", &id, json!(entry)).await?;
-    Ok(Json(json!({"id": id, "organization": entry})))
+    Ok(Json(OrganizationPut { id, organization: entry }))
 }
 
 pub async fn put_contact(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Body(entry): Body<ContactEntry>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ContactPut>, Problem> {
     admin_only(&principal)?;
     check_email("email", &entry.email)?;
     if runtime.store.organization(&entry.organization).await?.is_none() {
@@ -134,7 +205,7 @@ pub async fn put_contact(
     }
     runtime.store.put_contact(&entry, to_millis(runtime.clock.now())).await?;
     runtime.store.audit(&principal.name, "directory.contact", &entry.email, json!(entry)).await?;
-    Ok(Json(json!({"contact": entry})))
+    Ok(Json(ContactPut { contact: entry }))
 }
 
 pub async fn delete_contact(

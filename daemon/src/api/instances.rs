@@ -6,35 +6,86 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use serde::Deserialize;
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use serde_json::{json, Value};
 use statflow_workflows::engine::{Event, InstanceState};
 
 use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
-use super::views;
+use super::views::{self, InstanceView, Paged};
 use crate::organization;
+use crate::runtime::integrity::checks::InstanceChecks;
 use crate::runtime::Runtime;
 use crate::store::entities::instances;
 use crate::store::transition::Origin;
 use crate::store::{from_millis, StoreError};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "procedure": "registration",
+    "jurisdiction": "taian",
+    "input": {"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"}
+}))]
 pub struct StartRequest {
     procedure: String,
     jurisdiction: String,
+    /// Per the definition's input schema (`GET /v1/definitions/{procedure}`).
     #[serde(default)]
+    #[schema(value_type = Object)]
     input: Value,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"action": "accept", "data": {}}))]
 pub struct ActionRequest {
     pub action: String,
+    /// Per the action's data schema (`GET /v1/definitions/{procedure}`).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub data: Value,
+}
+
+/// An instance in a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceSummary {
+    pub id: i64,
+    pub procedure: String,
+    pub jurisdiction: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub step: Option<String>,
+    pub due: Option<DateTime<FixedOffset>>,
+    pub overdue: bool,
+    pub flagged: Option<String>,
+}
+
+/// One stored event, with the hashes that seal it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub seq: i64,
+    pub at: DateTime<FixedOffset>,
+    pub actor: String,
+    #[schema(value_type = Object)]
+    pub event: Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// An instance's history as stored, with each verification check on its own.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryView {
+    pub instance: i64,
+    /// The chain check's verdict, as a boolean.
+    pub chain_intact: bool,
+    pub checks: InstanceChecks,
+    /// Why the instance failed verification, if it did.
+    pub flagged: Option<String>,
+    pub events: Vec<EventView>,
 }
 
 fn parse_id(text: &str) -> Result<i64, Problem> {
@@ -60,7 +111,7 @@ pub async fn load(
     Ok((row, state, definition))
 }
 
-pub async fn view(runtime: &Runtime, principal: &Principal, id: i64) -> Result<Value, Problem> {
+pub async fn view(runtime: &Runtime, principal: &Principal, id: i64) -> Result<InstanceView, Problem> {
     let (row, state, definition) = load(runtime, principal, id).await?;
     let tasks = runtime.store.open_tasks_of(id).await?;
     let effects = runtime.store.outbox_of(id).await?;
@@ -80,7 +131,7 @@ pub async fn start(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Body(request): Body<StartRequest>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<InstanceView>), Problem> {
     if principal.role == "regulator" {
         return Err(Problem::forbidden("regulators do not start instances"));
     }
@@ -140,7 +191,7 @@ pub async fn show(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     PathParams(id): PathParams<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<InstanceView>, Problem> {
     Ok(Json(view(&runtime, &principal, parse_id(&id)?).await?))
 }
 
@@ -150,34 +201,26 @@ pub async fn history(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     PathParams(id): PathParams<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<HistoryView>, Problem> {
     let id = parse_id(&id)?;
     let (row, ..) = load(&runtime, &principal, id).await?;
     let checks = runtime.verify_instance(&row).await?;
     let flagged = runtime.store.instance(id).await?.flagged;
-    let events: Vec<Value> = runtime
+    let events = runtime
         .store
         .history(id)
         .await?
-        .iter()
-        .map(|h| {
-            json!({
-                "seq": h.seq,
-                "at": from_millis(h.at),
-                "actor": h.actor,
-                "event": serde_json::from_str::<Value>(&h.event).unwrap_or(Value::Null),
-                "prev_hash": h.prev_hash,
-                "hash": h.hash,
-            })
+        .into_iter()
+        .map(|h| EventView {
+            seq: h.seq,
+            at: from_millis(h.at),
+            event: serde_json::from_str::<Value>(&h.event).unwrap_or(Value::Null),
+            actor: h.actor,
+            prev_hash: h.prev_hash,
+            hash: h.hash,
         })
         .collect();
-    Ok(Json(json!({
-        "instance": id,
-        "chain_intact": !checks.chain.is_failure(),
-        "checks": checks,
-        "flagged": flagged,
-        "events": events,
-    })))
+    Ok(Json(HistoryView { instance: id, chain_intact: !checks.chain.is_failure(), checks, flagged, events }))
 }
 
 pub async fn act(
@@ -185,7 +228,7 @@ pub async fn act(
     principal: Principal,
     PathParams(id): PathParams<String>,
     Body(request): Body<ActionRequest>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<InstanceView>, Problem> {
     let id = parse_id(&id)?;
     perform(&runtime, &principal, id, request).await
 }
@@ -196,7 +239,7 @@ pub async fn perform(
     principal: &Principal,
     id: i64,
     request: ActionRequest,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<InstanceView>, Problem> {
     let (_, state, definition) = load(runtime, principal, id).await?;
     if principal.role == "regulator" || principal.role == "scheduler" {
         return Err(Problem::forbidden(format!("a {} does not act on instances", principal.role)));
@@ -259,7 +302,7 @@ pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Params(query): Params<ListQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Paged<InstanceSummary>>, Problem> {
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let mut select = instances::Entity::find().order_by_asc(instances::Column::Id);
     if let Some(procedure) = &query.procedure {
@@ -283,14 +326,18 @@ pub async fn list(
         select = select.filter(organization::involves_any(instances::Column::Organizations, &principal.organizations));
     }
     let (rows, total) = page.read(select, &runtime.store.db).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "procedure": r.procedure, "jurisdiction": r.jurisdiction, "status": r.status,
-                "outcome": r.outcome, "step": r.step, "due": r.next_due_at.map(from_millis), "overdue": r.overdue,
-                "flagged": r.flagged,
-            })
+    let items: Vec<InstanceSummary> = rows
+        .into_iter()
+        .map(|r| InstanceSummary {
+            id: r.id,
+            procedure: r.procedure,
+            jurisdiction: r.jurisdiction,
+            status: r.status,
+            outcome: r.outcome,
+            step: r.step,
+            due: r.next_due_at.map(from_millis),
+            overdue: r.overdue,
+            flagged: r.flagged,
         })
         .collect();
     Ok(Json(page.body(items, total)))

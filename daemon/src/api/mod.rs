@@ -22,14 +22,13 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
 
 use crate::runtime::Runtime;
 use problem::Problem;
 
 pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(|| async { Json(Health { status: "ok" }) }))
         .route("/readyz", get(ready))
         .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/v1/instances", post(instances::start).get(instances::list))
@@ -65,12 +64,18 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .with_state(runtime)
 }
 
+/// `ok` (the process answers) or `ready` (the database answers).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
 /// Ready when the database answers.
-async fn ready(State(runtime): State<Arc<Runtime>>) -> Result<Json<Value>, Problem> {
+async fn ready(State(runtime): State<Arc<Runtime>>) -> Result<Json<Health>, Problem> {
     runtime
         .store
         .count_instances()
         .await
         .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", e.to_string()))?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Health { status: "ready" }))
 }

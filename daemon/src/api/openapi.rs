@@ -1,212 +1,278 @@
-//! The OpenAPI 3.1 description of the API, served at /v1/openapi.json. Kept beside the
-//! router; a test checks that every route is described.
+//! The OpenAPI 3.1 description of the API, served at /v1/openapi.json.
+//!
+//! Request and response schemas are derived (utoipa) from the very types the handlers
+//! deserialize and serialize, so the document cannot drift from what is sent. The paths are
+//! listed here beside the router, each with every status it can answer: a test checks that
+//! every route is described, and the contract test runs schemathesis against the document.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use utoipa::OpenApi;
 
-fn problem_responses(codes: &[&str]) -> Value {
-    let mut responses = serde_json::Map::new();
-    for code in codes {
-        responses.insert(
-            (*code).to_owned(),
-            json!({"description": "problem details", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
-        );
-    }
-    Value::Object(responses)
+use super::admin::{ClockRequest, ClockView, DeliveryView};
+use super::definitions::{Calendars, DefinitionView, NewCalendar, NewDefinition, Procedures};
+use super::directory::{ContactPut, DirectoryView, LoadRequest, LoadSummary, OrganizationPut};
+use super::instances::{ActionRequest, HistoryView, InstanceSummary, StartRequest};
+use super::overdue::Board;
+use super::schedules::{RunView, ScheduleDetail, ScheduleView};
+use super::views::{InstanceView, Paged, TaskView};
+use super::Health;
+use crate::runtime::calendar::Imported;
+use crate::runtime::schedules::ScheduleSpec;
+use crate::store::directory::{ContactEntry, OrganizationEntry};
+
+/// The types whose schemas the document holds (with everything they refer to).
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    Health,
+    StartRequest,
+    ActionRequest,
+    InstanceView,
+    Paged<InstanceSummary>,
+    HistoryView,
+    Board,
+    Paged<TaskView>,
+    TaskView,
+    ClockRequest,
+    ClockView,
+    Paged<DeliveryView>,
+    DirectoryView,
+    LoadRequest,
+    LoadSummary,
+    OrganizationEntry,
+    OrganizationPut,
+    ContactEntry,
+    ContactPut,
+    Paged<ScheduleView>,
+    ScheduleView,
+    ScheduleDetail,
+    RunView,
+    ScheduleSpec,
+    Procedures,
+    DefinitionView,
+    NewDefinition,
+    Calendars,
+    NewCalendar,
+    Imported,
+)))]
+struct Schemas;
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
-/// An operation answering `ok` or one of `errors`. Every operation may also answer 500 (a
-/// failure, with the request id); one that takes a body also 400 (not JSON, or not the
-/// documented shape), 413 (over the body limit) and 415 (not `application/json`).
-fn operation(summary: &str, ok: &str, body: Option<Value>, errors: &[&str]) -> Value {
+/// An operation answering `ok` with the schema named `answer` (none for 204), or one of
+/// `errors` as a problem document. Every operation may also answer 500 (a failure, with the
+/// request id); one that takes a body (`request`, a schema name) also 400 (not JSON, or not
+/// the documented shape), 413 (over the body limit) and 415 (not `application/json`).
+fn operation(summary: &str, ok: &str, answer: Option<&str>, request: Option<&str>, errors: &[&str]) -> Value {
     let mut codes: Vec<&str> = errors.to_vec();
     codes.push("500");
-    if body.is_some() {
+    if request.is_some() {
         codes.extend(["400", "413", "415"]);
     }
-    let mut responses = problem_responses(&codes);
-    responses[ok] = json!({"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}});
+    let mut responses = Map::new();
+    for code in codes {
+        responses.insert(
+            code.to_owned(),
+            json!({"description": "problem details", "content": {"application/problem+json": {"schema": schema("Problem")}}}),
+        );
+    }
+    responses.insert(
+        ok.to_owned(),
+        match answer {
+            Some(name) => json!({"description": "success", "content": {"application/json": {"schema": schema(name)}}}),
+            None => json!({"description": "done, nothing to return"}),
+        },
+    );
     let mut op = json!({"summary": summary, "responses": responses});
-    if let Some(schema) = body {
-        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    if let Some(name) = request {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema(name)}}});
     }
     op
 }
 
-/// Query parameters of type string.
-fn query_strings(names: &[&str]) -> Vec<Value> {
-    names.iter().map(|p| json!({"name": p, "in": "query", "schema": {"type": "string"}})).collect()
+/// `op` named `id`, so links can point at it.
+fn named(mut op: Value, id: &str) -> Value {
+    op["operationId"] = json!(id);
+    op
+}
+
+/// `op` whose `code` answer links to the operations `targets`, their `parameter` taken from
+/// the answer's `field`: how a client (and schemathesis) goes on from what it just created.
+fn linked(mut op: Value, code: &str, targets: &[&str], parameter: &str, field: &str) -> Value {
+    let links: Map<String, Value> = targets
+        .iter()
+        .map(|target| {
+            let link = json!({"operationId": target, "parameters": {parameter: format!("$response.body#/{field}")}});
+            ((*target).to_owned(), link)
+        })
+        .collect();
+    op["responses"][code]["links"] = Value::Object(links);
+    op
+}
+
+/// `operation` with query parameters.
+fn with_query(mut op: Value, parameters: Vec<Value>) -> Value {
+    op["parameters"] = Value::Array(parameters);
+    op
+}
+
+fn query_string(name: &str) -> Value {
+    json!({"name": name, "in": "query", "schema": {"type": "string"}})
+}
+
+fn query_boolean(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "schema": {"type": "boolean"}, "description": description})
 }
 
 /// Paging parameters (see `api::page`): whole numbers within their bounds.
-fn paging(names: &[&str]) -> Vec<Value> {
-    names
-        .iter()
-        .map(|name| {
-            let (minimum, maximum) = match *name {
-                "page" => (1, super::page::MAX_PAGE),
-                "per_page" => (1, super::page::MAX_PER_PAGE),
-                _ => (0, i64::MAX as u64),
-            };
-            json!({"name": name, "in": "query", "schema": {"type": "integer", "minimum": minimum, "maximum": maximum}})
-        })
-        .collect()
+fn paging() -> Vec<Value> {
+    vec![
+        json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::page::MAX_PAGE}}),
+        json!({"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::page::MAX_PER_PAGE}}),
+    ]
 }
 
-fn id_parameter(name: &str) -> Value {
+fn path_string(name: &str) -> Value {
     json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}])
 }
 
+/// The problem document every error answers with (RFC 9457).
+fn problem_schema() -> Value {
+    json!({"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "the field at fault, e.g. data.reasons"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "a definition's errors, each with file and line"}}})
+}
+
 pub fn document() -> Value {
-    let action = json!({"type": "object", "required": ["action"], "properties": {"action": {"type": "string"}, "data": {"type": "object"}}, "additionalProperties": false});
-    let mut instance_filters = query_strings(&["procedure", "status", "org"]);
-    instance_filters.extend([
-        json!({"name": "overdue", "in": "query", "schema": {"type": "boolean"}}),
-        json!({"name": "flagged", "in": "query", "schema": {"type": "boolean"}, "description": "only instances that failed verification (true) or none of them (false)"}),
-        json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}),
-        json!({"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}),
-    ]);
-    let mut paths = serde_json::Map::new();
+    let mut paths = Map::new();
     let mut add = |path: &str, item: Value| {
         paths.insert(path.to_owned(), item);
     };
-    add(
-        "/healthz",
-        json!({"get": {"summary": "The process answers", "security": [], "responses": {"200": {"description": "ok"}}}}),
-    );
-    add(
-        "/readyz",
-        json!({"get": {"summary": "The database answers", "security": [], "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}}),
-    );
-    add(
-        "/v1/openapi.json",
-        json!({"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}),
-    );
+    let public = |mut op: Value| {
+        op["security"] = json!([]);
+        op
+    };
+    add("/healthz", json!({"get": public(operation("The process answers", "200", Some("Health"), None, &[]))}));
+    add("/readyz", json!({"get": public(operation("The database answers", "200", Some("Health"), None, &["503"]))}));
+    let mut this = public(operation("This document", "200", None, None, &[]));
+    this["responses"]["200"] = json!({"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}});
+    add("/v1/openapi.json", json!({"get": this}));
+    let mut instance_filters: Vec<Value> = ["procedure", "status", "org"].iter().map(|n| query_string(n)).collect();
+    instance_filters.push(query_boolean("overdue", "only overdue instances (true) or none of them (false)"));
+    instance_filters.push(query_boolean("flagged", "only instances that failed verification (true) or none of them (false)"));
+    instance_filters.extend(paging());
     add(
         "/v1/instances",
         json!({
-            "post": operation("Start an instance", "201",
-                Some(json!({"type": "object", "required": ["procedure", "jurisdiction"], "properties": {"procedure": {"type": "string"}, "jurisdiction": {"type": "string"}, "input": {"type": "object", "description": "per the definition's input_schema"}}, "additionalProperties": false})),
-                &["400", "401", "403", "422"]),
-            "get": {
-                "summary": "List instances",
-                "parameters": instance_filters,
-                "responses": operation("", "200", None, &["400", "401"])["responses"],
-            }
+            "post": linked(
+                operation("Start an instance", "201", Some("InstanceView"), Some("StartRequest"), &["401", "403", "422"]),
+                "201",
+                &["showInstance", "instanceHistory", "actOnInstance"],
+                "id",
+                "id",
+            ),
+            "get": with_query(operation("List instances", "200", Some("Paged_InstanceSummary"), None, &["400", "401"]), instance_filters),
         }),
     );
     add(
         "/v1/instances/{id}",
-        json!({"parameters": id_parameter("id"), "get": operation("An instance: step, deadline with legal basis, tasks, effects", "200", None, &["401", "404"])}),
+        json!({"parameters": path_string("id"), "get": named(operation("An instance: step, deadline with legal basis, tasks, effects", "200", Some("InstanceView"), None, &["401", "404"]), "showInstance")}),
     );
     add(
         "/v1/instances/{id}/history",
-        json!({"parameters": id_parameter("id"), "get": operation("Every event as stored, with the chain, head, ledger and replay checks reported separately; a failed check flags the instance", "200", None, &["401", "404"])}),
+        json!({"parameters": path_string("id"), "get": named(operation("Every event as stored, with the chain, head, ledger and replay checks reported separately; a failed check flags the instance", "200", Some("HistoryView"), None, &["401", "404"]), "instanceHistory")}),
     );
     add(
         "/v1/instances/{id}/actions",
-        json!({"parameters": id_parameter("id"), "post": operation("Take an action", "200", Some(action.clone()), &["400", "401", "403", "404", "409", "413", "422"])}),
+        json!({"parameters": path_string("id"), "post": named(operation("Take an action (409 when the instance is flagged)", "200", Some("InstanceView"), Some("ActionRequest"), &["401", "403", "404", "409", "422"]), "actOnInstance")}),
     );
+    let overdue_parameters = vec![
+        query_string("org"),
+        json!({"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::page::MAX_PER_PAGE}}),
+        json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "the previous page's `next`"}),
+    ];
     add(
         "/v1/overdue",
-        json!({"get": {"summary": "The overdue board by organization: red (overdue, working days and escalation level) and yellow (within the reminder window)", "parameters": ([query_strings(&["org"]), paging(&["per_page", "after"])].concat()), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
+        json!({"get": with_query(operation("The overdue board by organization: red (overdue, working days and escalation level) and yellow (within the reminder window)", "200", Some("Board"), None, &["400", "401"]), overdue_parameters)}),
     );
-    add(
-        "/v1/tasks",
-        json!({"get": {"summary": "Open tasks", "parameters": ([query_strings(&["role", "org", "assignee"]), paging(&["page", "per_page"])].concat()), "responses": operation("", "200", None, &["400", "401"])["responses"]}}),
-    );
+    let mut task_filters: Vec<Value> = ["role", "org", "assignee"].iter().map(|n| query_string(n)).collect();
+    task_filters.extend(paging());
+    add("/v1/tasks", json!({"get": with_query(operation("Open tasks", "200", Some("Paged_TaskView"), None, &["400", "401"]), task_filters)}));
     add(
         "/v1/tasks/{id}/claim",
-        json!({"parameters": id_parameter("id"), "post": operation("Claim a task", "200", None, &["401", "404", "409"])}),
+        json!({"parameters": path_string("id"), "post": operation("Claim a task", "200", Some("TaskView"), None, &["401", "403", "404", "409"])}),
     );
     add(
         "/v1/tasks/{id}/complete",
-        json!({"parameters": id_parameter("id"), "post": operation("Complete a task with an action", "200", Some(action), &["401", "403", "404", "409", "422"])}),
+        json!({"parameters": path_string("id"), "post": operation("Complete a task with an action", "200", Some("InstanceView"), Some("ActionRequest"), &["401", "403", "404", "409", "422"])}),
     );
     add(
         "/v1/definitions",
         json!({
-            "get": operation("Procedures new instances can start on", "200", None, &["401"]),
-            "post": operation("Validate and load a new definition version (administrators)", "201",
-                Some(json!({"type": "object", "required": ["file", "source"], "properties": {"file": {"type": "string"}, "source": {"type": "string", "description": "TOML"}}})),
-                &["401", "403", "422"]),
+            "get": operation("Procedures new instances can start on", "200", Some("Procedures"), None, &["401"]),
+            "post": operation("Validate and load a new definition version (administrators)", "201", Some("DefinitionView"), Some("NewDefinition"), &["401", "403", "422"]),
         }),
     );
     add(
         "/v1/definitions/{procedure}",
-        json!({"parameters": [{"name": "procedure", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "jurisdiction", "in": "query", "schema": {"type": "string"}}],
-               "get": operation("A definition with JSON Schemas of its input and every action's data", "200", None, &["400", "401", "404"])}),
+        json!({"parameters": [{"name": "procedure", "in": "path", "required": true, "schema": {"type": "string"}}, query_string("jurisdiction")],
+               "get": operation("A definition with JSON Schemas of its input and every action's data", "200", Some("DefinitionView"), None, &["400", "401", "404"])}),
     );
     add(
         "/v1/calendars",
         json!({
-            "get": operation("Loaded calendar years and their notices", "200", None, &["401"]),
-            "post": operation("Import a year's notice (TSV or holiday-cn JSON); replacing a loaded year needs `replace` (the reason); open deadlines are recomputed in the background (administrators)", "202",
-                Some(json!({"type": "object", "required": ["origin", "content"], "additionalProperties": false, "properties": {"origin": {"type": "string"}, "content": {"type": "string"}, "replace": {"type": "string", "minLength": 1, "maxLength": 500}}})),
-                &["401", "403", "422"]),
+            "get": operation("Loaded calendar years and their notices, and the recomputation after imports", "200", Some("Calendars"), None, &["401"]),
+            "post": operation("Import a year's notice (TSV or holiday-cn JSON); replacing a loaded year needs `replace` (the reason); open deadlines are recomputed in the background (administrators)", "202", Some("Imported"), Some("NewCalendar"), &["401", "403", "422"]),
         }),
     );
-    let organization = json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-        "name": {"type": "string"}, "email": {"type": "string", "description": "duty address"},
-        "supervisor": {"type": "string", "description": "the supervising organization's id"},
-        "regulator": {"type": "string", "description": "the regulator's organization id"}}});
-    let contact = json!({"type": "object", "required": ["organization", "name", "email"], "additionalProperties": false, "properties": {
-        "organization": {"type": "string"}, "name": {"type": "string"}, "email": {"type": "string"},
-        "roles": {"type": "array", "items": {"type": "string"}}, "principal": {"type": "string"}}});
     add(
         "/v1/directory",
         json!({
-            "get": operation("Organizations and contacts notifications go to (administrators)", "200", None, &["401", "403"]),
-            "post": operation("Load a directory bootstrap file (TOML); entries in it are added or replaced", "200",
-                Some(json!({"type": "object", "required": ["source"], "properties": {"source": {"type": "string"}, "origin": {"type": "string"}}})),
-                &["400", "401", "403", "422"]),
+            "get": with_query(operation("Organizations and contacts notifications go to (administrators)", "200", Some("DirectoryView"), None, &["400", "401", "403"]), paging()),
+            "post": operation("Load a directory bootstrap file (TOML); entries in it are added or replaced", "200", Some("LoadSummary"), Some("LoadRequest"), &["401", "403", "422"]),
         }),
     );
     add(
         "/v1/directory/organizations/{id}",
-        json!({"parameters": id_parameter("id"), "put": operation("Add or replace an organization", "200", Some(organization), &["400", "401", "403", "422"])}),
+        json!({"parameters": path_string("id"), "put": operation("Add or replace an organization", "200", Some("OrganizationPut"), Some("OrganizationEntry"), &["401", "403", "422"])}),
     );
     add(
         "/v1/directory/contacts",
-        json!({"put": operation("Add or replace a contact (by organization and email)", "200", Some(contact), &["400", "401", "403", "422"])}),
+        json!({"put": operation("Add or replace a contact (by organization and email)", "200", Some("ContactPut"), Some("ContactEntry"), &["401", "403", "422"])}),
     );
     add(
         "/v1/directory/contacts/{id}",
         json!({"parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}}],
-               "delete": operation("Remove a contact", "204", None, &["400", "401", "403", "404"])}),
+               "delete": operation("Remove a contact", "204", None, None, &["400", "401", "403", "404"])}),
     );
-    let schedule = json!({"type": "object", "required": ["title", "cron", "job", "catch_up"], "additionalProperties": false, "properties": {
-        "title": {"type": "string"},
-        "cron": {"type": "string", "description": "5 fields (min hour day month weekday) or the cron crate's 6/7, Asia/Shanghai", "example": "0 9 10 1 *"},
-        "job": {"oneOf": [
-            {"type": "object", "required": ["kind", "procedure", "jurisdiction"], "properties": {"kind": {"const": "start"}, "procedure": {"type": "string"}, "jurisdiction": {"type": "string"}, "for_each": {"enum": ["active_authorization", "authorizing_authority"]}, "input": {"type": "object"}}},
-            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "retention_sweep"}, "records_years": {"type": "integer", "minimum": 3}}},
-            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "digest"}, "lookahead_working_days": {"type": "integer", "minimum": 1, "maximum": 20, "default": 2}}},
-            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "anchor_ledger"}}},
-        ]},
-        "catch_up": {"enum": ["once", "all", "skip"]},
-        "enabled": {"type": "boolean", "default": true},
-    }});
     add(
         "/v1/schedules",
-        json!({"get": operation("Schedules with their next fire time (administrators, schedulers)", "200", None, &["401", "403"])}),
+        json!({"get": with_query(operation("Schedules with their next fire time (administrators, schedulers)", "200", Some("Paged_ScheduleView"), None, &["400", "401", "403"]), paging())}),
     );
     add(
         "/v1/schedules/{id}",
-        json!({"parameters": id_parameter("id"),
-               "get": operation("A schedule and its recent runs with what they started", "200", None, &["401", "403", "404"]),
-               "put": operation("Create or replace a schedule; it next fires after now", "200", Some(schedule), &["400", "401", "403", "422"]),
-               "delete": operation("Delete a schedule (built-in ones can only be disabled)", "204", None, &["401", "403", "404", "409"])}),
+        json!({"parameters": path_string("id"),
+               "get": named(with_query(operation("A schedule and one page of its runs with what they started", "200", Some("ScheduleDetail"), None, &["400", "401", "403", "404"]), paging()), "showSchedule"),
+               "put": linked(operation("Create or replace a schedule; it next fires after now", "200", Some("ScheduleView"), Some("ScheduleSpec"), &["401", "403", "422"]), "200", &["showSchedule", "deleteSchedule"], "id", "id"),
+               "delete": named(operation("Delete a schedule (built-in ones can only be disabled)", "204", None, None, &["401", "403", "404", "409"]), "deleteSchedule")}),
     );
+    let mut delivery_filters = vec![json!({"name": "status", "in": "query", "schema": {"enum": ["pending", "done", "failed"]}})];
+    delivery_filters.extend(paging());
     add(
         "/v1/admin/deliveries",
-        json!({"get": {"summary": "Notices, escalations and webhook events with their delivery state (administrators)", "parameters": ([query_strings(&["status"]), paging(&["page", "per_page"])].concat()), "responses": operation("", "200", None, &["400", "401", "403"])["responses"]}}),
+        json!({"get": with_query(operation("Notices, escalations, webhook events, digests and anchors with their delivery state (administrators)", "200", Some("Paged_DeliveryView"), None, &["400", "401", "403"]), delivery_filters)}),
     );
     add(
         "/v1/admin/clock",
-        json!({"post": operation("Move the virtual clock and fire what falls due (only with --virtual-clock)", "200",
-            Some(json!({"type": "object", "properties": {"advance": {"type": "string", "example": "P3D"}, "set": {"type": "string", "format": "date-time"}}})),
-            &["401", "403", "404", "422"])}),
+        json!({"post": operation("Move the virtual clock and fire what falls due (only with --virtual-clock)", "200", Some("ClockView"), Some("ClockRequest"), &["401", "403", "404", "422"])}),
     );
+    let mut schemas = serde_json::to_value(Schemas::openapi().components.expect("schemas are listed"))
+        .expect("schemas serialize")["schemas"]
+        .take();
+    schemas["Problem"] = problem_schema();
     json!({
         "openapi": "3.1.0",
         "info": {"title": "statflow", "version": env!("CARGO_PKG_VERSION"), "description": "Statutory procedures of public-data regulation as durable workflows."},
@@ -214,9 +280,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": {"type": "object", "properties": {
-                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                "detail": {"type": "string"}, "field": {"type": "string", "description": "the field at fault, e.g. data.reasons"}}}},
+            "schemas": schemas,
         },
     })
 }

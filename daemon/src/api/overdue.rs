@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::engine::InstanceState;
 
@@ -28,6 +28,50 @@ const DEFAULT_WINDOW_WORKING_DAYS: i64 = 2;
 /// No reminder window reaches further than this many calendar days; rows due later are not
 /// read at all.
 const LOOKAHEAD_DAYS: i64 = 45;
+
+/// The overdue board: per organization owing the work, what is overdue and what is due soon.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Board {
+    pub now: DateTime<FixedOffset>,
+    pub organizations: Vec<OrganizationBoard>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationBoard {
+    pub organization: String,
+    /// Past their deadline, earliest due first.
+    pub red: Vec<BoardItem>,
+    /// Within their step's reminder window, earliest due first.
+    pub yellow: Vec<BoardItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoardTask {
+    pub role: String,
+    pub title: String,
+}
+
+/// An instance on the board.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoardItem {
+    pub instance: i64,
+    pub procedure: String,
+    pub jurisdiction: String,
+    pub title: String,
+    pub step: String,
+    pub step_title: String,
+    pub task: Option<BoardTask>,
+    pub due: Option<DateTime<FixedOffset>>,
+    pub provisional: bool,
+    pub remaining_working_days: i64,
+    pub working_days_overdue: i64,
+    pub escalations_sent: u32,
+    /// The title of the escalation level reached, if any.
+    pub escalation_level: Option<String>,
+    pub basis: String,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +92,7 @@ pub async fn board(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Params(query): Params<OverdueQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Board>, Problem> {
     let per_page = page::bounded("per_page", query.per_page.as_deref(), 100, 1, MAX_PER_PAGE)?;
     let mut after = page::bounded("after", query.after.as_deref(), 0, 0, i64::MAX as u64)? as i64;
     let now = runtime.clock.now();
@@ -94,7 +138,7 @@ pub async fn board(
             break full;
         }
     };
-    let mut board: BTreeMap<String, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut board: BTreeMap<String, (Vec<BoardItem>, Vec<BoardItem>)> = BTreeMap::new();
     for (organization, red, item) in rows {
         let entry = board.entry(organization).or_default();
         if red {
@@ -103,17 +147,17 @@ pub async fn board(
             entry.1.push(item);
         }
     }
-    let organizations: Vec<Value> = board
+    let organizations = board
         .into_iter()
         .map(|(organization, (mut red, mut yellow))| {
-            // Earliest due first within each group (instants of one offset sort as text).
+            // Earliest due first within each group; a stopped clock (no due) last.
             for items in [&mut red, &mut yellow] {
-                items.sort_by(|a, b| a["due"].as_str().cmp(&b["due"].as_str()));
+                items.sort_by_key(|item| (item.due.is_none(), item.due));
             }
-            json!({"organization": organization, "red": red, "yellow": yellow})
+            OrganizationBoard { organization, red, yellow }
         })
         .collect();
-    Ok(Json(json!({"now": now, "organizations": organizations, "next": next.map(|id| id.to_string())})))
+    Ok(Json(Board { now, organizations, next: next.map(|id| id.to_string()) }))
 }
 
 /// The board item of a running instance: (organization owing the work, red, item), or
@@ -124,7 +168,7 @@ fn item(
     now: DateTime<FixedOffset>,
     calendar: &Calendar,
     org: Option<&str>,
-) -> Result<Option<(String, bool, Value)>, Problem> {
+) -> Result<Option<(String, bool, BoardItem)>, Problem> {
     let state: InstanceState =
         serde_json::from_str(&row.state).map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
     let (Some(step), Some(definition)) = (&state.step, runtime.definition(&row.definition_version)) else {
@@ -154,21 +198,21 @@ fn item(
         .and_then(|name| definition.procedure.escalations.get(name.get_ref().as_str()));
     let level = deadline.escalations_sent as usize;
     let level_title = plan.and_then(|p| p.levels.get(level.min(p.levels.len()).checked_sub(1)?)).map(|l| &l.title);
-    let item = json!({
-        "instance": row.id,
-        "procedure": row.procedure,
-        "jurisdiction": row.jurisdiction,
-        "title": definition.procedure.title,
-        "step": step.name,
-        "step_title": spec.title,
-        "task": step.task.as_ref().map(|t| json!({"role": t.role, "title": t.title})),
-        "due": deadline.due,
-        "provisional": deadline.provisional,
-        "remaining_working_days": remaining.max(0),
-        "working_days_overdue": if red { (-remaining).max(0) } else { 0 },
-        "escalations_sent": deadline.escalations_sent,
-        "escalation_level": level_title,
-        "basis": definition.basis_text(&deadline.basis),
-    });
+    let item = BoardItem {
+        instance: row.id,
+        procedure: row.procedure.clone(),
+        jurisdiction: row.jurisdiction.clone(),
+        title: definition.procedure.title.clone(),
+        step: step.name.clone(),
+        step_title: spec.title.clone(),
+        task: step.task.as_ref().map(|t| BoardTask { role: t.role.clone(), title: t.title.clone() }),
+        due: deadline.due,
+        provisional: deadline.provisional,
+        remaining_working_days: remaining.max(0),
+        working_days_overdue: if red { (-remaining).max(0) } else { 0 },
+        escalations_sent: deadline.escalations_sent,
+        escalation_level: level_title.cloned(),
+        basis: definition.basis_text(&deadline.basis),
+    };
     Ok(Some((organization, red, item)))
 }

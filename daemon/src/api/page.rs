@@ -7,9 +7,9 @@
 
 use axum::http::StatusCode;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Select};
-use serde_json::{json, Value};
 
 use super::problem::Problem;
+use super::views::Paged;
 use crate::store::StoreError;
 
 /// The most items one page carries.
@@ -59,8 +59,8 @@ impl Page {
     }
 
     /// The list document: `{"items", "page", "per_page", "total"}`.
-    pub fn body(self, items: Vec<Value>, total: u64) -> Value {
-        json!({"items": items, "page": self.number, "per_page": self.size, "total": total})
+    pub fn body<T: utoipa::ToSchema>(self, items: Vec<T>, total: u64) -> Paged<T> {
+        Paged { items, page: self.number, per_page: self.size, total }
     }
 }
 

@@ -7,12 +7,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
-use crate::runtime::schedules::ScheduleSpec;
+use super::views::Paged;
+use crate::runtime::schedules::{Job, ScheduleSpec};
 use crate::runtime::Runtime;
 use crate::store::entities::{schedule_runs, schedules};
 use crate::store::{from_millis, StoreError};
@@ -32,30 +36,69 @@ fn may_manage(principal: &Principal) -> Result<(), Problem> {
     }
 }
 
-fn view(row: &schedules::Model) -> Value {
-    json!({
-        "id": row.id,
-        "title": row.title,
-        "cron": row.cron,
-        "timezone": "Asia/Shanghai",
-        "job": serde_json::from_str::<Value>(&row.job).unwrap_or(Value::Null),
-        "catch_up": row.catch_up,
-        "enabled": row.enabled,
-        "built_in": row.built_in,
-        "next_fire_at": row.next_fire_at.filter(|_| row.enabled).map(from_millis),
-    })
+/// A schedule and when it fires next.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleView {
+    pub id: String,
+    pub title: String,
+    pub cron: String,
+    /// Always `Asia/Shanghai`.
+    pub timezone: &'static str,
+    #[schema(value_type = Job)]
+    pub job: Value,
+    pub catch_up: String,
+    pub enabled: bool,
+    pub built_in: bool,
+    /// Null while disabled.
+    pub next_fire_at: Option<DateTime<FixedOffset>>,
 }
 
-fn run_view(row: &schedule_runs::Model) -> Value {
-    json!({
-        "schedule": row.schedule_id,
-        "fire_at": from_millis(row.fire_at),
-        "status": row.status,
-        "result": serde_json::from_str::<Value>(&row.started).unwrap_or(Value::Null),
-        "error": row.error,
-        "created_at": from_millis(row.created_at),
-        "finished_at": row.finished_at.map(from_millis),
-    })
+/// One fire time of a schedule and what it did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunView {
+    pub schedule: String,
+    pub fire_at: DateTime<FixedOffset>,
+    /// `running`, `done`, `failed` or `skipped`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub result: Value,
+    pub error: Option<String>,
+    pub created_at: DateTime<FixedOffset>,
+    pub finished_at: Option<DateTime<FixedOffset>>,
+}
+
+/// A schedule with one page of its runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleDetail {
+    #[serde(flatten)]
+    pub schedule: ScheduleView,
+    pub runs: Paged<RunView>,
+}
+
+fn view(row: &schedules::Model) -> ScheduleView {
+    ScheduleView {
+        id: row.id.clone(),
+        title: row.title.clone(),
+        cron: row.cron.clone(),
+        timezone: "Asia/Shanghai",
+        job: serde_json::from_str::<Value>(&row.job).unwrap_or(Value::Null),
+        catch_up: row.catch_up.clone(),
+        enabled: row.enabled,
+        built_in: row.built_in,
+        next_fire_at: row.next_fire_at.filter(|_| row.enabled).map(from_millis),
+    }
+}
+
+fn run_view(row: &schedule_runs::Model) -> RunView {
+    RunView {
+        schedule: row.schedule_id.clone(),
+        fire_at: from_millis(row.fire_at),
+        status: row.status.clone(),
+        result: serde_json::from_str::<Value>(&row.started).unwrap_or(Value::Null),
+        error: row.error.clone(),
+        created_at: from_millis(row.created_at),
+        finished_at: row.finished_at.map(from_millis),
+    }
 }
 
 async fn find(runtime: &Runtime, id: &str) -> Result<schedules::Model, Problem> {
@@ -70,7 +113,7 @@ pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Params(query): Params<PageQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Paged<ScheduleView>>, Problem> {
     may_manage(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let select = schedules::Entity::find().order_by_asc(schedules::Column::Id);
@@ -84,7 +127,7 @@ pub async fn show(
     principal: Principal,
     PathParams(id): PathParams<String>,
     Params(query): Params<PageQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ScheduleDetail>, Problem> {
     may_manage(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let row = find(&runtime, &id).await?;
@@ -92,9 +135,7 @@ pub async fn show(
         .filter(schedule_runs::Column::ScheduleId.eq(&id))
         .order_by_desc(schedule_runs::Column::FireAt);
     let (runs, total) = page.read(runs, &runtime.store.db).await?;
-    let mut body = view(&row);
-    body["runs"] = page.body(runs.iter().map(run_view).collect(), total);
-    Ok(Json(body))
+    Ok(Json(ScheduleDetail { schedule: view(&row), runs: page.body(runs.iter().map(run_view).collect(), total) }))
 }
 
 pub async fn put(
@@ -102,7 +143,7 @@ pub async fn put(
     principal: Principal,
     PathParams(id): PathParams<String>,
     Body(spec): Body<ScheduleSpec>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ScheduleView>, Problem> {
     may_manage(&principal)?;
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         return Err(Problem::field(

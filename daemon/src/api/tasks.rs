@@ -7,13 +7,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::auth::Principal;
 use super::instances::{perform, ActionRequest};
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
-use super::views;
+use super::views::{self, InstanceView, Paged, TaskView};
 use crate::runtime::Runtime;
 use crate::store::entities::tasks;
 use crate::store::StoreError;
@@ -32,7 +31,7 @@ pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     Params(query): Params<TaskQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Paged<TaskView>>, Problem> {
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let mut select = tasks::Entity::find()
         .filter(tasks::Column::Status.eq("open"))
@@ -85,7 +84,7 @@ pub async fn claim(
     State(runtime): State<Arc<Runtime>>,
     principal: Principal,
     PathParams(id): PathParams<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TaskView>, Problem> {
     let task = open_task(&runtime, &principal, &id).await?;
     may_handle(&principal, &task)?;
     // Claim only if nobody else holds it: the condition is part of the update.
@@ -117,7 +116,7 @@ pub async fn complete(
     principal: Principal,
     PathParams(id): PathParams<String>,
     Body(request): Body<ActionRequest>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<InstanceView>, Problem> {
     let task = open_task(&runtime, &principal, &id).await?;
     may_handle(&principal, &task)?;
     let actions: Vec<String> = serde_json::from_str(&task.actions).unwrap_or_default();

@@ -1,31 +1,140 @@
-//! What the API shows of an instance: its step, deadline with legal basis and remaining
-//! working days, open tasks, data (confidential fields only to handlers), and effects.
+//! What the API shows, as typed views: the OpenAPI document derives its response schemas
+//! from these types (see [`super::openapi`]), so what is documented is what is sent.
+//!
+//! An instance shows its step, deadline with legal basis and remaining working days, open
+//! tasks, data (confidential fields only to handlers), and effects.
 
-use chrono::{DateTime, FixedOffset};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::Serialize;
 use serde_json::{json, Value};
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::data::confidential;
 use statflow_workflows::engine::InstanceState;
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use crate::store::entities::{instances, outbox, tasks};
 use crate::store::from_millis;
 
-pub fn task(task: &tasks::Model) -> Value {
-    json!({
-        "id": task.id,
-        "instance": task.instance_id,
-        "step": task.step,
-        "title": task.title,
-        "role": task.role,
-        "organization": task.organization,
-        "actions": serde_json::from_str::<Value>(&task.actions).unwrap_or(Value::Null),
-        "due": task.due_at.map(from_millis),
-        "overdue": task.overdue,
-        "status": task.status,
-        "assignee": task.assignee,
-    })
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Paged<T: ToSchema> {
+    pub items: Vec<T>,
+    pub page: u64,
+    pub per_page: u64,
+    /// How many items the whole list holds.
+    pub total: u64,
+}
+
+/// An open (or closed) task: who owes which step of which instance, and by when.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    /// `{instance}:{task}`.
+    pub id: String,
+    pub instance: i64,
+    pub step: String,
+    pub title: String,
+    pub role: String,
+    pub organization: Option<String>,
+    /// The actions that complete it.
+    pub actions: Vec<String>,
+    pub due: Option<DateTime<FixedOffset>>,
+    pub overdue: bool,
+    /// `open` or `closed`.
+    pub status: String,
+    pub assignee: Option<String>,
+}
+
+pub fn task(task: &tasks::Model) -> TaskView {
+    TaskView {
+        id: task.id.clone(),
+        instance: task.instance_id,
+        step: task.step.clone(),
+        title: task.title.clone(),
+        role: task.role.clone(),
+        organization: task.organization.clone(),
+        actions: serde_json::from_str(&task.actions).unwrap_or_default(),
+        due: task.due_at.map(from_millis),
+        overdue: task.overdue,
+        status: task.status.clone(),
+        assignee: task.assignee.clone(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepView {
+    pub name: String,
+    pub title: String,
+    pub entered_at: DateTime<FixedOffset>,
+}
+
+/// The current step's deadline, with the legal article it comes from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadlineView {
+    /// When the limit ends; null while the clock is stopped.
+    pub due: Option<DateTime<FixedOffset>>,
+    pub last_day: Option<NaiveDate>,
+    pub remaining_working_days: Option<i64>,
+    /// Computed with a calendar year whose official notice is not loaded yet.
+    pub provisional: bool,
+    /// The clock is stopped (e.g. while materials are being supplemented).
+    pub paused: bool,
+    pub overdue: bool,
+    /// The period in force, e.g. `5 working days`.
+    pub period: String,
+    /// An extension granted, if any.
+    #[schema(value_type = Option<Object>)]
+    pub extension: Value,
+    /// The legal article, spelled out.
+    pub basis: String,
+}
+
+/// An effect of the instance (a notice, an escalation, a certificate…) and how it went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectView {
+    pub key: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// An instance as its viewer may see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceView {
+    pub id: i64,
+    pub procedure: String,
+    pub title: String,
+    pub jurisdiction: String,
+    pub definition_version: String,
+    /// `running` or `completed`.
+    pub status: String,
+    pub outcome: Option<String>,
+    pub step: Option<StepView>,
+    pub deadline: Option<DeadlineView>,
+    pub tasks: Vec<TaskView>,
+    pub record_status: Option<String>,
+    /// Start input and the data of every action, by field; confidential fields show as
+    /// `(confidential)` to anyone but the handlers.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Map<String, Value>,
+    pub effects: Vec<EffectView>,
+    /// What finished activities returned (certificate numbers…), by key.
+    #[schema(value_type = Object)]
+    pub activity_results: BTreeMap<String, Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub activity_failures: Value,
+    pub parent: Option<i64>,
+    /// The schedule run that started it: `{schedule}@{fire time}/{subject}`.
+    pub start_key: Option<String>,
+    pub version: i64,
+    /// Why it failed verification (see its history); a flagged instance takes no actions.
+    pub flagged: Option<String>,
+    pub created_at: DateTime<FixedOffset>,
+    pub updated_at: DateTime<FixedOffset>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -38,24 +147,24 @@ pub fn instance(
     open_tasks: &[tasks::Model],
     effects: &[outbox::Model],
     viewer: &Principal,
-) -> Value {
+) -> InstanceView {
     let step = state.step.as_ref().map(|s| {
         let title = definition.step(&s.name).map(|d| d.title.clone()).unwrap_or_default();
-        json!({"name": s.name, "title": title, "entered_at": s.entered_at})
+        StepView { name: s.name.clone(), title, entered_at: s.entered_at }
     });
     let deadline = state.step.as_ref().and_then(|s| s.deadline.as_ref()).map(|d| {
         let status = d.rule.status(calendar);
-        json!({
-            "due": status.due,
-            "last_day": status.last_day,
-            "remaining_working_days": d.rule.remaining_working_days(now, calendar),
-            "provisional": status.provisional,
-            "paused": status.paused,
-            "overdue": d.overdue,
-            "period": d.rule.effective_period().to_string(),
-            "extension": d.rule.extension,
-            "basis": definition.basis_text(&d.basis),
-        })
+        DeadlineView {
+            due: status.due,
+            last_day: status.last_day,
+            remaining_working_days: d.rule.remaining_working_days(now, calendar),
+            provisional: status.provisional,
+            paused: status.paused,
+            overdue: d.overdue,
+            period: d.rule.effective_period().to_string(),
+            extension: json!(d.rule.extension),
+            basis: definition.basis_text(&d.basis),
+        }
     });
     // Confidential fields (a reporter's identity) are shown to the handlers only.
     let handler = viewer.is_admin()
@@ -66,29 +175,36 @@ pub fn instance(
         .iter()
         .map(|(k, v)| (k.clone(), if !handler && hidden.contains(k) { json!("(confidential)") } else { v.clone() }))
         .collect();
-    json!({
-        "id": row.id,
-        "procedure": row.procedure,
-        "title": definition.procedure.title,
-        "jurisdiction": row.jurisdiction,
-        "definition_version": row.definition_version,
-        "status": row.status,
-        "outcome": row.outcome,
-        "step": step,
-        "deadline": deadline,
-        "tasks": open_tasks.iter().map(task).collect::<Vec<_>>(),
-        "record_status": state.record_status,
-        "data": data,
-        "effects": effects.iter().map(|e| json!({"key": e.key, "kind": e.kind, "status": e.status, "attempts": e.attempts, "last_error": e.last_error})).collect::<Vec<_>>(),
-        "activity_results": state.activity_results,
-        "activity_failures": state.activity_failures,
-        "parent": row.parent_instance_id,
-        // The schedule run that started it: `{schedule}@{fire time}/{subject}`.
-        "start_key": row.start_key,
-        "version": row.version_no,
-        // Why it failed verification (see its history); a flagged instance takes no actions.
-        "flagged": row.flagged,
-        "created_at": from_millis(row.created_at),
-        "updated_at": from_millis(row.updated_at),
-    })
+    InstanceView {
+        id: row.id,
+        procedure: row.procedure.clone(),
+        title: definition.procedure.title.clone(),
+        jurisdiction: row.jurisdiction.clone(),
+        definition_version: row.definition_version.clone(),
+        status: row.status.clone(),
+        outcome: row.outcome.clone(),
+        step,
+        deadline,
+        tasks: open_tasks.iter().map(task).collect(),
+        record_status: state.record_status.clone(),
+        data,
+        effects: effects
+            .iter()
+            .map(|e| EffectView {
+                key: e.key.clone(),
+                kind: e.kind.clone(),
+                status: e.status.clone(),
+                attempts: e.attempts,
+                last_error: e.last_error.clone(),
+            })
+            .collect(),
+        activity_results: state.activity_results.clone(),
+        activity_failures: json!(state.activity_failures),
+        parent: row.parent_instance_id,
+        start_key: row.start_key.clone(),
+        version: row.version_no,
+        flagged: row.flagged.clone(),
+        created_at: from_millis(row.created_at),
+        updated_at: from_millis(row.updated_at),
+    }
 }

@@ -26,7 +26,7 @@ use crate::store::{from_millis, to_millis, StoreError};
 const RECOMPUTE_BATCH: u64 = 256;
 
 /// What an accepted import will change.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Imported {
     pub years: Vec<i32>,
     pub generation: i64,
@@ -35,7 +35,7 @@ pub struct Imported {
 }
 
 /// One loaded year, as the calendar listing shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct YearView {
     pub year: i32,
     pub sources: Vec<String>,

@@ -35,7 +35,7 @@ use crate::store::{from_millis, to_millis, StoreError};
 const CATCH_UP_LIMIT: usize = 1000;
 
 /// What to do with fire times missed while the daemon was down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// Run the latest missed fire time once; record the others as skipped.
@@ -57,7 +57,7 @@ impl CatchUp {
 }
 
 /// Whom a start job starts an instance for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
     /// Every authorized operation of the jurisdiction in its active term (not suspended, not
@@ -69,7 +69,7 @@ pub enum Selection {
 }
 
 /// What a schedule does when it fires.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Job {
     /// Starts `procedure` of `jurisdiction`, once, or once per subject of `for_each`. String
@@ -82,6 +82,7 @@ pub enum Job {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         for_each: Option<Selection>,
         #[serde(default)]
+        #[schema(value_type = Object)]
         input: Map<String, Value>,
     },
     /// Removes finished instances (with their history, tasks and effects) and audit entries
@@ -115,7 +116,7 @@ fn legal_records_years() -> u32 {
 }
 
 /// A schedule as administrators write it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     pub title: String,
@@ -255,11 +256,12 @@ struct Subject {
 }
 
 /// What one run did, as stored in its row and returned to the clock's caller.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub schedule: String,
     pub fire_at: DateTime<FixedOffset>,
     pub status: String,
+    #[schema(value_type = Object)]
     pub result: Value,
 }
 

@@ -19,7 +19,7 @@ use crate::store::{from_millis, to_millis, StoreError};
 /// How many due timers one pass reads.
 const BATCH: u64 = 256;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Fired {
     pub instance: i64,
     pub timer: String,

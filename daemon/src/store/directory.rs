@@ -28,7 +28,7 @@ pub struct DirectoryFile {
     pub contacts: Vec<ContactEntry>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationEntry {
     pub name: String,
@@ -38,7 +38,7 @@ pub struct OrganizationEntry {
     pub regulator: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactEntry {
     pub organization: String,

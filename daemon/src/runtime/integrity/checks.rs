@@ -21,7 +21,7 @@ use crate::store::ledger::{history_hash, sealed, EVENT, GENESIS};
 use crate::store::from_millis;
 
 /// How a check came out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Passed,
@@ -30,7 +30,7 @@ pub enum Verdict {
     Inconclusive,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub verdict: Verdict,
     pub detail: String,
@@ -55,7 +55,7 @@ impl Check {
 }
 
 /// The four checks of an instance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceChecks {
     pub chain: Check,
     pub head: Check,
