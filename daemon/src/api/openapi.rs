@@ -62,11 +62,12 @@ fn schema(name: &str) -> Value {
 
 /// An operation answering `ok` with the schema named `answer` (none for 204), or one of
 /// `errors` as a problem document. Every operation may also answer 500 (a failure, with the
-/// request id); one that takes a body (`request`, a schema name) also 400 (not JSON, or not
-/// the documented shape), 413 (over the body limit) and 415 (not `application/json`).
+/// request id) and 503 (shutting down); one that takes a body (`request`, a schema name)
+/// also 400 (not JSON, or not the documented shape), 413 (over the body limit) and 415 (not
+/// `application/json`).
 fn operation(summary: &str, ok: &str, answer: Option<&str>, request: Option<&str>, errors: &[&str]) -> Value {
     let mut codes: Vec<&str> = errors.to_vec();
-    codes.push("500");
+    codes.extend(["500", "503"]);
     if request.is_some() {
         codes.extend(["400", "413", "415"]);
     }
@@ -156,7 +157,7 @@ pub fn document() -> Value {
         op
     };
     add("/healthz", json!({"get": public(operation("The process answers", "200", Some("Health"), None, &[]))}));
-    add("/readyz", json!({"get": public(operation("The database answers", "200", Some("Health"), None, &["503"]))}));
+    add("/readyz", json!({"get": public(operation("The database answers", "200", Some("Health"), None, &[]))}));
     let mut this = public(operation("This document", "200", None, None, &[]));
     this["responses"]["200"] = json!({"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}});
     add("/v1/openapi.json", json!({"get": this}));
