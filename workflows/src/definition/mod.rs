@@ -8,6 +8,7 @@
 mod graph;
 mod library;
 pub mod model;
+pub mod regulations;
 mod transitions;
 mod validate;
 
@@ -111,8 +112,16 @@ impl Definition {
         DefinitionError { file: self.file.clone(), line: self.line(span), message }
     }
 
-    /// The legal basis `"source article"` spelled out with the source's title.
+    /// The legal basis `"source article"` spelled out with the source's title; a policy
+    /// limit's basis (see [`model::POLICY_PREFIX`]) as 本单位规定 with the agency's reference
+    /// and the article creating the duty.
     pub fn basis_text(&self, basis: &str) -> String {
+        if let Some(policy) = basis.strip_prefix(model::POLICY_PREFIX) {
+            return match policy.split_once('|') {
+                Some((reference, duty)) => format!("本单位规定({reference});义务依据{}", self.basis_text(duty)),
+                None => format!("本单位规定({policy})"),
+            };
+        }
         match basis.split_once(' ') {
             Some((key, article)) => match self.procedure.sources.get(key) {
                 Some(source) => format!("《{}》{}", source.title, article.trim()),

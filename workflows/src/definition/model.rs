@@ -239,7 +239,16 @@ pub struct DeadlineSpec {
     pub years: Option<Amount>,
     #[serde(default)]
     pub hours: Option<Amount>,
-    /// The legal basis, `"source-key article"`, e.g. `"taian 第九条第（二）项"`.
+    /// What the number is (required): `statutory` (the cited article states it), `policy`
+    /// (the deploying agency sets it; `policy` gives its reference) or `case` (set in each
+    /// case, a `$field`, because the article has the authority fix it, e.g. 限期整改).
+    #[serde(default)]
+    pub limit: Option<Name>,
+    /// For a `policy` limit: the agency's own rule it comes from, shown as 本单位规定.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The legal basis, `"source-key article"`, e.g. `"taian 第九条第（二）项"`: for a
+    /// policy limit, the article that creates the duty (optional).
     #[serde(default)]
     pub basis: Option<Name>,
     /// What starts the clock: `entered` (the step, default), `started` (the instance), or
@@ -311,6 +320,14 @@ pub struct Extend {
     pub years: Option<Amount>,
     #[serde(default)]
     pub hours: Option<Amount>,
+    /// What the number is (required): `statutory` (the cited article states it), `policy`
+    /// (the deploying agency sets it; `policy` gives its reference) or `case` (set in each
+    /// case, a `$field`, because the article has the authority fix it, e.g. 限期整改).
+    #[serde(default)]
+    pub limit: Option<Name>,
+    /// For a `policy` limit: the agency's own rule it comes from, shown as 本单位规定.
+    #[serde(default)]
+    pub policy: Option<String>,
     #[serde(default)]
     pub basis: Option<Name>,
 }
@@ -378,6 +395,14 @@ pub struct StepTimer {
     pub before_deadline: Option<Length>,
     #[serde(default)]
     pub every: Option<Length>,
+    /// What the number is (required): `statutory` (the cited article states it), `policy`
+    /// (the deploying agency sets it; `policy` gives its reference) or `case` (set in each
+    /// case, a `$field`, because the article has the authority fix it, e.g. 限期整改).
+    #[serde(default)]
+    pub limit: Option<Name>,
+    /// For a `policy` limit: the agency's own rule it comes from, shown as 本单位规定.
+    #[serde(default)]
+    pub policy: Option<String>,
     #[serde(default)]
     pub basis: Option<Name>,
     #[serde(default)]
@@ -387,6 +412,12 @@ pub struct StepTimer {
 pub const ACCESS_CHANGES: [&str; 3] = ["suspend", "restore", "terminate"];
 pub const CLOCK_ACTIONS: [&str; 2] = ["pause", "resume"];
 pub const DEADLINE_STARTS: [&str; 2] = ["entered", "started"];
+pub const LIMIT_KINDS: [&str; 3] = ["statutory", "policy", "case"];
+
+/// How a policy limit's basis is kept in an instance's deadline: this prefix, the agency's
+/// reference, and after `|` the article creating the duty, if any (see
+/// [`Definition::basis_text`](super::Definition::basis_text)).
+pub const POLICY_PREFIX: &str = "本单位规定:";
 
 /// Deadlines and extensions spell their length inline (`working_days = 3` beside `basis`);
 /// this gathers it back into a [`Length`].

@@ -88,6 +88,7 @@ task = { role = "clerk", title = "审查" }
 working_days = 5
 basis = "law 第三条"
 escalation = "standard"
+limit = "statutory"
 
 [steps.review.actions.approve]
 role = "clerk"
@@ -116,25 +117,33 @@ fn the_base_definition_is_valid() {
 fn broken_definitions_are_refused_with_file_line_and_what_to_do() {
     let cases: Vec<(&str, &str, &str)> = vec![
         ("initial = \"review\"", "initial = \"reveiw\"", "demo.toml:4: the initial step `reveiw` is not defined under [steps]"),
-        ("goto = \"done\"", "goto = \"finished\"", "demo.toml:30: action `approve` goes to step `finished`, which is not defined under [steps]"),
-        ("role = \"clerk\"\ngoto", "role = \"cleark\"\ngoto", "demo.toml:29: unknown role `cleark`; the roles of this procedure are clerk"),
+        ("goto = \"done\"", "goto = \"finished\"", "demo.toml:31: action `approve` goes to step `finished`, which is not defined under [steps]"),
+        ("role = \"clerk\"\ngoto", "role = \"cleark\"\ngoto", "demo.toml:30: unknown role `cleark`; the roles of this procedure are clerk"),
         ("basis = \"law 第三条\"\n", "", "demo.toml:19: the deadline of step `review` has no legal basis: add `basis = \"<source> <article>\"` naming the article that sets the limit"),
         ("basis = \"law 第三条\"", "basis = \"statute 第三条\"", "demo.toml:25: legal basis `statute 第三条` cites source `statute`, which [sources] does not declare"),
         ("basis = \"law 第三条\"", "basis = \"第三条\"", "demo.toml:25: legal basis `第三条` must be a source key and an article, e.g. \"taian 第九条\""),
-        ("[steps.review.deadline]\nworking_days = 5\nbasis = \"law 第三条\"\nescalation = \"standard\"\n", "", "demo.toml:19: step `review` waits but has no time limit: add [steps.review.deadline] with its legal basis, or `no_deadline = \"why there is none\"`"),
+        ("[steps.review.deadline]\nworking_days = 5\nbasis = \"law 第三条\"\nescalation = \"standard\"\nlimit = \"statutory\"\n", "", "demo.toml:19: step `review` waits but has no time limit: add [steps.review.deadline] with its legal basis, or `no_deadline = \"why there is none\"`"),
         ("working_days = 5", "working_days = 5\ndays = 3", "demo.toml:19: the deadline of step `review` must give exactly one of working_days, days, months, years or hours (found 2)"),
         ("working_days = 5", "working_days = \"$term\"", "demo.toml:19: `$term` refers to a field that neither [input] nor any action declares"),
         ("escalation = \"standard\"", "escalation = \"urgent\"", "demo.toml:26: unknown escalation plan `urgent`; declare it under [escalations]"),
         ("to = [\"assignee\"]", "to = [\"mayor\"]", "demo.toml:17: unknown role `mayor`; the roles of this procedure are clerk"),
         ("organization = \"org\"", "organization = \"organisation\"", "demo.toml:11: role `clerk` takes its organization from input field `organisation`, which [input] does not declare"),
         ("org = \"string\"", "org = \"varchar\"", "demo.toml:14: field `org` has unknown type `varchar`; use one of string, text, integer, date, boolean, enum"),
-        ("[steps.done]", "[steps.orphan]\ntitle = \"孤立\"\noutcome = \"x\"\n\n[steps.done]", "demo.toml:32: step `orphan` cannot be reached from the initial step `review`"),
-        ("outcome = \"approved\"", "outcome = \"approved\"\ntask = { role = \"clerk\", title = \"x\" }", "demo.toml:34: final step `done` ends the procedure; it cannot also have a task, deadline, actions, child, signals or timers"),
-        ("goto = \"done\"", "clock = \"stop\"", "demo.toml:30: `clock` must be `pause` or `resume`, not `stop`"),
-        ("goto = \"done\"", "goto = \"done\"\nextend = { working_days = 20 }", "demo.toml:28: the extension of action `approve` has no legal basis"),
-        ("working_days = 5", "working_day = 5", "demo.toml:24: unknown field `working_day`, expected one of `working_days`, `days`, `months`, `years`, `hours`, `basis`, `from`, `remind_working_days_before`, `remind_hours_before`, `escalation`, `on_expiry`"),
+        ("[steps.done]", "[steps.orphan]\ntitle = \"孤立\"\noutcome = \"x\"\n\n[steps.done]", "demo.toml:33: step `orphan` cannot be reached from the initial step `review`"),
+        ("outcome = \"approved\"", "outcome = \"approved\"\ntask = { role = \"clerk\", title = \"x\" }", "demo.toml:35: final step `done` ends the procedure; it cannot also have a task, deadline, actions, child, signals or timers"),
+        ("goto = \"done\"", "clock = \"stop\"", "demo.toml:31: `clock` must be `pause` or `resume`, not `stop`"),
+        ("goto = \"done\"", "goto = \"done\"\nextend = { working_days = 20, limit = \"statutory\" }", "demo.toml:29: the extension of action `approve` has no legal basis"),
+        ("working_days = 5", "working_day = 5", "demo.toml:24: unknown field `working_day`, expected one of `working_days`, `days`, `months`, `years`, `hours`, `limit`, `policy`, `basis`, `from`, `remind_working_days_before`, `remind_hours_before`, `escalation`, `on_expiry`"),
         ("title = \"示例\"", "title = 示例", "demo.toml:3: string values must be quoted, expected literal string"),
         ("[steps.review.actions.approve]\nrole = \"clerk\"\ngoto = \"done\"\n", "", "demo.toml:19: step `review` can never be left: give it an action, a child, a signal or a deadline `on_expiry`"),
+        // Every limit says what its number is.
+        ("limit = \"statutory\"\n", "", "demo.toml:19: the deadline of step `review` does not say what its number is: add `limit = \"statutory\"` (the cited article states it), `limit = \"policy\"` with `policy = \"<the agency's rule>\"` (本单位规定), or `limit = \"case\"` (a `$field` set in each case)"),
+        ("limit = \"statutory\"", "limit = \"usual\"", "demo.toml:27: `limit` must be statutory, policy, case, not `usual`"),
+        ("limit = \"statutory\"", "limit = \"policy\"", "demo.toml:27: the deadline of step `review`: a policy limit names the agency's rule it comes from: add `policy = \"…\"`"),
+        ("limit = \"statutory\"", "limit = \"case\"", "demo.toml:27: the deadline of step `review`: a `case` limit takes its number from the case (`\"$field\"`); a fixed number is `statutory` or `policy`"),
+        ("limit = \"statutory\"", "limit = \"statutory\"\npolicy = \"本局规程\"", "demo.toml:27: the deadline of step `review`: only a `policy` limit takes `policy`"),
+        ("working_days = 5", "working_days = \"$days\"", "demo.toml:27: the deadline of step `review`: a statutory limit is a number the article states; a `$field` amount is `case`"),
+        ("goto = \"done\"", "goto = \"done\"\nextend = { working_days = 20, basis = \"law 第三条\" }", "demo.toml:29: the extension of action `approve` does not say what its number is: add `limit = \"statutory\"` (the cited article states it), `limit = \"policy\"` with `policy = \"<the agency's rule>\"` (本单位规定), or `limit = \"case\"` (a `$field` set in each case)"),
     ];
     let mut mismatches = Vec::new();
     for (from, to, expected) in cases {
@@ -157,11 +166,11 @@ fn a_set_checks_children_and_duplicates() {
     let parent = Definition::load(&parent, "demo.toml").unwrap();
     let child = Definition::load(&child, "sub.toml").unwrap();
     let errors: Vec<String> = check_set(&[&parent, &child]).iter().map(ToString::to_string).collect();
-    assert_eq!(errors, vec!["demo.toml:30: child `sub` never ends with outcome `unknown`"]);
+    assert_eq!(errors, vec!["demo.toml:31: child `sub` never ends with outcome `unknown`"]);
     let errors: Vec<String> = check_set(&[&parent]).iter().map(ToString::to_string).collect();
     assert_eq!(
         errors,
-        vec!["demo.toml:29: step `review` starts child procedure `sub`, which is not defined for jurisdiction `test`"]
+        vec!["demo.toml:30: step `review` starts child procedure `sub`, which is not defined for jurisdiction `test`"]
     );
     let errors: Vec<String> = check_set(&[&child, &child]).iter().map(ToString::to_string).collect();
     assert_eq!(errors, vec!["sub.toml:1: procedure `sub` for jurisdiction `test` is defined more than once"]);
@@ -175,4 +184,43 @@ fn the_graph_lists_every_transition() {
     assert!(diagram.contains("    review --> providing: all approved\n"), "{diagram}");
     assert!(diagram.contains("    review --> review: authority_approves\n"), "{diagram}");
     assert_eq!(diagram.matches(" --> ").count(), definition.transitions().len() + 1 + 2);
+}
+
+/// BASE citing the real text of Tai'an's measures (art. 9 states 3 working days for acceptance).
+fn citing_taian(article: &str, working_days: u32) -> Vec<String> {
+    let text = BASE
+        .replace("title = \"示例办法\"", "title = \"泰安市公共数据开发利用管理办法(试行)\"\nfile = \"002_e4ead0635384efa0.txt\"")
+        .replace("basis = \"law 第三条\"", &format!("basis = \"law {article}\""))
+        .replace("working_days = 5", &format!("working_days = {working_days}"));
+    match Definition::load(&text, "demo.toml") {
+        Ok(_) => vec![],
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn a_statutory_number_must_stand_in_the_article_it_cites() {
+    assert_eq!(citing_taian("第九条第(二)项", 3), Vec::<String>::new());
+    assert_eq!(
+        citing_taian("第九条第(二)项", 2),
+        ["demo.toml:20: the deadline of step `review` is statutory, but 《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项 does not state 2 working days: make it `limit = \"policy\"` with the agency's rule, or cite the article that states it"]
+    );
+    assert_eq!(
+        citing_taian("第九十九条", 3),
+        ["demo.toml:26: legal basis `law 第九十九条`: the text has no 第九十九条"]
+    );
+}
+
+#[test]
+fn a_policy_limit_shows_as_the_agencys_rule_with_the_duty_it_serves() {
+    let policy = BASE.replace("limit = \"statutory\"", "limit = \"policy\"\npolicy = \"本局审查规程第3条\"");
+    let definition = Definition::load(&policy, "demo.toml").unwrap();
+    assert_eq!(
+        definition.basis_text("本单位规定:本局审查规程第3条|law 第三条"),
+        "本单位规定(本局审查规程第3条);义务依据《示例办法》第三条"
+    );
+    assert_eq!(definition.basis_text("本单位规定:本局审查规程第3条"), "本单位规定(本局审查规程第3条)");
+    // Without an article the agency's own limit stands alone.
+    let alone = policy.replace("basis = \"law 第三条\"\n", "");
+    assert!(Definition::load(&alone, "demo.toml").is_ok());
 }

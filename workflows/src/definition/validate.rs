@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::model::*;
-use super::{Definition, DefinitionError};
+use super::{regulations, Definition, DefinitionError};
 
 struct Checker<'a> {
     definition: &'a Definition,
@@ -135,6 +135,8 @@ impl<'a> Checker<'a> {
             self.fail(at, format!("legal basis `{text}` cites source `{key}`, which [sources] does not declare"));
         } else if article.trim().is_empty() {
             self.fail(at, format!("legal basis `{text}` names no article"));
+        } else if let Some(Err(problem)) = self.cited_article(text) {
+            self.fail(at, format!("legal basis `{text}`: {problem}"));
         }
     }
 
@@ -309,6 +311,13 @@ impl<'a> Checker<'a> {
                     format!("timer `{}` needs exactly one of `before_deadline` or `every`", timer.name.get_ref()),
                 ),
             }
+            if let Some(length) = timer.before_deadline.as_ref().or(timer.every.as_ref()) {
+                let what = format!("timer `{}`", timer.name.get_ref());
+                self.limit(&timer.name, &what, &timer.limit, &timer.policy, length);
+                if timer.limit.as_ref().is_some_and(|l| l.get_ref() == "statutory") {
+                    self.stated(&timer.name, &what, length, &timer.basis);
+                }
+            }
             if let Some(basis) = &timer.basis {
                 self.basis(basis);
             }
@@ -316,11 +325,80 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The article a basis cites, when its source's text is at hand (see `regulations`).
+    fn cited_article(&self, basis: &str) -> Option<Result<&'static regulations::Article, String>> {
+        let (key, article) = basis.split_once(' ')?;
+        let file = self.definition.procedure.sources.get(key)?.file.as_deref()?;
+        Some(regulations::find(regulations::articles_of(file)?, article.trim()))
+    }
+
+    /// A statutory limit's number must stand in the article it cites.
+    fn stated(&mut self, at: &Name, what: &str, length: &Length, basis: &Option<Name>) {
+        let Some(basis) = basis else { return };
+        let Some(Ok(article)) = self.cited_article(basis.get_ref()) else { return };
+        for (unit, amount) in length.parts() {
+            let (Amount::Fixed(n), name) = (amount, unit_name(unit)) else { continue };
+            if !regulations::states(&article.body, name, *n) {
+                self.fail(
+                    at,
+                    format!(
+                        "{what} is statutory, but {} does not state {n} {}: make it `limit = \"policy\"` with the agency's rule, or cite the article that states it",
+                        self.definition.basis_text(basis.get_ref()),
+                        name.replace('_', " ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A limit says what its number is: `statutory` (a fixed number its article states),
+    /// `policy` (a fixed number of the agency's, with its reference) or `case` (a `$field`
+    /// set in each case).
+    fn limit(&mut self, at: &Name, what: &str, limit: &Option<Name>, policy: &Option<String>, length: &Length) {
+        let fixed = length.parts().iter().all(|(_, amount)| matches!(amount, Amount::Fixed(_)));
+        let Some(kind) = limit else {
+            self.fail(
+                at,
+                format!(
+                    "{what} does not say what its number is: add `limit = \"statutory\"` (the cited article states it), \
+                     `limit = \"policy\"` with `policy = \"<the agency's rule>\"` (本单位规定), or `limit = \"case\"` (a `$field` set in each case)"
+                ),
+            );
+            return;
+        };
+        let problem = match kind.get_ref().as_str() {
+            "statutory" if !fixed => Some("a statutory limit is a number the article states; a `$field` amount is `case`"),
+            "policy" if !fixed => Some("a policy limit is a fixed number of the agency's; a `$field` amount is `case`"),
+            "policy" if policy.as_deref().is_none_or(|p| p.trim().is_empty()) => {
+                Some("a policy limit names the agency's rule it comes from: add `policy = \"…\"`")
+            }
+            "case" if fixed => Some("a `case` limit takes its number from the case (`\"$field\"`); a fixed number is `statutory` or `policy`"),
+            "statutory" | "case" if policy.is_some() => Some("only a `policy` limit takes `policy`"),
+            "statutory" | "policy" | "case" => None,
+            _ => {
+                self.fail(kind, format!("`limit` must be {}, not `{}`", LIMIT_KINDS.join(", "), kind.get_ref()));
+                return;
+            }
+        };
+        if let Some(problem) = problem {
+            self.fail(kind, format!("{what}: {problem}"));
+        }
+    }
+
+
     fn deadline(&mut self, name: &Name, deadline: &DeadlineSpec, step: &Step) {
         let step_name = name.get_ref();
-        self.length(name, &deadline.length(), &format!("the deadline of step `{step_name}`"));
+        let what = format!("the deadline of step `{step_name}`");
+        self.length(name, &deadline.length(), &what);
+        self.limit(name, &what, &deadline.limit, &deadline.policy, &deadline.length());
+        if deadline.limit.as_ref().is_some_and(|l| l.get_ref() == "statutory") {
+            self.stated(name, &what, &deadline.length(), &deadline.basis);
+        }
+        let policy = deadline.limit.as_ref().is_some_and(|l| l.get_ref() == "policy");
         match &deadline.basis {
             Some(basis) => self.basis(basis),
+            // An agency's own limit may rest on no article ("立即", "及时" give no number).
+            None if policy => {}
             None => self.fail(
                 name,
                 format!("the deadline of step `{step_name}` has no legal basis: add `basis = \"<source> <article>\"` naming the article that sets the limit"),
@@ -392,7 +470,12 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(extend) = &action.extend {
-            self.length(name, &extend.length(), &format!("the extension of action `{}`", name.get_ref()));
+            let what = format!("the extension of action `{}`", name.get_ref());
+            self.length(name, &extend.length(), &what);
+            self.limit(name, &what, &extend.limit, &extend.policy, &extend.length());
+            if extend.limit.as_ref().is_some_and(|l| l.get_ref() == "statutory") {
+                self.stated(name, &what, &extend.length(), &extend.basis);
+            }
             match &extend.basis {
                 Some(basis) => self.basis(basis),
                 None => self.fail(name, format!("the extension of action `{}` has no legal basis", name.get_ref())),
@@ -504,4 +587,15 @@ pub(super) fn check_set(definitions: &[&Definition]) -> Vec<DefinitionError> {
         }
     }
     errors
+}
+
+/// A unit as the definition language spells it.
+fn unit_name(unit: Unit) -> &'static str {
+    match unit {
+        Unit::WorkingDays => "working_days",
+        Unit::Days => "days",
+        Unit::Months => "months",
+        Unit::Years => "years",
+        Unit::Hours => "hours",
+    }
 }

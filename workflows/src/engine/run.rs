@@ -275,7 +275,7 @@ impl<'a> Run<'a> {
             let status = rule.status(self.calendar);
             let deadline = DeadlineState {
                 rule,
-                basis: spec.basis.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default(),
+                basis: deadline_basis(spec),
                 due: status.due,
                 last_day: status.last_day,
                 provisional: status.provisional,
@@ -532,5 +532,16 @@ impl<'a> Run<'a> {
     fn calendar_changed(&mut self) {
         // A deadline that a calendar cannot compute would have failed when the step opened.
         let _ = self.deadline_moved();
+    }
+}
+
+/// What an instance keeps as its deadline's basis: the article, or for a policy limit the
+/// agency's reference with the article creating the duty (rendered by `basis_text`).
+fn deadline_basis(spec: &crate::definition::model::DeadlineSpec) -> String {
+    let article = spec.basis.as_ref().map(|b| b.get_ref().clone());
+    match (&spec.policy, article) {
+        (Some(policy), Some(article)) => format!("{}{policy}|{article}", crate::definition::model::POLICY_PREFIX),
+        (Some(policy), None) => format!("{}{policy}", crate::definition::model::POLICY_PREFIX),
+        (None, article) => article.unwrap_or_default(),
     }
 }

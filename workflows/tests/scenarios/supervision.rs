@@ -46,6 +46,24 @@ pub fn incident_reports_run_in_hours_through_holidays() {
             (t("2026-10-04T09:00:00+08:00"), 2, vec!["regulator".to_owned()]),
         ]
     );
+    // Art. 6 gives no time for acknowledging a report: the 2 hours are the agency's own rule,
+    // and every escalation says so instead of citing art. 6 for them.
+    let bases: Vec<Option<String>> = s
+        .activities()
+        .into_iter()
+        .filter(|(at, _)| *at > t("2026-10-04T03:00:00+08:00"))
+        .filter_map(|(_, a)| match a {
+            Activity::Escalate { basis, .. } => Some(basis),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bases.len(), 3);
+    for basis in bases {
+        assert_eq!(
+            basis.as_deref(),
+            Some("本单位规定(本单位数据安全事件处置规程:收到报告后2小时内确认);义务依据《天津市公共数据资源开发利用安全管理办法(试行)》第六条")
+        );
+    }
     s.act("bureau", "acknowledge", json!({})).expect_step("handling");
     s.act("operator", "close", json!({"summary": "已处置"}));
     assert_eq!(s.outcome(), Some("closed"));
