@@ -555,3 +555,30 @@ fn the_overdue_board_shows_yellow_and_red_items_by_organization(backend: Backend
     assert!(out.contains(&format!("RED    #{late}\t")), "{out}");
     assert!(out.contains("5 working days overdue, 超期上报监管方"), "{out}");
 }
+
+/// A procedure resting on a draft says so when started and wherever its instance or its
+/// definition is shown; one on texts in force says nothing.
+#[test]
+fn a_procedure_resting_on_a_text_not_in_force_says_so() {
+    let app = TestApp::start(Backend::Sqlite, "2026-04-28T10:00:00+08:00");
+    let draft = "依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效";
+    let (status, started) = app.post(
+        "/v1/instances",
+        &app.admin,
+        &json!({"procedure": "sharing", "jurisdiction": "wuzhong", "input": {"requester_org": "wz-tax", "provider_org": "wz-market", "data_needed": "企业登记信息"}}),
+    );
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["source_notices"], json!([draft]));
+    let id = started["id"].as_i64().unwrap();
+    assert_eq!(app.instance(id)["source_notices"], json!([draft]));
+    let (_, definition) = app.get("/v1/definitions/sharing?jurisdiction=wuzhong", &app.admin);
+    assert_eq!(definition["sources"]["wuzhong"]["status"], "draft", "{definition}");
+    assert_eq!(definition["sources"]["wuzhong"]["notice"], draft);
+    assert!(definition["mermaid"].as_str().unwrap().contains(draft));
+    let (_, definition) = app.get("/v1/definitions/conditional_open?jurisdiction=tianjin", &app.admin);
+    assert_eq!(definition["sources"]["tianjin_open"]["status"], "expired");
+    assert_eq!(definition["sources"]["tianjin_open"]["in_force_until"], "2024-07-31");
+    assert_eq!(definition["sources"]["tianjin_open"]["notice"], "依据文件《天津市公共数据资源开放管理办法》已于2024-07-31失效");
+    let id = start(&app, &app.admin, "registration", "taian", registration_input());
+    assert_eq!(app.instance(id)["source_notices"], json!([]));
+}

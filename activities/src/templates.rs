@@ -89,6 +89,10 @@ pub struct MessageContext {
     pub link: String,
     /// How the message addresses its readers, e.g. `泰安市大数据局`.
     pub recipient: String,
+    /// Sources of the procedure not in force when the instance started (a draft, a lapsed
+    /// text), each said in every message.
+    #[serde(default)]
+    pub source_notices: Vec<String>,
 }
 
 /// One staff member's daily digest.
@@ -245,7 +249,20 @@ mod tests {
             basis: Some("《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项".into()),
             link: "http://statflow.example/instances/7".into(),
             recipient: "taian-registry 登记机构".into(),
+            source_notices: vec![],
         }
+    }
+
+    #[test]
+    fn a_message_of_a_procedure_resting_on_a_draft_says_so() {
+        let mut context = context();
+        context.source_notices = vec!["依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效".into()];
+        for template in ["notice", "escalation", "deadline_reminder"] {
+            let rendered = Templates::new(None).render(template, &context).unwrap();
+            assert!(rendered.text.contains("注意:依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效\n"), "{template}: {}", rendered.text);
+            assert!(rendered.html.contains("<th align=\"left\">注意</th>"), "{template}");
+        }
+        assert!(!Templates::new(None).render("notice", &self::tests::context()).unwrap().text.contains("注意"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ macro_rules! scenarios {
 }
 
 scenarios!(
+    sources::instances_resting_on_a_draft_or_a_lapsed_text_say_so,
     registration::main_path_to_certificate,
     registration::rejected_at_acceptance,
     registration::supplement_stops_the_clock,

@@ -47,11 +47,17 @@ pub async fn list(State(runtime): State<Arc<Runtime>>, _principal: Principal) ->
     Json(Procedures { items })
 }
 
-/// A legal source a definition cites.
+/// A legal source a definition cites, with its standing.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SourceView {
     pub title: String,
     pub file: Option<String>,
+    /// `in_force`, `draft` or `expired`.
+    pub status: String,
+    pub in_force_from: Option<chrono::NaiveDate>,
+    pub in_force_until: Option<chrono::NaiveDate>,
+    /// What a reader must be told today, when the source is not in force (a draft, lapsed).
+    pub notice: Option<String>,
 }
 
 /// An action of a step: who takes it and the JSON Schema of its data.
@@ -109,7 +115,7 @@ pub struct Which {
     jurisdiction: Option<String>,
 }
 
-fn describe(definition: &Definition) -> DefinitionView {
+fn describe(definition: &Definition, today: chrono::NaiveDate) -> DefinitionView {
     let p = &definition.procedure;
     let steps = p
         .steps
@@ -147,13 +153,24 @@ fn describe(definition: &Definition) -> DefinitionView {
         sources: p
             .sources
             .iter()
-            .map(|(k, s)| (k.get_ref().clone(), SourceView { title: s.title.clone(), file: s.file.clone() }))
+            .map(|(k, s)| {
+                let standing = definition.standing(k.get_ref());
+                let view = SourceView {
+                    title: s.title.clone(),
+                    file: s.file.clone(),
+                    status: standing.as_ref().map(|st| st.status.clone()).unwrap_or_default(),
+                    in_force_from: standing.as_ref().and_then(|st| st.in_force_from),
+                    in_force_until: standing.as_ref().and_then(|st| st.in_force_until),
+                    notice: standing.as_ref().and_then(|st| st.notice(&s.title, today)),
+                };
+                (k.get_ref().clone(), view)
+            })
             .collect(),
         roles: p.roles.iter().map(|(k, r)| (k.get_ref().clone(), r.title.clone())).collect(),
         input_schema: json_schema(&p.input),
         initial: p.initial.get_ref().clone(),
         steps,
-        mermaid: mermaid(definition),
+        mermaid: mermaid(definition, today),
     }
 }
 
@@ -172,7 +189,7 @@ pub async fn show(
         [(_, _, version)] => {
             let definition =
                 runtime.definition(version).ok_or_else(|| Problem::not_found("definition version missing"))?;
-            Ok(Json(describe(&definition)))
+            Ok(Json(describe(&definition, statflow_workflows::calendar::local_date(runtime.clock.now()))))
         }
         [] => Err(Problem::not_found(format!("no procedure `{procedure}`"))),
         several => Err(Problem::field(
@@ -207,7 +224,7 @@ pub async fn load(
         Ok(definition) => {
             let detail = json!({"file": request.file, "version": definition.version});
             runtime.store.audit(&principal.name, "definition.load", definition.id(), detail).await?;
-            Ok((StatusCode::CREATED, Json(describe(&definition))).into_response())
+            Ok((StatusCode::CREATED, Json(describe(&definition, statflow_workflows::calendar::local_date(runtime.clock.now())))).into_response())
         }
         Err(LoadError::Invalid(errors)) => {
             let list: Vec<Value> =

@@ -117,6 +117,9 @@ pub struct InstanceView {
     pub deadline: Option<DeadlineView>,
     pub tasks: Vec<TaskView>,
     pub record_status: Option<String>,
+    /// What the procedure rests on that was not in force when the instance started (a draft
+    /// for comment, a lapsed text): shown wherever the instance is.
+    pub source_notices: Vec<String>,
     /// Start input and the data of every action, by field; confidential fields show as
     /// `(confidential)` to anyone but the handlers.
     #[schema(value_type = Object)]
@@ -187,6 +190,7 @@ pub fn instance(
         deadline,
         tasks: open_tasks.iter().map(task).collect(),
         record_status: state.record_status.clone(),
+        source_notices: state.source_notices.clone(),
         data,
         effects: effects
             .iter()

@@ -71,7 +71,8 @@ pub fn run(command: DefinitionsCommand) -> Result<(), Failure> {
                 .collect();
             match found.as_slice() {
                 [definition] => {
-                    print!("{}", mermaid(definition));
+                    let today = statflow_workflows::calendar::local_date(chrono::Utc::now().with_timezone(&statflow_workflows::calendar::shanghai()));
+                    print!("{}", mermaid(definition, today));
                     Ok(())
                 }
                 [] => Err(Failure::usage(format!("ID: no built-in procedure `{id}`"))),

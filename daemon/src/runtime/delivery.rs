@@ -172,6 +172,9 @@ impl Runtime {
             basis: basis.clone(),
             link,
             recipient: addresses.iter().map(|a| a.label.as_str()).collect::<Vec<_>>().join("、"),
+            source_notices: serde_json::from_str::<statflow_workflows::engine::InstanceState>(&instance.state)
+                .map(|state| state.source_notices)
+                .unwrap_or_default(),
         };
         let content = channels.templates.render(template, &context).map_err(|e| Failure::permanent(e.to_string()))?;
         let emails: Vec<String> = addresses.iter().map(|a| a.email.clone()).collect();

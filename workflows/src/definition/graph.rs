@@ -7,9 +7,10 @@ fn quote(text: &str) -> String {
     text.replace('"', "'").replace(':', "：")
 }
 
-/// A `stateDiagram-v2` of the definition: each step with its title and limit, each
-/// transition labelled with what causes it.
-pub fn mermaid(definition: &Definition) -> String {
+/// A `stateDiagram-v2` of the definition as of `on`: each step with its title and limit
+/// (the article, or 本单位规定 for the agency's own), each transition labelled with what
+/// causes it, and a note when a source is not in force on `on`.
+pub fn mermaid(definition: &Definition, on: chrono::NaiveDate) -> String {
     let p = &definition.procedure;
     let mut out = format!(
         "---\ntitle: {} ({}, {})\n---\nstateDiagram-v2\n",
@@ -18,6 +19,9 @@ pub fn mermaid(definition: &Definition) -> String {
         p.jurisdiction.get_ref()
     );
     out.push_str(&format!("    [*] --> {}\n", p.initial.get_ref()));
+    for notice in definition.source_notices(on) {
+        out.push_str(&format!("    note left of {} : {}\n", p.initial.get_ref(), quote(&notice)));
+    }
     for (name, step) in &p.steps {
         let mut label = quote(&step.title);
         if let Some(deadline) = &step.deadline {
@@ -30,7 +34,10 @@ pub fn mermaid(definition: &Definition) -> String {
                     Amount::Field(field) => format!("{field} {unit:?}"),
                 })
                 .collect();
-            let basis = deadline.basis.as_ref().map(|b| quote(b.get_ref())).unwrap_or_default();
+            let basis = match &deadline.policy {
+                Some(_) => "本单位规定".to_owned(),
+                None => deadline.basis.as_ref().map(|b| quote(b.get_ref())).unwrap_or_default(),
+            };
             label.push_str(&format!(" [{}; {}]", limit.join(""), basis));
         }
         out.push_str(&format!("    {}: {}\n", name.get_ref(), label));

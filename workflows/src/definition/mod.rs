@@ -112,6 +112,33 @@ impl Definition {
         DefinitionError { file: self.file.clone(), line: self.line(span), message }
     }
 
+    /// A source's standing: from the kept text's index, or as the definition declares it.
+    pub fn standing(&self, key: &str) -> Option<regulations::Standing> {
+        let source = self.procedure.sources.get(key)?;
+        if let Some(kept) = source.file.as_deref().and_then(regulations::standing) {
+            return Some(kept.clone());
+        }
+        let date = |d: &Option<toml::value::Datetime>| {
+            d.as_ref().and_then(|d| chrono::NaiveDate::parse_from_str(&d.to_string(), "%Y-%m-%d").ok())
+        };
+        Some(regulations::Standing {
+            title: source.title.clone(),
+            status: source.status.as_ref()?.get_ref().clone(),
+            in_force_from: date(&source.in_force_from),
+            in_force_until: date(&source.in_force_until),
+            period_basis: String::new(),
+        })
+    }
+
+    /// What to tell readers of an instance started on `on` about sources not in force then.
+    pub fn source_notices(&self, on: chrono::NaiveDate) -> Vec<String> {
+        self.procedure
+            .sources
+            .iter()
+            .filter_map(|(key, source)| self.standing(key.get_ref())?.notice(&source.title, on))
+            .collect()
+    }
+
     /// The legal basis `"source article"` spelled out with the source's title; a policy
     /// limit's basis (see [`model::POLICY_PREFIX`]) as 本单位规定 with the agency's reference
     /// and the article creating the duty.

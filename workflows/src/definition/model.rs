@@ -42,9 +42,17 @@ pub struct Procedure {
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub title: String,
-    /// The file in the regulations folder holding the text.
+    /// The file in `workflows/regulations/` holding the text; its standing is then read
+    /// from `index.toml` there.
     #[serde(default)]
     pub file: Option<String>,
+    /// For a source whose text is not kept: `in_force`, `draft` or `expired`.
+    #[serde(default)]
+    pub status: Option<Name>,
+    #[serde(default)]
+    pub in_force_from: Option<toml::value::Datetime>,
+    #[serde(default)]
+    pub in_force_until: Option<toml::value::Datetime>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

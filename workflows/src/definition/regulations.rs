@@ -4,7 +4,10 @@
 //!
 //! The texts are kept verbatim in `workflows/regulations/` (as published; one of them is a
 //! draft with two articles numbered 第四十六条, cited with their chapter to tell them apart:
-//! `第四十六条(第七章)`).
+//! `第四十六条(第七章)`). `index.toml` there gives each text's standing (in force, draft,
+//! expired) and its period, as the text states them.
+
+use chrono::NaiveDate;
 
 /// The regulation texts the built-in library cites, by file name.
 pub const TEXTS: &[(&str, &str)] = &[
@@ -14,6 +17,63 @@ pub const TEXTS: &[(&str, &str)] = &[
     ("003_c6424230f6d82227.txt", include_str!("../../regulations/003_c6424230f6d82227.txt")),
     ("004_be05429c53a83970.txt", include_str!("../../regulations/004_be05429c53a83970.txt")),
 ];
+
+/// A source's standing: whether and when it binds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Standing {
+    #[serde(default)]
+    pub title: String,
+    /// `in_force`, `draft` or `expired`.
+    pub status: String,
+    #[serde(default, deserialize_with = "date")]
+    pub in_force_from: Option<NaiveDate>,
+    #[serde(default, deserialize_with = "date")]
+    pub in_force_until: Option<NaiveDate>,
+    /// Where the text states its period.
+    #[serde(default)]
+    pub period_basis: String,
+}
+
+/// The statuses a source may have.
+pub const STATUSES: [&str; 3] = ["in_force", "draft", "expired"];
+
+fn date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<NaiveDate>, D::Error> {
+    let value: Option<toml::value::Datetime> = serde::Deserialize::deserialize(deserializer)?;
+    value
+        .map(|d| NaiveDate::parse_from_str(&d.to_string(), "%Y-%m-%d").map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+impl Standing {
+    /// What a reader must be told when a procedure rests on this source on `on`: nothing
+    /// while it is in force.
+    pub fn notice(&self, title: &str, on: NaiveDate) -> Option<String> {
+        if self.status == "draft" {
+            return Some(format!("依据文件《{title}》为征求意见稿,尚未生效"));
+        }
+        if let Some(until) = self.in_force_until.filter(|until| *until < on) {
+            return Some(format!("依据文件《{title}》已于{until}失效"));
+        }
+        if let Some(from) = self.in_force_from.filter(|from| *from > on) {
+            return Some(format!("依据文件《{title}》自{from}起施行,此时尚未施行"));
+        }
+        if self.status == "expired" && self.in_force_until.is_none() {
+            return Some(format!("依据文件《{title}》已失效"));
+        }
+        None
+    }
+}
+
+/// The standing of a kept text, from `workflows/regulations/index.toml`.
+pub fn standing(file: &str) -> Option<&'static Standing> {
+    static INDEX: std::sync::OnceLock<std::collections::BTreeMap<String, Standing>> = std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            toml::from_str(include_str!("../../regulations/index.toml")).expect("regulations/index.toml is valid")
+        })
+        .get(file)
+}
 
 /// The text of a cited file, if it is one of [`TEXTS`].
 pub fn text(file: &str) -> Option<&'static str> {
@@ -194,6 +254,26 @@ mod tests {
         assert!(find(&wuzhong, "第四十六条(第七章)").unwrap().body.contains("暂时关闭"));
         assert!(find(&wuzhong, "第四十六条(第八章)").unwrap().body.contains("起试行"));
         assert!(find(&wuzhong, "第九十条").is_err());
+    }
+
+    #[test]
+    fn every_kept_text_has_its_standing_and_the_title_it_is_cited_by() {
+        for (file, text) in TEXTS {
+            let standing = standing(file).unwrap_or_else(|| panic!("{file} is not in index.toml"));
+            assert!(STATUSES.contains(&standing.status.as_str()), "{file}");
+            assert!(!standing.title.is_empty() && !text.is_empty(), "{file}");
+            // A binding text states its period; a draft has none.
+            assert_eq!(standing.in_force_from.is_some(), standing.status != "draft", "{file}");
+        }
+        let open = standing("004_be05429c53a83970.txt").unwrap();
+        let on = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        assert_eq!(open.notice("开放办法", on("2024-07-31")), None, "its last day");
+        assert_eq!(open.notice("开放办法", on("2026-03-02")), Some("依据文件《开放办法》已于2024-07-31失效".into()));
+        let draft = standing("003_c6424230f6d82227.txt").unwrap();
+        assert_eq!(draft.notice("吴忠", on("2026-03-02")), Some("依据文件《吴忠》为征求意见稿,尚未生效".into()));
+        let taian = standing("002_e4ead0635384efa0.txt").unwrap();
+        assert_eq!(taian.notice("泰安", on("2026-03-02")), None);
+        assert_eq!(taian.notice("泰安", on("2024-10-01")), Some("依据文件《泰安》自2024-11-01起施行,此时尚未施行".into()));
     }
 
     #[test]

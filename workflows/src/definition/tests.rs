@@ -67,8 +67,8 @@ jurisdiction = "test"
 title = "示例"
 initial = "review"
 
-[sources.law]
-title = "示例办法"
+[sources]
+law = { title = "示例办法", status = "in_force", in_force_from = 2020-01-01 }
 
 [roles.clerk]
 title = "经办人"
@@ -136,6 +136,10 @@ fn broken_definitions_are_refused_with_file_line_and_what_to_do() {
         ("working_days = 5", "working_day = 5", "demo.toml:24: unknown field `working_day`, expected one of `working_days`, `days`, `months`, `years`, `hours`, `limit`, `policy`, `basis`, `from`, `remind_working_days_before`, `remind_hours_before`, `escalation`, `on_expiry`"),
         ("title = \"示例\"", "title = 示例", "demo.toml:3: string values must be quoted, expected literal string"),
         ("[steps.review.actions.approve]\nrole = \"clerk\"\ngoto = \"done\"\n", "", "demo.toml:19: step `review` can never be left: give it an action, a child, a signal or a deadline `on_expiry`"),
+        // Every source says whether it binds.
+        ("law = { title = \"示例办法\", status = \"in_force\", in_force_from = 2020-01-01 }", "law = { title = \"示例办法\" }", "demo.toml:7: source `law` does not say whether it binds: add `status = \"in_force\"` (with `in_force_from` and, if it lapses, `in_force_until`), `\"draft\"` or `\"expired\"`"),
+        ("status = \"in_force\"", "status = \"proposed\"", "demo.toml:7: `status` must be in_force, draft, expired, not `proposed`"),
+        ("law = { title = \"示例办法\", status = \"in_force\", in_force_from = 2020-01-01 }", "law = { title = \"泰安\", file = \"002_e4ead0635384efa0.txt\", status = \"draft\" }", "demo.toml:7: source `law` is a kept text: its standing comes from workflows/regulations/index.toml; do not declare it here"),
         // Every limit says what its number is.
         ("limit = \"statutory\"\n", "", "demo.toml:19: the deadline of step `review` does not say what its number is: add `limit = \"statutory\"` (the cited article states it), `limit = \"policy\"` with `policy = \"<the agency's rule>\"` (本单位规定), or `limit = \"case\"` (a `$field` set in each case)"),
         ("limit = \"statutory\"", "limit = \"usual\"", "demo.toml:27: `limit` must be statutory, policy, case, not `usual`"),
@@ -180,16 +184,26 @@ fn a_set_checks_children_and_duplicates() {
 fn the_graph_lists_every_transition() {
     let library = Library::built_in();
     let definition = library.get("scenario_demand", "jinzhou").unwrap();
-    let diagram = mermaid(definition);
+    let diagram = mermaid(definition, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
     assert!(diagram.contains("    review --> providing: all approved\n"), "{diagram}");
     assert!(diagram.contains("    review --> review: authority_approves\n"), "{diagram}");
     assert_eq!(diagram.matches(" --> ").count(), definition.transitions().len() + 1 + 2);
+    assert!(!diagram.contains("note"), "Jinzhou's measures are in force in 2026");
+    let wuzhong = library.get("sharing", "wuzhong").unwrap();
+    let diagram = mermaid(wuzhong, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
+    assert!(diagram.contains("    note left of request : 依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效\n"), "{diagram}");
+    let incident = library.get("incident_report", "tianjin").unwrap();
+    let diagram = mermaid(incident, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
+    assert!(diagram.contains("[2h; 本单位规定]") || diagram.contains("本单位规定]"), "{diagram}");
 }
 
 /// BASE citing the real text of Tai'an's measures (art. 9 states 3 working days for acceptance).
 fn citing_taian(article: &str, working_days: u32) -> Vec<String> {
     let text = BASE
-        .replace("title = \"示例办法\"", "title = \"泰安市公共数据开发利用管理办法(试行)\"\nfile = \"002_e4ead0635384efa0.txt\"")
+        .replace(
+            "law = { title = \"示例办法\", status = \"in_force\", in_force_from = 2020-01-01 }",
+            "law = { title = \"泰安市公共数据开发利用管理办法(试行)\", file = \"002_e4ead0635384efa0.txt\" }",
+        )
         .replace("basis = \"law 第三条\"", &format!("basis = \"law {article}\""))
         .replace("working_days = 5", &format!("working_days = {working_days}"));
     match Definition::load(&text, "demo.toml") {
@@ -203,11 +217,11 @@ fn a_statutory_number_must_stand_in_the_article_it_cites() {
     assert_eq!(citing_taian("第九条第(二)项", 3), Vec::<String>::new());
     assert_eq!(
         citing_taian("第九条第(二)项", 2),
-        ["demo.toml:20: the deadline of step `review` is statutory, but 《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项 does not state 2 working days: make it `limit = \"policy\"` with the agency's rule, or cite the article that states it"]
+        ["demo.toml:19: the deadline of step `review` is statutory, but 《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项 does not state 2 working days: make it `limit = \"policy\"` with the agency's rule, or cite the article that states it"]
     );
     assert_eq!(
         citing_taian("第九十九条", 3),
-        ["demo.toml:26: legal basis `law 第九十九条`: the text has no 第九十九条"]
+        ["demo.toml:25: legal basis `law 第九十九条`: the text has no 第九十九条"]
     );
 }
 

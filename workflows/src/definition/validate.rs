@@ -32,7 +32,39 @@ impl<'a> Checker<'a> {
         self.errors.push(self.definition.error(at.span(), message));
     }
 
+    /// Every source says whether it binds: a kept text through `regulations/index.toml`,
+    /// any other in the definition.
+    fn sources(&mut self) {
+        for (key, source) in &self.definition.procedure.sources {
+            let kept = source.file.as_deref().is_some_and(|f| regulations::standing(f).is_some());
+            let declared = source.status.is_some() || source.in_force_from.is_some() || source.in_force_until.is_some();
+            match (&source.status, kept) {
+                (_, true) if declared => self.fail(
+                    key,
+                    format!(
+                        "source `{}` is a kept text: its standing comes from workflows/regulations/index.toml; do not declare it here",
+                        key.get_ref()
+                    ),
+                ),
+                (_, true) => {}
+                (None, false) => self.fail(
+                    key,
+                    format!(
+                        "source `{}` does not say whether it binds: add `status = \"in_force\"` (with `in_force_from` and, if it lapses, `in_force_until`), `\"draft\"` or `\"expired\"`",
+                        key.get_ref()
+                    ),
+                ),
+                (Some(status), false) if !regulations::STATUSES.contains(&status.get_ref().as_str()) => self.fail(
+                    status,
+                    format!("`status` must be {}, not `{}`", regulations::STATUSES.join(", "), status.get_ref()),
+                ),
+                (Some(_), false) => {}
+            }
+        }
+    }
+
     fn procedure(&mut self) {
+        self.sources();
         let p = &self.definition.procedure;
         if !p.steps.contains_key(p.initial.get_ref().as_str()) {
             self.fail(&p.initial, format!("the initial step `{}` is not defined under [steps]", p.initial.get_ref()));

@@ -90,6 +90,7 @@ impl<'a> Run<'a> {
         let input = data::check(&self.definition.procedure.input, input)?;
         self.state.data = input.into_iter().collect();
         self.state.started_at = Some(self.now);
+        self.state.source_notices = self.definition.source_notices(crate::calendar::local_date(self.now));
         self.state.status = Status::Running;
         let initial = self.definition.procedure.initial.get_ref().clone();
         self.enter(&initial)

@@ -272,6 +272,10 @@ pub struct InstanceState {
     pub activity_failures: Vec<ActivityFailure>,
     /// Events applied so far; activity keys are derived from it.
     pub events: u64,
+    /// What the procedure rests on that was not in force when the instance started (a
+    /// draft, a lapsed text), as told to everyone who sees it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_notices: Vec<String>,
     pub visits: u32,
 }
 
@@ -291,6 +295,7 @@ impl InstanceState {
             activity_failures: Vec::new(),
             events: 0,
             visits: 0,
+            source_notices: Vec::new(),
         }
     }
 
