@@ -186,3 +186,20 @@ fn definitions_validate_reports_every_problem_of_a_set_of_broken_files() {
     assert_eq!(stdout(&out), expected);
     assert_eq!(stderr(&out), "statflow: 6 problems found\n");
 }
+
+#[test]
+fn docs_legal_basis_is_the_traceability_matrix_of_the_library() {
+    let dir = scratch();
+    let out = statflow(&["definitions", "basis"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/legal-basis.md")).unwrap();
+    assert!(
+        stdout(&out) == committed,
+        "docs/legal-basis.md is stale: regenerate it with `statflow definitions basis > docs/legal-basis.md`"
+    );
+    let taian = stdout(&statflow(&["definitions", "basis", "--jurisdiction", "taian"], &dir));
+    assert!(taian.contains("《泰安市公共数据开发利用管理办法(试行)》") && !taian.contains("天津"), "{taian}");
+    let out = statflow(&["definitions", "basis", "--jurisdiction", "beijing"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--jurisdiction: no procedures for `beijing`"));
+}

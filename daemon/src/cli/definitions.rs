@@ -1,4 +1,5 @@
-//! `statflow definitions`: validate definition files, draw a procedure as a Mermaid diagram.
+//! `statflow definitions`: validate definition files, draw a procedure as a Mermaid diagram,
+//! print the traceability matrix of the library.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,14 @@ pub enum DefinitionsCommand {
     Validate { paths: Vec<PathBuf> },
     /// Prints the Mermaid state diagram of a built-in procedure: ID or ID/JURISDICTION.
     Graph { id: String },
+    /// Prints the traceability matrix of the built-in library as Markdown: per source, each
+    /// article with what encodes it (procedure, step, limit: statutory, policy or case), and
+    /// the articles nothing encodes, with the reason. docs/legal-basis.md is its output.
+    Basis {
+        /// Only the procedures of this jurisdiction (taian, jinzhou, tianjin, wuzhong).
+        #[arg(long)]
+        jurisdiction: Option<String>,
+    },
 }
 
 fn collect(path: &Path, files: &mut Vec<(String, String)>) -> Result<(), Failure> {
@@ -58,6 +67,20 @@ pub fn run(command: DefinitionsCommand) -> Result<(), Failure> {
                     Err(Failure::invalid(format!("{} problems found", errors.len())))
                 }
             }
+        }
+        DefinitionsCommand::Basis { jurisdiction } => {
+            let library = Library::built_in();
+            let definitions: Vec<_> = library.iter().collect();
+            if let Some(j) = &jurisdiction {
+                if !definitions.iter().any(|d| d.jurisdiction() == j) {
+                    let mut known: Vec<&str> = definitions.iter().map(|d| d.jurisdiction()).collect();
+                    known.sort_unstable();
+                    known.dedup();
+                    return Err(Failure::usage(format!("--jurisdiction: no procedures for `{j}`; known: {}", known.join(", "))));
+                }
+            }
+            print!("{}", statflow_workflows::definition::traceability::matrix(&definitions, jurisdiction.as_deref()));
+            Ok(())
         }
         DefinitionsCommand::Graph { id } => {
             let library = Library::built_in();

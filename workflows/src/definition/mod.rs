@@ -9,6 +9,7 @@ mod graph;
 mod library;
 pub mod model;
 pub mod regulations;
+pub mod traceability;
 mod transitions;
 mod validate;
 
