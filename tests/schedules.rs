@@ -137,7 +137,8 @@ fn the_annual_evaluation_fires_once_a_year_and_its_findings_suspend_restore_or_t
     assert_eq!(run["status"], "done");
     assert_eq!(run["result"]["instances"].as_array().unwrap().len(), 3);
 
-    // Findings: op-0 compliant; op-1 rectifies and is restored; op-2 fails and is terminated.
+    // Findings: op-0 compliant; op-1 rectifies and is restored; op-2 fails, and the bureau
+    // decides to terminate (art. 24: its decision, not an automatic consequence).
     let evaluation = |n: usize| by[&authorizations[n]][0].0;
     let operators: Vec<String> =
         (0..3).map(|n| app.token(&format!("operator{n}"), "staff", &[&format!("op-{n}")])).collect();
@@ -165,6 +166,9 @@ fn the_annual_evaluation_fires_once_a_year_and_its_findings_suspend_restore_or_t
     app.wait_for(authorizations[1], "access restored", |b| b["step"]["name"] == "active");
     act(&app, &operator(2), failing, "report_completion", json!({"report": "部分整改"}));
     act(&app, &bureau, failing, "fail", json!({"findings": "整改不到位"}));
+    app.wait_for(evaluation(2), "the decision is due", |b| b["step"]["name"] == "termination_decision");
+    assert_eq!(app.instance(authorizations[2])["step"]["name"], "suspended", "suspended until the decision");
+    act(&app, &bureau, evaluation(2), "terminate", json!({"reasons": "整改不到位,按协议终止"}));
     app.wait_for(authorizations[2], "terminated", |b| b["step"]["name"] == "terminated");
     app.wait_for(authorizations[0], "still active", |b| b["step"]["name"] == "active");
 

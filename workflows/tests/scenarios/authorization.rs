@@ -238,9 +238,47 @@ pub fn taian_evaluation_overdue_materials_then_failed_rectification_terminates()
     s.act("operator", "submit_materials", json!({"materials": "迟交材料"}));
     s.act("bureau", "non_compliant", json!({"findings": "f", "rectification_days": 30}));
     s.child_completes("failed");
+    // Art. 24: the authority terminates "按照规定" — its decision, not an automatic
+    // consequence; until it decides, access stays suspended and nothing is terminated.
+    s.expect_step("termination_decision");
+    assert_eq!(s.signals_sent().last().unwrap(), &("auth-42".to_owned(), "suspend_access".to_owned()));
+    s.act("bureau", "terminate", json!({"reasons": "逾期未整改,按协议终止"}));
     assert_eq!(s.outcome(), Some("terminated"));
     assert_eq!(s.signals_sent().last().unwrap(), &("auth-42".to_owned(), "terminate".to_owned()));
     assert!(s.activities().iter().any(|(_, a)| matches!(a, Activity::Escalate { to, title, .. } if to[0].role == "regulator" && title == "authorization_terminated")));
+}
+
+pub fn taian_failed_rectification_waits_for_the_authoritys_decision() {
+    let failed = || {
+        let mut s = evaluation("taian");
+        s.act("operator", "submit_materials", json!({"materials": "m"}));
+        s.act("bureau", "non_compliant", json!({"findings": "f", "rectification_days": 30}));
+        s.child_completes("failed");
+        s.expect_step("termination_decision");
+        s
+    };
+    // A further limit: the suspension stays, a new rectification runs; completing it restores.
+    let mut s = failed();
+    s.act("bureau", "set_further_limit", json!({"reasons": "已部分整改", "rectification_days": 15}))
+        .expect_step("further_rectification");
+    let (procedure, input) = s.child_started().unwrap();
+    assert_eq!((procedure.as_str(), &input["rectification_days"]), ("rectification", &json!(15)));
+    assert_eq!(s.signals_sent().last().unwrap(), &("auth-42".to_owned(), "suspend_access".to_owned()));
+    s.child_completes("rectified");
+    assert_eq!(s.outcome(), Some("restored"));
+    // Failing again comes back to the decision.
+    let mut s = failed();
+    s.act("bureau", "set_further_limit", json!({"reasons": "r", "rectification_days": 15}));
+    s.child_completes("failed");
+    s.expect_step("termination_decision");
+    // Reviewed and not terminated: access is restored, with reasons.
+    let mut s = failed();
+    s.act("bureau", "restore_after_review", json!({"reasons": "整改已实质完成"}));
+    assert_eq!(s.outcome(), Some("restored"));
+    // A decision not taken in 10 working days (the agency's rule) climbs to the supervisor.
+    let mut s = failed();
+    s.advance_to("2026-12-20T00:00:00+08:00");
+    assert!(s.escalations().iter().any(|(_, level, to)| *level == 2 && to[0] == "supervisor"), "{:?}", s.escalations());
 }
 
 pub fn jinzhou_evaluation_paths() {
@@ -254,15 +292,39 @@ pub fn jinzhou_evaluation_paths() {
         json!({"findings": "无问题"}),
     );
     assert_eq!(s.outcome(), Some("compliant"));
-    for (outcome, expected) in [("rectified", "rectified"), ("failed", "terminated")] {
+    let rectifying = || {
         let mut s = evaluation("jinzhou");
         s.act("operator", "submit_materials", json!({"materials": "m"}));
         s.act("bureau", "problems_found", json!({"findings": "f", "rectification_days": 20}));
         // Jinzhou does not suspend access while rectifying.
         assert!(s.signals_sent().is_empty());
-        s.child_completes(outcome);
-        assert_eq!(s.outcome(), Some(expected));
-    }
+        s
+    };
+    let mut s = rectifying();
+    s.child_completes("rectified");
+    assert_eq!(s.outcome(), Some("rectified"));
+    // Art. 13 stops at the re-evaluation: a failure goes to the authority's decision under
+    // the agreement, never straight to termination.
+    let mut s = rectifying();
+    s.child_completes("failed");
+    s.expect_step("decision");
+    assert!(s.signals_sent().is_empty());
+    s.act("bureau", "terminate", json!({"reasons": "依协议终止"}));
+    assert_eq!(s.outcome(), Some("terminated"));
+    assert_eq!(s.signals_sent(), vec![("auth-42".to_owned(), "terminate".to_owned())]);
+    let mut s = rectifying();
+    s.child_completes("failed");
+    s.act("bureau", "set_further_limit", json!({"reasons": "给予整改机会", "rectification_days": 10}))
+        .expect_step("rectification");
+    assert_eq!(s.child_started().unwrap().1["rectification_days"], 10);
+    let mut s = rectifying();
+    s.child_completes("failed");
+    // Not decided within the agency's 10 working days (from Wednesday 12-02): escalated.
+    s.advance_to("2026-12-17T09:00:00+08:00");
+    assert!(s.escalations().iter().any(|(_, level, to)| *level == 2 && to[0] == "supervisor"), "{:?}", s.escalations());
+    s.act("bureau", "other_decision", json!({"decision": "缩减授权范围", "reasons": "依协议第八条"}));
+    assert_eq!(s.outcome(), Some("decided_otherwise"));
+    assert!(s.signals_sent().is_empty());
 }
 
 fn rectification(jurisdiction: &str) -> Scenario {
