@@ -38,7 +38,13 @@ pub fn taian_selection_to_expiry_and_log_retention() {
         "record_objection",
         json!({"objector": "竞争者", "objection": "资质存疑"}),
     );
-    s.act("bureau", "dismiss", json!({"reasons": "资质符合"})).expect_step("collective_decision");
+    // Dismissing the objection does not cut the publicity short (art. 14(4): 公示无异议后):
+    // the list is publicized again for the full 7 days, from 03-03 to the end of 03-10, and
+    // only then does the collective decision follow.
+    s.act("bureau", "dismiss", json!({"reasons": "资质符合"})).expect_step("candidate_publicity");
+    assert_eq!(s.due(), Some(t("2026-03-11T00:00:00+08:00")));
+    assert!(s.try_act("bureau", "approve", json!({"meeting_minutes": "x"})).is_err(), "no decision during publicity");
+    s.advance_to("2026-03-11T09:00:00+08:00").expect_step("collective_decision");
     s.act("bureau", "approve", json!({"meeting_minutes": "党组会审议通过"})).expect_step("signing");
     // Tai'an caps the term at 3 years.
     let too_long = s.try_act("bureau", "sign", sign(5)).unwrap_err();

@@ -208,10 +208,32 @@ pub fn access_suspension_restored_or_referred() {
         ]
     );
 
-    let mut s = start();
-    s.advance_to("2026-08-25T10:00:00+08:00");
-    assert!(s.escalations().len() >= 3);
-    s.act("bureau", "refer", json!({"reasons": "逾期未改正"}));
-    assert_eq!(s.outcome(), Some("referred"));
+    // Art. 46 (ch. 7): "未按照要求改正的,依法依规处理" — the authority decides under the law
+    // it names; access stays closed until it does, and nothing is terminated on its own.
+    let not_corrected = || {
+        let mut s = start();
+        s.advance_to("2026-08-25T10:00:00+08:00");
+        assert!(s.escalations().len() >= 3);
+        s.act("bureau", "not_corrected", json!({"reasons": "逾期未改正"})).expect_step("handling_decision");
+        assert_eq!(s.access_changes().last().map(|(_, c, _)| c.clone()), Some("suspend".to_owned()));
+        s
+    };
+    let mut s = not_corrected();
+    let missing = s.try_act("bureau", "terminate_access", json!({"reasons": "r"})).unwrap_err();
+    assert_eq!(missing.field.as_deref(), Some("legal_basis"), "the decision names its legal basis");
+    s.act("bureau", "terminate_access", json!({"legal_basis": "《数据安全法》第四十五条", "reasons": "拒不改正"}));
+    assert_eq!(s.outcome(), Some("access_terminated"));
     assert_eq!(s.access_changes().last().map(|(_, c, _)| c.clone()), Some("terminate".to_owned()));
+    let mut s = not_corrected();
+    s.act("bureau", "refer_onward", json!({"authority": "市网信办", "legal_basis": "《网络安全法》", "reasons": "涉嫌违法"}));
+    assert_eq!(s.outcome(), Some("referred"));
+    assert_eq!(s.access_changes().last().map(|(_, c, _)| c.clone()), Some("suspend".to_owned()), "still closed, not terminated");
+    let mut s = not_corrected();
+    s.act("bureau", "other_measure", json!({"measure": "约谈", "legal_basis": "本办法第四十六条", "reasons": "情节轻微"}));
+    assert_eq!(s.outcome(), Some("handled"));
+    // Undecided for 10 working days (the agency's rule): escalated like any overdue task.
+    let mut s = not_corrected();
+    let before = s.escalations().len();
+    s.advance_to("2026-09-15T10:00:00+08:00");
+    assert!(s.escalations().len() > before, "the decision is overdue");
 }
