@@ -100,11 +100,21 @@ pub fn catalogue_updated_approved_and_revised() {
         "catalogue_update",
         "wuzhong",
         "2026-03-02T09:00:00+08:00",
-        json!({"unit_org": "wz-health", "authority_org": "wz-bureau", "change": "新修订的条例施行"}),
+        json!({"unit_org": "wz-health", "authority_org": "wz-bureau", "change": "新修订的条例施行", "changed_on": "2026-03-02"}),
     );
     s.person("health", "unit", "wz-health").person("bureau", "data_authority", "wz-bureau");
     // 15 working days from 03-02 → 03-23.
     assert_eq!(s.due(), Some(t("2026-03-24T00:00:00+08:00")));
+    // Art. 13 counts from the change itself: a change on 02-13 recorded here on 03-02 is due
+    // at the end of 03-12 (15 working days: the adjusted Saturdays 02-14 and 02-28 count, the
+    // Spring Festival break 02-15 to 02-23 does not), not 15 working days from 03-02.
+    let late = Scenario::start(
+        "catalogue_update",
+        "wuzhong",
+        "2026-03-02T09:00:00+08:00",
+        json!({"unit_org": "wz-health", "authority_org": "wz-bureau", "change": "职能调整", "changed_on": "2026-02-13"}),
+    );
+    assert_eq!(late.due(), Some(t("2026-03-13T00:00:00+08:00")));
     // Overdue when 03-23 ends; supervisor when 03-24 ends.
     s.advance_to("2026-03-25T10:00:00+08:00");
     assert_eq!(s.escalations().len(), 2);
@@ -131,7 +141,7 @@ pub fn a_late_catalogue_revision_escalates() {
         "catalogue_update",
         "wuzhong",
         "2026-03-02T09:00:00+08:00",
-        json!({"unit_org": "wz-health", "authority_org": "wz-bureau", "change": "职能调整"}),
+        json!({"unit_org": "wz-health", "authority_org": "wz-bureau", "change": "职能调整", "changed_on": "2026-03-02"}),
     );
     s.person("health", "unit", "wz-health").person("bureau", "data_authority", "wz-bureau");
     s.act("health", "submit", json!({"catalogue": "v2"})).act("bureau", "request_changes", json!({"comments": "c"}));
