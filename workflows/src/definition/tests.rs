@@ -45,6 +45,9 @@ fn every_procedure_of_procedures_md_is_in_the_library() {
         ("withdrawal", "wuzhong"),
         ("access_suspension", "wuzhong"),
         ("incident_report", "tianjin"),
+        ("incident_report", "jinzhou"),
+        ("incident_report", "taian"),
+        ("incident_report", "wuzhong"),
         ("rectification_order", "tianjin"),
         ("complaint", "tianjin"),
     ] {

@@ -306,9 +306,10 @@ mod tests {
         let taian = matrix(&definitions, Some("taian"));
         assert!(taian.contains("| 第九条第(二)项 | 登记受理 | registration/taian · step `acceptance` time limit | 3 working days — statutory |"), "{taian}");
         assert!(!taian.contains("tianjin"), "only Tai'an's procedures");
-        assert!(taian.contains("| 第三十条 | **not yet encoded**: incident reporting"), "{taian}");
+        assert!(taian.contains("| 第三十条 | 启动应急预案,采取应急处置措施 | incident_report/taian · step `response` |"), "{taian}");
         let all = matrix(&definitions, None);
         assert!(all.contains("| incident_report/tianjin | step `acknowledgement`"), "{all}");
+        assert!(all.contains("| 第十九条 | **not yet encoded**: objections to errors or infringement in open data |"), "{all}");
         assert!(all.contains("Standing: expired, 2022-08-01 – 2024-07-31"), "{all}");
         assert!(all.contains("Standing: draft"), "{all}");
     }

@@ -157,3 +157,71 @@ pub fn half_yearly_summary_is_filed() {
     s.act("bureau", "file", json!({"filing_reference": "泰政备〔2026〕12号"}));
     assert_eq!(s.outcome(), Some("filed"));
 }
+
+/// Jinzhou art. 21: "立即" report — the hour is the agency's rule, and says so.
+pub fn jinzhou_incidents_are_reported_at_once_by_the_agencys_hour() {
+    let mut s = Scenario::start(
+        "incident_report",
+        "jinzhou",
+        "2026-10-01T23:00:00+08:00",
+        json!({"operator_org": "jz-op", "authority_org": "jz-bureau", "incident": "接口数据泄露"}),
+    );
+    s.person("operator", "operator", "jz-op").person("bureau", "data_authority", "jz-bureau");
+    assert_eq!(s.due(), Some(t("2026-10-02T00:00:00+08:00")));
+    s.advance_to("2026-10-02T01:30:00+08:00");
+    let escalations = s.escalations();
+    assert_eq!(escalations[0], (t("2026-10-02T00:00:00+08:00"), 1, vec!["operator".to_owned(), "supervisor".to_owned()]));
+    let basis = s.activities().into_iter().find_map(|(_, a)| match a {
+        Activity::Escalate { basis, .. } => basis,
+        _ => None,
+    });
+    assert_eq!(
+        basis.as_deref(),
+        Some("本单位规定(本单位数据安全事件处置规程:“立即”报告指发现后1小时内);义务依据《锦州市公共数据资源授权运营管理办法(试行)》第二十一条")
+    );
+    s.act("operator", "report", json!({"report": "已启动预案", "measures": "关闭接口"})).expect_step("acknowledgement");
+    s.advance_to("2026-10-02T04:00:00+08:00");
+    assert!(s.escalations().iter().any(|(_, _, to)| to == &vec!["supervisor".to_owned()]));
+    s.act("bureau", "acknowledge", json!({})).act("operator", "close", json!({"summary": "已处置"}));
+    assert_eq!(s.outcome(), Some("closed"));
+}
+
+/// Tai'an art. 30 sets no time and no report: the plan is activated "依法", the agency's
+/// hours make a plan not activated show, and the data authority (art. 29) reviews.
+pub fn taian_incident_response_is_reviewed_by_the_authority() {
+    let mut s = Scenario::start(
+        "incident_report",
+        "taian",
+        "2026-05-06T10:00:00+08:00",
+        json!({"operator_org": "ta-op", "authority_org": "ta-bureau", "incident": "数据丢失"}),
+    );
+    s.person("operator", "operator", "ta-op").person("bureau", "data_authority", "ta-bureau");
+    assert_eq!(s.due(), Some(t("2026-05-06T12:00:00+08:00")));
+    s.advance_to("2026-05-06T15:00:00+08:00");
+    assert_eq!(s.escalations().len(), 2);
+    s.act("operator", "record_response", json!({"measures": "切换备份"})).expect_step("handling");
+    assert!(s.notifications().iter().any(|(_, template, role)| template == "incident_reported" && role == "data_authority"));
+    s.act("operator", "close", json!({"summary": "s"})).expect_step("review");
+    s.act("bureau", "request_more", json!({"comments": "补充根因分析"})).expect_step("handling");
+    s.act("operator", "close", json!({"summary": "含根因"})).act("bureau", "accept", json!({}));
+    assert_eq!(s.outcome(), Some("closed"));
+}
+
+/// Wuzhong art. 40(6): risks found by the body itself are remedied "立即".
+pub fn wuzhong_risks_are_remedied_and_checked() {
+    let mut s = Scenario::start(
+        "incident_report",
+        "wuzhong",
+        "2026-07-01T09:00:00+08:00",
+        json!({"unit_org": "wz-health", "authority_org": "wz-bureau", "risk": "接口未鉴权"}),
+    );
+    s.person("health", "unit", "wz-health").person("bureau", "data_authority", "wz-bureau");
+    assert_eq!(s.due(), Some(t("2026-07-02T09:00:00+08:00")));
+    assert!(!s.state.source_notices.is_empty(), "the text is a draft");
+    s.advance_to("2026-07-02T10:00:00+08:00");
+    assert_eq!(s.escalations().len(), 1);
+    s.act("health", "remedied", json!({"measures": "增加鉴权"})).expect_step("verification");
+    s.act("bureau", "insufficient", json!({"reasons": "日志未开启"})).expect_step("remediation");
+    s.act("health", "remedied", json!({"measures": "开启日志"})).act("bureau", "confirm", json!({}));
+    assert_eq!(s.outcome(), Some("closed"));
+}
