@@ -152,6 +152,24 @@ fn the_annual_evaluation_fires_once_a_year_and_its_findings_suspend_restore_or_t
         act(&app, &bureau, evaluation(n), "non_compliant", json!({"findings": "超范围使用", "rectification_days": 30}));
         app.wait_for(authorizations[n], "access suspended", |b| b["step"]["name"] == "suspended");
     }
+    // The annual work report (art. 23) is owed in the term whether access is suspended or
+    // not: a run now starts one for the active op-0 and the suspended op-1 and op-2, and none
+    // for the authorization still being announced. (The built-in fires on 1 January; this
+    // one, with the same job, fires within the next hour.)
+    let (_, built_in) = app.get("/v1/schedules/annual_work_report.taian", &app.admin);
+    let spec = json!({"title": "年度报告(测试)", "cron": "0 13 12 1 *", "job": built_in["job"], "catch_up": "once"});
+    assert_eq!(app.put("/v1/schedules/work_report_now", &app.admin, &spec).0, 200);
+    set_clock(&app, "2027-01-12T13:30:00+08:00");
+    let reports = &runs(&app, "work_report_now")[0];
+    assert_eq!(reports["status"], "done", "{reports}");
+    let mut reported: Vec<i64> = reports["result"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| app.instance(id.as_i64().unwrap())["data"]["authorization_instance"].as_str().unwrap().parse().unwrap())
+        .collect();
+    reported.sort_unstable();
+    assert_eq!(reported, authorizations, "every authorization in its term, suspended or not");
     let child_of = |n: usize| {
         app.wait_until("the rectification starts", || {
             instances_of(&app, "rectification")
@@ -317,6 +335,7 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
         [
             "annual_evaluation.jinzhou",
             "annual_evaluation.taian",
+            "annual_work_report.taian",
             "daily_digest",
             "half_yearly_summary.taian",
             "ledger_anchor",

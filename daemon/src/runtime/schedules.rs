@@ -63,6 +63,10 @@ pub enum Selection {
     /// Every authorized operation of the jurisdiction in its active term (not suspended, not
     /// ended). Fields: `subject.id` and the authorization's data (`subject.operator_org`…).
     ActiveAuthorization,
+    /// Every authorized operation of the jurisdiction in its term, its access suspended or
+    /// not (not ended): duties that a suspension does not lift (Tai'an art. 23's annual
+    /// report). Fields as for `active_authorization`.
+    AuthorizationInTerm,
     /// Every data authority with a running authorized operation in the jurisdiction.
     /// Fields: `subject.authority_org`.
     AuthorizingAuthority,
@@ -201,6 +205,29 @@ pub fn built_in() -> Vec<(&'static str, ScheduleSpec)> {
                         .as_object()
                         .expect("an object")
                         .clone(),
+                },
+                catch_up: CatchUp::Once,
+                enabled: true,
+            },
+        ),
+        (
+            "annual_work_report.taian",
+            ScheduleSpec {
+                title: "泰安 运营机构年度工作情况报告(第二十三条)".into(),
+                cron: "0 9 1 1 *".into(),
+                job: Job::Start {
+                    procedure: "annual_work_report".into(),
+                    jurisdiction: "taian".into(),
+                    for_each: Some(Selection::AuthorizationInTerm),
+                    input: json!({
+                        "authority_org": "{subject.authority_org}",
+                        "operator_org": "{subject.operator_org}",
+                        "authorization_instance": "{subject.id}",
+                        "year": "{previous_year}",
+                    })
+                    .as_object()
+                    .expect("an object")
+                    .clone(),
                 },
                 catch_up: CatchUp::Once,
                 enabled: true,
@@ -627,8 +654,10 @@ impl Runtime {
             .filter(instances::Column::Procedure.eq("authorized_operation"))
             .filter(instances::Column::Jurisdiction.eq(jurisdiction))
             .filter(instances::Column::Status.eq("running"));
-        if selection == Selection::ActiveAuthorization {
-            query = query.filter(instances::Column::Step.eq("active"));
+        match selection {
+            Selection::ActiveAuthorization => query = query.filter(instances::Column::Step.eq("active")),
+            Selection::AuthorizationInTerm => query = query.filter(instances::Column::Step.is_in(["active", "suspended"])),
+            Selection::AuthorizingAuthority => {}
         }
         let authorizations = query.order_by_asc(instances::Column::Id).all(&self.store.db).await?;
         let mut authorities = std::collections::BTreeSet::new();
@@ -637,7 +666,7 @@ impl Runtime {
             let state: InstanceState = serde_json::from_str(&row.state)
                 .map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
             match selection {
-                Selection::ActiveAuthorization => {
+                Selection::ActiveAuthorization | Selection::AuthorizationInTerm => {
                     let mut fields: Map<String, Value> = state.data.into_iter().collect();
                     fields.insert("id".into(), Value::String(row.id.to_string()));
                     subjects.push(Subject { key: format!("authorization-{}", row.id), fields });

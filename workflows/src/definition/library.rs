@@ -14,6 +14,7 @@ built_in!(
     "access_suspension.wuzhong.toml",
     "annual_evaluation.jinzhou.toml",
     "annual_evaluation.taian.toml",
+    "annual_work_report.taian.toml",
     "authorized_operation.jinzhou.toml",
     "authorized_operation.taian.toml",
     "backflow.wuzhong.toml",

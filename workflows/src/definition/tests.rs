@@ -33,6 +33,7 @@ fn every_procedure_of_procedures_md_is_in_the_library() {
         ("authorized_operation", "jinzhou"),
         ("annual_evaluation", "taian"),
         ("annual_evaluation", "jinzhou"),
+        ("annual_work_report", "taian"),
         ("rectification", "taian"),
         ("rectification", "jinzhou"),
         ("scenario_demand", "taian"),

@@ -60,20 +60,10 @@ pub fn taian_selection_to_expiry_and_log_retention() {
     // (provisional: no 2029 notice yet).
     assert_eq!(s.due(), Some(t("2029-04-03T00:00:00+08:00")));
     assert!(s.provisional());
-    s.advance_to("2027-04-02T10:00:00+08:00").act(
-        "operator",
-        "submit_annual_report",
-        json!({"report": "2026年度工作情况"}),
-    );
+    // The annual work report (art. 23) is its own tracked obligation (annual_work_report),
+    // started each year for every authorization in its term.
     s.advance_to("2029-04-03T00:00:00+08:00").expect_step("expired");
     let templates: Vec<_> = s.notifications().into_iter().map(|(at, template, _)| (at, template)).collect();
-    let annual: Vec<_> = templates.iter().filter(|(_, n)| n == "annual_work_report_due").map(|(at, _)| *at).collect();
-    // Each anniversary of 04-01, rolled past days off (2028-04-01 is a Saturday, 2029-04-01 a
-    // Sunday): the third year's report falls due on the term's last day.
-    assert_eq!(
-        annual,
-        vec![t("2027-04-01T09:00:00+08:00"), t("2028-04-03T09:00:00+08:00"), t("2029-04-02T09:00:00+08:00")]
-    );
     // The renewal window opens 6 months before the last day of the term.
     let renewal: Vec<_> = templates.iter().filter(|(_, n)| n == "renewal_window_open").map(|(at, _)| *at).collect();
     assert_eq!(renewal, vec![t("2028-10-02T09:00:00+08:00")]);
@@ -126,9 +116,6 @@ pub fn taian_suspended_restored_then_terminated_by_evaluation_signals() {
     s.act("bureau", "record_note", json!({"note": "整改方案已提交"}));
     s.advance_to("2027-06-10T10:00:00+08:00").signal("restore_access").expect_step("active");
     assert_eq!(s.due(), term_due);
-    // Re-entering the term does not repeat an annual report already sent.
-    let annual = s.notifications().iter().filter(|(_, n, _)| n == "annual_work_report_due").count();
-    assert_eq!(annual, 1);
     s.advance_to("2027-09-01T10:00:00+08:00").signal("suspend_access").signal("terminate").expect_step("terminated");
     let changes: Vec<_> = s.access_changes().into_iter().map(|(_, c, _)| c).collect();
     assert_eq!(changes, vec!["suspend", "suspend", "terminate"]);
@@ -371,4 +358,29 @@ pub fn rectification_completed_failed_or_out_of_time() {
         let reminders: Vec<_> = s.notifications().into_iter().map(|(at, _, _)| at).collect();
         assert_eq!(reminders, vec![t("2027-01-06T09:00:00+08:00"), t("2027-01-08T09:00:00+08:00")]);
     }
+}
+
+/// Tai'an art. 23: the yearly report is an obligation with a due date (the agency's rule,
+/// the text gives none), reminders and escalation, reviewed by the authority.
+pub fn taian_annual_work_report_is_tracked_until_reviewed() {
+    let mut s = Scenario::start(
+        "annual_work_report",
+        "taian",
+        "2027-01-01T09:00:00+08:00",
+        json!({"authority_org": "bureau", "operator_org": "operator", "authorization_instance": "42", "year": 2026}),
+    );
+    s.person("bureau", "data_authority", "bureau").person("operator", "operator", "operator");
+    // 30 days from 01-01 → 01-31, a Sunday: the limit ends with Monday 02-01.
+    assert_eq!(s.due(), Some(t("2027-02-02T00:00:00+08:00")));
+    s.advance_to("2027-02-03T10:00:00+08:00");
+    assert_eq!(s.escalations()[0].2, vec!["operator".to_owned()]);
+    let basis = s.activities().into_iter().find_map(|(_, a)| match a {
+        Activity::Escalate { basis, .. } => basis,
+        _ => None,
+    });
+    assert!(basis.unwrap().starts_with("本单位规定(本单位授权运营监管规程:每年1月31日前提交上一年度工作情况报告)"));
+    s.act("operator", "submit", json!({"report": "2026年度工作情况"})).expect_step("review");
+    s.act("bureau", "request_revision", json!({"comments": "补充收益分配情况"})).expect_step("report");
+    s.act("operator", "submit", json!({"report": "补充后"})).act("bureau", "accept", json!({}));
+    assert_eq!(s.outcome(), Some("accepted"));
 }
