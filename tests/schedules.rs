@@ -358,6 +358,11 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
             json!({"title": "t", "cron": "0 2 * * Sun", "catch_up": "once", "job": {"kind": "retention_sweep", "records_years": 2}}),
             "job.records_years",
         ),
+        // Tianjin's art. 8 sets 3 years; shorter is refused wherever it would apply.
+        (
+            json!({"title": "t", "cron": "0 2 * * Sun", "catch_up": "once", "job": {"kind": "retention_sweep", "records_years": 3, "jurisdictions": {"tianjin": 2}}}),
+            "job.jurisdictions",
+        ),
         (
             json!({"title": "t", "cron": "0 8 * * *", "catch_up": "once", "job": {"kind": "digest", "lookahead_working_days": 0}}),
             "job.lookahead_working_days",
@@ -366,6 +371,12 @@ fn schedules_are_validated_and_managed_over_the_api_and_the_cli() {
         let (status, body) = app.put("/v1/schedules/custom", &app.admin, &spec);
         assert_eq!((status, body["field"].as_str()), (422, Some(field)), "{body}");
     }
+    // Where no article sets a period, the agency's archival policy may keep records shorter
+    // (Tianjin keeps its 3 years).
+    let policy = json!({"title": "t", "cron": "0 2 * * Sun", "catch_up": "once", "job": {"kind": "retention_sweep", "records_years": 2, "jurisdictions": {"tianjin": 3}}});
+    let (status, body) = app.put("/v1/schedules/policy_sweep", &app.admin, &policy);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.delete("/v1/schedules/policy_sweep", &app.admin).0, 204);
     let (status, body) = app.put("/v1/schedules/custom", &app.admin, &with("/catch_up", json!("sometimes")));
     assert_eq!(status, 422, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("catch_up"), "{body}");
@@ -436,6 +447,12 @@ fn the_retention_sweep_removes_only_records_older_than_three_years() {
     assert_eq!(app.get(&format!("/v1/instances/{running}"), &app.admin).0, 200);
     let sweeps = runs(&app, "retention_sweep");
     assert!(sweeps.iter().all(|r| r["status"] == "done"));
+    // Each jurisdiction's period is reported with its basis: an article where one sets it,
+    // the agency's archival policy elsewhere.
+    let periods = &sweeps[0]["result"]["periods"];
+    assert_eq!(periods["tianjin"]["years"], 3);
+    assert!(periods["tianjin"]["basis"].as_str().unwrap().contains("第八条"), "{periods}");
+    assert!(periods["taian"]["basis"].as_str().unwrap().starts_with("本单位档案管理规定"), "{periods}");
     assert_eq!(sweeps.iter().map(|r| r["result"]["removed_instances"].as_u64().unwrap()).sum::<u64>(), 1);
     // The last sweep (Sunday 9 December 2029, 02:00) removed the digests queued up to
     // 9 December 2026, 02:00: those of 2, 3, 4, 7 and 8 December.

@@ -26,7 +26,7 @@ use statflow_workflows::engine::{Actor, InstanceState};
 
 use super::Runtime;
 use crate::store::entities::{instances, schedule_runs, schedules};
-use crate::store::retention::LEGAL_RECORDS_YEARS;
+use crate::store::retention::{self, LEGAL_RECORDS_YEARS};
 use crate::store::transition::Origin;
 use crate::store::{from_millis, to_millis, StoreError};
 
@@ -89,11 +89,15 @@ pub enum Job {
         #[schema(value_type = Object)]
         input: Map<String, Value>,
     },
-    /// Removes finished instances (with their history, tasks and effects) and audit entries
-    /// older than `records_years` (at least the legal 3 years; see `store::retention`).
+    /// Removes finished instances (with their history, tasks and effects) older than their
+    /// jurisdiction's keeping period: `records_years`, or `jurisdictions.<j>` where given;
+    /// never under a statutory minimum (Tianjin-security art. 8: 3 years). Audit entries
+    /// follow the longest period. See `store::retention`.
     RetentionSweep {
         #[serde(default = "legal_records_years")]
         records_years: u32,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        jurisdictions: BTreeMap<String, u32>,
     },
     /// Sends each staff member a digest of their open tasks, with what falls due within
     /// `lookahead_working_days` first; on working days of the official calendar only (see
@@ -238,7 +242,7 @@ pub fn built_in() -> Vec<(&'static str, ScheduleSpec)> {
             ScheduleSpec {
                 title: "记录保存期满清理(处理记录至少3年)".into(),
                 cron: "0 2 * * Sun".into(),
-                job: Job::RetentionSweep { records_years: LEGAL_RECORDS_YEARS },
+                job: Job::RetentionSweep { records_years: LEGAL_RECORDS_YEARS, jurisdictions: BTreeMap::new() },
                 catch_up: CatchUp::Once,
                 enabled: true,
             },
@@ -332,14 +336,23 @@ impl Runtime {
                 }
             }
             Job::AnchorLedger => {}
-            Job::RetentionSweep { records_years } => {
-                if *records_years < LEGAL_RECORDS_YEARS {
-                    return Err(SpecError {
-                        field: "job.records_years",
-                        message: format!(
-                            "processing records must be kept at least {LEGAL_RECORDS_YEARS} years (天津 数据安全管理办法 第八条)"
-                        ),
-                    });
+            Job::RetentionSweep { records_years, jurisdictions } => {
+                // The default applies wherever no jurisdiction is named, so it must satisfy
+                // every statutory minimum not overridden.
+                let uncovered = retention::RULES.iter().filter(|r| !jurisdictions.contains_key(r.jurisdiction));
+                if let Some(problem) = uncovered.filter_map(|r| retention::too_short(r.jurisdiction, *records_years)).next() {
+                    return Err(SpecError { field: "job.records_years", message: problem });
+                }
+                if *records_years == 0 || *records_years > 100 {
+                    return Err(SpecError { field: "job.records_years", message: "give between 1 and 100 years".into() });
+                }
+                for (jurisdiction, years) in jurisdictions {
+                    if *years == 0 || *years > 100 {
+                        return Err(SpecError { field: "job.jurisdictions", message: format!("{jurisdiction}: give between 1 and 100 years") });
+                    }
+                    if let Some(problem) = retention::too_short(jurisdiction, *years) {
+                        return Err(SpecError { field: "job.jurisdictions", message: problem });
+                    }
                 }
             }
         }
@@ -553,8 +566,8 @@ impl Runtime {
                 let status = if errors.is_empty() { "done" } else { "failed" };
                 (status, result, (!errors.is_empty()).then(|| errors.join("; ")))
             }
-            Job::RetentionSweep { records_years } => {
-                let removed = self.store.sweep_retention(fire, *records_years).await?;
+            Job::RetentionSweep { records_years, jurisdictions } => {
+                let removed = self.store.sweep_retention(fire, *records_years, jurisdictions).await?;
                 ("done", removed, None)
             }
             Job::Digest { lookahead_working_days } => {

@@ -1,9 +1,12 @@
 //! The retention sweep: removes what the record-keeping rules no longer require, and nothing
 //! younger.
 //!
-//! - Processing records (an instance with its history, tasks, timers and effects; audit
-//!   entries) are kept at least 3 years after the procedure finished (Tianjin-security
-//!   art. 8). The sweep may be configured to keep them longer, never shorter.
+//! - Processing records (an instance with its history, tasks, timers and effects) are kept a
+//!   number of years after the procedure finished, set per jurisdiction with its basis
+//!   ([`RULES`]): where a cited article sets a minimum (Tianjin-security art. 8: processing
+//!   records at least 3 years) the sweep never keeps them shorter; elsewhere the period is
+//!   the agency's archival policy, which the schedule may change. Audit entries and effects
+//!   of no instance follow the longest period in force.
 //! - An authorized operation's logs are kept at least 6 months after it ends (Tai'an
 //!   art. 14(5)); the authorization instance finishes only after that period, and is then
 //!   kept 3 years more like any other record, so the 6 months need no rule of their own.
@@ -13,7 +16,7 @@
 //! - A finished instance stays while its parent or one of its children is still kept, so a
 //!   kept record never points at a removed one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Months};
 use sea_orm::{
@@ -28,29 +31,102 @@ use super::{ledger, to_millis, Store, StoreError};
 /// How many instances one deleting transaction removes.
 const CHUNK: usize = 500;
 
-/// Processing records are kept at least 3 years (Tianjin-security art. 8).
+/// The default keeping period in years, and the least any setting may give where no article
+/// sets one.
 pub const LEGAL_RECORDS_YEARS: u32 = 3;
 
+/// How long a jurisdiction's processing records are kept, and on what basis.
+pub struct RetentionRule {
+    pub jurisdiction: &'static str,
+    /// The least number of years an article requires (0: no article sets one).
+    pub statutory_minimum: u32,
+    /// The basis, shown with every sweep.
+    pub basis: &'static str,
+}
+
+/// The built-in jurisdictions' keeping rules.
+pub const RULES: [RetentionRule; 4] = [
+    RetentionRule {
+        jurisdiction: "tianjin",
+        statutory_minimum: 3,
+        basis: "《天津市公共数据资源开发利用安全管理办法(试行)》第八条:加工过程记录保存期限不少于3年",
+    },
+    RetentionRule {
+        jurisdiction: "taian",
+        statutory_minimum: 0,
+        basis: "本单位档案管理规定(《泰安市公共数据开发利用管理办法(试行)》未规定办理记录的保存期限;授权运营日志不少于6个月,第十四条第(五)项,由授权运营实例期满后保留)",
+    },
+    RetentionRule {
+        jurisdiction: "jinzhou",
+        statutory_minimum: 0,
+        basis: "本单位档案管理规定(《锦州市公共数据资源授权运营管理办法(试行)》第十七条要求妥善保存运营日志等信息,未规定期限)",
+    },
+    RetentionRule {
+        jurisdiction: "wuzhong",
+        statutory_minimum: 0,
+        basis: "本单位档案管理规定(《吴忠市公共数据管理办法(暂行)(征求意见稿)》第十六条:依法合理确定保存期限)",
+    },
+];
+
+/// The rule of a jurisdiction, if it is one of the built-in ones.
+pub fn rule(jurisdiction: &str) -> Option<&'static RetentionRule> {
+    RULES.iter().find(|r| r.jurisdiction == jurisdiction)
+}
+
+/// Why `years` is too short for `jurisdiction`, if it is.
+pub fn too_short(jurisdiction: &str, years: u32) -> Option<String> {
+    let rule = rule(jurisdiction)?;
+    (years < rule.statutory_minimum).then(|| {
+        format!("{jurisdiction}: records must be kept at least {} years ({})", rule.statutory_minimum, rule.basis)
+    })
+}
+
 impl Store {
-    /// Removes finished instances and audit entries older than `records_years` at `now`
-    /// (never fewer than the legal minimum). Returns what was removed.
-    pub async fn sweep_retention(&self, now: DateTime<FixedOffset>, records_years: u32) -> Result<Value, StoreError> {
-        let years = records_years.max(LEGAL_RECORDS_YEARS);
-        let records_cutoff = to_millis(now.checked_sub_months(Months::new(12 * years)).expect("in range"));
-        let rows: Vec<(i64, Option<i64>, String, i64)> = instances::Entity::find()
+    /// Removes finished instances older than their jurisdiction's keeping period at `now`
+    /// (`records_years` unless `by_jurisdiction` says otherwise, never under a statutory
+    /// minimum), and audit entries and effects of no instance older than the longest period.
+    /// Returns what was removed, with each jurisdiction's period and basis.
+    pub async fn sweep_retention(
+        &self,
+        now: DateTime<FixedOffset>,
+        records_years: u32,
+        by_jurisdiction: &BTreeMap<String, u32>,
+    ) -> Result<Value, StoreError> {
+        let years_of = |jurisdiction: &str| {
+            let years = by_jurisdiction.get(jurisdiction).copied().unwrap_or(records_years);
+            years.max(rule(jurisdiction).map_or(0, |r| r.statutory_minimum)).max(1)
+        };
+        let cutoff = |years: u32| to_millis(now.checked_sub_months(Months::new(12 * years)).expect("in range"));
+        let rows: Vec<(i64, Option<i64>, String, i64, String)> = instances::Entity::find()
             .select_only()
             .column(instances::Column::Id)
             .column(instances::Column::ParentInstanceId)
             .column(instances::Column::Status)
             .column(instances::Column::UpdatedAt)
+            .column(instances::Column::Jurisdiction)
             .into_tuple()
             .all(&self.db)
             .await?;
         let parents: HashMap<i64, Option<i64>> = rows.iter().map(|(id, parent, ..)| (*id, *parent)).collect();
         let mut removable: HashSet<i64> = rows
             .iter()
-            .filter(|(_, _, status, finished)| status == "completed" && *finished <= records_cutoff)
+            .filter(|(_, _, status, finished, jurisdiction)| {
+                status == "completed" && *finished <= cutoff(years_of(jurisdiction))
+            })
             .map(|(id, ..)| *id)
+            .collect();
+        let mut jurisdictions: Vec<&str> = rows.iter().map(|r| r.4.as_str()).chain(RULES.iter().map(|r| r.jurisdiction)).collect();
+        jurisdictions.sort_unstable();
+        jurisdictions.dedup();
+        let longest = jurisdictions.iter().map(|j| years_of(j)).max().unwrap_or(records_years).max(records_years);
+        let records_cutoff = cutoff(longest);
+        let periods: serde_json::Map<String, Value> = jurisdictions
+            .iter()
+            .map(|j| {
+                let basis = rule(j).map_or("本单位档案管理规定", |r| r.basis);
+                let since = super::from_millis(cutoff(years_of(j)));
+                ((*j).to_owned(), json!({"years": years_of(j), "kept_since": since, "basis": basis}))
+            })
             .collect();
         // Keep whole families: drop any candidate whose parent or child is kept, until stable.
         loop {
@@ -116,6 +192,7 @@ impl Store {
             .rows_affected;
         Ok(json!({
             "records_kept_since": super::from_millis(records_cutoff),
+            "periods": periods,
             "removed_instances": ids.len(),
             "removed_audit_entries": audit_removed,
             "removed_effects_of_no_instance": digests_removed,
