@@ -43,6 +43,7 @@ scenarios!(
     authorization::taian_evaluation_compliant_or_restored_after_rectification,
     authorization::taian_evaluation_overdue_materials_then_failed_rectification_terminates,
     authorization::jinzhou_evaluation_paths,
+    authorization::an_agreed_term_runs_through_its_last_day,
     authorization::taian_annual_work_report_is_tracked_until_reviewed,
     authorization::taian_failed_rectification_waits_for_the_authoritys_decision,
     authorization::rectification_completed_failed_or_out_of_time,

@@ -17,6 +17,9 @@ pub enum Period {
     Years(u32),
     /// Hours run around the clock (incident reports); they end at the exact instant.
     Hours(u32),
+    /// Up to and including an agreed day ("自…起至…止", Civil Code art. 204): it ends at
+    /// 24:00 of that day and does not roll past days off, which only apply to counted periods.
+    Through(NaiveDate),
 }
 
 impl std::fmt::Display for Period {
@@ -27,6 +30,7 @@ impl std::fmt::Display for Period {
             Period::Months(n) => write!(f, "{n} months"),
             Period::Years(n) => write!(f, "{n} years"),
             Period::Hours(n) => write!(f, "{n} hours"),
+            Period::Through(day) => write!(f, "through {day}"),
         }
     }
 }
@@ -131,6 +135,7 @@ impl Deadline {
             Period::Months(n) => self.calendar_period(calendar, calendar.add_months(local_date(self.start), n)),
             Period::Years(n) => self.calendar_period(calendar, calendar.add_years(local_date(self.start), n)),
             Period::Hours(n) => self.hours(n),
+            Period::Through(day) => self.calendar_period(calendar, Computed { value: day, provisional: false }),
         }
     }
 

@@ -263,6 +263,10 @@ pub struct DeadlineSpec {
     /// `"$field"`, a date in the data (an authorization's term runs from its effective date).
     #[serde(default)]
     pub from: Option<Name>,
+    /// An agreed last day, `"$field"` (a date): when the field holds one the limit runs
+    /// through that day ("至…止"); the length is then only the default when none was agreed.
+    #[serde(default)]
+    pub until: Option<Name>,
     #[serde(default)]
     pub remind_working_days_before: Vec<u32>,
     #[serde(default)]
@@ -313,6 +317,30 @@ pub struct Action {
     /// Extends the step's limit, counted from the same start.
     #[serde(default)]
     pub extend: Option<Extend>,
+    /// A term this action agrees, checked against the usual maximum the text sets.
+    #[serde(default)]
+    pub term: Option<TermCap>,
+}
+
+/// An agreed term and its usual maximum ("一般不超过3年", "原则上不超过5年"): a longer term
+/// is not refused, but needs its reason, and is recorded as over the cap.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermCap {
+    /// The usual maximum in years.
+    pub cap_years: u32,
+    /// `"$field"`: the first day of the term (counted, as "自…起" says).
+    pub from: Name,
+    /// `"$field"`: the agreed last day, if the agreement names one.
+    #[serde(default)]
+    pub until: Option<Name>,
+    /// The term as a length (`{ years = "$term_years" }`), when no last day is agreed.
+    #[serde(default)]
+    pub length: Option<Length>,
+    /// The action field that must give the reason for a term over the cap.
+    pub reason: Name,
+    #[serde(default)]
+    pub basis: Option<Name>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -137,7 +137,7 @@ fn broken_definitions_are_refused_with_file_line_and_what_to_do() {
         ("outcome = \"approved\"", "outcome = \"approved\"\ntask = { role = \"clerk\", title = \"x\" }", "demo.toml:35: final step `done` ends the procedure; it cannot also have a task, deadline, actions, child, signals or timers"),
         ("goto = \"done\"", "clock = \"stop\"", "demo.toml:31: `clock` must be `pause` or `resume`, not `stop`"),
         ("goto = \"done\"", "goto = \"done\"\nextend = { working_days = 20, limit = \"statutory\" }", "demo.toml:29: the extension of action `approve` has no legal basis"),
-        ("working_days = 5", "working_day = 5", "demo.toml:24: unknown field `working_day`, expected one of `working_days`, `days`, `months`, `years`, `hours`, `limit`, `policy`, `basis`, `from`, `remind_working_days_before`, `remind_hours_before`, `escalation`, `on_expiry`"),
+        ("working_days = 5", "working_day = 5", "demo.toml:24: unknown field `working_day`, expected one of `working_days`, `days`, `months`, `years`, `hours`, `limit`, `policy`, `basis`, `from`, `until`, `remind_working_days_before`, `remind_hours_before`, `escalation`, `on_expiry`"),
         ("title = \"示例\"", "title = 示例", "demo.toml:3: string values must be quoted, expected literal string"),
         ("[steps.review.actions.approve]\nrole = \"clerk\"\ngoto = \"done\"\n", "", "demo.toml:19: step `review` can never be left: give it an action, a child, a signal or a deadline `on_expiry`"),
         // Every source says whether it binds.

@@ -449,6 +449,13 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        if let Some(until) = &deadline.until {
+            if until.get_ref().starts_with('$') {
+                self.field_ref(until);
+            } else {
+                self.fail(until, format!("deadline `until` must be a date `$field`, not `{}`", until.get_ref()));
+            }
+        }
         if let Some(plan) = &deadline.escalation {
             if !self.definition.procedure.escalations.contains_key(plan.get_ref().as_str()) {
                 self.fail(
@@ -499,6 +506,29 @@ impl<'a> Checker<'a> {
                         name.get_ref()
                     ),
                 );
+            }
+        }
+        if let Some(term) = &action.term {
+            self.field_ref(&term.from);
+            if let Some(until) = &term.until {
+                self.field_ref(until);
+            }
+            match &term.length {
+                Some(length) => self.length(name, length, &format!("the term of action `{}`", name.get_ref())),
+                None if term.until.is_none() => self.fail(
+                    name,
+                    format!("the term of action `{}` needs `until` (an agreed last day) or a `length`", name.get_ref()),
+                ),
+                None => {}
+            }
+            if !action.fields.contains_key(term.reason.get_ref().as_str()) {
+                self.fail(
+                    &term.reason,
+                    format!("the term's reason field `{}` is not a field of action `{}`", term.reason.get_ref(), name.get_ref()),
+                );
+            }
+            if let Some(basis) = &term.basis {
+                self.basis(basis);
             }
         }
         if let Some(extend) = &action.extend {

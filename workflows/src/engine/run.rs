@@ -219,6 +219,69 @@ impl<'a> Run<'a> {
         Ok(unit.period(n))
     }
 
+    /// The date a `$field` holds, if it holds one.
+    pub(super) fn optional_date(&self, reference: &str) -> Option<chrono::NaiveDate> {
+        let field = reference.trim_start_matches('$');
+        self.state.data.get(field).and_then(Value::as_str).and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+    }
+
+    /// Checks an agreed term against its usual maximum and records where it ends
+    /// (`term_last_day`) and whether it goes over (`term_over_cap`): a longer term needs its
+    /// reason, it is not refused.
+    fn check_term(&mut self, term: &crate::definition::model::TermCap) -> Result<(), Refusal> {
+        let from_field = term.from.get_ref().trim_start_matches('$');
+        let from = self
+            .optional_date(term.from.get_ref())
+            .ok_or_else(|| Refusal::field(from_field, format!("the term needs its first day in `{from_field}`")))?;
+        // The usual maximum as a length of time from the first day (Civil Code art. 201: the
+        // first day not counted), without rolling past days off: a cap compares lengths.
+        let cap = from
+            .checked_add_months(chrono::Months::new(12 * term.cap_years))
+            .ok_or_else(|| Refusal::field(from_field, "the term's first day is out of range"))?;
+        let agreed = term.until.as_ref().and_then(|f| self.optional_date(f.get_ref()));
+        let (last, over) = match (agreed, &term.length) {
+            (Some(last), _) => {
+                if last < from {
+                    let until = term.until.as_ref().expect("agreed").get_ref().trim_start_matches('$').to_owned();
+                    return Err(Refusal::field(&until, format!("the term ends on {last}, before it starts on {from}")));
+                }
+                (last, last > cap)
+            }
+            (None, Some(length)) => {
+                let period = self.period(length)?;
+                let last = Deadline::new(period, crate::calendar::start_of_day(from))
+                    .status(self.calendar)
+                    .last_day
+                    .expect("a term in days, months or years has a last day");
+                let over = match period {
+                    Period::Years(n) => n > term.cap_years,
+                    Period::Months(n) => n > 12 * term.cap_years,
+                    _ => last > cap,
+                };
+                (last, over)
+            }
+            (None, None) => {
+                let until = term.until.as_ref().map_or("until", |f| f.get_ref().trim_start_matches('$'));
+                return Err(Refusal::field(until, format!("give the term's agreed last day in `{until}`")));
+            }
+        };
+        let reason_field = term.reason.get_ref();
+        let reason = self.state.data.get(reason_field.as_str()).and_then(Value::as_str).map(str::trim).unwrap_or("");
+        if over && reason.is_empty() {
+            let basis = self.basis_text(&term.basis).map(|b| format!(" ({b})")).unwrap_or_default();
+            return Err(Refusal::field(
+                reason_field,
+                format!(
+                    "the term {from} to {last} is longer than the usual {} years{basis}: state the reason in `{reason_field}`",
+                    term.cap_years
+                ),
+            ));
+        }
+        self.state.data.insert("term_last_day".into(), Value::String(last.to_string()));
+        self.state.data.insert("term_over_cap".into(), Value::Bool(over));
+        Ok(())
+    }
+
     /// The start of the day held by a date field.
     fn date_field(&self, reference: &str) -> Result<DateTime<FixedOffset>, Refusal> {
         let field = reference.trim_start_matches('$');
@@ -266,7 +329,12 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         if let Some(spec) = &step.deadline {
-            let period = self.period(&spec.length())?;
+            // An agreed last day, where the data holds one, takes the place of the length.
+            let agreed = spec.until.as_ref().and_then(|field| self.optional_date(field.get_ref()));
+            let period = match agreed {
+                Some(day) => Period::Through(day),
+                None => self.period(&spec.length())?,
+            };
             let from = match spec.from.as_ref().map(|f| f.get_ref().as_str()) {
                 Some("started") => self.state.started_at.unwrap_or(self.now),
                 Some(reference) if reference.starts_with('$') => self.date_field(reference)?,
@@ -393,6 +461,9 @@ impl<'a> Run<'a> {
             self.deadline_moved()?;
         }
         self.state.data.extend(fields);
+        if let Some(term) = &action.term {
+            self.check_term(term)?;
+        }
         self.effects(&action.effects, &step_name);
         if let Some(next) = &action.goto {
             return self.enter(next.get_ref());

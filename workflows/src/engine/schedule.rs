@@ -38,6 +38,7 @@ impl Run<'_> {
                 let at = instant + Duration::hours(i64::from(n));
                 (local_date(at), at)
             }
+            Period::Through(last) => day_end(last),
         }
     }
 
@@ -50,6 +51,8 @@ impl Run<'_> {
             Period::Months(n) => office_time(self.calendar.months_before(last_day, n)),
             Period::Years(n) => office_time(self.calendar.months_before(last_day, n.saturating_mul(12))),
             Period::Hours(n) => due - Duration::hours(i64::from(n)),
+            // Reminders count back in lengths, never to an agreed day.
+            Period::Through(_) => office_time(last_day),
         }
     }
 
@@ -234,6 +237,7 @@ impl Run<'_> {
             Period::Months(k) => Period::Months(k * n),
             Period::Years(k) => Period::Years(k * n),
             Period::Hours(k) => return Ok(start + Duration::hours(i64::from(k * n))),
+            Period::Through(day) => return Ok(office_time(day)),
         };
         let (day, _) = self.after(local_date(start), start, period);
         Ok(office_time(day))

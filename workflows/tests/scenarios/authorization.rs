@@ -46,10 +46,13 @@ pub fn taian_selection_to_expiry_and_log_retention() {
     assert!(s.try_act("bureau", "approve", json!({"meeting_minutes": "x"})).is_err(), "no decision during publicity");
     s.advance_to("2026-03-11T09:00:00+08:00").expect_step("collective_decision");
     s.act("bureau", "approve", json!({"meeting_minutes": "党组会审议通过"})).expect_step("signing");
-    // Tai'an caps the term at 3 years.
+    // Tai'an's term is "一般不超过3年": longer needs its reason (it is not refused).
     let too_long = s.try_act("bureau", "sign", sign(5)).unwrap_err();
-    assert_eq!((too_long.kind, too_long.field.as_deref()), (RefusalKind::InvalidData, Some("term_years")));
-    assert_eq!(too_long.message, "field `term_years` is 5, but must be between 1 and 3");
+    assert_eq!((too_long.kind, too_long.field.as_deref()), (RefusalKind::InvalidData, Some("over_cap_reason")));
+    assert_eq!(
+        too_long.message,
+        "the term 2026-04-01 to 2031-04-01 is longer than the usual 3 years (《泰安市公共数据开发利用管理办法(试行)》第十四条第(四)项): state the reason in `over_cap_reason`"
+    );
     s.act("bureau", "sign", sign(3)).expect_step("active");
     assert!(s
         .activities()
@@ -154,8 +157,19 @@ pub fn jinzhou_five_year_term_and_termination() {
     let over_cap = s
         .try_act("bureau", "sign", json!({"agreement_no": "JZ-1", "effective_from": "2026-04-01", "term_years": 6}))
         .unwrap_err();
-    assert_eq!(over_cap.field.as_deref(), Some("term_years"));
+    // Art. 9: "原则上不超过5年" — a longer term needs its reason; it is not refused.
+    assert_eq!(over_cap.field.as_deref(), Some("over_cap_reason"));
+    assert!(over_cap.message.contains("longer than the usual 5 years"), "{}", over_cap.message);
+    let mut longer = jinzhou("2026-03-02T09:00:00+08:00");
+    longer.act("bureau", "select", json!({"method": "open_tender", "operator": "锦州数据集团"}));
+    longer.act(
+        "bureau",
+        "sign",
+        json!({"agreement_no": "JZ-2", "effective_from": "2026-04-01", "term_years": 6, "over_cap_reason": "重大基础设施项目回收期"}),
+    );
+    assert_eq!(longer.state.data["term_over_cap"], json!(true));
     s.act("bureau", "sign", json!({"agreement_no": "JZ-1", "effective_from": "2026-04-01", "term_years": 5}));
+    assert_eq!(s.state.data["term_over_cap"], json!(false));
     // 5 years from 2026-04-01 → 2031-04-01 (a Tuesday by the weekend rule).
     assert_eq!(s.due(), Some(t("2031-04-02T00:00:00+08:00")));
     s.advance_to("2027-05-10T10:00:00+08:00").act(
@@ -383,4 +397,41 @@ pub fn taian_annual_work_report_is_tracked_until_reviewed() {
     s.act("bureau", "request_revision", json!({"comments": "补充收益分配情况"})).expect_step("report");
     s.act("operator", "submit", json!({"report": "补充后"})).act("bureau", "accept", json!({}));
     assert_eq!(s.outcome(), Some("accepted"));
+}
+
+/// Civil Code art. 204: an agreement's own dates ("自2026年4月1日起至2027年9月30日止")
+/// decide the term, including its first day; a term shorter than a year is possible, and an
+/// agreed last day does not roll past days off the way a counted period does.
+pub fn an_agreed_term_runs_through_its_last_day() {
+    let signed = |data: serde_json::Value| {
+        let mut s = taian("2026-02-02T09:00:00+08:00");
+        s.act("bureau", "record_application", json!({"applicant": "甲", "materials": "m"}));
+        s.advance_to("2026-02-25T09:00:00+08:00");
+        s.act("bureau", "select", json!({"operator": "甲", "review_report": "r"}));
+        s.advance_to("2026-03-05T09:00:00+08:00").expect_step("collective_decision");
+        s.act("bureau", "approve", json!({"meeting_minutes": "m"}));
+        (s.try_act("bureau", "sign", data.clone()), s)
+    };
+    // 18 months, through Wednesday 2027-09-30 — then the National Day break, which an agreed
+    // day does not roll into.
+    let (result, s) = signed(json!({"agreement_no": "A", "effective_from": "2026-04-01", "effective_until": "2027-09-30"}));
+    result.unwrap();
+    assert_eq!(s.due(), Some(t("2027-10-01T00:00:00+08:00")));
+    assert_eq!((s.state.data["term_last_day"].as_str(), &s.state.data["term_over_cap"]), (Some("2027-09-30"), &json!(false)));
+    // Six months is a term too.
+    let (result, s) = signed(json!({"agreement_no": "B", "effective_from": "2026-04-01", "effective_until": "2026-09-30"}));
+    result.unwrap();
+    assert_eq!(s.due(), Some(t("2026-10-01T00:00:00+08:00")));
+    // "至…止" 3 years later, the day before the anniversary, is within the cap; the
+    // anniversary itself is one day over it.
+    let (result, _) = signed(json!({"agreement_no": "C", "effective_from": "2026-04-01", "effective_until": "2029-03-31"}));
+    result.unwrap();
+    let (result, _) = signed(json!({"agreement_no": "D", "effective_from": "2026-04-01", "effective_until": "2029-04-02"}));
+    assert_eq!(result.unwrap_err().field.as_deref(), Some("over_cap_reason"));
+    // A last day before the first is refused, naming the field.
+    let (result, _) = signed(json!({"agreement_no": "E", "effective_from": "2026-04-01", "effective_until": "2026-03-31"}));
+    assert_eq!(result.unwrap_err().field.as_deref(), Some("effective_until"));
+    // Neither a last day nor a length: nothing to compute.
+    let (result, _) = signed(json!({"agreement_no": "F", "effective_from": "2026-04-01"}));
+    assert!(result.is_err());
 }
