@@ -51,6 +51,9 @@ fn every_procedure_of_procedures_md_is_in_the_library() {
         ("incident_report", "wuzhong"),
         ("rectification_order", "tianjin"),
         ("complaint", "tianjin"),
+        ("correction_order", "tianjin"),
+        ("correction_order", "wuzhong"),
+        ("open_data_objection", "tianjin"),
     ] {
         assert!(library.get(procedure, jurisdiction).is_some(), "{procedure}/{jurisdiction} missing");
     }

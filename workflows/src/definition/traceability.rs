@@ -309,7 +309,7 @@ mod tests {
         assert!(taian.contains("| 第三十条 | 启动应急预案,采取应急处置措施 | incident_report/taian · step `response` |"), "{taian}");
         let all = matrix(&definitions, None);
         assert!(all.contains("| incident_report/tianjin | step `acknowledgement`"), "{all}");
-        assert!(all.contains("| 第十九条 | **not yet encoded**: objections to errors or infringement in open data |"), "{all}");
+        assert!(all.contains("| 第十五条 | **not yet encoded**: quality feedback"), "{all}");
         assert!(all.contains("Standing: expired, 2022-08-01 – 2024-07-31"), "{all}");
         assert!(all.contains("Standing: draft"), "{all}");
     }

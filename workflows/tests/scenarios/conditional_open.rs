@@ -186,3 +186,28 @@ pub fn wuzhong_refused_or_withdrawn() {
     s.act("land", "approve", json!({})).act("bank", "decline", json!({}));
     assert_eq!(s.outcome(), Some("withdrawn"));
 }
+
+/// Tianjin open data art. 19: an objection is verified "及时" — the agency's 5 working days.
+pub fn open_data_objections_are_verified_in_the_agencys_time() {
+    let objection = || {
+        let mut s = Scenario::start(
+            "open_data_objection",
+            "tianjin",
+            "2026-06-01T09:00:00+08:00",
+            json!({"user_org": "tj-user", "provider_org": "tj-provider", "resource": "企业信用数据", "ground": "error", "objection": "注册资本有误"}),
+        );
+        s.person("user", "user", "tj-user").person("provider", "provider", "tj-provider");
+        s
+    };
+    let mut s = objection();
+    // 5 working days from Monday 06-01 → Monday 06-08.
+    assert_eq!(s.due(), Some(t("2026-06-09T00:00:00+08:00")));
+    s.act("provider", "correct", json!({"handling": "已更正"}));
+    assert_eq!(s.outcome(), Some("upheld"));
+    assert!(s.notifications().iter().any(|(_, template, role)| template == "objection_upheld" && role == "user"));
+    let mut s = objection();
+    s.advance_to("2026-06-10T10:00:00+08:00");
+    assert_eq!(s.escalations().len(), 1);
+    s.act("provider", "dismiss", json!({"reasons": "数据与登记一致"}));
+    assert_eq!(s.outcome(), Some("dismissed"));
+}

@@ -225,3 +225,65 @@ pub fn wuzhong_risks_are_remedied_and_checked() {
     s.act("health", "remedied", json!({"measures": "开启日志"})).act("bureau", "confirm", json!({}));
     assert_eq!(s.outcome(), Some("closed"));
 }
+
+/// Wuzhong art. 45: corrected within the limit, or — not corrected and serious — referred by
+/// the authority's decision, or given a further limit.
+pub fn wuzhong_correction_orders_end_corrected_or_referred_by_decision() {
+    let order = || {
+        let mut s = Scenario::start(
+            "correction_order",
+            "wuzhong",
+            "2026-06-01T09:00:00+08:00",
+            json!({"authority_org": "wz-bureau", "unit_org": "wz-health", "failing": "catalogue", "details": "目录半年未更新", "correction_days": 20}),
+        );
+        s.person("bureau", "data_authority", "wz-bureau").person("health", "unit", "wz-health");
+        s
+    };
+    let mut s = order();
+    // 20 days from 06-01 → 06-21, a Sunday: the limit ends with Monday 06-22.
+    assert_eq!(s.due(), Some(t("2026-06-23T00:00:00+08:00")));
+    s.act("health", "report", json!({"report": "已更新"})).act("bureau", "confirm", json!({}));
+    assert_eq!(s.outcome(), Some("corrected"));
+    let mut s = order();
+    s.act("health", "report", json!({"report": "部分更新"})).act("bureau", "reject", json!({"reasons": "仍缺"}));
+    s.expect_step("decision");
+    s.act("bureau", "set_further_limit", json!({"reasons": "r", "correction_days": 10})).expect_step("correcting");
+    s.advance_to("2026-06-30T10:00:00+08:00");
+    assert!(!s.escalations().is_empty(), "the further limit is tracked too");
+    s.act("bureau", "not_corrected", json!({"reasons": "逾期"})).act(
+        "bureau",
+        "refer",
+        json!({"authority": "市纪委监委", "reasons": "情节严重"}),
+    );
+    assert_eq!(s.outcome(), Some("referred"));
+}
+
+/// Tianjin open data art. 33: ordered to correct within a limit; past it, accountability is
+/// referred. The measures had lapsed by 2026; the instance says so.
+pub fn tianjin_open_data_correction_orders() {
+    let order = || {
+        let mut s = Scenario::start(
+            "correction_order",
+            "tianjin",
+            "2026-06-01T09:00:00+08:00",
+            json!({"regulator_org": "tj-cac", "department_org": "tj-dept", "failing": "catalogue", "details": "未编制开放目录", "correction_days": 30}),
+        );
+        s.person("cac", "regulator_unit", "tj-cac").person("dept", "department", "tj-dept");
+        s
+    };
+    let mut s = order();
+    assert_eq!(s.state.source_notices, ["依据文件《天津市公共数据资源开放管理办法》已于2024-07-31失效"]);
+    s.act("dept", "report", json!({"report": "已编制"})).act("cac", "reject", json!({"reasons": "不完整"}));
+    s.expect_step("correcting");
+    s.act("dept", "report", json!({"report": "已补全"})).act("cac", "confirm", json!({}));
+    assert_eq!(s.outcome(), Some("corrected"));
+    let mut s = order();
+    s.advance_to("2026-07-03T10:00:00+08:00");
+    assert_eq!(s.escalations()[0].2, vec!["department".to_owned()]);
+    s.act("cac", "overdue_uncorrected", json!({"reasons": "逾期"})).act(
+        "cac",
+        "refer",
+        json!({"authority": "市纪委监委", "persons": "直接负责的主管人员"}),
+    );
+    assert_eq!(s.outcome(), Some("referred"));
+}
