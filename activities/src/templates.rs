@@ -22,7 +22,7 @@ const BUILT_IN: [(&str, &str); 4] = [
 ];
 
 /// What a notice named by a definition says happened, when no template of that name exists.
-const HEADLINES: [(&str, &str); 36] = [
+const HEADLINES: [(&str, &str); 38] = [
     ("access_restored", "数据访问权限已恢复"),
     ("access_suspended", "数据访问权限已暂停"),
     ("accountability_referral", "已移送追究责任"),
@@ -33,6 +33,8 @@ const HEADLINES: [(&str, &str); 36] = [
     ("backflow_agreed", "数据回流已同意"),
     ("backflow_refused", "数据回流未获同意"),
     ("catalogue_published", "目录已发布"),
+    ("cooperation_ended", "已终止与违规方的合作"),
+    ("cooperation_suspended", "已暂停与违规方的合作"),
     ("certificate_issued", "登记凭证已发放"),
     ("data_confirmed", "数据已确认"),
     ("data_corrected", "数据已更正"),

@@ -60,6 +60,8 @@ scenarios!(
     supervision::incident_reports_run_in_hours_through_holidays,
     supervision::wuzhong_correction_orders_end_corrected_or_referred_by_decision,
     supervision::tianjin_open_data_correction_orders,
+    supervision::jinzhou_quality_feedback_reaches_the_provider,
+    supervision::jinzhou_misuse_suspends_or_ends_cooperation,
     conditional_open::open_data_objections_are_verified_in_the_agencys_time,
     supervision::jinzhou_incidents_are_reported_at_once_by_the_agencys_hour,
     supervision::taian_incident_response_is_reviewed_by_the_authority,

@@ -54,6 +54,8 @@ fn every_procedure_of_procedures_md_is_in_the_library() {
         ("correction_order", "tianjin"),
         ("correction_order", "wuzhong"),
         ("open_data_objection", "tianjin"),
+        ("quality_feedback", "jinzhou"),
+        ("misuse_measures", "jinzhou"),
     ] {
         assert!(library.get(procedure, jurisdiction).is_some(), "{procedure}/{jurisdiction} missing");
     }

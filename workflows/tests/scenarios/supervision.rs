@@ -287,3 +287,60 @@ pub fn tianjin_open_data_correction_orders() {
     );
     assert_eq!(s.outcome(), Some("referred"));
 }
+
+/// Jinzhou art. 16: a quality problem the operator reports is rectified by the provider, as
+/// the authority organizes it; the operator confirms or sends it back.
+pub fn jinzhou_quality_feedback_reaches_the_provider() {
+    let feedback = || {
+        let mut s = Scenario::start(
+            "quality_feedback",
+            "jinzhou",
+            "2026-06-01T09:00:00+08:00",
+            json!({"operator_org": "jz-op", "authority_org": "jz-bureau", "provider_org": "jz-tax", "dataset": "纳税信用", "problem": "三个月未更新"}),
+        );
+        s.person("operator", "operator", "jz-op").person("bureau", "data_authority", "jz-bureau").person("tax", "provider", "jz-tax");
+        s
+    };
+    let mut s = feedback();
+    // The authority's 3 working days (its rule): Monday 06-01 → Thursday 06-04.
+    assert_eq!(s.due(), Some(t("2026-06-05T00:00:00+08:00")));
+    s.act("bureau", "order_rectification", json!({"instructions": "补齐更新", "rectification_days": 10}));
+    s.act("tax", "rectified", json!({"rectification": "已补齐"})).act("operator", "still_wrong", json!({"remaining": "缺5月"}));
+    s.expect_step("organizing");
+    s.advance_to("2026-06-10T10:00:00+08:00");
+    assert!(!s.escalations().is_empty());
+    s.act("bureau", "order_rectification", json!({"instructions": "补5月", "rectification_days": 5}));
+    s.advance_to("2026-06-17T10:00:00+08:00");
+    s.act("tax", "rectified", json!({"rectification": "已补"})).act("operator", "confirm", json!({}));
+    assert_eq!(s.outcome(), Some("resolved"));
+    let mut s = feedback();
+    s.act("bureau", "not_a_quality_problem", json!({"reasons": "按月更新,符合目录"}));
+    assert_eq!(s.outcome(), Some("not_a_quality_problem"));
+}
+
+/// Jinzhou art. 22: misuse by a party stops its cooperation, for a while or for good.
+pub fn jinzhou_misuse_suspends_or_ends_cooperation() {
+    let misuse = || {
+        let mut s = Scenario::start(
+            "misuse_measures",
+            "jinzhou",
+            "2026-06-01T09:00:00+08:00",
+            json!({"operator_org": "jz-op", "authority_org": "jz-bureau", "party": "某应用单位", "misuse": "resale", "details": "转卖数据产品"}),
+        );
+        s.person("operator", "operator", "jz-op");
+        s
+    };
+    let mut s = misuse();
+    s.advance_to("2026-06-02T10:00:00+08:00");
+    assert_eq!(s.escalations()[0].2, vec!["operator".to_owned(), "supervisor".to_owned()]);
+    s.act("operator", "suspend_cooperation", json!({"measures": "停止接口"})).expect_step("suspended");
+    assert!(s.notifications().iter().any(|(_, template, _)| template == "cooperation_suspended"));
+    s.act("operator", "resume_cooperation", json!({"reasons": "已追回"}));
+    assert_eq!(s.outcome(), Some("resumed"));
+    let mut s = misuse();
+    s.act("operator", "suspend_cooperation", json!({"measures": "停止接口"})).act("operator", "end_cooperation", json!({"reasons": "拒不整改"}));
+    assert_eq!(s.outcome(), Some("ended"));
+    let mut s = misuse();
+    s.act("operator", "end_cooperation", json!({"measures": "立即终止"}));
+    assert_eq!(s.outcome(), Some("ended"));
+}
