@@ -19,6 +19,9 @@ macro_rules! scenarios {
 }
 
 scenarios!(
+    wuzhong::the_authority_starts_a_verification_with_its_own_limit,
+    wuzhong::unshared_data_is_verified_on_request,
+    wuzhong::a_risk_found_in_open_data_stops_its_opening_at_once,
     sources::instances_resting_on_a_draft_or_a_lapsed_text_say_so,
     registration::main_path_to_certificate,
     registration::rejected_at_acceptance,

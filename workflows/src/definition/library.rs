@@ -15,6 +15,7 @@ built_in!(
     "annual_evaluation.jinzhou.toml",
     "annual_evaluation.taian.toml",
     "annual_work_report.taian.toml",
+    "authority_correction.wuzhong.toml",
     "authorized_operation.jinzhou.toml",
     "authorized_operation.taian.toml",
     "backflow.wuzhong.toml",
@@ -37,9 +38,11 @@ built_in!(
     "rectification.taian.toml",
     "rectification_order.tianjin.toml",
     "registration.taian.toml",
+    "risk_suspension.wuzhong.toml",
     "scenario_demand.jinzhou.toml",
     "scenario_demand.taian.toml",
     "sharing.wuzhong.toml",
+    "verification_request.wuzhong.toml",
     "withdrawal.wuzhong.toml",
 );
 

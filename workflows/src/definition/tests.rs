@@ -55,6 +55,9 @@ fn every_procedure_of_procedures_md_is_in_the_library() {
         ("correction_order", "wuzhong"),
         ("open_data_objection", "tianjin"),
         ("quality_feedback", "jinzhou"),
+        ("authority_correction", "wuzhong"),
+        ("verification_request", "wuzhong"),
+        ("risk_suspension", "wuzhong"),
         ("misuse_measures", "jinzhou"),
     ] {
         assert!(library.get(procedure, jurisdiction).is_some(), "{procedure}/{jurisdiction} missing");

@@ -247,3 +247,73 @@ pub fn access_suspension_restored_or_referred() {
     s.advance_to("2026-09-15T10:00:00+08:00");
     assert!(s.escalations().len() > before, "the decision is overdue");
 }
+
+/// Art. 21 para. 2: the authority starts a verification itself, within a limit it sets.
+pub fn the_authority_starts_a_verification_with_its_own_limit() {
+    let start = || {
+        let mut s = Scenario::start(
+            "authority_correction",
+            "wuzhong",
+            "2026-06-01T09:00:00+08:00",
+            json!({"authority_org": "wz-bureau", "holder_org": "wz-health", "dataset": "出生登记", "finding": "inconsistent", "details": "与公安数据不一致", "verify_days": 10}),
+        );
+        s.person("health", "holder", "wz-health");
+        s
+    };
+    let mut s = start();
+    // 10 days from 06-01 → 06-11.
+    assert_eq!(s.due(), Some(t("2026-06-12T00:00:00+08:00")));
+    s.advance_to("2026-06-12T10:00:00+08:00");
+    assert_eq!(s.escalations().len(), 1);
+    s.act("health", "corrected", json!({"correction": "已比对更正"}));
+    assert_eq!(s.outcome(), Some("corrected"));
+    let mut s = start();
+    s.act("health", "confirmed_correct", json!({"explanation": "公安数据待更新"}));
+    assert_eq!(s.outcome(), Some("confirmed"));
+}
+
+/// Art. 26 para. 3: a request to verify data that is not shared is answered "及时" — the
+/// agency's 5 working days — unless a law provides otherwise.
+pub fn unshared_data_is_verified_on_request() {
+    let start = || {
+        let mut s = Scenario::start(
+            "verification_request",
+            "wuzhong",
+            "2026-06-01T09:00:00+08:00",
+            json!({"requester_org": "wz-tax", "provider_org": "wz-police", "data": "户籍信息", "need": "核实纳税人身份"}),
+        );
+        s.person("police", "provider", "wz-police");
+        s
+    };
+    let mut s = start();
+    assert_eq!(s.due(), Some(t("2026-06-09T00:00:00+08:00")));
+    s.act("police", "answer", json!({"result": "一致", "manner": "比对结果"}));
+    assert_eq!(s.outcome(), Some("answered"));
+    let mut s = start();
+    // Not answered: the provider when 06-08 ends, its supervisor a working day later.
+    s.advance_to("2026-06-10T10:00:00+08:00");
+    assert_eq!(s.escalations().len(), 2);
+    s.act("police", "excepted", json!({"legal_basis": "《居民身份证法》第十九条"}));
+    assert_eq!(s.outcome(), Some("excepted"));
+}
+
+/// Art. 33 para. 3: a risk found in one's own open data stops the opening at once.
+pub fn a_risk_found_in_open_data_stops_its_opening_at_once() {
+    let start = || {
+        Scenario::start(
+            "risk_suspension",
+            "wuzhong",
+            "2026-06-01T09:00:00+08:00",
+            json!({"holder_org": "wz-health", "dataset": "医疗机构名录", "risk": "含个人联系方式"}),
+        )
+    };
+    let mut s = start();
+    s.person("health", "holder", "wz-health");
+    assert_eq!(s.state.record_status.as_deref(), Some("opening_suspended"), "at once, on entering");
+    s.act("health", "risk_eliminated", json!({"measures": "已脱敏"}));
+    assert_eq!((s.outcome(), s.state.record_status.as_deref()), (Some("reopened"), Some("reopened")));
+    let mut s = start();
+    s.person("health", "holder", "wz-health");
+    s.act("health", "withdraw", json!({"reasons": "无法脱敏"}));
+    assert_eq!((s.outcome(), s.state.record_status.as_deref()), (Some("withdrawn"), Some("withdrawn")));
+}
