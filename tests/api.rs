@@ -576,6 +576,11 @@ fn a_procedure_resting_on_a_text_not_in_force_says_so() {
     assert_eq!(started["source_notices"], json!([draft]));
     let id = started["id"].as_i64().unwrap();
     assert_eq!(app.instance(id)["source_notices"], json!([draft]));
+    // Whoever works its task is told too.
+    let provider = app.token("provider", "staff", &["wz-market"]);
+    let (_, tasks) = app.get("/v1/tasks", &provider);
+    let task = tasks["items"].as_array().unwrap().iter().find(|t| t["instance"] == id).expect("its task").clone();
+    assert_eq!(task["source_notices"], json!([draft]), "{task}");
     let (_, definition) = app.get("/v1/definitions/sharing?jurisdiction=wuzhong", &app.admin);
     assert_eq!(definition["sources"]["wuzhong"]["status"], "draft", "{definition}");
     assert_eq!(definition["sources"]["wuzhong"]["notice"], draft);

@@ -46,6 +46,9 @@ pub struct TaskView {
     /// `open` or `closed`.
     pub status: String,
     pub assignee: Option<String>,
+    /// What the procedure rests on that was not in force when the instance started (a draft,
+    /// a lapsed text): told to whoever works the task.
+    pub source_notices: Vec<String>,
 }
 
 pub fn task(task: &tasks::Model) -> TaskView {
@@ -61,7 +64,22 @@ pub fn task(task: &tasks::Model) -> TaskView {
         overdue: task.overdue,
         status: task.status.clone(),
         assignee: task.assignee.clone(),
+        source_notices: Vec::new(),
     }
+}
+
+/// `tasks` as views, each with its instance's source notices (read in one query).
+pub async fn tasks_with_notices(store: &crate::store::Store, tasks: &[tasks::Model]) -> Result<Vec<TaskView>, crate::store::StoreError> {
+    let ids: Vec<i64> = tasks.iter().map(|t| t.instance_id).collect();
+    let notices = store.source_notices_of(&ids).await?;
+    Ok(tasks
+        .iter()
+        .map(|row| {
+            let mut view = task(row);
+            view.source_notices = notices.get(&row.instance_id).cloned().unwrap_or_default();
+            view
+        })
+        .collect())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -18,6 +18,36 @@ impl Store {
             .await?)
     }
 
+    /// The source notices of instances, by id (only those that have any).
+    pub async fn source_notices_of(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Notices {
+            #[serde(default)]
+            source_notices: Vec<String>,
+        }
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let rows: Vec<(i64, String)> = instances::Entity::find()
+                .select_only()
+                .column(instances::Column::Id)
+                .column(instances::Column::State)
+                .filter(instances::Column::Id.is_in(chunk.to_vec()))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (id, state) in rows {
+                let notices = serde_json::from_str::<Notices>(&state).map(|n| n.source_notices).unwrap_or_default();
+                if !notices.is_empty() {
+                    out.insert(id, notices);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn open_tasks_of(&self, id: i64) -> Result<Vec<tasks::Model>, StoreError> {
         Ok(tasks::Entity::find()
             .filter(tasks::Column::InstanceId.eq(id))
