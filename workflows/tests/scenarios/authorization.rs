@@ -388,10 +388,7 @@ pub fn taian_annual_work_report_is_tracked_until_reviewed() {
     assert_eq!(s.due(), Some(t("2027-02-02T00:00:00+08:00")));
     s.advance_to("2027-02-03T10:00:00+08:00");
     assert_eq!(s.escalations()[0].2, vec!["operator".to_owned()]);
-    let basis = s.activities().into_iter().find_map(|(_, a)| match a {
-        Activity::Escalate { basis, .. } => basis,
-        _ => None,
-    });
+    let basis = s.escalation_bases().into_iter().find_map(|(_, basis)| basis);
     assert!(basis.unwrap().starts_with("本单位规定(本单位授权运营监管规程:每年1月31日前提交上一年度工作情况报告)"));
     s.act("operator", "submit", json!({"report": "2026年度工作情况"})).expect_step("review");
     s.act("bureau", "request_revision", json!({"comments": "补充收益分配情况"})).expect_step("report");

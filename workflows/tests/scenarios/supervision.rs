@@ -49,13 +49,10 @@ pub fn incident_reports_run_in_hours_through_holidays() {
     // Art. 6 gives no time for acknowledging a report: the 2 hours are the agency's own rule,
     // and every escalation says so instead of citing art. 6 for them.
     let bases: Vec<Option<String>> = s
-        .activities()
+        .escalation_bases()
         .into_iter()
         .filter(|(at, _)| *at > t("2026-10-04T03:00:00+08:00"))
-        .filter_map(|(_, a)| match a {
-            Activity::Escalate { basis, .. } => Some(basis),
-            _ => None,
-        })
+        .map(|(_, basis)| basis)
         .collect();
     assert_eq!(bases.len(), 3);
     for basis in bases {
@@ -171,10 +168,7 @@ pub fn jinzhou_incidents_are_reported_at_once_by_the_agencys_hour() {
     s.advance_to("2026-10-02T01:30:00+08:00");
     let escalations = s.escalations();
     assert_eq!(escalations[0], (t("2026-10-02T00:00:00+08:00"), 1, vec!["operator".to_owned(), "supervisor".to_owned()]));
-    let basis = s.activities().into_iter().find_map(|(_, a)| match a {
-        Activity::Escalate { basis, .. } => basis,
-        _ => None,
-    });
+    let basis = s.escalation_bases().into_iter().find_map(|(_, basis)| basis);
     assert_eq!(
         basis.as_deref(),
         Some("本单位规定(本单位数据安全事件处置规程:“立即”报告指发现后1小时内);义务依据《锦州市公共数据资源授权运营管理办法(试行)》第二十一条")

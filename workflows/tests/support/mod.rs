@@ -240,6 +240,17 @@ impl Scenario {
             .collect()
     }
 
+    /// The legal basis each escalation sent cited, with its time.
+    pub fn escalation_bases(&self) -> Vec<(DateTime<FixedOffset>, Option<String>)> {
+        self.activities()
+            .into_iter()
+            .filter_map(|(at, a)| match a {
+                Activity::Escalate { basis, .. } => Some((at, basis)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every notification sent: (time, template, first recipient role).
     pub fn notifications(&self) -> Vec<(DateTime<FixedOffset>, String, String)> {
         self.activities()
