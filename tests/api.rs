@@ -281,7 +281,19 @@ fn definitions_carry_json_schemas_and_new_versions_apply_to_new_instances(backen
 
     let old = start(&app, &clerk, "registration", "taian", registration_input());
     let source = include_str!("../workflows/procedures/registration.taian.toml");
-    let four_days = source.replacen("working_days = 3\n", "working_days = 4\n", 1);
+    // Tai'an art. 9(2) states 3 working days: 4 is refused as statutory, and loads as the
+    // agency's own rule.
+    let four_statutory = source.replacen("working_days = 3\n", "working_days = 4\n", 1);
+    let (status, refused) =
+        app.post("/v1/definitions", &app.admin, &json!({"file": "registration.taian.toml", "source": four_statutory}));
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("does not state 4 working days"), "{refused}");
+    let four_days = source.replacen(
+        "working_days = 3\nlimit = \"statutory\"\n",
+        "working_days = 4\nlimit = \"policy\"\npolicy = \"本单位登记规程:受理期限4个工作日\"\n",
+        1,
+    );
+    assert_ne!(four_days, source);
     assert_eq!(
         app.post("/v1/definitions", &clerk, &json!({"file": "registration.taian.toml", "source": four_days})).0,
         403
