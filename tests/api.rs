@@ -443,7 +443,11 @@ fn the_openapi_document_describes_every_route() {
                     let real = schema["properties"].is_object() || schema["allOf"].is_array();
                     assert!(real, "{method} {path} {code}: {name} is not a real schema: {schema}");
                 } else if !code.starts_with('2') {
-                    assert_eq!((media.as_str(), name), ("application/problem+json", Some("Problem")), "{method} {path} {code}");
+                    assert_eq!(
+                        (media.as_str(), name),
+                        ("application/problem+json", Some("Problem")),
+                        "{method} {path} {code}"
+                    );
                 }
             }
             if let Some(request) = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str() {
@@ -593,6 +597,8 @@ fn a_procedure_resting_on_a_text_not_in_force_says_so() {
     let (_, tasks) = app.get("/v1/tasks", &provider);
     let task = tasks["items"].as_array().unwrap().iter().find(|t| t["instance"] == id).expect("its task").clone();
     assert_eq!(task["source_notices"], json!([draft]), "{task}");
+    let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
+    assert_eq!(history["source_notices"], json!([draft]), "the history records it from the start");
     let (_, definition) = app.get("/v1/definitions/sharing?jurisdiction=wuzhong", &app.admin);
     assert_eq!(definition["sources"]["wuzhong"]["status"], "draft", "{definition}");
     assert_eq!(definition["sources"]["wuzhong"]["notice"], draft);
@@ -600,7 +606,10 @@ fn a_procedure_resting_on_a_text_not_in_force_says_so() {
     let (_, definition) = app.get("/v1/definitions/conditional_open?jurisdiction=tianjin", &app.admin);
     assert_eq!(definition["sources"]["tianjin_open"]["status"], "expired");
     assert_eq!(definition["sources"]["tianjin_open"]["in_force_until"], "2024-07-31");
-    assert_eq!(definition["sources"]["tianjin_open"]["notice"], "依据文件《天津市公共数据资源开放管理办法》已于2024-07-31失效");
+    assert_eq!(
+        definition["sources"]["tianjin_open"]["notice"],
+        "依据文件《天津市公共数据资源开放管理办法》已于2024-07-31失效"
+    );
     let id = start(&app, &app.admin, "registration", "taian", registration_input());
     assert_eq!(app.instance(id)["source_notices"], json!([]));
 }

@@ -136,8 +136,8 @@ fn definitions_validate_accepts_the_library_and_reports_file_and_line() {
     let library_file = include_str!("../workflows/procedures/registration.taian.toml");
     // A copy for another jurisdiction whose deadline lost its legal basis.
     let text = library_file.replace("jurisdiction = \"taian\"", "jurisdiction = \"elsewhere\"").replacen(
-        "working_days = 3\nbasis = \"taian 第九条第(二)项\"\n",
-        "working_days = 3\n",
+        "working_days = 3\nlimit = \"statutory\"\nbasis = \"taian 第九条第(二)项\"\n",
+        "working_days = 3\nlimit = \"statutory\"\n",
         1,
     );
     std::fs::write(&broken, &text).unwrap();
@@ -149,6 +149,24 @@ fn definitions_validate_accepts_the_library_and_reports_file_and_line() {
         format!("{}:{line}: the deadline of step `acceptance` has no legal basis: add `basis = \"<source> <article>\"` naming the article that sets the limit\n", broken.display())
     );
     assert_eq!(stderr(&out), "statflow: 1 problems found\n");
+
+    // A limit that does not say whether its number is the article's or the agency's.
+    let unclassified = library_file.replace("jurisdiction = \"taian\"", "jurisdiction = \"elsewhere\"").replacen(
+        "working_days = 3\nlimit = \"statutory\"\n",
+        "working_days = 3\n",
+        1,
+    );
+    std::fs::write(&broken, &unclassified).unwrap();
+    let out = statflow(&["definitions", "validate", broken.to_str().unwrap()], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "{}:{line}: the deadline of step `acceptance` does not say what its number is",
+            broken.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -30,7 +30,10 @@ fn the_openapi_document_holds_against_the_daemon() {
         .args(["run", &format!("{base}/v1/openapi.json"), "--url", &base])
         .args(["--header", &format!("Authorization: Bearer {}", app.admin)])
         .args(["--max-examples", EXAMPLES, "--seed", "20261123"])
-        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
         .arg("--report-dir")
         .arg(&reports)
         .env("NO_COLOR", "1")

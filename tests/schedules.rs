@@ -166,7 +166,9 @@ fn the_annual_evaluation_fires_once_a_year_and_its_findings_suspend_restore_or_t
         .as_array()
         .unwrap()
         .iter()
-        .map(|id| app.instance(id.as_i64().unwrap())["data"]["authorization_instance"].as_str().unwrap().parse().unwrap())
+        .map(|id| {
+            app.instance(id.as_i64().unwrap())["data"]["authorization_instance"].as_str().unwrap().parse().unwrap()
+        })
         .collect();
     reported.sort_unstable();
     assert_eq!(reported, authorizations, "every authorization in its term, suspended or not");
@@ -460,10 +462,8 @@ fn the_retention_sweep_removes_only_records_older_than_three_years() {
     assert_eq!(removed, 5, "{sweeps:#?}");
     // The removal is lawful and recorded as such in the ledger: verification tells it from
     // a deletion, and every day's anchor still agrees.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statflow"))
-        .args(["verify", "--db", &app.db])
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_statflow")).args(["verify", "--db", &app.db]).output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains("every instance the ledger records is stored or was lawfully removed"), "{report}");

@@ -122,7 +122,8 @@ fn verdict_line<'a>(report: &'a str, name: &str) -> &'a str {
 fn each_edit_of_the_store_is_caught_by_the_check_that_covers_it() {
     let app = anchored_daemon();
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
-    let [truncated, emptied, edited, swapped_a, swapped_b, untouched] = [(); 6].map(|()| settled_instance(&app, &clerk));
+    let [truncated, emptied, edited, swapped_a, swapped_b, untouched] =
+        [(); 6].map(|()| settled_instance(&app, &clerk));
     for id in [truncated, emptied, edited, swapped_a, swapped_b, untouched] {
         assert_eq!(verdicts(&app, id), all_passed(), "instance {id} before any edit");
     }
@@ -141,9 +142,10 @@ fn each_edit_of_the_store_is_caught_by_the_check_that_covers_it() {
     assert_eq!(verdicts(&app, emptied)["chain"], "failed");
     assert_eq!(verdicts(&app, emptied)["ledger"], "failed");
     // Editing the stored state: only replaying the history shows it.
-    sql(&app, &[format!(
-        "UPDATE instances SET state = replace(state, '企业登记信息', '伪造的资源') WHERE id = {edited}"
-    )]);
+    sql(
+        &app,
+        &[format!("UPDATE instances SET state = replace(state, '企业登记信息', '伪造的资源') WHERE id = {edited}")],
+    );
     assert_eq!(
         verdicts(&app, edited),
         json!({"chain": "passed", "head": "passed", "ledger": "passed", "replay": "failed"})
@@ -209,26 +211,38 @@ fn a_rewrite_that_recomputes_every_hash_still_disagrees_with_the_anchors() {
     assert_eq!(anchor["ledger_seq"], anchored_seq);
     assert!(!lines.contains(KEY), "the key never leaves its file");
     let mail = app.wait_until("the anchor mailed to the regulator", || {
-        read_mail(&app.dir.join("mail")).into_iter().find(|m| m["subject"].as_str().unwrap_or("").contains("ledger anchor"))
+        read_mail(&app.dir.join("mail"))
+            .into_iter()
+            .find(|m| m["subject"].as_str().unwrap_or("").contains("ledger anchor"))
     });
     assert_eq!(mail["to"], json!(["ledger@regulator.example"]), "{mail}");
     assert!(mail["text"].as_str().unwrap().contains(anchor["ledger_hash"].as_str().unwrap()), "{mail}");
     let (code, report) = verify(&app, &[]);
     assert_eq!(code, 0, "{report}");
-    assert!(verdict_line(&report, "anchors").contains("2 anchors agree with the ledger, 2 signatures hold"), "{report}");
+    assert!(
+        verdict_line(&report, "anchors").contains("2 anchors agree with the ledger, 2 signatures hold"),
+        "{report}"
+    );
 
     // Someone rewrites the victim's start input, its state to match, and then recomputes
     // every hash after it: its history, its head, the ledger from its first entry on, and
     // the ledger's head. Chain, head, ledger and replay all agree again.
     let forged = "伪造的资源";
-    sql(&app, &[
-        format!("UPDATE history SET event = replace(event, '企业登记信息', '{forged}') WHERE instance_id = {victim}"),
-        format!("UPDATE instances SET state = replace(state, '企业登记信息', '{forged}') WHERE id = {victim}"),
-    ]);
+    sql(
+        &app,
+        &[
+            format!(
+                "UPDATE history SET event = replace(event, '企业登记信息', '{forged}') WHERE instance_id = {victim}"
+            ),
+            format!("UPDATE instances SET state = replace(state, '企业登记信息', '{forged}') WHERE id = {victim}"),
+        ],
+    );
     let mut updates = Vec::new();
     let mut prev = "0".repeat(64);
     let mut new_hashes = std::collections::HashMap::new();
-    for row in query(&app, &format!("SELECT seq, at, actor, event FROM history WHERE instance_id = {victim} ORDER BY seq")) {
+    for row in
+        query(&app, &format!("SELECT seq, at, actor, event FROM history WHERE instance_id = {victim} ORDER BY seq"))
+    {
         let hash = sha256(&["statflow/history/v2", &victim.to_string(), &prev, &row[0], &row[1], &row[2], &row[3]]);
         updates.push(format!(
             "UPDATE history SET prev_hash = '{prev}', hash = '{hash}' WHERE instance_id = {victim} AND seq = {}",
@@ -278,23 +292,37 @@ fn deleting_instances_or_cutting_the_ledger_back_is_caught_as_a_whole() {
     let deleted = settled_instance(&app, &clerk);
     app.advance("PT15H");
     // An instance removed with everything it owns, but not by the retention sweep.
-    sql(&app, &[
-        format!("DELETE FROM history WHERE instance_id = {deleted}"),
-        format!("DELETE FROM tasks WHERE instance_id = {deleted}"),
-        format!("DELETE FROM outbox WHERE instance_id = {deleted}"),
-        format!("DELETE FROM timers WHERE instance_id = {deleted}"),
-        format!("DELETE FROM instances WHERE id = {deleted}"),
-    ]);
+    sql(
+        &app,
+        &[
+            format!("DELETE FROM history WHERE instance_id = {deleted}"),
+            format!("DELETE FROM tasks WHERE instance_id = {deleted}"),
+            format!("DELETE FROM outbox WHERE instance_id = {deleted}"),
+            format!("DELETE FROM timers WHERE instance_id = {deleted}"),
+            format!("DELETE FROM instances WHERE id = {deleted}"),
+        ],
+    );
     let (code, report) = verify(&app, &[]);
     assert_eq!(code, 1, "{report}");
-    assert!(verdict_line(&report, "missing").contains(&format!("instances {deleted} are in the ledger but were deleted")), "{report}");
+    assert!(
+        verdict_line(&report, "missing").contains(&format!("instances {deleted} are in the ledger but were deleted")),
+        "{report}"
+    );
     // And its ledger entries cut off the end, with the head moved back to match: the
     // anchor names an entry that is gone.
-    let first: i64 = query(&app, &format!("SELECT MIN(seq) FROM ledger WHERE instance_id = {deleted}"))[0][0].parse().unwrap();
-    sql(&app, &[
-        format!("DELETE FROM ledger WHERE seq >= {first}"),
-        format!("UPDATE ledger_head SET seq = {}, hash = (SELECT hash FROM ledger WHERE seq = {})", first - 1, first - 1),
-    ]);
+    let first: i64 =
+        query(&app, &format!("SELECT MIN(seq) FROM ledger WHERE instance_id = {deleted}"))[0][0].parse().unwrap();
+    sql(
+        &app,
+        &[
+            format!("DELETE FROM ledger WHERE seq >= {first}"),
+            format!(
+                "UPDATE ledger_head SET seq = {}, hash = (SELECT hash FROM ledger WHERE seq = {})",
+                first - 1,
+                first - 1
+            ),
+        ],
+    );
     let (code, report) = verify(&app, &[]);
     assert_eq!(code, 1, "{report}");
     assert!(verdict_line(&report, "missing").contains("passed"), "{report}");

@@ -260,10 +260,17 @@ mod tests {
     #[test]
     fn a_message_of_a_procedure_resting_on_a_draft_says_so() {
         let mut context = context();
-        context.source_notices = vec!["依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效".into()];
+        context.source_notices =
+            vec!["依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效".into()];
         for template in ["notice", "escalation", "deadline_reminder"] {
             let rendered = Templates::new(None).render(template, &context).unwrap();
-            assert!(rendered.text.contains("注意:依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效\n"), "{template}: {}", rendered.text);
+            assert!(
+                rendered
+                    .text
+                    .contains("注意:依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效\n"),
+                "{template}: {}",
+                rendered.text
+            );
             assert!(rendered.html.contains("<th align=\"left\">注意</th>"), "{template}");
         }
         assert!(!Templates::new(None).render("notice", &self::tests::context()).unwrap().text.contains("注意"));

@@ -110,10 +110,14 @@ struct Row {
 async fn history_of(db: &impl ConnectionTrait, from: i64, to: i64) -> Result<Vec<Row>, DbErr> {
     let backend = db.get_database_backend();
     let sql = match backend {
-        DbBackend::Postgres => "SELECT instance_id, seq, at, actor, event, prev_hash, hash FROM history \
-                                WHERE instance_id >= $1 AND instance_id < $2 ORDER BY instance_id, seq",
-        _ => "SELECT instance_id, seq, at, actor, event, prev_hash, hash FROM history \
-              WHERE instance_id >= ? AND instance_id < ? ORDER BY instance_id, seq",
+        DbBackend::Postgres => {
+            "SELECT instance_id, seq, at, actor, event, prev_hash, hash FROM history \
+                                WHERE instance_id >= $1 AND instance_id < $2 ORDER BY instance_id, seq"
+        }
+        _ => {
+            "SELECT instance_id, seq, at, actor, event, prev_hash, hash FROM history \
+              WHERE instance_id >= ? AND instance_id < ? ORDER BY instance_id, seq"
+        }
     };
     let rows = db.query_all_raw(Statement::from_sql_and_values(backend, sql, [from.into(), to.into()])).await?;
     rows.iter()
@@ -300,7 +304,10 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .alter_table(
-                Table::alter().table(Instances::Table).add_column(ColumnDef::new(Instances::Flagged).text().null()).to_owned(),
+                Table::alter()
+                    .table(Instances::Table)
+                    .add_column(ColumnDef::new(Instances::Flagged).text().null())
+                    .to_owned(),
             )
             .await?;
         reseal(manager, v2, true).await

@@ -115,11 +115,9 @@ async fn the_ledger_migration_reseals_histories_and_flags_one_already_broken() {
     let v1 = strings(&db, "SELECT hash FROM history ORDER BY instance_id, seq").await;
 
     Migrator::up(&db, None).await.unwrap();
-    let ledger = strings(
-        &db,
-        "SELECT seq || '|' || instance_id || '|' || event_seq || '|' || kind FROM ledger ORDER BY seq",
-    )
-    .await;
+    let ledger =
+        strings(&db, "SELECT seq || '|' || instance_id || '|' || event_seq || '|' || kind FROM ledger ORDER BY seq")
+            .await;
     assert_eq!(ledger, ["1|1|1|event", "2|1|2|event", "3|1|3|event", "4|2|1|event", "5|2|2|event"]);
     let v2 = strings(&db, "SELECT hash FROM history ORDER BY instance_id, seq").await;
     assert!(v1.iter().zip(&v2).all(|(a, b)| a != b), "every row is re-sealed");

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Duration};
 use chrono::FixedOffset;
+use chrono::{DateTime, Duration};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -229,18 +229,16 @@ pub async fn deliveries(
     let (rows, total) = page.read(select, &runtime.store.db).await?;
     let deliveries: Vec<DeliveryView> = rows
         .iter()
-        .map(|row| {
-            DeliveryView {
-                instance: row.instance_id,
-                key: row.key.clone(),
-                kind: row.kind.clone(),
-                status: row.status.clone(),
-                attempts: row.attempts,
-                next_attempt_at: from_millis(row.next_attempt_at),
-                last_error: row.last_error.clone(),
-                created_at: from_millis(row.created_at),
-                done_at: row.done_at.map(from_millis),
-            }
+        .map(|row| DeliveryView {
+            instance: row.instance_id,
+            key: row.key.clone(),
+            kind: row.kind.clone(),
+            status: row.status.clone(),
+            attempts: row.attempts,
+            next_attempt_at: from_millis(row.next_attempt_at),
+            last_error: row.last_error.clone(),
+            created_at: from_millis(row.created_at),
+            done_at: row.done_at.map(from_millis),
         })
         .collect();
     Ok(Json(page.body(deliveries, total)))

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
 use statflow_workflows::definition::{mermaid, Definition};
 use statflow_workflows::engine::data::json_schema;
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::problem::{Body, Params, PathParams, Problem};
@@ -224,7 +224,11 @@ pub async fn load(
         Ok(definition) => {
             let detail = json!({"file": request.file, "version": definition.version});
             runtime.store.audit(&principal.name, "definition.load", definition.id(), detail).await?;
-            Ok((StatusCode::CREATED, Json(describe(&definition, statflow_workflows::calendar::local_date(runtime.clock.now())))).into_response())
+            Ok((
+                StatusCode::CREATED,
+                Json(describe(&definition, statflow_workflows::calendar::local_date(runtime.clock.now()))),
+            )
+                .into_response())
         }
         Err(LoadError::Invalid(errors)) => {
             let list: Vec<Value> =

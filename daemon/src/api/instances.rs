@@ -5,12 +5,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use chrono::{DateTime, FixedOffset};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use serde_json::{json, Value};
 use statflow_workflows::engine::{Event, InstanceState};
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::page::Page;
@@ -85,6 +85,8 @@ pub struct HistoryView {
     pub checks: InstanceChecks,
     /// Why the instance failed verification, if it did.
     pub flagged: Option<String>,
+    /// Sources not in force when it started (a draft, a lapsed text), as its start recorded.
+    pub source_notices: Vec<String>,
     pub events: Vec<EventView>,
 }
 
@@ -203,7 +205,7 @@ pub async fn history(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<HistoryView>, Problem> {
     let id = parse_id(&id)?;
-    let (row, ..) = load(&runtime, &principal, id).await?;
+    let (row, state, _) = load(&runtime, &principal, id).await?;
     let checks = runtime.verify_instance(&row).await?;
     let flagged = runtime.store.instance(id).await?.flagged;
     let events = runtime
@@ -220,7 +222,14 @@ pub async fn history(
             hash: h.hash,
         })
         .collect();
-    Ok(Json(HistoryView { instance: id, chain_intact: !checks.chain.is_failure(), checks, flagged, events }))
+    Ok(Json(HistoryView {
+        instance: id,
+        chain_intact: !checks.chain.is_failure(),
+        checks,
+        flagged,
+        source_notices: state.source_notices,
+        events,
+    }))
 }
 
 pub async fn act(

@@ -159,11 +159,13 @@ pub fn document() -> Value {
     add("/healthz", json!({"get": public(operation("The process answers", "200", Some("Health"), None, &[]))}));
     add("/readyz", json!({"get": public(operation("The database answers", "200", Some("Health"), None, &[]))}));
     let mut this = public(operation("This document", "200", None, None, &[]));
-    this["responses"]["200"] = json!({"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}});
+    this["responses"]["200"] =
+        json!({"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}});
     add("/v1/openapi.json", json!({"get": this}));
     let mut instance_filters: Vec<Value> = ["procedure", "status", "org"].iter().map(|n| query_string(n)).collect();
     instance_filters.push(query_boolean("overdue", "only overdue instances (true) or none of them (false)"));
-    instance_filters.push(query_boolean("flagged", "only instances that failed verification (true) or none of them (false)"));
+    instance_filters
+        .push(query_boolean("flagged", "only instances that failed verification (true) or none of them (false)"));
     instance_filters.extend(paging());
     add(
         "/v1/instances",
@@ -201,7 +203,10 @@ pub fn document() -> Value {
     );
     let mut task_filters: Vec<Value> = ["role", "org", "assignee"].iter().map(|n| query_string(n)).collect();
     task_filters.extend(paging());
-    add("/v1/tasks", json!({"get": with_query(operation("Open tasks", "200", Some("Paged_TaskView"), None, &["400", "401"]), task_filters)}));
+    add(
+        "/v1/tasks",
+        json!({"get": with_query(operation("Open tasks", "200", Some("Paged_TaskView"), None, &["400", "401"]), task_filters)}),
+    );
     add(
         "/v1/tasks/{id}/claim",
         json!({"parameters": path_string("id"), "post": operation("Claim a task", "200", Some("TaskView"), None, &["401", "403", "404", "409"])}),
@@ -260,7 +265,8 @@ pub fn document() -> Value {
                "put": linked(operation("Create or replace a schedule; it next fires after now", "200", Some("ScheduleView"), Some("ScheduleSpec"), &["401", "403", "422"]), "200", &["showSchedule", "deleteSchedule"], "id", "id"),
                "delete": named(operation("Delete a schedule (built-in ones can only be disabled)", "204", None, None, &["401", "403", "404", "409"]), "deleteSchedule")}),
     );
-    let mut delivery_filters = vec![json!({"name": "status", "in": "query", "schema": {"enum": ["pending", "done", "failed"]}})];
+    let mut delivery_filters =
+        vec![json!({"name": "status", "in": "query", "schema": {"enum": ["pending", "done", "failed"]}})];
     delivery_filters.extend(paging());
     add(
         "/v1/admin/deliveries",

@@ -10,9 +10,9 @@ use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::engine::InstanceState;
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::page::{self, MAX_PER_PAGE};

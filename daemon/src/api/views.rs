@@ -69,7 +69,10 @@ pub fn task(task: &tasks::Model) -> TaskView {
 }
 
 /// `tasks` as views, each with its instance's source notices (read in one query).
-pub async fn tasks_with_notices(store: &crate::store::Store, tasks: &[tasks::Model]) -> Result<Vec<TaskView>, crate::store::StoreError> {
+pub async fn tasks_with_notices(
+    store: &crate::store::Store,
+    tasks: &[tasks::Model],
+) -> Result<Vec<TaskView>, crate::store::StoreError> {
     let ids: Vec<i64> = tasks.iter().map(|t| t.instance_id).collect();
     let notices = store.source_notices_of(&ids).await?;
     Ok(tasks

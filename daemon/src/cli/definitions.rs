@@ -76,7 +76,10 @@ pub fn run(command: DefinitionsCommand) -> Result<(), Failure> {
                     let mut known: Vec<&str> = definitions.iter().map(|d| d.jurisdiction()).collect();
                     known.sort_unstable();
                     known.dedup();
-                    return Err(Failure::usage(format!("--jurisdiction: no procedures for `{j}`; known: {}", known.join(", "))));
+                    return Err(Failure::usage(format!(
+                        "--jurisdiction: no procedures for `{j}`; known: {}",
+                        known.join(", ")
+                    )));
                 }
             }
             print!("{}", statflow_workflows::definition::traceability::matrix(&definitions, jurisdiction.as_deref()));
@@ -94,7 +97,9 @@ pub fn run(command: DefinitionsCommand) -> Result<(), Failure> {
                 .collect();
             match found.as_slice() {
                 [definition] => {
-                    let today = statflow_workflows::calendar::local_date(chrono::Utc::now().with_timezone(&statflow_workflows::calendar::shanghai()));
+                    let today = statflow_workflows::calendar::local_date(
+                        chrono::Utc::now().with_timezone(&statflow_workflows::calendar::shanghai()),
+                    );
                     print!("{}", mermaid(definition, today));
                     Ok(())
                 }

@@ -65,9 +65,13 @@ async fn verify_one(runtime: &Runtime, id: i64) -> Result<bool, Failure> {
     let anchors = runtime.verify_anchors().await.map_err(failure)?;
     println!("instance {id}");
     let mut passed = true;
-    for (name, check) in
-        [("chain", &checks.chain), ("head", &checks.head), ("ledger", &checks.ledger), ("replay", &checks.replay), ("anchors", &anchors)]
-    {
+    for (name, check) in [
+        ("chain", &checks.chain),
+        ("head", &checks.head),
+        ("ledger", &checks.ledger),
+        ("replay", &checks.replay),
+        ("anchors", &anchors),
+    ] {
         passed &= line(name, check);
     }
     Ok(passed)
@@ -107,7 +111,10 @@ async fn verify_all(runtime: &Runtime) -> Result<bool, Failure> {
         println!("instance {id}: {failures}");
     }
     if report.failed as usize > report.failures.len() {
-        println!("… and {} more (GET /v1/instances?flagged=true lists them all)", report.failed as usize - report.failures.len());
+        println!(
+            "… and {} more (GET /v1/instances?flagged=true lists them all)",
+            report.failed as usize - report.failures.len()
+        );
     }
     Ok(report.passed())
 }

@@ -340,15 +340,23 @@ impl Runtime {
                 // The default applies wherever no jurisdiction is named, so it must satisfy
                 // every statutory minimum not overridden.
                 let uncovered = retention::RULES.iter().filter(|r| !jurisdictions.contains_key(r.jurisdiction));
-                if let Some(problem) = uncovered.filter_map(|r| retention::too_short(r.jurisdiction, *records_years)).next() {
+                if let Some(problem) =
+                    uncovered.filter_map(|r| retention::too_short(r.jurisdiction, *records_years)).next()
+                {
                     return Err(SpecError { field: "job.records_years", message: problem });
                 }
                 if *records_years == 0 || *records_years > 100 {
-                    return Err(SpecError { field: "job.records_years", message: "give between 1 and 100 years".into() });
+                    return Err(SpecError {
+                        field: "job.records_years",
+                        message: "give between 1 and 100 years".into(),
+                    });
                 }
                 for (jurisdiction, years) in jurisdictions {
                     if *years == 0 || *years > 100 {
-                        return Err(SpecError { field: "job.jurisdictions", message: format!("{jurisdiction}: give between 1 and 100 years") });
+                        return Err(SpecError {
+                            field: "job.jurisdictions",
+                            message: format!("{jurisdiction}: give between 1 and 100 years"),
+                        });
                     }
                     if let Some(problem) = retention::too_short(jurisdiction, *years) {
                         return Err(SpecError { field: "job.jurisdictions", message: problem });
@@ -669,7 +677,9 @@ impl Runtime {
             .filter(instances::Column::Status.eq("running"));
         match selection {
             Selection::ActiveAuthorization => query = query.filter(instances::Column::Step.eq("active")),
-            Selection::AuthorizationInTerm => query = query.filter(instances::Column::Step.is_in(["active", "suspended"])),
+            Selection::AuthorizationInTerm => {
+                query = query.filter(instances::Column::Step.is_in(["active", "suspended"]))
+            }
             Selection::AuthorizingAuthority => {}
         }
         let authorizations = query.order_by_asc(instances::Column::Id).all(&self.store.db).await?;

@@ -115,7 +115,8 @@ impl Store {
             })
             .map(|(id, ..)| *id)
             .collect();
-        let mut jurisdictions: Vec<&str> = rows.iter().map(|r| r.4.as_str()).chain(RULES.iter().map(|r| r.jurisdiction)).collect();
+        let mut jurisdictions: Vec<&str> =
+            rows.iter().map(|r| r.4.as_str()).chain(RULES.iter().map(|r| r.jurisdiction)).collect();
         jurisdictions.sort_unstable();
         jurisdictions.dedup();
         let longest = jurisdictions.iter().map(|j| years_of(j)).max().unwrap_or(records_years).max(records_years);
@@ -173,7 +174,12 @@ impl Store {
             // The ledger keeps the removal, so verification tells it from a deletion.
             let removals: Vec<ledger::Entry> = heads
                 .into_iter()
-                .map(|(instance, head)| ledger::Entry { kind: ledger::REMOVED, instance, event_seq: 0, event_hash: head })
+                .map(|(instance, head)| ledger::Entry {
+                    kind: ledger::REMOVED,
+                    instance,
+                    event_seq: 0,
+                    event_hash: head,
+                })
                 .collect();
             ledger::append(&txn, &removals).await?;
             txn.commit().await?;

@@ -40,9 +40,7 @@ pub const STATUSES: [&str; 3] = ["in_force", "draft", "expired"];
 
 fn date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<NaiveDate>, D::Error> {
     let value: Option<toml::value::Datetime> = serde::Deserialize::deserialize(deserializer)?;
-    value
-        .map(|d| NaiveDate::parse_from_str(&d.to_string(), "%Y-%m-%d").map_err(serde::de::Error::custom))
-        .transpose()
+    value.map(|d| NaiveDate::parse_from_str(&d.to_string(), "%Y-%m-%d").map_err(serde::de::Error::custom)).transpose()
 }
 
 impl Standing {
@@ -273,7 +271,10 @@ mod tests {
         assert_eq!(draft.notice("吴忠", on("2026-03-02")), Some("依据文件《吴忠》为征求意见稿,尚未生效".into()));
         let taian = standing("002_e4ead0635384efa0.txt").unwrap();
         assert_eq!(taian.notice("泰安", on("2026-03-02")), None);
-        assert_eq!(taian.notice("泰安", on("2024-10-01")), Some("依据文件《泰安》自2024-11-01起施行,此时尚未施行".into()));
+        assert_eq!(
+            taian.notice("泰安", on("2024-10-01")),
+            Some("依据文件《泰安》自2024-11-01起施行,此时尚未施行".into())
+        );
     }
 
     #[test]

@@ -203,7 +203,12 @@ fn the_graph_lists_every_transition() {
     assert!(!diagram.contains("note"), "Jinzhou's measures are in force in 2026");
     let wuzhong = library.get("sharing", "wuzhong").unwrap();
     let diagram = mermaid(wuzhong, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
-    assert!(diagram.contains("    note left of answer : 依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效\n"), "{diagram}");
+    assert!(
+        diagram.contains(
+            "    note left of answer : 依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效\n"
+        ),
+        "{diagram}"
+    );
     let incident = library.get("incident_report", "tianjin").unwrap();
     let diagram = mermaid(incident, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
     assert!(diagram.contains("[2h; 本单位规定]") || diagram.contains("本单位规定]"), "{diagram}");

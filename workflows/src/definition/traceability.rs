@@ -28,7 +28,11 @@ fn reason_text(reason: &str) -> String {
         "technical" => "technical or security requirements, checked by audits rather than a procedure",
         "encouraged" => "鼓励 — no obligation",
         "final" => "解释、施行、衔接 — no procedure",
-        other => return other.strip_prefix("gap: ").map_or_else(|| other.to_owned(), |gap| format!("**not yet encoded**: {gap}")),
+        other => {
+            return other
+                .strip_prefix("gap: ")
+                .map_or_else(|| other.to_owned(), |gap| format!("**not yet encoded**: {gap}"))
+        }
     };
     text.to_owned()
 }
@@ -168,7 +172,8 @@ pub fn matrix(definitions: &[&Definition], jurisdiction: Option<&str>) -> String
                         (Some(from), None) => format!(", from {from}"),
                         _ => String::new(),
                     };
-                    let basis = if s.period_basis.is_empty() { String::new() } else { format!(" ({})", s.period_basis) };
+                    let basis =
+                        if s.period_basis.is_empty() { String::new() } else { format!(" ({})", s.period_basis) };
                     format!("{}{period}{basis}", s.status)
                 }
                 None => "standing not declared".into(),
@@ -231,7 +236,9 @@ pub fn matrix(definitions: &[&Definition], jurisdiction: Option<&str>) -> String
             if !missing.is_empty() {
                 out.push_str("\nArticles nothing encodes:\n\n| article | why |\n|---|---|\n");
                 for key in missing {
-                    let reason = reasons.and_then(|r| r.get(key)).map_or_else(|| "(no reason recorded)".into(), |r| reason_text(r));
+                    let reason = reasons
+                        .and_then(|r| r.get(key))
+                        .map_or_else(|| "(no reason recorded)".into(), |r| reason_text(r));
                     out.push_str(&format!("| {key} | {} |\n", cell(&reason)));
                 }
             }
@@ -280,15 +287,20 @@ mod tests {
                 .iter()
                 .flat_map(|d| {
                     citations(d).into_iter().filter_map(|(key, article, _)| {
-                        (d.procedure.sources.get(key.as_str())?.file.as_deref() == Some(*file)).then(|| article_key(&article))
+                        (d.procedure.sources.get(key.as_str())?.file.as_deref() == Some(*file))
+                            .then(|| article_key(&article))
                     })
                 })
                 .collect();
             let reasons = uncovered().get(*file).cloned().unwrap_or_default();
             for key in &keys {
                 match (encoded.contains(key), reasons.get(key)) {
-                    (false, None) => problems.push(format!("{file} {key}: neither encoded nor listed in uncovered.toml")),
-                    (true, Some(_)) => problems.push(format!("{file} {key}: encoded, yet uncovered.toml gives a reason")),
+                    (false, None) => {
+                        problems.push(format!("{file} {key}: neither encoded nor listed in uncovered.toml"))
+                    }
+                    (true, Some(_)) => {
+                        problems.push(format!("{file} {key}: encoded, yet uncovered.toml gives a reason"))
+                    }
                     _ => {}
                 }
             }
@@ -306,7 +318,10 @@ mod tests {
         let taian = matrix(&definitions, Some("taian"));
         assert!(taian.contains("| 第九条第(二)项 | 登记受理 | registration/taian · step `acceptance` time limit | 3 working days — statutory |"), "{taian}");
         assert!(!taian.contains("tianjin"), "only Tai'an's procedures");
-        assert!(taian.contains("| 第三十条 | 启动应急预案,采取应急处置措施 | incident_report/taian · step `response` |"), "{taian}");
+        assert!(
+            taian.contains("| 第三十条 | 启动应急预案,采取应急处置措施 | incident_report/taian · step `response` |"),
+            "{taian}"
+        );
         let all = matrix(&definitions, None);
         assert!(all.contains("| incident_report/tianjin | step `acknowledgement`"), "{all}");
         assert_eq!(reason_text("gap: a duty"), "**not yet encoded**: a duty");

@@ -417,7 +417,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-
     fn deadline(&mut self, name: &Name, deadline: &DeadlineSpec, step: &Step) {
         let step_name = name.get_ref();
         let what = format!("the deadline of step `{step_name}`");
@@ -524,7 +523,11 @@ impl<'a> Checker<'a> {
             if !action.fields.contains_key(term.reason.get_ref().as_str()) {
                 self.fail(
                     &term.reason,
-                    format!("the term's reason field `{}` is not a field of action `{}`", term.reason.get_ref(), name.get_ref()),
+                    format!(
+                        "the term's reason field `{}` is not a field of action `{}`",
+                        term.reason.get_ref(),
+                        name.get_ref()
+                    ),
                 );
             }
             if let Some(basis) = &term.basis {

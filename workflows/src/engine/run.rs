@@ -222,7 +222,11 @@ impl<'a> Run<'a> {
     /// The date a `$field` holds, if it holds one.
     pub(super) fn optional_date(&self, reference: &str) -> Option<chrono::NaiveDate> {
         let field = reference.trim_start_matches('$');
-        self.state.data.get(field).and_then(Value::as_str).and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        self.state
+            .data
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
     }
 
     /// Checks an agreed term against its usual maximum and records where it ends

@@ -411,22 +411,30 @@ pub fn an_agreed_term_runs_through_its_last_day() {
     };
     // 18 months, through Wednesday 2027-09-30 — then the National Day break, which an agreed
     // day does not roll into.
-    let (result, s) = signed(json!({"agreement_no": "A", "effective_from": "2026-04-01", "effective_until": "2027-09-30"}));
+    let (result, s) =
+        signed(json!({"agreement_no": "A", "effective_from": "2026-04-01", "effective_until": "2027-09-30"}));
     result.unwrap();
     assert_eq!(s.due(), Some(t("2027-10-01T00:00:00+08:00")));
-    assert_eq!((s.state.data["term_last_day"].as_str(), &s.state.data["term_over_cap"]), (Some("2027-09-30"), &json!(false)));
+    assert_eq!(
+        (s.state.data["term_last_day"].as_str(), &s.state.data["term_over_cap"]),
+        (Some("2027-09-30"), &json!(false))
+    );
     // Six months is a term too.
-    let (result, s) = signed(json!({"agreement_no": "B", "effective_from": "2026-04-01", "effective_until": "2026-09-30"}));
+    let (result, s) =
+        signed(json!({"agreement_no": "B", "effective_from": "2026-04-01", "effective_until": "2026-09-30"}));
     result.unwrap();
     assert_eq!(s.due(), Some(t("2026-10-01T00:00:00+08:00")));
     // "至…止" 3 years later, the day before the anniversary, is within the cap; the
     // anniversary itself is one day over it.
-    let (result, _) = signed(json!({"agreement_no": "C", "effective_from": "2026-04-01", "effective_until": "2029-03-31"}));
+    let (result, _) =
+        signed(json!({"agreement_no": "C", "effective_from": "2026-04-01", "effective_until": "2029-03-31"}));
     result.unwrap();
-    let (result, _) = signed(json!({"agreement_no": "D", "effective_from": "2026-04-01", "effective_until": "2029-04-02"}));
+    let (result, _) =
+        signed(json!({"agreement_no": "D", "effective_from": "2026-04-01", "effective_until": "2029-04-02"}));
     assert_eq!(result.unwrap_err().field.as_deref(), Some("over_cap_reason"));
     // A last day before the first is refused, naming the field.
-    let (result, _) = signed(json!({"agreement_no": "E", "effective_from": "2026-04-01", "effective_until": "2026-03-31"}));
+    let (result, _) =
+        signed(json!({"agreement_no": "E", "effective_from": "2026-04-01", "effective_until": "2026-03-31"}));
     assert_eq!(result.unwrap_err().field.as_deref(), Some("effective_until"));
     // Neither a last day nor a length: nothing to compute.
     let (result, _) = signed(json!({"agreement_no": "F", "effective_from": "2026-04-01"}));

@@ -158,7 +158,11 @@ pub fn wuzhong_uncorrected_violation_is_escalated() {
         |(_, a)| matches!(a, statflow_workflows::engine::Activity::Escalate { to, .. } if to[0].role == "regulator")
     ));
     assert_eq!(s.access_changes().last().map(|(_, c, _)| c.as_str()), Some("terminate"));
-    referred.act("land", "refer_onward", json!({"authority": "市公安局", "legal_basis": "《刑法》第二百五十三条之一", "reasons": "涉嫌犯罪"}));
+    referred.act(
+        "land",
+        "refer_onward",
+        json!({"authority": "市公安局", "legal_basis": "《刑法》第二百五十三条之一", "reasons": "涉嫌犯罪"}),
+    );
     assert_eq!(referred.outcome(), Some("referred"));
     assert_eq!(referred.access_changes().last().map(|(_, c, _)| c.as_str()), Some("suspend"));
     let mut handled = wuzhong_violation_not_corrected();
@@ -166,14 +170,22 @@ pub fn wuzhong_uncorrected_violation_is_escalated() {
     let before = handled.escalations().len();
     handled.advance_to("2026-06-10T10:00:00+08:00");
     assert!(handled.escalations().len() > before);
-    handled.act("land", "other_measure", json!({"measure": "责令删除数据", "legal_basis": "协议第五条", "reasons": "已停止转售"}));
+    handled.act(
+        "land",
+        "other_measure",
+        json!({"measure": "责令删除数据", "legal_basis": "协议第五条", "reasons": "已停止转售"}),
+    );
     assert_eq!(handled.outcome(), Some("handled"));
 }
 
 fn wuzhong_violation_not_corrected() -> Scenario {
     let mut s = wuzhong("2026-03-20T10:00:00+08:00");
     s.act("land", "approve", json!({})).act("bank", "sign", commitment());
-    s.advance_to("2026-05-06T10:00:00+08:00").act("land", "record_violation", json!({"violation": "转售", "correction_days": 10}));
+    s.advance_to("2026-05-06T10:00:00+08:00").act(
+        "land",
+        "record_violation",
+        json!({"violation": "转售", "correction_days": 10}),
+    );
     s.act("land", "not_corrected", json!({"reasons": "逾期未改正"}));
     s
 }

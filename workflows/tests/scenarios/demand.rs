@@ -56,8 +56,10 @@ pub fn either_objection_refuses() {
 /// Registration before authorization is Tai'an's rule (art. 11); Jinzhou's art. 11 asks for
 /// no certificate, so its demand takes none.
 pub fn a_demand_needs_a_registered_resource() {
-    let input = json!({"authority_org": "b", "provider_org": "p", "operator_org": "o", "scenario": "s", "data_needed": "d"});
-    let refused = Scenario::try_start("scenario_demand", "taian", "2026-06-01T09:00:00+08:00", input.clone()).err().unwrap();
+    let input =
+        json!({"authority_org": "b", "provider_org": "p", "operator_org": "o", "scenario": "s", "data_needed": "d"});
+    let refused =
+        Scenario::try_start("scenario_demand", "taian", "2026-06-01T09:00:00+08:00", input.clone()).err().unwrap();
     assert_eq!(refused.field.as_deref(), Some("registration_certificate"));
     let jinzhou = Scenario::try_start("scenario_demand", "jinzhou", "2026-06-01T09:00:00+08:00", input);
     assert!(jinzhou.is_ok(), "{:?}", jinzhou.err());

@@ -12,7 +12,10 @@ pub fn instances_resting_on_a_draft_or_a_lapsed_text_say_so() {
         "2026-04-28T10:00:00+08:00",
         json!({"requester_org": "wz-tax", "provider_org": "wz-market", "data_needed": "企业登记信息"}),
     );
-    assert_eq!(wuzhong.state.source_notices, ["依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效"]);
+    assert_eq!(
+        wuzhong.state.source_notices,
+        ["依据文件《吴忠市公共数据管理办法(暂行)(征求意见稿)》为征求意见稿,尚未生效"]
+    );
     // Tianjin's open-data measures were valid for two years from 2022-08-01 (art. 37).
     let input = json!({"resource": "企业信用数据", "purpose": "信贷风控模型", "user_org": "tj-user", "provider_org": "tj-provider", "center_org": "tj-center"});
     let lapsed = Scenario::start("conditional_open", "tianjin", "2026-03-02T09:00:00+08:00", input.clone());

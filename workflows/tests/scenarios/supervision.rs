@@ -167,7 +167,10 @@ pub fn jinzhou_incidents_are_reported_at_once_by_the_agencys_hour() {
     assert_eq!(s.due(), Some(t("2026-10-02T00:00:00+08:00")));
     s.advance_to("2026-10-02T01:30:00+08:00");
     let escalations = s.escalations();
-    assert_eq!(escalations[0], (t("2026-10-02T00:00:00+08:00"), 1, vec!["operator".to_owned(), "supervisor".to_owned()]));
+    assert_eq!(
+        escalations[0],
+        (t("2026-10-02T00:00:00+08:00"), 1, vec!["operator".to_owned(), "supervisor".to_owned()])
+    );
     let basis = s.escalation_bases().into_iter().find_map(|(_, basis)| basis);
     assert_eq!(
         basis.as_deref(),
@@ -194,7 +197,10 @@ pub fn taian_incident_response_is_reviewed_by_the_authority() {
     s.advance_to("2026-05-06T15:00:00+08:00");
     assert_eq!(s.escalations().len(), 2);
     s.act("operator", "record_response", json!({"measures": "切换备份"})).expect_step("handling");
-    assert!(s.notifications().iter().any(|(_, template, role)| template == "incident_reported" && role == "data_authority"));
+    assert!(s
+        .notifications()
+        .iter()
+        .any(|(_, template, role)| template == "incident_reported" && role == "data_authority"));
     s.act("operator", "close", json!({"summary": "s"})).expect_step("review");
     s.act("bureau", "request_more", json!({"comments": "补充根因分析"})).expect_step("handling");
     s.act("operator", "close", json!({"summary": "含根因"})).act("bureau", "accept", json!({}));
@@ -292,14 +298,20 @@ pub fn jinzhou_quality_feedback_reaches_the_provider() {
             "2026-06-01T09:00:00+08:00",
             json!({"operator_org": "jz-op", "authority_org": "jz-bureau", "provider_org": "jz-tax", "dataset": "纳税信用", "problem": "三个月未更新"}),
         );
-        s.person("operator", "operator", "jz-op").person("bureau", "data_authority", "jz-bureau").person("tax", "provider", "jz-tax");
+        s.person("operator", "operator", "jz-op")
+            .person("bureau", "data_authority", "jz-bureau")
+            .person("tax", "provider", "jz-tax");
         s
     };
     let mut s = feedback();
     // The authority's 3 working days (its rule): Monday 06-01 → Thursday 06-04.
     assert_eq!(s.due(), Some(t("2026-06-05T00:00:00+08:00")));
     s.act("bureau", "order_rectification", json!({"instructions": "补齐更新", "rectification_days": 10}));
-    s.act("tax", "rectified", json!({"rectification": "已补齐"})).act("operator", "still_wrong", json!({"remaining": "缺5月"}));
+    s.act("tax", "rectified", json!({"rectification": "已补齐"})).act(
+        "operator",
+        "still_wrong",
+        json!({"remaining": "缺5月"}),
+    );
     s.expect_step("organizing");
     s.advance_to("2026-06-10T10:00:00+08:00");
     assert!(!s.escalations().is_empty());
@@ -332,7 +344,11 @@ pub fn jinzhou_misuse_suspends_or_ends_cooperation() {
     s.act("operator", "resume_cooperation", json!({"reasons": "已追回"}));
     assert_eq!(s.outcome(), Some("resumed"));
     let mut s = misuse();
-    s.act("operator", "suspend_cooperation", json!({"measures": "停止接口"})).act("operator", "end_cooperation", json!({"reasons": "拒不整改"}));
+    s.act("operator", "suspend_cooperation", json!({"measures": "停止接口"})).act(
+        "operator",
+        "end_cooperation",
+        json!({"reasons": "拒不整改"}),
+    );
     assert_eq!(s.outcome(), Some("ended"));
     let mut s = misuse();
     s.act("operator", "end_cooperation", json!({"measures": "立即终止"}));

@@ -235,11 +235,23 @@ pub fn access_suspension_restored_or_referred() {
     assert_eq!(s.outcome(), Some("access_terminated"));
     assert_eq!(s.access_changes().last().map(|(_, c, _)| c.clone()), Some("terminate".to_owned()));
     let mut s = not_corrected();
-    s.act("bureau", "refer_onward", json!({"authority": "市网信办", "legal_basis": "《网络安全法》", "reasons": "涉嫌违法"}));
+    s.act(
+        "bureau",
+        "refer_onward",
+        json!({"authority": "市网信办", "legal_basis": "《网络安全法》", "reasons": "涉嫌违法"}),
+    );
     assert_eq!(s.outcome(), Some("referred"));
-    assert_eq!(s.access_changes().last().map(|(_, c, _)| c.clone()), Some("suspend".to_owned()), "still closed, not terminated");
+    assert_eq!(
+        s.access_changes().last().map(|(_, c, _)| c.clone()),
+        Some("suspend".to_owned()),
+        "still closed, not terminated"
+    );
     let mut s = not_corrected();
-    s.act("bureau", "other_measure", json!({"measure": "约谈", "legal_basis": "本办法第四十六条", "reasons": "情节轻微"}));
+    s.act(
+        "bureau",
+        "other_measure",
+        json!({"measure": "约谈", "legal_basis": "本办法第四十六条", "reasons": "情节轻微"}),
+    );
     assert_eq!(s.outcome(), Some("handled"));
     // Undecided for 10 working days (the agency's rule): escalated like any overdue task.
     let mut s = not_corrected();

@@ -123,7 +123,9 @@ pub fn append_to_file(file: &Path, anchor: &Anchor) -> Result<(), String> {
         .open(file)
         .map_err(|e| format!("anchor file {}: {e}", file.display()))?;
     let line = serde_json::to_string(anchor).expect("anchors serialize");
-    writeln!(handle, "{line}").and_then(|()| handle.sync_all()).map_err(|e| format!("anchor file {}: {e}", file.display()))
+    writeln!(handle, "{line}")
+        .and_then(|()| handle.sync_all())
+        .map_err(|e| format!("anchor file {}: {e}", file.display()))
 }
 
 /// Reads the anchors of `file`: each line one anchor; a line that is not one is reported

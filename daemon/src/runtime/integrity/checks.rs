@@ -17,8 +17,8 @@ use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::{self, Event, InstanceState};
 
 use crate::store::entities::{history, instances, ledger};
-use crate::store::ledger::{history_hash, sealed, EVENT, GENESIS};
 use crate::store::from_millis;
+use crate::store::ledger::{history_hash, sealed, EVENT, GENESIS};
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -110,7 +110,9 @@ pub fn head(row: &instances::Model, history: &[history::Model]) -> Check {
         Ok(state) if state.events as i64 == last.seq => {
             Check::passed(format!("the recorded head is event {}'s hash", last.seq))
         }
-        Ok(state) => Check::failed(format!("the state has applied {} events, the history holds {}", state.events, last.seq)),
+        Ok(state) => {
+            Check::failed(format!("the state has applied {} events, the history holds {}", state.events, last.seq))
+        }
         Err(error) => Check::failed(format!("the stored state is unreadable: {error}")),
     }
 }
@@ -123,7 +125,10 @@ pub fn ledger(history: &[history::Model], entries: &[ledger::Model], linked: Res
         return Check::failed(format!("ledger entry {} was altered", entry.seq));
     }
     if let Some(entry) = entries.iter().find(|e| e.kind != EVENT) {
-        return Check::failed(format!("ledger entry {} records the instance as {}, yet it is stored", entry.seq, entry.kind));
+        return Check::failed(format!(
+            "ledger entry {} records the instance as {}, yet it is stored",
+            entry.seq, entry.kind
+        ));
     }
     for (n, entry) in entries.iter().enumerate() {
         match history.iter().find(|h| h.seq == entry.event_seq) {
@@ -199,7 +204,10 @@ pub fn replay(
         let scope = if calendar_changed { " (deadlines aside: the calendar changed)" } else { "" };
         return Check::passed(format!("replaying {} events gives the stored state{scope}", history.len()));
     }
-    Check::failed(format!("replaying the history does not give the stored state: {}", first_difference(&replayed, &stored)))
+    Check::failed(format!(
+        "replaying the history does not give the stored state: {}",
+        first_difference(&replayed, &stored)
+    ))
 }
 
 /// `value` with instants as milliseconds (states written before instants were stored to the

@@ -67,38 +67,39 @@ impl Runtime {
     ) -> Result<(&'static str, Value, Option<String>), StoreError> {
         let at = to_millis(fire);
         let anchoring = self.anchoring();
-        let anchor = match anchor_rows::Entity::find().filter(anchor_rows::Column::At.eq(at)).one(&self.store.db).await? {
-            Some(row) => Anchor {
-                at,
-                ledger_seq: row.ledger_seq,
-                ledger_hash: row.ledger_hash,
-                key_id: row.key_id,
-                signature: row.signature,
-            },
-            None => {
-                let (seq, hash) = ledger::head(&self.store.db).await?;
-                let anchor = Anchor::new(at, seq, hash, anchoring.key.as_ref());
-                // The file first: an anchor in the database but not in the file would be
-                // the weaker record.
-                if let Some(file) = &anchoring.file {
-                    if let Err(error) = anchors::append_to_file(file, &anchor) {
-                        tracing::error!(%error, "the ledger anchor could not be written");
-                        return Ok(("failed", json!({"at": fire}), Some(error)));
+        let anchor =
+            match anchor_rows::Entity::find().filter(anchor_rows::Column::At.eq(at)).one(&self.store.db).await? {
+                Some(row) => Anchor {
+                    at,
+                    ledger_seq: row.ledger_seq,
+                    ledger_hash: row.ledger_hash,
+                    key_id: row.key_id,
+                    signature: row.signature,
+                },
+                None => {
+                    let (seq, hash) = ledger::head(&self.store.db).await?;
+                    let anchor = Anchor::new(at, seq, hash, anchoring.key.as_ref());
+                    // The file first: an anchor in the database but not in the file would be
+                    // the weaker record.
+                    if let Some(file) = &anchoring.file {
+                        if let Err(error) = anchors::append_to_file(file, &anchor) {
+                            tracing::error!(%error, "the ledger anchor could not be written");
+                            return Ok(("failed", json!({"at": fire}), Some(error)));
+                        }
                     }
+                    anchor_rows::ActiveModel {
+                        at: Set(anchor.at),
+                        ledger_seq: Set(anchor.ledger_seq),
+                        ledger_hash: Set(anchor.ledger_hash.clone()),
+                        key_id: Set(anchor.key_id.clone()),
+                        signature: Set(anchor.signature.clone()),
+                        ..Default::default()
+                    }
+                    .insert(&self.store.db)
+                    .await?;
+                    anchor
                 }
-                anchor_rows::ActiveModel {
-                    at: Set(anchor.at),
-                    ledger_seq: Set(anchor.ledger_seq),
-                    ledger_hash: Set(anchor.ledger_hash.clone()),
-                    key_id: Set(anchor.key_id.clone()),
-                    signature: Set(anchor.signature.clone()),
-                    ..Default::default()
-                }
-                .insert(&self.store.db)
-                .await?;
-                anchor
-            }
-        };
+            };
         if !anchoring.mail_to.is_empty() {
             let payload = json!({"to": anchoring.mail_to, "anchor": anchor});
             outbox::Entity::insert(outbox::ActiveModel {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
 use serde::Serialize;
 
 use super::anchors::{self, Anchor};
@@ -263,14 +265,17 @@ impl Runtime {
         seqs.dedup();
         let mut hashes: HashMap<i64, String> = HashMap::new();
         for chunk in seqs.chunks(500) {
-            for row in ledger::Entity::find().filter(ledger::Column::Seq.is_in(chunk.to_vec())).all(&self.store.db).await? {
+            for row in
+                ledger::Entity::find().filter(ledger::Column::Seq.is_in(chunk.to_vec())).all(&self.store.db).await?
+            {
                 hashes.insert(row.seq, row.hash);
             }
         }
         let (mut signed, mut unjudged) = (0, 0);
         for (origin, anchor) in &anchors {
             let when = from_millis(anchor.at).format("%Y-%m-%d %H:%M");
-            let hash = if anchor.ledger_seq == 0 { Some(GENESIS) } else { hashes.get(&anchor.ledger_seq).map(String::as_str) };
+            let hash =
+                if anchor.ledger_seq == 0 { Some(GENESIS) } else { hashes.get(&anchor.ledger_seq).map(String::as_str) };
             match hash {
                 None => {
                     return Ok(Check::failed(format!(
@@ -289,7 +294,11 @@ impl Runtime {
             if let Some(key) = &anchoring.key {
                 match anchor.signature_holds(key) {
                     Some(true) => signed += 1,
-                    Some(false) => return Ok(Check::failed(format!("{origin} ({when}) carries a signature the key does not give"))),
+                    Some(false) => {
+                        return Ok(Check::failed(format!(
+                            "{origin} ({when}) carries a signature the key does not give"
+                        )))
+                    }
                     None => unjudged += 1,
                 }
             }
