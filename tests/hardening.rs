@@ -252,12 +252,17 @@ fn start_up_checks_its_address_first_and_gives_up_on_an_unreachable_database_in_
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// 20,000 open tasks read by 8 clients at once, page by page: the daemon's peak resident
-/// memory stays under 200 MiB (an unpaged inbox took it past 500 MiB).
+/// 20,000 open tasks read by 8 clients at once, page by page: the daemon's resident memory
+/// grows by less than 128 MiB while they read and peaks under 256 MiB (an unpaged inbox took
+/// it from 21 MiB past 500 MiB, and on with the data). The peak is reset after the tasks
+/// are created, so what is measured is the reading. Most of the growth is SQLite's page
+/// cache, at most 32 MiB for each of the 8 connections, filling as the readers page
+/// through; past that each reader holds one page.
 #[test]
 fn concurrent_reads_of_a_large_inbox_stay_within_bounded_memory() {
     const TASKS: usize = 20_000;
-    const BOUND_KIB: u64 = 200 * 1024;
+    const GROWTH_BOUND_KIB: u64 = 128 * 1024;
+    const PEAK_BOUND_KIB: u64 = 256 * 1024;
     let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
     std::thread::scope(|scope| {
         for _ in 0..8 {
@@ -268,6 +273,17 @@ fn concurrent_reads_of_a_large_inbox_stay_within_bounded_memory() {
             });
         }
     });
+    let kib = |field: &str| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", app.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    // Linux: writing 5 to clear_refs resets the peak (VmHWM) to the current resident size.
+    std::fs::write(format!("/proc/{}/clear_refs", app.pid()), "5").unwrap();
+    let before = kib("VmRSS:");
     std::thread::scope(|scope| {
         for _ in 0..8 {
             scope.spawn(|| {
@@ -285,12 +301,14 @@ fn concurrent_reads_of_a_large_inbox_stay_within_bounded_memory() {
             });
         }
     });
-    let status = std::fs::read_to_string(format!("/proc/{}/status", app.pid())).unwrap();
-    let peak: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    println!("peak RSS with {TASKS} open tasks and 8 readers: {} MiB", peak / 1024);
-    assert!(peak < BOUND_KIB, "peak RSS {} MiB", peak / 1024);
+    let peak = kib("VmHWM:");
+    let growth = peak.saturating_sub(before);
+    println!(
+        "RSS with {TASKS} open tasks: {} MiB before reading, peak {} MiB with 8 readers (+{} MiB)",
+        before / 1024,
+        peak / 1024,
+        growth / 1024
+    );
+    assert!(growth < GROWTH_BOUND_KIB, "reading grew RSS by {} MiB", growth / 1024);
+    assert!(peak < PEAK_BOUND_KIB, "peak RSS {} MiB", peak / 1024);
 }

@@ -87,7 +87,11 @@ impl TestApp {
             Backend::Sqlite => format!("sqlite://{}/statflow.db?mode=rwc", dir.display()),
             Backend::Postgres => fresh_postgres_database(&postgres_url().expect("only called when configured")),
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // One connection per request: a pooled connection the server has just closed would
+        // make a request fail that the daemon never saw, and each request here must be
+        // answered on its own.
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections_per_host(0).build().into();
         let mut app = TestApp {
             child: Mutex::new(None),
             base: RwLock::new(String::new()),

@@ -52,7 +52,7 @@ pub async fn list(
         select = select.filter(tasks::Column::Organization.is_in(principal.organizations.clone()));
     }
     let (rows, total) = page.read(select, &runtime.store.db).await?;
-    Ok(Json(page.body(views::tasks_with_notices(&runtime.store, &rows).await?, total)))
+    Ok(Json(page.body(views::tasks_with_notices(&runtime, &rows).await?, total)))
 }
 
 async fn open_task(runtime: &Runtime, principal: &Principal, id: &str) -> Result<tasks::Model, Problem> {
@@ -108,7 +108,7 @@ pub async fn claim(
         ));
     }
     let task = open_task(&runtime, &principal, &id).await?;
-    let mut view = views::tasks_with_notices(&runtime.store, std::slice::from_ref(&task)).await?;
+    let mut view = views::tasks_with_notices(&runtime, std::slice::from_ref(&task)).await?;
     Ok(Json(view.pop().expect("one task, one view")))
 }
 

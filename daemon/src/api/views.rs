@@ -68,18 +68,24 @@ pub fn task(task: &tasks::Model) -> TaskView {
     }
 }
 
-/// `tasks` as views, each with its instance's source notices (read in one query).
+/// `tasks` as views, each with its instance's source notices: they follow from the
+/// instance's definition and start day (one small query, no states read).
 pub async fn tasks_with_notices(
-    store: &crate::store::Store,
+    runtime: &crate::runtime::Runtime,
     tasks: &[tasks::Model],
 ) -> Result<Vec<TaskView>, crate::store::StoreError> {
     let ids: Vec<i64> = tasks.iter().map(|t| t.instance_id).collect();
-    let notices = store.source_notices_of(&ids).await?;
+    let origins = runtime.store.instance_origins(&ids).await?;
+    let notices = |instance: i64| {
+        let (version, created) = origins.get(&instance)?;
+        let started = statflow_workflows::calendar::local_date(from_millis(*created));
+        Some(runtime.definition(version)?.source_notices(started))
+    };
     Ok(tasks
         .iter()
         .map(|row| {
             let mut view = task(row);
-            view.source_notices = notices.get(&row.instance_id).cloned().unwrap_or_default();
+            view.source_notices = notices(row.instance_id).unwrap_or_default();
             view
         })
         .collect())

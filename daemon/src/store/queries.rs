@@ -18,32 +18,24 @@ impl Store {
             .await?)
     }
 
-    /// The source notices of instances, by id (only those that have any).
-    pub async fn source_notices_of(
+    /// The definition version and start instant of instances, by id: what their source
+    /// notices follow from, without reading their states.
+    pub async fn instance_origins(
         &self,
         ids: &[i64],
-    ) -> Result<std::collections::HashMap<i64, Vec<String>>, StoreError> {
-        #[derive(serde::Deserialize)]
-        struct Notices {
-            #[serde(default)]
-            source_notices: Vec<String>,
-        }
+    ) -> Result<std::collections::HashMap<i64, (String, i64)>, StoreError> {
         let mut out = std::collections::HashMap::new();
         for chunk in ids.chunks(500) {
-            let rows: Vec<(i64, String)> = instances::Entity::find()
+            let rows: Vec<(i64, String, i64)> = instances::Entity::find()
                 .select_only()
                 .column(instances::Column::Id)
-                .column(instances::Column::State)
+                .column(instances::Column::DefinitionVersion)
+                .column(instances::Column::CreatedAt)
                 .filter(instances::Column::Id.is_in(chunk.to_vec()))
                 .into_tuple()
                 .all(&self.db)
                 .await?;
-            for (id, state) in rows {
-                let notices = serde_json::from_str::<Notices>(&state).map(|n| n.source_notices).unwrap_or_default();
-                if !notices.is_empty() {
-                    out.insert(id, notices);
-                }
-            }
+            out.extend(rows.into_iter().map(|(id, version, created)| (id, (version, created))));
         }
         Ok(out)
     }
