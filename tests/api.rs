@@ -613,3 +613,35 @@ fn a_procedure_resting_on_a_text_not_in_force_says_so() {
     let id = start(&app, &app.admin, "registration", "taian", registration_input());
     assert_eq!(app.instance(id)["source_notices"], json!([]));
 }
+
+/// A version loaded through the API stays current after a restart (even a kill -9), and a
+/// procedure that exists only as a loaded file can still be started.
+#[test]
+fn loaded_definition_versions_stay_current_after_a_restart() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let source = include_str!("../workflows/procedures/registration.taian.toml");
+    let four_days = source.replacen(
+        "working_days = 3\nlimit = \"statutory\"\n",
+        "working_days = 4\nlimit = \"policy\"\npolicy = \"本单位登记规程:受理期限4个工作日\"\n",
+        1,
+    );
+    let (status, loaded) =
+        app.post("/v1/definitions", &app.admin, &json!({"file": "registration.taian.toml", "source": four_days}));
+    assert_eq!(status, 201, "{loaded}");
+    let backflow = include_str!("../workflows/procedures/backflow.wuzhong.toml");
+    let custom = backflow.replacen("id = \"backflow\"", "id = \"custom_backflow\"", 1);
+    let (status, body) =
+        app.post("/v1/definitions", &app.admin, &json!({"file": "custom_backflow.wuzhong.toml", "source": custom}));
+    assert_eq!(status, 201, "{body}");
+
+    app.crash_and_restart("2026-03-02T09:00:00+08:00");
+    let id = start(&app, &app.admin, "registration", "taian", registration_input());
+    assert_eq!(app.instance(id)["definition_version"], loaded["version"], "the loaded version, not the built-in");
+    assert_eq!(app.instance(id)["deadline"]["due"], "2026-03-07T00:00:00+08:00");
+    let (status, started) = app.post(
+        "/v1/instances",
+        &app.admin,
+        &json!({"procedure": "custom_backflow", "jurisdiction": "wuzhong", "input": {"lower_org": "county", "upper_org": "city", "data_needed": "人口数据"}}),
+    );
+    assert_eq!(status, 201, "{started}");
+}

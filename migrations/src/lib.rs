@@ -14,6 +14,7 @@ mod m20261125_000004_schedules;
 mod m20261126_000005_effects_without_instance;
 mod m20261127_000006_calendar_corrections;
 mod m20261128_000007_ledger;
+mod m20261129_000008_current_versions;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_effects_without_instance::Migration),
             Box::new(m20261127_000006_calendar_corrections::Migration),
             Box::new(m20261128_000007_ledger::Migration),
+            Box::new(m20261129_000008_current_versions::Migration),
         ]
     }
 }

@@ -56,8 +56,9 @@ async fn the_outbox_rebuild_keeps_every_row_and_rolls_back_cleanly() {
     let duplicate = "INSERT INTO outbox (instance_id, key, kind, payload, status, attempts, next_attempt_at, created_at) VALUES (7, '7:e1.0', 'notify', '{}', 'pending', 0, 0, 0)";
     assert!(db.execute_unprepared(duplicate).await.is_err(), "keys stay unique");
 
-    // Back through migrations 7 (ledger) and 6 (calendar corrections) to before migration 5.
-    Migrator::down(&db, Some(3)).await.unwrap();
+    // Back through migrations 8 (current versions), 7 (ledger) and 6 (calendar corrections)
+    // to before migration 5.
+    Migrator::down(&db, Some(4)).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before, "effects of no instance cannot exist under the old schema");
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before);
@@ -133,7 +134,7 @@ async fn the_ledger_migration_reseals_histories_and_flags_one_already_broken() {
     assert_eq!(flagged[0], "1:-");
     assert!(flagged[1].starts_with("2:history did not verify"), "{flagged:?}");
 
-    Migrator::down(&db, Some(1)).await.unwrap();
+    Migrator::down(&db, Some(2)).await.unwrap();
     let restored = strings(&db, "SELECT hash FROM history WHERE instance_id = 1 ORDER BY seq").await;
     assert_eq!(restored, v1[..3], "rolling back restores the old seals");
     std::fs::remove_dir_all(dir).ok();

@@ -24,14 +24,14 @@ pub mod timers;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 use serde_json::Value;
 use statflow_workflows::calendar::{parse_tsv, Calendar};
 use statflow_workflows::definition::{Definition, Library};
 use statflow_workflows::engine::{Actor, Command, Event};
 use tokio::sync::Notify;
 
-use crate::store::entities::{calendars, definitions};
+use crate::store::entities::{calendars, current_versions, definitions};
 use crate::store::transition::{Applied, Origin, Resolver, Transition, Work};
 use crate::store::{to_millis, Store, StoreError};
 use clock::Clock;
@@ -85,10 +85,16 @@ impl Runtime {
                 .map_err(|errors| StoreError::Corrupt(format!("stored definition {}: {}", row.version, errors[0])))?;
             versions.insert(row.version.clone(), Arc::new(definition));
         }
-        let current = Library::built_in()
+        // Built-in versions are current unless an administrator chose another by loading it.
+        let mut current: HashMap<(String, String), String> = Library::built_in()
             .iter()
             .map(|d| ((d.id().to_owned(), d.jurisdiction().to_owned()), d.version.clone()))
             .collect();
+        for chosen in current_versions::Entity::find().all(&store.db).await? {
+            if versions.contains_key(&chosen.version) {
+                current.insert((chosen.procedure, chosen.jurisdiction), chosen.version);
+            }
+        }
         let mut calendar = Calendar::official();
         let mut generation = 0;
         for row in calendars::Entity::find().filter(calendars::Column::Year.gt(0)).all(&store.db).await? {
@@ -251,11 +257,28 @@ impl Runtime {
             source: Set(source.to_owned()),
             loaded_at: Set(to_millis(self.clock.now())),
         };
-        definitions::Entity::insert(row)
-            .on_conflict_do_nothing()
-            .exec(&self.store.db)
+        // The version and the choice of it are stored together, so both survive a restart.
+        let txn = self.store.db.begin().await.map_err(StoreError::from)?;
+        definitions::Entity::insert(row).on_conflict_do_nothing().exec(&txn).await.map_err(StoreError::from)?;
+        let chosen = current_versions::ActiveModel {
+            procedure: Set(definition.id().to_owned()),
+            jurisdiction: Set(definition.jurisdiction().to_owned()),
+            version: Set(definition.version.clone()),
+            chosen_at: Set(to_millis(self.clock.now())),
+        };
+        current_versions::Entity::insert(chosen)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    current_versions::Column::Procedure,
+                    current_versions::Column::Jurisdiction,
+                ])
+                .update_columns([current_versions::Column::Version, current_versions::Column::ChosenAt])
+                .to_owned(),
+            )
+            .exec(&txn)
             .await
             .map_err(StoreError::from)?;
+        txn.commit().await.map_err(StoreError::from)?;
         self.versions.write().expect("not poisoned").insert(definition.version.clone(), Arc::new(definition.clone()));
         self.current
             .write()

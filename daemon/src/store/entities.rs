@@ -427,3 +427,24 @@ pub mod anchors {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod current_versions {
+    //! The definition version an administrator made current for a procedure.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "current_versions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub procedure: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub jurisdiction: String,
+        pub version: String,
+        pub chosen_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
