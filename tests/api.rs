@@ -645,3 +645,24 @@ fn loaded_definition_versions_stay_current_after_a_restart() {
     );
     assert_eq!(status, 201, "{started}");
 }
+
+/// `statflow calendar import` gives the notice to the running daemon, whose deadlines follow
+/// at once (it once wrote a folder the daemon never read).
+#[test]
+fn the_cli_imports_a_calendar_year_into_the_running_daemon() {
+    let app = TestApp::start(Backend::Sqlite, "2026-12-29T10:00:00+08:00");
+    let id = start(&app, &app.admin, "registration", "taian", registration_input());
+    assert_eq!(app.instance(id)["deadline"]["provisional"], true, "2027 has no notice yet");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/2027.json");
+    let (code, out, err) = cli(&app, &app.admin, &["calendar", "import", file]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "imported 2027 into the daemon (calendar generation 1); 1 running instances are being recomputed\n");
+    let after = app.wait_for(id, "recomputed with the official 2027 notice", |b| b["deadline"]["provisional"] == false);
+    assert_eq!(after["deadline"]["due"], "2027-01-05T00:00:00+08:00");
+    let (_, years) = app.get("/v1/calendars", &app.admin);
+    assert_eq!(years["items"].as_array().unwrap().last().unwrap()["origin"], "2027.json");
+    // Replacing it again is a correction and needs its reason, as over the API.
+    let (code, _, err) = cli(&app, &app.admin, &["calendar", "import", file]);
+    assert_eq!(code, 1);
+    assert!(err.contains("replace"), "{err}");
+}

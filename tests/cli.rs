@@ -84,7 +84,7 @@ fn importing_a_notice_makes_its_year_certain() {
     let file = dir.join("2027.json");
     std::fs::write(&file, include_str!("fixtures/2027.json")).unwrap();
     let calendars = dir.join("calendars");
-    let out = statflow(&["calendar", "import", file.to_str().unwrap()], &calendars);
+    let out = statflow(&["calendar", "import", "--local", file.to_str().unwrap()], &calendars);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "imported 2027: 33 days listed, 248 working days in the year\n");
     assert_eq!(stdout(&statflow(&["calendar", "add", "2026-12-29", "3"], &calendars)), "2027-01-04\n");
@@ -94,17 +94,17 @@ fn importing_a_notice_makes_its_year_certain() {
         "{shown}"
     );
     // A second import of the year is a correction: refused without its reason.
-    let out = statflow(&["calendar", "import", file.to_str().unwrap()], &calendars);
+    let out = statflow(&["calendar", "import", "--local", file.to_str().unwrap()], &calendars);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("the 2027 notice is already loaded"), "{}", stderr(&out));
-    let out = statflow(&["calendar", "import", file.to_str().unwrap(), "--replace", "重新核对"], &calendars);
+    let out = statflow(&["calendar", "import", "--local", file.to_str().unwrap(), "--replace", "重新核对"], &calendars);
     assert_eq!(stdout(&out), "corrected 2027: 33 days listed, 248 working days in the year\n");
     let kept = std::fs::read_to_string(calendars.join("2027.tsv")).unwrap();
     assert!(kept.contains("# correction: 重新核对\n"), "{kept}");
     // A one-day notice is not plausible, even as a correction.
     let one_day = dir.join("2026.tsv");
     std::fs::write(&one_day, "# 2026: forged\n2026-10-01\t国庆节\toff\n").unwrap();
-    let out = statflow(&["calendar", "import", one_day.to_str().unwrap(), "--replace", "x"], &calendars);
+    let out = statflow(&["calendar", "import", "--local", one_day.to_str().unwrap(), "--replace", "x"], &calendars);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("the 2026 notice is implausible"), "{}", stderr(&out));
     assert_eq!(stdout(&statflow(&["calendar", "is-workday", "2026-10-07"], &calendars)).lines().next(), Some("off"));
@@ -118,7 +118,7 @@ fn a_malformed_notice_is_refused_and_nothing_is_written() {
     let file = dir.join("bad.tsv");
     std::fs::write(&file, "# 2027: s\n2027-01-01\t元旦\toff\n2027-02-31\t春节\toff\n").unwrap();
     let calendars = dir.join("calendars");
-    let out = statflow(&["calendar", "import", file.to_str().unwrap()], &calendars);
+    let out = statflow(&["calendar", "import", "--local", file.to_str().unwrap()], &calendars);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),

@@ -1,8 +1,10 @@
 //! `statflow calendar`: is-workday, add, import, show.
 //!
-//! Imported notices are kept as TSV files, one per year, in the calendar directory
-//! (`--calendar-dir`, `STATFLOW_CALENDAR_DIR`, default `./statflow-calendars`) and loaded on
-//! top of the embedded 2019–2026 notices by every calendar command.
+//! `import` gives a year's notice to the running daemon (`--server`, `--token`), which keeps
+//! calendars in its database and recomputes running deadlines at once: the daemon's calendar
+//! is the one that counts. With `--local` the notice goes instead into the calendar directory
+//! (`--calendar-dir`, `STATFLOW_CALENDAR_DIR`, default `./statflow-calendars`), which the other
+//! calendar commands load on top of the embedded 2019–2026 notices to try out dates offline.
 
 use std::path::{Path, PathBuf};
 
@@ -43,15 +45,22 @@ pub enum CalendarCommand {
         #[command(flatten)]
         dir: CalendarDir,
     },
-    /// Imports a year's notice (TSV or holiday-cn JSON) into the calendar directory.
-    /// A year that already has a notice is replaced only as a correction: `--replace REASON`.
+    /// Imports a year's notice (TSV or holiday-cn JSON) into the running daemon, whose
+    /// deadlines follow it at once; `--local` keeps it in the calendar directory instead, for
+    /// the calendar commands only. A year that already has a notice is replaced only as a
+    /// correction: `--replace REASON`.
     Import {
         file: PathBuf,
         /// Why an already loaded notice is replaced (a correction); recorded with the year.
         #[arg(long, value_name = "REASON")]
         replace: Option<String>,
+        /// Into the calendar directory for offline use; no daemon sees it.
+        #[arg(long)]
+        local: bool,
         #[command(flatten)]
         dir: CalendarDir,
+        #[command(flatten)]
+        server: super::client::Server,
     },
     /// Prints a year's notice: its sources, exceptions and working-day count.
     Show {
@@ -92,6 +101,32 @@ pub fn load(dir: &Path) -> Result<Calendar, Failure> {
     Ok(calendar)
 }
 
+/// Gives the notice to the daemon, which checks it like a local import, stores it and
+/// recomputes the running deadlines it touches.
+fn import_into_daemon(
+    server: &super::client::Server,
+    file: &Path,
+    content: &str,
+    correction: Option<&str>,
+) -> Result<(), Failure> {
+    let origin = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut body = serde_json::json!({"origin": origin, "content": content});
+    if let Some(reason) = correction {
+        body["replace"] = serde_json::json!(reason);
+    }
+    let imported = server.call("POST", "/v1/calendars", Some(&body))?;
+    let verb = if correction.is_some() { "corrected" } else { "imported" };
+    let years: Vec<String> =
+        imported["years"].as_array().into_iter().flatten().map(super::client::text).collect();
+    println!(
+        "{verb} {} into the daemon (calendar generation {}); {} running instances are being recomputed",
+        years.join(", "),
+        imported["generation"],
+        imported["instances_to_recompute"]
+    );
+    Ok(())
+}
+
 fn print_computed(result: Computed<NaiveDate>) {
     println!("{}", result.value);
     if result.provisional {
@@ -122,7 +157,7 @@ pub fn run(command: CalendarCommand) -> Result<(), Failure> {
             };
             print_computed(result);
         }
-        CalendarCommand::Import { file, replace, dir } => {
+        CalendarCommand::Import { file, replace, local, dir, server } => {
             let correction = match replace.as_deref().map(str::trim) {
                 Some("") => return Err(Failure::usage("--replace: give the reason for the correction")),
                 other => other,
@@ -130,6 +165,9 @@ pub fn run(command: CalendarCommand) -> Result<(), Failure> {
             let origin = file.display().to_string();
             let text = std::fs::read_to_string(&file).map_err(|e| Failure::usage(format!("FILE: {origin}: {e}")))?;
             let notices = parse_any(&text, &origin).map_err(|e| Failure::invalid(e.to_string()))?;
+            if !local {
+                return import_into_daemon(&server, &file, &text, correction);
+            }
             // Check against everything loaded before writing anything.
             let mut calendar = load(&dir.calendar_dir)?;
             let mut summaries = Vec::new();
