@@ -656,7 +656,10 @@ fn the_cli_imports_a_calendar_year_into_the_running_daemon() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/2027.json");
     let (code, out, err) = cli(&app, &app.admin, &["calendar", "import", file]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "imported 2027 into the daemon (calendar generation 1); 1 running instances are being recomputed\n");
+    assert_eq!(
+        out,
+        "imported 2027 into the daemon (calendar generation 1); 1 running instances are being recomputed\n"
+    );
     let after = app.wait_for(id, "recomputed with the official 2027 notice", |b| b["deadline"]["provisional"] == false);
     assert_eq!(after["deadline"]["due"], "2027-01-05T00:00:00+08:00");
     let (_, years) = app.get("/v1/calendars", &app.admin);

@@ -40,7 +40,8 @@ pub struct SmtpConfig {
     #[serde(default)]
     pub security: Security,
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Never printed: `Debug` shows it redacted, and it leaves the wrapper only for login.
+    pub password: Option<secrecy::SecretString>,
     /// Seconds to wait for the server before giving up on one attempt.
     pub timeout_seconds: Option<u64>,
     /// At most this many messages are sent at once, each over its own connection (default
@@ -79,7 +80,8 @@ impl Mailer {
             builder = builder.port(port);
         }
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            use secrecy::ExposeSecret;
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
         }
         let domain = from.email.domain().to_owned();
         let sending = Semaphore::new(config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1));

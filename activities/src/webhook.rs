@@ -21,7 +21,8 @@ use crate::Failure;
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
-    pub secret: String,
+    /// Never printed: `Debug` shows it redacted, and it leaves the wrapper only to sign.
+    pub secret: secrecy::SecretString,
     /// Seconds to wait for the receiver before giving up on one attempt.
     pub timeout_seconds: Option<u64>,
     /// Which messages the webhook receives besides their email; by default the escalations
@@ -82,7 +83,10 @@ pub async fn post(config: &WebhookConfig, key: &str, body: String) -> Result<u16
         let response = agent
             .post(&config.url)
             .header("Content-Type", "application/json")
-            .header("X-Statflow-Signature", signature(&config.secret, body.as_bytes()))
+            .header(
+                "X-Statflow-Signature",
+                signature(secrecy::ExposeSecret::expose_secret(&config.secret), body.as_bytes()),
+            )
             .header("X-Statflow-Delivery", key)
             .send(body.as_bytes())
             .map_err(|e| Failure::transient(format!("webhook {}: {e}", config.url)))?;
@@ -132,5 +136,14 @@ mod tests {
         let error =
             toml::from_str::<WebhookConfig>("url = \"u\"\nsecret = \"s\"\nevents = [\"everything\"]").unwrap_err();
         assert!(error.to_string().contains("unknown variant `everything`"), "{error}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let webhook: WebhookConfig = toml::from_str("url = \"u\"\nsecret = \"hook-secret-7f3a\"").unwrap();
+        assert!(!format!("{webhook:?}").contains("hook-secret-7f3a"));
+        let smtp: crate::email::SmtpConfig =
+            toml::from_str("host = \"mail\"\nusername = \"u\"\npassword = \"smtp-password-9c1e\"").unwrap();
+        assert!(!format!("{smtp:?}").contains("smtp-password-9c1e"));
     }
 }

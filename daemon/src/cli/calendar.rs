@@ -116,8 +116,7 @@ fn import_into_daemon(
     }
     let imported = server.call("POST", "/v1/calendars", Some(&body))?;
     let verb = if correction.is_some() { "corrected" } else { "imported" };
-    let years: Vec<String> =
-        imported["years"].as_array().into_iter().flatten().map(super::client::text).collect();
+    let years: Vec<String> = imported["years"].as_array().into_iter().flatten().map(super::client::text).collect();
     println!(
         "{verb} {} into the daemon (calendar generation {}); {} running instances are being recomputed",
         years.join(", "),
