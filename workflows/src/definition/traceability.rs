@@ -210,12 +210,8 @@ pub fn matrix(definitions: &[&Definition], jurisdiction: Option<&str>) -> String
             out.push_str(&format!(" · text: `workflows/regulations/{file}`"));
         }
         out.push_str("\n\n| article | obligation | encoded in | limit |\n|---|---|---|---|\n");
-        let text_order: Vec<String> = id
-            .file
-            .as_deref()
-            .and_then(regulations::articles_of)
-            .map(|articles| keys_in_order(articles))
-            .unwrap_or_default();
+        let text_order: Vec<String> =
+            id.file.as_deref().and_then(regulations::articles_of).map(keys_in_order).unwrap_or_default();
         let mut keys: Vec<&String> = articles.keys().collect();
         keys.sort_by_key(|k| (text_order.iter().position(|t| t == *k).unwrap_or(usize::MAX), (*k).clone()));
         for key in keys {
