@@ -157,31 +157,37 @@ pub fn toml_error(text: &str, origin: &str, error: &toml::de::Error) -> String {
     format!("{origin}:{line}: {}", error.message())
 }
 
+/// What every command that opens the database needs, read from one reading of the file.
+pub struct DbSettings {
+    pub url: String,
+    pub connect_timeout: std::time::Duration,
+    pub anchoring: Anchoring,
+}
+
 impl DbArgs {
-    pub fn url(&self) -> Result<String, String> {
-        let file = read_file(&self.config)?;
-        Ok(self.db.clone().or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned()))
+    /// Resolves flags, environment and the configuration file (read once).
+    pub fn resolve(&self) -> Result<DbSettings, String> {
+        self.resolve_with(&read_file(&self.config)?)
     }
 
-    /// How long to wait for the database: 1 to 600 seconds.
-    pub fn connect_timeout(&self) -> Result<std::time::Duration, String> {
-        let file = read_file(&self.config)?;
-        match self.db_connect_timeout.or(file.db_connect_timeout) {
-            None => Ok(crate::store::DEFAULT_CONNECT_TIMEOUT),
-            Some(seconds @ 1..=600) => Ok(std::time::Duration::from_secs(seconds)),
-            Some(other) => Err(format!("--db-connect-timeout: {other} is not from 1 to 600 seconds")),
-        }
-    }
-
-    /// Where the ledger's anchors go, from the `[integrity]` section.
-    pub fn anchoring(&self) -> Result<Anchoring, String> {
-        read_file(&self.config)?.integrity.resolve()
+    fn resolve_with(&self, file: &FileConfig) -> Result<DbSettings, String> {
+        let connect_timeout = match self.db_connect_timeout.or(file.db_connect_timeout) {
+            None => crate::store::DEFAULT_CONNECT_TIMEOUT,
+            Some(seconds @ 1..=600) => std::time::Duration::from_secs(seconds),
+            Some(other) => return Err(format!("--db-connect-timeout: {other} is not from 1 to 600 seconds")),
+        };
+        Ok(DbSettings {
+            url: self.db.clone().or_else(|| file.db.clone()).unwrap_or_else(|| DEFAULT_DB.to_owned()),
+            connect_timeout,
+            anchoring: file.integrity.clone().resolve()?,
+        })
     }
 }
 
 impl ServeArgs {
     pub fn resolve(&self) -> Result<Config, String> {
         let file = read_file(&self.db.config)?;
+        let db = self.db.resolve_with(&file)?;
         let virtual_clock = match &self.virtual_clock {
             Some(text) => Some(DateTime::parse_from_rfc3339(text).map_err(|_| {
                 format!("--virtual-clock: `{text}` is not an RFC 3339 instant such as 2026-03-02T09:00:00+08:00")
@@ -194,8 +200,8 @@ impl ServeArgs {
         }
         let listen = self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         Ok(Config {
-            db: self.db.db.clone().or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned()),
-            db_connect_timeout: self.db.connect_timeout()?,
+            db: db.url,
+            db_connect_timeout: db.connect_timeout,
             virtual_clock,
             json_logs: log_format == "json",
             notifications: Notifications {
@@ -206,7 +212,7 @@ impl ServeArgs {
                 smtp: file.smtp,
                 webhook: file.webhook,
             },
-            anchoring: file.integrity.resolve()?,
+            anchoring: db.anchoring,
             listen,
         })
     }

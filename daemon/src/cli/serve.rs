@@ -47,7 +47,7 @@ async fn open(url: &str, timeout: std::time::Duration) -> Result<Store, Failure>
 }
 
 pub fn migrate(args: DbArgs) -> Result<(), Failure> {
-    let url = args.url().map_err(Failure::usage)?;
+    let url = args.resolve().map_err(Failure::usage)?.url;
     runtime()?.block_on(async {
         let applied =
             Store::migrate(&url).await.map_err(|e| Failure::invalid(format!("--db: {}: {e}", redacted(&url))))?;
@@ -63,8 +63,8 @@ pub fn migrate(args: DbArgs) -> Result<(), Failure> {
 
 pub fn token(command: TokenCommand) -> Result<(), Failure> {
     let TokenCommand::Create(args) = command;
-    let url = args.db.url().map_err(Failure::usage)?;
-    let timeout = args.db.connect_timeout().map_err(Failure::usage)?;
+    let settings = args.db.resolve().map_err(Failure::usage)?;
+    let (url, timeout) = (settings.url, settings.connect_timeout);
     runtime()?.block_on(async {
         let store = open(&url, timeout).await?;
         let token = api::auth::create_token(&store, &args.name, &args.role, &args.organizations)

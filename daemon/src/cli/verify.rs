@@ -24,9 +24,8 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs) -> Result<(), Failure> {
-    let url = args.db.url().map_err(Failure::usage)?;
-    let timeout = args.db.connect_timeout().map_err(Failure::usage)?;
-    let anchoring = args.db.anchoring().map_err(Failure::usage)?;
+    let settings = args.db.resolve().map_err(Failure::usage)?;
+    let (url, timeout, anchoring) = (settings.url, settings.connect_timeout, settings.anchoring);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
