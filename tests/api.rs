@@ -597,6 +597,7 @@ fn a_procedure_resting_on_a_text_not_in_force_says_so() {
     let (_, tasks) = app.get("/v1/tasks", &provider);
     let task = tasks["items"].as_array().unwrap().iter().find(|t| t["instance"] == id).expect("its task").clone();
     assert_eq!(task["source_notices"], json!([draft]), "{task}");
+    assert_eq!(app.instance(id)["tasks"][0]["source_notices"], json!([draft]), "and in the instance's own task list");
     let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
     assert_eq!(history["source_notices"], json!([draft]), "the history records it from the start");
     let (_, definition) = app.get("/v1/definitions/sharing?jurisdiction=wuzhong", &app.admin);

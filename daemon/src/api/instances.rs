@@ -206,12 +206,11 @@ pub async fn history(
 ) -> Result<Json<HistoryView>, Problem> {
     let id = parse_id(&id)?;
     let (row, state, _) = load(&runtime, &principal, id).await?;
-    let checks = runtime.verify_instance(&row).await?;
-    let flagged = runtime.store.instance(id).await?.flagged;
-    let events = runtime
-        .store
-        .history(id)
-        .await?
+    let history = runtime.store.history(id).await?;
+    let checks = runtime.verify_instance(&row, &history).await?;
+    // A failing check has just flagged it, unless it already was (the first reason stays).
+    let flagged = row.flagged.clone().or_else(|| Some(checks.failures()).filter(|f| !f.is_empty()));
+    let events = history
         .into_iter()
         .map(|h| EventView {
             seq: h.seq,

@@ -215,7 +215,10 @@ pub fn instance(
         outcome: row.outcome.clone(),
         step,
         deadline,
-        tasks: open_tasks.iter().map(task).collect(),
+        tasks: open_tasks
+            .iter()
+            .map(|row| TaskView { source_notices: state.source_notices.clone(), ..task(row) })
+            .collect(),
         record_status: state.record_status.clone(),
         source_notices: state.source_notices.clone(),
         data,

@@ -60,7 +60,8 @@ fn line(name: &str, check: &Check) -> bool {
 
 async fn verify_one(runtime: &Runtime, id: i64) -> Result<bool, Failure> {
     let row = runtime.store.instance(id).await.map_err(failure)?;
-    let checks = runtime.verify_instance(&row).await.map_err(failure)?;
+    let history = runtime.store.history(id).await.map_err(failure)?;
+    let checks = runtime.verify_instance(&row, &history).await.map_err(failure)?;
     let anchors = runtime.verify_anchors().await.map_err(failure)?;
     println!("instance {id}");
     let mut passed = true;

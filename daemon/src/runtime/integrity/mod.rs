@@ -102,22 +102,8 @@ impl Runtime {
             };
         if !anchoring.mail_to.is_empty() {
             let payload = json!({"to": anchoring.mail_to, "anchor": anchor});
-            outbox::Entity::insert(outbox::ActiveModel {
-                instance_id: Set(None),
-                key: Set(format!("{ANCHOR_KIND}/{at}")),
-                kind: Set(ANCHOR_KIND.into()),
-                payload: Set(payload.to_string()),
-                status: Set("pending".into()),
-                attempts: Set(0),
-                next_attempt_at: Set(to_millis(self.clock.now())),
-                last_error: Set(None),
-                created_at: Set(to_millis(self.clock.now())),
-                done_at: Set(None),
-                ..Default::default()
-            })
-            .on_conflict_do_nothing_on([outbox::Column::Key])
-            .exec(&self.store.db)
-            .await?;
+            let key = format!("{ANCHOR_KIND}/{at}");
+            self.store.enqueue_effect(None, &key, ANCHOR_KIND, &payload, to_millis(self.clock.now())).await?;
             self.deliveries_changed.notify_one();
         }
         let result = json!({

@@ -46,11 +46,14 @@ impl Verification {
 }
 
 impl Runtime {
-    /// The checks of one instance, with its ledger entries' links to the entries after them.
-    /// Flags it if a check fails.
-    pub async fn verify_instance(&self, row: &instances::Model) -> Result<InstanceChecks, StoreError> {
+    /// The checks of one instance, given its history, with its ledger entries' links to the
+    /// entries after them. Flags it if a check fails.
+    pub async fn verify_instance(
+        &self,
+        row: &instances::Model,
+        history: &[history::Model],
+    ) -> Result<InstanceChecks, StoreError> {
         let db = &self.store.db;
-        let history = self.store.history(row.id).await?;
         let entries = ledger::Entity::find()
             .filter(ledger::Column::InstanceId.eq(row.id))
             .order_by_asc(ledger::Column::Seq)
@@ -70,7 +73,7 @@ impl Runtime {
             None if head_seq == entry.seq && head_hash == entry.hash => Ok(()),
             None => Err(format!("the ledger breaks after entry {}: later entries were removed", entry.seq)),
         });
-        let report = self.instance_checks(row, &history, &entries, linked);
+        let report = self.instance_checks(row, history, &entries, linked);
         let failures = report.failures();
         if !failures.is_empty() {
             self.flag(row.id, &failures).await?;
