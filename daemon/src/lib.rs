@@ -2,7 +2,7 @@
 //! same runtime.
 //!
 //! - [`store`]: durable storage on sea-orm (SQLite by default, PostgreSQL by URL).
-//! - [`runtime`]: the embedded engine — timers, outbox, clock — around the pure interpreter.
+//! - [`engine`]: the engines around the pure interpreter (the embedded one: timers, outbox, clock).
 //! - [`api`]: the HTTP API under `/v1`.
 //! - [`cli`]: the command-line interface.
 //! - [`config`]: flags, `STATFLOW_*` variables and the configuration file.
@@ -10,6 +10,6 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod organization;
-pub mod runtime;
 pub mod store;

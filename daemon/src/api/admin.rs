@@ -19,9 +19,9 @@ use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, Problem};
 use super::views::Paged;
-use crate::runtime::schedules::RunReport;
-use crate::runtime::timers::Fired;
-use crate::runtime::Runtime;
+use crate::engine::embedded::schedules::RunReport;
+use crate::engine::embedded::timers::Fired;
+use crate::engine::embedded::Runtime;
 
 /// Where a clock move got to and what fell due on the way.
 #[derive(Debug, Serialize, ToSchema)]
@@ -206,7 +206,7 @@ pub async fn deliveries(
 ) -> Result<Json<Paged<DeliveryView>>, Problem> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-    use crate::runtime::delivery::KINDS;
+    use crate::engine::embedded::delivery::KINDS;
     use crate::store::entities::outbox;
     use crate::store::from_millis;
 

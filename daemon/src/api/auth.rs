@@ -13,7 +13,7 @@ use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::{Actor, InstanceState};
 
 use super::problem::Problem;
-use crate::runtime::Runtime;
+use crate::engine::embedded::Runtime;
 use crate::store::entities::principals;
 use crate::store::Store;
 

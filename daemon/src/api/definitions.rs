@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::problem::{Body, Params, PathParams, Problem};
-use crate::runtime::calendar::{Imported, YearView};
-use crate::runtime::{LoadError, Runtime};
+use crate::engine::embedded::calendar::{Imported, YearView};
+use crate::engine::embedded::{LoadError, Runtime};
 
 /// A procedure new instances can start on.
 #[derive(Debug, Serialize, ToSchema)]

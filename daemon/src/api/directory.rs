@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
-use crate::runtime::Runtime;
+use crate::engine::embedded::Runtime;
 use crate::store::directory::{ContactEntry, DirectoryFile, OrganizationEntry};
 use crate::store::entities::{contacts, organizations};
 use crate::store::{from_millis, to_millis, StoreError};

@@ -23,7 +23,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::runtime::Runtime;
+use crate::engine::embedded::Runtime;
 use problem::Problem;
 
 pub fn router(runtime: Arc<Runtime>) -> Router {

@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 use super::auth::Principal;
 use super::page::{self, MAX_PER_PAGE};
 use super::problem::{Params, Problem};
+use crate::engine::embedded::Runtime;
 use crate::organization;
-use crate::runtime::Runtime;
 use crate::store::entities::instances;
 use crate::store::{to_millis, StoreError};
 

@@ -16,8 +16,8 @@ use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
 use super::views::Paged;
-use crate::runtime::schedules::{Job, ScheduleSpec};
-use crate::runtime::Runtime;
+use crate::engine::embedded::schedules::{Job, ScheduleSpec};
+use crate::engine::embedded::Runtime;
 use crate::store::entities::{schedule_runs, schedules};
 use crate::store::{from_millis, StoreError};
 

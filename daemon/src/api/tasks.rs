@@ -13,7 +13,7 @@ use super::instances::{perform, ActionRequest};
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
 use super::views::{self, InstanceView, Paged, TaskView};
-use crate::runtime::Runtime;
+use crate::engine::embedded::Runtime;
 use crate::store::entities::tasks;
 use crate::store::StoreError;
 

@@ -71,7 +71,7 @@ pub fn task(task: &tasks::Model) -> TaskView {
 /// `tasks` as views, each with its instance's source notices: they follow from the
 /// instance's definition and start day (one small query, no states read).
 pub async fn tasks_with_notices(
-    runtime: &crate::runtime::Runtime,
+    runtime: &crate::engine::embedded::Runtime,
     tasks: &[tasks::Model],
 ) -> Result<Vec<TaskView>, crate::store::StoreError> {
     let ids: Vec<i64> = tasks.iter().map(|t| t.instance_id).collect();

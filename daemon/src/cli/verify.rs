@@ -8,9 +8,9 @@ use clap::Args;
 
 use super::Failure;
 use crate::config::DbArgs;
-use crate::runtime::clock::Clock;
-use crate::runtime::integrity::checks::Check;
-use crate::runtime::Runtime;
+use crate::engine::embedded::clock::Clock;
+use crate::engine::embedded::integrity::checks::Check;
+use crate::engine::embedded::Runtime;
 use crate::store::database_url::redacted;
 use crate::store::{Store, StoreError};
 

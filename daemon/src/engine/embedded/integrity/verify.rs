@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::anchors::{self, Anchor};
 use super::checks::{self, Check, InstanceChecks, Verdict};
-use crate::runtime::Runtime;
+use crate::engine::embedded::Runtime;
 use crate::store::entities::{anchors as anchor_rows, history, instances, ledger};
 use crate::store::ledger::{sealed, GENESIS};
 use crate::store::{from_millis, StoreError};
