@@ -17,15 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, TimeDelta};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{json, Value};
 use statflow::engine::embedded::clock::Clock;
-use statflow::engine::embedded::Runtime;
-use statflow::store::entities::{history, instances};
+use statflow::engine::embedded::Embedded;
+use statflow::engine::{ActRequest, Engine};
+use statflow::principal::{Principal, Role};
 use statflow::store::transition::Origin;
 use statflow::store::Store;
 use statflow_workflows::definition::Definition;
-use statflow_workflows::engine::{Actor, Event};
+use statflow_workflows::engine::Actor;
 
 const START: &str = "2026-03-02T09:00:00+08:00";
 
@@ -62,8 +62,8 @@ async fn run(n: usize, clients: usize) {
     let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
     let store = Store::open(&url).await.expect("open the store");
     let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(START).unwrap();
-    let runtime = Runtime::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the runtime");
-    let definition = runtime.current_definition("registration", "taian").expect("registration is built in");
+    let runtime = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the engine");
+    let definition = runtime.registry().current("registration", "taian").expect("registration is built in");
     let latencies = Arc::new(Latencies::default());
     let began = Instant::now();
 
@@ -111,13 +111,8 @@ async fn run(n: usize, clients: usize) {
     drain_outbox(&runtime).await;
     let elapsed = began.elapsed();
 
-    let db = &runtime.store.db;
-    let transitions = history::Entity::find().count(db).await.expect("count history");
-    let registered = instances::Entity::find()
-        .filter(instances::Column::Outcome.eq("registered"))
-        .count(db)
-        .await
-        .expect("count instances");
+    let transitions = runtime.store().count_events().await.expect("count history");
+    let registered = runtime.store().count_outcome("registered").await.expect("count instances");
     assert_eq!(registered, n as u64, "every instance must end registered");
     assert_eq!(fired, n, "one publicity timer per instance");
     println!();
@@ -135,7 +130,7 @@ async fn run(n: usize, clients: usize) {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-async fn review(runtime: &Runtime, definition: &Arc<Definition>, latencies: &Latencies) -> i64 {
+async fn review(runtime: &Embedded, definition: &Arc<Definition>, latencies: &Latencies) -> i64 {
     let input = json!({
         "resource_name": "企业登记信息",
         "registration_type": "initial",
@@ -143,18 +138,28 @@ async fn review(runtime: &Runtime, definition: &Arc<Definition>, latencies: &Lat
         "agency_org": "taian-registry",
     });
     let began = Instant::now();
-    let id = runtime.start(definition, input, clerk(), Origin::Direct).await.expect("start").instance_id;
+    let id = runtime.start_with(definition, input, clerk(), Origin::Direct).await.expect("start").instance_id;
     latencies.0.lock().unwrap().push(began.elapsed());
     act(runtime, latencies, id, "accept", json!({})).await;
     act(runtime, latencies, id, "pass", json!({"compliance_report": "合规"})).await;
     id
 }
 
-async fn act(runtime: &Runtime, latencies: &Latencies, id: i64, action: &str, data: Value) {
-    let event = Event::Action { actor: clerk(), action: action.to_owned(), data };
+/// An action as the API takes it: through the engine facade, the caller checked against the
+/// instance in the transaction that applies it.
+async fn act(runtime: &Embedded, latencies: &Latencies, id: i64, action: &str, data: Value) {
+    let request = ActRequest { instance: id, action: action.to_owned(), data, caller: principal() };
     let began = Instant::now();
-    runtime.apply(id, &event).await.unwrap_or_else(|e| panic!("{action} on {id}: {e}"));
+    runtime.act(request).await.unwrap_or_else(|e| panic!("{action} on {id}: {e}"));
     latencies.0.lock().unwrap().push(began.elapsed());
+}
+
+fn principal() -> Principal {
+    Principal {
+        name: "clerk".into(),
+        role: Role::Staff,
+        organizations: vec!["taian-registry".into(), "taian-market".into()],
+    }
 }
 
 fn clerk() -> Actor {
@@ -167,7 +172,7 @@ fn clerk() -> Actor {
 }
 
 /// Runs the outbox worker's passes until no internal effect is left.
-async fn drain_outbox(runtime: &Runtime) {
+async fn drain_outbox(runtime: &Embedded) {
     while runtime.run_outbox_once().await.expect("outbox pass") > 0 {}
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use statflow_activities::email::SmtpConfig;
 use statflow_activities::webhook::WebhookConfig;
 
-use crate::engine::embedded::integrity::anchors::{AnchorKey, Anchoring};
+use crate::integrity::anchors::{AnchorKey, Anchoring};
 
 pub const DEFAULT_DB: &str = "sqlite://statflow.db?mode=rwc";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

@@ -1,13 +1,7 @@
 //! Organization ids: the one character set every entry point accepts (token creation, the
-//! directory, an instance's input), and the exact-match filter that scopes a query to one
-//! organization.
-//!
-//! An instance stores the organizations it involves as `,a,b,` so one indexed column answers
-//! "does it involve X". Matching uses SQL LIKE, whose wildcards (`_`, `%`) must never act:
-//! ids may contain `_`, so the pattern is escaped, and `%` and `,` are not allowed at all.
-
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
-use sea_orm::{ColumnTrait, Condition};
+//! directory, an instance's input). An instance's organizations are stored one row each and
+//! matched by equality (see the store's scope), so no id can act as a pattern; `%` and `,`
+//! are refused all the same, as they never name an organization.
 
 /// At most this many characters.
 pub const MAX_LEN: usize = 64;
@@ -27,27 +21,6 @@ pub fn check(id: &str) -> Result<(), String> {
         let shown: String = id.chars().take(MAX_LEN + 1).collect();
         Err(format!("`{shown}` is not an organization id ({RULE})"))
     }
-}
-
-/// Rows of `column` (an `,a,b,` list) that involve exactly `organization`.
-pub fn involves(column: impl ColumnTrait, organization: &str) -> Condition {
-    let escaped: String = organization
-        .chars()
-        .flat_map(|c| match c {
-            '\\' | '%' | '_' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    Condition::all().add(column.like(LikeExpr::new(format!("%,{escaped},%")).escape('\\')))
-}
-
-/// Rows that involve any of `organizations` (none: no rows, said outright rather than left to
-/// how an empty OR renders).
-pub fn involves_any(column: impl ColumnTrait + Copy, organizations: &[String]) -> Condition {
-    if organizations.is_empty() {
-        return Condition::all().add(Expr::val(1).eq(0));
-    }
-    organizations.iter().fold(Condition::any(), |any, org| any.add(involves(column, org)))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod m20261126_000005_effects_without_instance;
 mod m20261127_000006_calendar_corrections;
 mod m20261128_000007_ledger;
 mod m20261129_000008_current_versions;
+mod m20261201_000009_instance_organizations;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_calendar_corrections::Migration),
             Box::new(m20261128_000007_ledger::Migration),
             Box::new(m20261129_000008_current_versions::Migration),
+            Box::new(m20261201_000009_instance_organizations::Migration),
         ]
     }
 }

@@ -8,3 +8,4 @@
 pub mod calendar;
 pub mod definition;
 pub mod engine;
+pub mod schedules;

@@ -4,8 +4,6 @@
 //! - /v1/admin/deliveries: notices, escalations and webhook events with their delivery
 //!   state, so administrators see what failed and why.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -15,13 +13,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, Problem};
 use super::views::Paged;
-use crate::engine::embedded::schedules::RunReport;
-use crate::engine::embedded::timers::Fired;
-use crate::engine::embedded::Runtime;
+use super::AppState;
+use crate::engine::{Fired, RunReport};
+use crate::principal::Principal;
+use crate::store::effects::EffectKind;
+use crate::store::from_millis;
+use crate::store::records::EffectStatus;
 
 /// Where a clock move got to and what fell due on the way.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,9 +42,8 @@ pub struct ClockView {
 pub struct DeliveryView {
     pub instance: Option<i64>,
     pub key: String,
-    pub kind: String,
-    /// `pending`, `done` or `failed`.
-    pub status: String,
+    pub kind: EffectKind,
+    pub status: EffectStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<FixedOffset>,
     pub last_error: Option<String>,
@@ -100,19 +99,17 @@ fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 pub async fn clock(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Body(request): Body<ClockRequest>,
 ) -> Result<Json<ClockView>, Problem> {
-    if !runtime.clock.is_virtual() {
+    if !state.engine.has_virtual_clock() {
         return Err(Problem::not_found("no such endpoint"));
     }
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators move the clock"));
     }
-    // One move at a time: two interleaved moves would fire timers out of order.
-    let _moving = runtime.clock_moves.lock().await;
-    let now = runtime.clock.now();
+    let now = state.engine.now();
     let too_far = |field: &str| {
         Problem::field(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -158,13 +155,10 @@ pub async fn clock(
             ))
         }
     };
-    runtime.store.audit(&principal.name, "clock.move", "clock", json!({"from": now, "to": target})).await?;
-    let moved = runtime.advance_to(target).await?;
-    // Retries waiting for the (virtual) time just passed are due now.
-    runtime.outbox_changed.notify_one();
-    runtime.deliveries_changed.notify_one();
+    state.store.audit(&principal.name, "clock.move", "clock", json!({"from": now, "to": target})).await?;
+    let moved = state.engine.advance_clock(target).await?;
     Ok(Json(ClockView {
-        now: runtime.clock.now(),
+        now: state.engine.now(),
         fired: moved.fired,
         runs: moved.runs,
         fired_total: moved.fired_total,
@@ -200,40 +194,28 @@ pub struct DeliveriesQuery {
 }
 
 pub async fn deliveries(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Params(query): Params<DeliveriesQuery>,
 ) -> Result<Json<Paged<DeliveryView>>, Problem> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-
-    use crate::engine::embedded::delivery::KINDS;
-    use crate::store::entities::outbox;
-    use crate::store::from_millis;
-
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators see deliveries"));
     }
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
-    let mut select = outbox::Entity::find().filter(outbox::Column::Kind.is_in(KINDS));
-    if let Some(status) = &query.status {
-        if !["pending", "done", "failed"].contains(&status.as_str()) {
-            return Err(Problem::field(
-                StatusCode::BAD_REQUEST,
-                "status",
-                format!("`{status}` is not pending, done or failed"),
-            ));
-        }
-        select = select.filter(outbox::Column::Status.eq(status.as_str()));
-    }
-    let select = select.order_by_desc(outbox::Column::Id);
-    let (rows, total) = page.read(select, &runtime.store.db).await?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(EffectStatus::parse(text).ok_or_else(|| {
+            Problem::field(StatusCode::BAD_REQUEST, "status", format!("`{text}` is not pending, done or failed"))
+        })?),
+    };
+    let (rows, total) = state.store.effects(&EffectKind::DELIVERED, status, page.slice()).await?;
     let deliveries: Vec<DeliveryView> = rows
         .iter()
         .map(|row| DeliveryView {
             instance: row.instance_id,
             key: row.key.clone(),
-            kind: row.kind.clone(),
-            status: row.status.clone(),
+            kind: row.kind,
+            status: row.status,
             attempts: row.attempts,
             next_attempt_at: from_millis(row.next_attempt_at),
             last_error: row.last_error.clone(),

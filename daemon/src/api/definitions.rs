@@ -1,8 +1,6 @@
 //! /v1/definitions and /v1/calendars: what procedures exist, the JSON Schemas clients build
 //! forms from, loading a new definition version, and importing a calendar year.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,10 +13,11 @@ use statflow_workflows::definition::{mermaid, Definition};
 use statflow_workflows::engine::data::json_schema;
 use utoipa::ToSchema;
 
-use super::auth::Principal;
 use super::problem::{Body, Params, PathParams, Problem};
-use crate::engine::embedded::calendar::{Imported, YearView};
-use crate::engine::embedded::{LoadError, Runtime};
+use super::AppState;
+use crate::engine::{EngineError, Imported};
+use crate::principal::Principal;
+use crate::store::from_millis;
 
 /// A procedure new instances can start on.
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,12 +34,13 @@ pub struct Procedures {
     pub items: Vec<ProcedureSummary>,
 }
 
-pub async fn list(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Json<Procedures> {
-    let items = runtime
+pub async fn list(State(state): State<AppState>, _principal: Principal) -> Json<Procedures> {
+    let definitions = state.engine.definitions();
+    let items = definitions
         .procedures()
         .into_iter()
         .filter_map(|(procedure, jurisdiction, version)| {
-            let title = runtime.definition(&version)?.procedure.title.clone();
+            let title = definitions.get(&version)?.procedure.title.clone();
             Some(ProcedureSummary { procedure, jurisdiction, version, title })
         })
         .collect();
@@ -175,21 +175,26 @@ fn describe(definition: &Definition, today: chrono::NaiveDate) -> DefinitionView
 }
 
 pub async fn show(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     _principal: Principal,
     PathParams(procedure): PathParams<String>,
     Params(which): Params<Which>,
 ) -> Result<Json<DefinitionView>, Problem> {
-    let matching: Vec<(String, String, String)> = runtime
+    let matching: Vec<(String, String, String)> = state
+        .engine
+        .definitions()
         .procedures()
         .into_iter()
         .filter(|(p, j, _)| *p == procedure && which.jurisdiction.as_ref().is_none_or(|w| w == j))
         .collect();
     match matching.as_slice() {
         [(_, _, version)] => {
-            let definition =
-                runtime.definition(version).ok_or_else(|| Problem::not_found("definition version missing"))?;
-            Ok(Json(describe(&definition, statflow_workflows::calendar::local_date(runtime.clock.now()))))
+            let definition = state
+                .engine
+                .definitions()
+                .get(version)
+                .ok_or_else(|| Problem::not_found("definition version missing"))?;
+            Ok(Json(describe(&definition, statflow_workflows::calendar::local_date(state.engine.now()))))
         }
         [] => Err(Problem::not_found(format!("no procedure `{procedure}`"))),
         several => Err(Problem::field(
@@ -213,24 +218,21 @@ pub struct NewDefinition {
 }
 
 pub async fn load(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Body(request): Body<NewDefinition>,
 ) -> Result<Response, Problem> {
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators load definitions"));
     }
-    match runtime.load_definition(&request.file, &request.source).await {
+    match state.engine.load_definition(&request.file, &request.source).await {
         Ok(definition) => {
             let detail = json!({"file": request.file, "version": definition.version});
-            runtime.store.audit(&principal.name, "definition.load", definition.id(), detail).await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(describe(&definition, statflow_workflows::calendar::local_date(runtime.clock.now()))),
-            )
+            state.store.audit(&principal.name, "definition.load", definition.id(), detail).await?;
+            Ok((StatusCode::CREATED, Json(describe(&definition, statflow_workflows::calendar::local_date(state.engine.now()))))
                 .into_response())
         }
-        Err(LoadError::Invalid(errors)) => {
+        Err(EngineError::InvalidDefinition(errors)) => {
             let list: Vec<Value> =
                 errors.iter().map(|e| json!({"file": e.file, "line": e.line, "message": e.message})).collect();
             let body = json!({
@@ -245,9 +247,20 @@ pub async fn load(
             )
                 .into_response())
         }
-        Err(LoadError::Calendar(message)) => Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "source", message)),
-        Err(LoadError::Store(error)) => Err(error.into()),
+        Err(other) => Err(other.into()),
     }
+}
+
+/// One loaded year, as the calendar listing shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct YearView {
+    pub year: i32,
+    pub sources: Vec<String>,
+    /// `embedded` (built in) or the name it was imported under.
+    pub origin: String,
+    /// The reason given when this notice replaced an earlier one.
+    pub correction: Option<String>,
+    pub imported_at: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 /// The background recomputation after calendar imports.
@@ -265,12 +278,25 @@ pub struct Calendars {
     pub recompute: Recompute,
 }
 
-pub async fn calendars(State(runtime): State<Arc<Runtime>>, _principal: Principal) -> Result<Json<Calendars>, Problem> {
-    let items = runtime.calendar_years().await?;
-    let recompute = Recompute {
-        generation: runtime.calendar_generation(),
-        instances_remaining: runtime.instances_to_recompute().await?,
-    };
+/// The loaded years (built in and imported), with where each notice came from, whether it
+/// was corrected, and how far the recomputation after the last import has got.
+pub async fn calendars(State(state): State<AppState>, _principal: Principal) -> Result<Json<Calendars>, Problem> {
+    let stored = state.store.calendar_years().await?;
+    let (calendar, generation) = state.engine.calendar();
+    let items = calendar
+        .years()
+        .map(|year| {
+            let row = stored.iter().find(|r| r.year == year);
+            YearView {
+                year,
+                sources: calendar.notice(year).map(|n| n.sources.clone()).unwrap_or_default(),
+                origin: row.map_or_else(|| "embedded".to_owned(), |r| r.origin.clone()),
+                correction: row.and_then(|r| r.correction.clone()),
+                imported_at: row.map(|r| from_millis(r.imported_at)),
+            }
+        })
+        .collect();
+    let recompute = Recompute { generation, instances_remaining: state.store.count_stale(generation).await? };
     Ok(Json(Calendars { items, recompute }))
 }
 
@@ -289,7 +315,7 @@ pub struct NewCalendar {
 const MAX_REASON: usize = 500;
 
 pub async fn import_calendar(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Body(request): Body<NewCalendar>,
 ) -> Result<(StatusCode, Json<Imported>), Problem> {
@@ -306,20 +332,9 @@ pub async fn import_calendar(
         }
     }
     let correction = request.replace.as_deref().map(str::trim);
-    match runtime.import_calendar(&request.origin, &request.content, correction).await {
-        Ok(imported) => {
-            let action = if correction.is_some() { "calendar.correct" } else { "calendar.import" };
-            let detail = json!({"years": imported.years, "generation": imported.generation, "reason": correction});
-            runtime.store.audit(&principal.name, action, &request.origin, detail).await?;
-            Ok((StatusCode::ACCEPTED, Json(imported)))
-        }
-        Err(LoadError::Calendar(message)) => {
-            let field = if message.contains("`replace`") { "replace" } else { "content" };
-            Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, message))
-        }
-        Err(LoadError::Invalid(_)) => {
-            Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "content", "not a calendar"))
-        }
-        Err(LoadError::Store(error)) => Err(error.into()),
-    }
+    let imported = state.engine.import_calendar(&request.origin, &request.content, correction).await?;
+    let action = if correction.is_some() { "calendar.correct" } else { "calendar.import" };
+    let detail = json!({"years": imported.years, "generation": imported.generation, "reason": correction});
+    state.store.audit(&principal.name, action, &request.origin, detail).await?;
+    Ok((StatusCode::ACCEPTED, Json(imported)))
 }

@@ -2,24 +2,20 @@
 //! (administrators). A whole bootstrap file can be loaded at once (`statflow directory load`),
 //! or one organization or contact changed.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, FixedOffset};
-use sea_orm::{EntityTrait, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
-use crate::engine::embedded::Runtime;
+use super::AppState;
+use crate::principal::Principal;
 use crate::store::directory::{ContactEntry, DirectoryFile, OrganizationEntry};
-use crate::store::entities::{contacts, organizations};
-use crate::store::{from_millis, to_millis, StoreError};
+use crate::store::{from_millis, to_millis};
 
 fn admin_only(principal: &Principal) -> Result<(), Problem> {
     if principal.is_admin() {
@@ -95,23 +91,19 @@ pub struct DirectoryQuery {
 /// One page of organizations and the same page of contacts (a client reads on until both
 /// are exhausted).
 pub async fn show(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Params(query): Params<DirectoryQuery>,
 ) -> Result<Json<DirectoryView>, Problem> {
     admin_only(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
-    let db = &runtime.store.db;
-    let (organizations, total_organizations) =
-        page.read(organizations::Entity::find().order_by_asc(organizations::Column::Id), db).await?;
-    let contacts =
-        contacts::Entity::find().order_by_asc(contacts::Column::Organization).order_by_asc(contacts::Column::Id);
-    let (contacts, total_contacts) = page.read(contacts, db).await?;
+    let (organizations, total_organizations) = state.store.organizations(page.slice()).await?;
+    let (contacts, total_contacts) = state.store.contacts_page(page.slice()).await?;
     let contacts = contacts
         .into_iter()
         .map(|c| ContactView {
             id: c.id,
-            roles: c.roles.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+            roles: c.roles,
             organization: c.organization,
             name: c.name,
             email: c.email,
@@ -154,21 +146,21 @@ fn default_origin() -> String {
 }
 
 pub async fn load(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Body(request): Body<LoadRequest>,
 ) -> Result<Json<LoadSummary>, Problem> {
     admin_only(&principal)?;
     let file = DirectoryFile::parse(&request.source, &request.origin)
         .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "source", e))?;
-    runtime.store.load_directory(&file, to_millis(runtime.clock.now())).await?;
+    state.store.load_directory(&file, to_millis(state.engine.now())).await?;
     let summary = LoadSummary { organizations: file.organizations.len(), contacts: file.contacts.len() };
-    runtime.store.audit(&principal.name, "directory.load", &request.origin, json!(summary)).await?;
+    state.store.audit(&principal.name, "directory.load", &request.origin, json!(summary)).await?;
     Ok(Json(summary))
 }
 
 pub async fn put_organization(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<String>,
     Body(entry): Body<OrganizationEntry>,
@@ -184,40 +176,39 @@ pub async fn put_organization(
     if let Some(email) = &entry.email {
         check_email("email", email)?;
     }
-    runtime.store.put_organization(&id, &entry, to_millis(runtime.clock.now())).await?;
-    runtime.store.audit(&principal.name, "directory.organization", &id, json!(entry)).await?;
+    state.store.put_organization(&id, &entry, to_millis(state.engine.now())).await?;
+    state.store.audit(&principal.name, "directory.organization", &id, json!(entry)).await?;
     Ok(Json(OrganizationPut { id, organization: entry }))
 }
 
 pub async fn put_contact(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Body(entry): Body<ContactEntry>,
 ) -> Result<Json<ContactPut>, Problem> {
     admin_only(&principal)?;
     check_email("email", &entry.email)?;
-    if runtime.store.organization(&entry.organization).await?.is_none() {
+    if state.store.organization(&entry.organization).await?.is_none() {
         return Err(Problem::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "organization",
             format!("organization `{}` is not in the directory; add it first", entry.organization),
         ));
     }
-    runtime.store.put_contact(&entry, to_millis(runtime.clock.now())).await?;
-    runtime.store.audit(&principal.name, "directory.contact", &entry.email, json!(entry)).await?;
+    state.store.put_contact(&entry, to_millis(state.engine.now())).await?;
+    state.store.audit(&principal.name, "directory.contact", &entry.email, json!(entry)).await?;
     Ok(Json(ContactPut { contact: entry }))
 }
 
 pub async fn delete_contact(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<i64>,
 ) -> Result<StatusCode, Problem> {
     admin_only(&principal)?;
-    let deleted = contacts::Entity::delete_by_id(id).exec(&runtime.store.db).await.map_err(StoreError::from)?;
-    if deleted.rows_affected == 0 {
+    if !state.store.delete_contact(id).await? {
         return Err(Problem::not_found(format!("no contact {id}")));
     }
-    runtime.store.audit(&principal.name, "directory.contact.delete", &id.to_string(), json!({})).await?;
+    state.store.audit(&principal.name, "directory.contact.delete", &id.to_string(), json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,26 +1,25 @@
 //! /v1/instances: start, list, inspect, history, act.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, FixedOffset};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use statflow_workflows::engine::{Event, InstanceState};
+use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
 use super::views::{self, InstanceView, Paged};
-use crate::engine::embedded::integrity::checks::InstanceChecks;
-use crate::engine::embedded::Runtime;
+use super::AppState;
+use crate::engine::{self, ActRequest, EngineError};
+use crate::integrity::anchors::Anchoring;
+use crate::integrity::checks::InstanceChecks;
+use crate::integrity::verify::Verifier;
 use crate::organization;
-use crate::store::entities::instances;
-use crate::store::transition::Origin;
+use crate::principal::{Principal, Role};
+use crate::store::instances::InstanceFilter;
+use crate::store::records::{InstanceRecord, InstanceStatus};
 use crate::store::{from_millis, StoreError};
 
 #[derive(Deserialize, ToSchema)]
@@ -56,7 +55,7 @@ pub struct InstanceSummary {
     pub id: i64,
     pub procedure: String,
     pub jurisdiction: String,
-    pub status: String,
+    pub status: InstanceStatus,
     pub outcome: Option<String>,
     pub step: Option<String>,
     pub due: Option<DateTime<FixedOffset>>,
@@ -94,35 +93,34 @@ fn parse_id(text: &str) -> Result<i64, Problem> {
     text.parse().map_err(|_| Problem::not_found(format!("`{text}` is not an instance id")))
 }
 
-/// Loads an instance the principal may see, with its definition and state.
-pub async fn load(
-    runtime: &Runtime,
-    principal: &Principal,
-    id: i64,
-) -> Result<(instances::Model, InstanceState, std::sync::Arc<statflow_workflows::definition::Definition>), Problem> {
-    let row = runtime.store.instance(id).await?;
-    if !principal.may_see(&row.organizations) {
-        // Outside one's organizations an instance is as good as absent.
+/// Loads an instance the principal may see; outside one's organizations an instance is as
+/// good as absent.
+async fn visible(state: &AppState, principal: &Principal, id: i64) -> Result<InstanceRecord, Problem> {
+    let record = state.store.instance(id).await?;
+    if !principal.may_see(&record.organizations) {
         return Err(Problem::not_found(format!("instance {id} does not exist")));
     }
-    let state: InstanceState =
-        serde_json::from_str(&row.state).map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))?;
-    let definition = runtime
-        .definition(&row.definition_version)
-        .ok_or_else(|| Problem::from(StoreError::UnknownDefinition(row.definition_version.clone())))?;
-    Ok((row, state, definition))
+    Ok(record)
 }
 
-pub async fn view(runtime: &Runtime, principal: &Principal, id: i64) -> Result<InstanceView, Problem> {
-    let (row, state, definition) = load(runtime, principal, id).await?;
-    let tasks = runtime.store.open_tasks_of(id).await?;
-    let effects = runtime.store.outbox_of(id).await?;
+/// The view of `record` (as read or as just written) for `principal`: its open tasks and
+/// effects are read, the instance itself is not read again.
+pub async fn view(state: &AppState, principal: &Principal, record: &InstanceRecord) -> Result<InstanceView, Problem> {
+    let instance_state = record.state()?;
+    let definition = state
+        .engine
+        .definitions()
+        .get(&record.definition_version)
+        .ok_or_else(|| Problem::from(StoreError::UnknownDefinition(record.definition_version.clone())))?;
+    let tasks = state.store.open_tasks_of(record.id).await?;
+    let effects = state.store.effects_of(record.id).await?;
+    let (calendar, _) = state.engine.calendar();
     Ok(views::instance(
-        &row,
-        &state,
+        record,
+        &instance_state,
         &definition,
-        &runtime.calendar(),
-        runtime.clock.now(),
+        &calendar,
+        state.engine.now(),
         &tasks,
         &effects,
         principal,
@@ -130,26 +128,29 @@ pub async fn view(runtime: &Runtime, principal: &Principal, id: i64) -> Result<I
 }
 
 pub async fn start(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Body(request): Body<StartRequest>,
 ) -> Result<(StatusCode, Json<InstanceView>), Problem> {
-    if principal.role == "regulator" {
+    if principal.role == Role::Regulator {
         return Err(Problem::forbidden("regulators do not start instances"));
     }
-    let definition = runtime.current_definition(&request.procedure, &request.jurisdiction).ok_or_else(|| {
-        let known: Vec<String> = runtime.procedures().into_iter().map(|(p, j, _)| format!("{p}/{j}")).collect();
-        Problem::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "procedure",
-            format!(
-                "no procedure `{}` for jurisdiction `{}`; known: {}",
-                request.procedure,
-                request.jurisdiction,
-                known.join(", ")
-            ),
-        )
-    })?;
+    let definition =
+        state.engine.definitions().current(&request.procedure, &request.jurisdiction).ok_or_else(|| {
+            let known: Vec<String> =
+                state.engine.definitions().procedures().into_iter().map(|(p, j, _)| format!("{p}/{j}")).collect();
+            Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "procedure",
+                format!(
+                    "no procedure `{}` for jurisdiction `{}`; known: {}",
+                    request.procedure,
+                    request.jurisdiction,
+                    known.join(", ")
+                ),
+            )
+        })?;
+    let holders = definition.role_holders(|field| request.input.get(field));
     // Organization ids in the input become the instance's scope: they follow the same rule
     // as everywhere else.
     for field in definition.procedure.roles.values().filter_map(|r| r.organization.as_ref()) {
@@ -159,57 +160,59 @@ pub async fn start(
                 .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, &format!("input.{field}"), e))?;
         }
     }
-    if principal.role == "staff" {
+    if principal.is_staff() && !holders.iter().any(|(_, org)| principal.organizations.contains(org)) {
         // Staff start only instances their organization takes part in.
-        let involved = definition
-            .procedure
-            .roles
-            .values()
-            .filter_map(|r| r.organization.as_ref())
-            .filter_map(|f| request.input.get(f.get_ref().as_str()).and_then(Value::as_str))
-            .any(|org| principal.organizations.iter().any(|o| o == org));
-        if !involved {
-            return Err(Problem::forbidden("none of your organizations takes part in this instance"));
-        }
+        return Err(Problem::forbidden("none of your organizations takes part in this instance"));
     }
-    let actor = statflow_workflows::engine::Actor {
-        id: principal.name.clone(),
-        roles: vec![],
-        organizations: principal.organizations.clone(),
-        administrator: principal.is_admin(),
+    let start = engine::StartRequest {
+        procedure: request.procedure,
+        jurisdiction: request.jurisdiction,
+        input: request.input,
+        caller: principal.clone(),
     };
-    let applied = runtime.start(&definition, request.input, actor, Origin::Direct).await.map_err(|e| match e {
-        StoreError::Refused(refusal) => {
+    let record = state.engine.start(start).await.map_err(|e| match e {
+        EngineError::Refused(refusal) => {
             let mut problem = Problem::from(refusal);
             problem.field = problem.field.map(|f| f.replacen("data.", "input.", 1));
             problem
         }
         other => other.into(),
     })?;
-    Ok((StatusCode::CREATED, Json(view(&runtime, &principal, applied.instance_id).await?)))
+    Ok((StatusCode::CREATED, Json(view(&state, &principal, &record).await?)))
 }
 
 pub async fn show(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<InstanceView>, Problem> {
-    Ok(Json(view(&runtime, &principal, parse_id(&id)?).await?))
+    let record = visible(&state, &principal, parse_id(&id)?).await?;
+    Ok(Json(view(&state, &principal, &record).await?))
 }
 
 /// The history as stored, with each verification check reported on its own. A failed
 /// check flags the instance; the page still lists everything, so it can be exported.
 pub async fn history(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<HistoryView>, Problem> {
+    static NO_ANCHORS: Anchoring = Anchoring { key: None, file: None, mail_to: Vec::new() };
     let id = parse_id(&id)?;
-    let (row, state, _) = load(&runtime, &principal, id).await?;
-    let history = runtime.store.history(id).await?;
-    let checks = runtime.verify_instance(&row, &history).await?;
+    let record = visible(&state, &principal, id).await?;
+    let history = state.store.history(id).await?;
+    let (calendar, generation) = state.engine.calendar();
+    let verifier = Verifier {
+        store: &state.store,
+        definitions: state.engine.definitions(),
+        calendar,
+        generation,
+        anchoring: &NO_ANCHORS,
+    };
+    let checks = verifier.verify_instance(&record, &history).await?;
     // A failing check has just flagged it, unless it already was (the first reason stays).
-    let flagged = row.flagged.clone().or_else(|| Some(checks.failures()).filter(|f| !f.is_empty()));
+    let flagged = record.flagged.clone().or_else(|| Some(checks.failures()).filter(|f| !f.is_empty()));
+    let source_notices = record.state().map(|s| s.source_notices).unwrap_or_default();
     let events = history
         .into_iter()
         .map(|h| EventView {
@@ -221,76 +224,30 @@ pub async fn history(
             hash: h.hash,
         })
         .collect();
-    Ok(Json(HistoryView {
-        instance: id,
-        chain_intact: !checks.chain.is_failure(),
-        checks,
-        flagged,
-        source_notices: state.source_notices,
-        events,
-    }))
+    Ok(Json(HistoryView { instance: id, chain_intact: !checks.chain.is_failure(), checks, flagged, source_notices, events }))
 }
 
 pub async fn act(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<String>,
     Body(request): Body<ActionRequest>,
 ) -> Result<Json<InstanceView>, Problem> {
     let id = parse_id(&id)?;
-    perform(&runtime, &principal, id, request).await
+    perform(&state, &principal, id, request).await
 }
 
-/// Takes an action on an instance as `principal`.
+/// Takes an action on an instance as `principal`: the engine checks the caller against the
+/// instance as stored, in the transaction that applies the action.
 pub async fn perform(
-    runtime: &Runtime,
+    state: &AppState,
     principal: &Principal,
     id: i64,
     request: ActionRequest,
 ) -> Result<Json<InstanceView>, Problem> {
-    let (_, state, definition) = load(runtime, principal, id).await?;
-    if principal.role == "regulator" || principal.role == "scheduler" {
-        return Err(Problem::forbidden(format!("a {} does not act on instances", principal.role)));
-    }
-    let overridden = respect_claims(runtime, principal, id, &request.action).await?;
-    let actor = principal.actor(&definition, &state);
-    let event = Event::Action { actor, action: request.action.clone(), data: request.data };
-    runtime.apply(id, &event).await?;
-    if let Some(assignee) = overridden {
-        let detail = json!({"action": request.action, "claimed_by": assignee});
-        runtime.store.audit(&principal.name, "task.complete_claimed_by_other", &id.to_string(), detail).await?;
-    }
-    Ok(Json(view(runtime, principal, id).await?))
-}
-
-/// A task claimed by someone is completed by its assignee only; an administrator may still
-/// complete it, and that is recorded. Returns whose claim an administrator overrode.
-async fn respect_claims(
-    runtime: &Runtime,
-    principal: &Principal,
-    id: i64,
-    action: &str,
-) -> Result<Option<String>, Problem> {
-    let offering: Vec<_> = runtime
-        .store
-        .open_tasks_of(id)
-        .await?
-        .into_iter()
-        .filter(|t| serde_json::from_str::<Vec<String>>(&t.actions).is_ok_and(|a| a.iter().any(|a| a == action)))
-        .collect();
-    let mine_or_free = offering.iter().any(|t| t.assignee.as_ref().is_none_or(|a| *a == principal.name));
-    let Some(holder) = offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine_or_free) else {
-        return Ok(None);
-    };
-    if principal.is_admin() {
-        Ok(Some(holder))
-    } else {
-        Err(Problem::new(
-            StatusCode::CONFLICT,
-            "Claimed by someone else",
-            format!("the task offering `{action}` is claimed by {holder}; only they (or an administrator) complete it"),
-        ))
-    }
+    let act = ActRequest { instance: id, action: request.action, data: request.data, caller: principal.clone() };
+    let record = state.engine.act(act).await?;
+    Ok(Json(view(state, principal, &record).await?))
 }
 
 #[derive(Deserialize)]
@@ -307,33 +264,26 @@ pub struct ListQuery {
 }
 
 pub async fn list(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<Paged<InstanceSummary>>, Problem> {
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
-    let mut select = instances::Entity::find().order_by_asc(instances::Column::Id);
-    if let Some(procedure) = &query.procedure {
-        select = select.filter(instances::Column::Procedure.eq(procedure.clone()));
-    }
-    if let Some(status) = &query.status {
-        select = select.filter(instances::Column::Status.eq(status.clone()));
-    }
-    if let Some(overdue) = query.overdue {
-        select = select.filter(instances::Column::Overdue.eq(overdue));
-    }
-    if let Some(org) = &query.org {
-        select = select.filter(organization::involves(instances::Column::Organizations, org));
-    }
-    match query.flagged {
-        Some(true) => select = select.filter(instances::Column::Flagged.is_not_null()),
-        Some(false) => select = select.filter(instances::Column::Flagged.is_null()),
-        None => {}
-    }
-    if principal.role == "staff" {
-        select = select.filter(organization::involves_any(instances::Column::Organizations, &principal.organizations));
-    }
-    let (rows, total) = page.read(select, &runtime.store.db).await?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(InstanceStatus::parse(text).ok_or_else(|| {
+            Problem::field(StatusCode::BAD_REQUEST, "status", format!("`{text}` is not running or completed"))
+        })?),
+    };
+    let filter = InstanceFilter {
+        procedure: query.procedure,
+        status,
+        overdue: query.overdue,
+        organization: query.org,
+        flagged: query.flagged,
+        within: principal.scope(),
+    };
+    let (rows, total) = state.store.instances(&filter, page.slice()).await?;
     let items: Vec<InstanceSummary> = rows
         .into_iter()
         .map(|r| InstanceSummary {

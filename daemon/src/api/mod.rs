@@ -1,6 +1,6 @@
-//! The HTTP JSON API under /v1. Routes stay thin: they check who is asking, then call the
-//! runtime or the store. Errors are problem details ([`problem`]); identity is a bearer
-//! token ([`auth`]).
+//! The HTTP JSON API under /v1. Routes stay thin: they check who is asking, then ask the
+//! engine (through its facade) to change something, or read the store. Errors are problem
+//! details ([`problem`]); identity is a bearer token ([`auth`]).
 
 pub mod admin;
 pub mod auth;
@@ -23,12 +23,20 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::engine::embedded::Runtime;
+use crate::engine::{Engine, WorkerHealth};
+use crate::store::Store;
 use problem::Problem;
 
-pub fn router(runtime: Arc<Runtime>) -> Router {
+/// What every handler has: the engine that changes things and the store it reads.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<dyn Engine>,
+    pub store: Store,
+}
+
+pub fn router(engine: Arc<dyn Engine>, store: Store) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(Health { status: "ok" }) }))
+        .route("/healthz", get(|| async { Json(Health { status: "ok", workers: Vec::new() }) }))
         .route("/readyz", get(ready))
         .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/v1/instances", post(instances::start).get(instances::list))
@@ -61,21 +69,32 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .layer(DefaultBodyLimit::max(guard::BODY_LIMIT))
         .layer(axum::middleware::from_fn(guard::refuse_declared_oversize))
         .layer(axum::middleware::from_fn(guard::request_id_and_panics))
-        .with_state(runtime)
+        .with_state(AppState { engine, store })
 }
 
-/// `ok` (the process answers) or `ready` (the database answers).
+/// `ok` (the process answers) or `ready` (the database answers and every worker runs).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
+    /// The engine's workers (on `/readyz`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerHealth>,
 }
 
-/// Ready when the database answers.
-async fn ready(State(runtime): State<Arc<Runtime>>) -> Result<Json<Health>, Problem> {
-    runtime
-        .store
-        .count_instances()
-        .await
-        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", e.to_string()))?;
-    Ok(Json(Health { status: "ready" }))
+/// Ready when the database answers and no worker is down or stalled; a 503 names them.
+async fn ready(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
+    state.store.ping().await.map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", e.to_string()))?;
+    let workers = state.engine.health();
+    let down: Vec<String> = workers
+        .iter()
+        .filter(|w| !w.is_healthy())
+        .map(|w| match &w.last_failure {
+            Some(failure) => format!("{} is {} ({failure})", w.name, w.state),
+            None => format!("{} is {}", w.name, w.state),
+        })
+        .collect();
+    if !down.is_empty() {
+        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", down.join("; ")));
+    }
+    Ok(Json(Health { status: "ready", workers }))
 }

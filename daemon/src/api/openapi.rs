@@ -16,8 +16,8 @@ use super::overdue::Board;
 use super::schedules::{RunView, ScheduleDetail, ScheduleView};
 use super::views::{InstanceView, Paged, TaskView};
 use super::Health;
-use crate::engine::embedded::calendar::Imported;
-use crate::engine::embedded::schedules::ScheduleSpec;
+use crate::engine::Imported;
+use statflow_workflows::schedules::ScheduleSpec;
 use crate::store::directory::{ContactEntry, OrganizationEntry};
 
 /// The types whose schemas the document holds (with everything they refer to).

@@ -3,24 +3,20 @@
 //! step's reminder window. Grouped by the organization that owes the work.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use statflow_workflows::calendar::Calendar;
-use statflow_workflows::engine::InstanceState;
 use utoipa::ToSchema;
 
-use super::auth::Principal;
 use super::page::{self, MAX_PER_PAGE};
 use super::problem::{Params, Problem};
-use crate::engine::embedded::Runtime;
-use crate::organization;
-use crate::store::entities::instances;
-use crate::store::{to_millis, StoreError};
+use super::AppState;
+use crate::principal::Principal;
+use crate::store::records::InstanceRecord;
+use crate::store::to_millis;
 
 /// A step whose deadline has no reminder plan is yellow this many working days ahead.
 const DEFAULT_WINDOW_WORKING_DAYS: i64 = 2;
@@ -89,44 +85,30 @@ pub struct OverdueQuery {
 const SCAN_CHUNK: u64 = 500;
 
 pub async fn board(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Params(query): Params<OverdueQuery>,
 ) -> Result<Json<Board>, Problem> {
     let per_page = page::bounded("per_page", query.per_page.as_deref(), 100, 1, MAX_PER_PAGE)?;
     let mut after = page::bounded("after", query.after.as_deref(), 0, 0, i64::MAX as u64)? as i64;
-    let now = runtime.clock.now();
-    let calendar = runtime.calendar();
-    let mut select = instances::Entity::find().filter(instances::Column::Status.eq("running")).filter(
-        Condition::any()
-            .add(instances::Column::Overdue.eq(true))
-            .add(instances::Column::NextDueAt.lte(to_millis(now + Duration::days(LOOKAHEAD_DAYS)))),
-    );
-    if principal.role == "staff" {
-        select = select.filter(organization::involves_any(instances::Column::Organizations, &principal.organizations));
-    }
-    if let Some(org) = &query.org {
-        // The organization owing the work is one the instance involves: this narrows the
-        // scan in SQL, and the exact owner is checked per item below.
-        select = select.filter(organization::involves(instances::Column::Organizations, org));
-    }
+    let now = state.engine.now();
+    let (calendar, _) = state.engine.calendar();
+    let due_by = to_millis(now + Duration::days(LOOKAHEAD_DAYS));
+    let within = principal.scope();
     // Instances are read in id order, a chunk at a time, until the page is full; the reminder
-    // window needs the calendar, so that part of the filter runs here.
+    // window needs the calendar, so that part of the filter runs here. An `org` narrows the
+    // scan to instances involving it; the exact owner is checked per item.
     let mut rows = Vec::new();
     let next = loop {
-        let chunk = select
-            .clone()
-            .filter(instances::Column::Id.gt(after))
-            .order_by_asc(instances::Column::Id)
-            .limit(SCAN_CHUNK)
-            .all(&runtime.store.db)
-            .await
-            .map_err(StoreError::from)?;
+        let chunk = state
+            .store
+            .due_instances(due_by, within.as_deref(), query.org.as_deref(), after, SCAN_CHUNK)
+            .await?;
         let exhausted = (chunk.len() as u64) < SCAN_CHUNK;
         let mut full = None;
         for row in chunk {
             after = row.id;
-            if let Some(item) = item(&runtime, &row, now, &calendar, query.org.as_deref())? {
+            if let Some(item) = item(&state, &row, now, &calendar, query.org.as_deref())? {
                 rows.push(item);
                 if rows.len() as u64 == per_page {
                     full = Some(row.id);
@@ -163,15 +145,14 @@ pub async fn board(
 /// The board item of a running instance: (organization owing the work, red, item), or
 /// `None` when it is neither overdue nor within its reminder window.
 fn item(
-    runtime: &Runtime,
-    row: &instances::Model,
+    app: &AppState,
+    row: &InstanceRecord,
     now: DateTime<FixedOffset>,
     calendar: &Calendar,
     org: Option<&str>,
 ) -> Result<Option<(String, bool, BoardItem)>, Problem> {
-    let state: InstanceState =
-        serde_json::from_str(&row.state).map_err(|e| StoreError::Corrupt(format!("instance {}: {e}", row.id)))?;
-    let (Some(step), Some(definition)) = (&state.step, runtime.definition(&row.definition_version)) else {
+    let state = row.state()?;
+    let (Some(step), Some(definition)) = (&state.step, app.engine.definitions().get(&row.definition_version)) else {
         return Ok(None);
     };
     let (Some(deadline), Some(spec)) = (&step.deadline, definition.step(&step.name)) else { return Ok(None) };
@@ -186,7 +167,7 @@ fn item(
         .task
         .as_ref()
         .and_then(|t| t.organization.clone())
-        .or_else(|| row.organizations.trim_matches(',').split(',').next().map(str::to_owned))
+        .or_else(|| row.organizations.first().cloned())
         .unwrap_or_default();
     if org.is_some_and(|org| org != organization) {
         return Ok(None);

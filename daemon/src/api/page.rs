@@ -6,11 +6,10 @@
 //! 400 that names the parameter instead of a panic further down.
 
 use axum::http::StatusCode;
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Select};
 
 use super::problem::Problem;
 use super::views::Paged;
-use crate::store::StoreError;
+use crate::store::Slice;
 
 /// The most items one page carries.
 pub const MAX_PER_PAGE: u64 = 500;
@@ -47,15 +46,9 @@ impl Page {
         (self.number - 1) * self.size
     }
 
-    /// This page of `select`'s rows, and how many rows there are in all.
-    pub async fn read<E>(self, select: Select<E>, db: &DatabaseConnection) -> Result<(Vec<E::Model>, u64), Problem>
-    where
-        E: EntityTrait,
-        E::Model: Send + Sync,
-    {
-        let total = select.clone().count(db).await.map_err(StoreError::from)?;
-        let rows = select.offset(self.offset()).limit(self.size).all(db).await.map_err(StoreError::from)?;
-        Ok((rows, total))
+    /// The rows of this page, for the store.
+    pub fn slice(self) -> Slice {
+        Slice { offset: self.offset(), limit: self.size }
     }
 
     /// The list document: `{"items", "page", "per_page", "total"}`.

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use statflow_workflows::engine::{Refusal, RefusalKind};
 
+use crate::engine::EngineError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -69,16 +70,28 @@ impl From<Refusal> for Problem {
 
 impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Self {
+        EngineError::from(error).into()
+    }
+}
+
+impl From<EngineError> for Problem {
+    fn from(error: EngineError) -> Self {
         match error {
-            StoreError::NotFound(id) => Problem::not_found(format!("instance {id} does not exist")),
-            StoreError::Refused(refusal) => refusal.into(),
-            StoreError::Conflict => Problem::new(StatusCode::CONFLICT, "Concurrent change", error.to_string()),
-            StoreError::Flagged { .. } => Problem::new(StatusCode::CONFLICT, "Instance flagged", error.to_string()),
-            StoreError::WriterStopped => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down", error.to_string())
-            }
-            other => {
-                tracing::error!(error = %other, "request failed");
+            EngineError::NotFound(id) => Problem::not_found(format!("instance {id} does not exist")),
+            EngineError::Refused(refusal) => refusal.into(),
+            EngineError::Forbidden(message) => Problem::forbidden(message),
+            EngineError::Claimed(message) => Problem::new(StatusCode::CONFLICT, "Claimed by someone else", message),
+            EngineError::Invalid { field, message } => Problem::field(StatusCode::UNPROCESSABLE_ENTITY, &field, message),
+            EngineError::InvalidDefinition(errors) => Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "source",
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            ),
+            EngineError::Conflict => Problem::new(StatusCode::CONFLICT, "Concurrent change", error.to_string()),
+            EngineError::Flagged { .. } => Problem::new(StatusCode::CONFLICT, "Instance flagged", error.to_string()),
+            EngineError::Unavailable(message) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down", message),
+            EngineError::Store(error) => {
+                tracing::error!(%error, "request failed");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "the request could not be completed")
             }
         }

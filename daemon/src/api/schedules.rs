@@ -1,25 +1,24 @@
 //! /v1/schedules: cron schedules and their runs. Administrators and schedulers manage them;
 //! built-in schedules can be changed or disabled, not deleted (start-up would bring them back).
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, FixedOffset};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use serde_json::{json, Value};
+use statflow_workflows::schedules::{CatchUp, Job, ScheduleSpec};
 use utoipa::ToSchema;
 
-use super::auth::Principal;
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
 use super::views::Paged;
-use crate::engine::embedded::schedules::{Job, ScheduleSpec};
-use crate::engine::embedded::Runtime;
-use crate::store::entities::{schedule_runs, schedules};
-use crate::store::{from_millis, StoreError};
+use super::AppState;
+use crate::engine::EngineError;
+use crate::principal::{Principal, Role};
+use crate::store::from_millis;
+use crate::store::records::{RunRecord, RunStatus};
+use crate::store::schedules::ScheduleRecord;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +28,7 @@ pub struct PageQuery {
 }
 
 fn may_manage(principal: &Principal) -> Result<(), Problem> {
-    if principal.is_admin() || principal.role == "scheduler" {
+    if principal.is_admin() || principal.role == Role::Scheduler {
         Ok(())
     } else {
         Err(Problem::forbidden("only administrators and schedulers manage schedules"))
@@ -44,9 +43,8 @@ pub struct ScheduleView {
     pub cron: String,
     /// Always `Asia/Shanghai`.
     pub timezone: &'static str,
-    #[schema(value_type = Job)]
-    pub job: Value,
-    pub catch_up: String,
+    pub job: Job,
+    pub catch_up: CatchUp,
     pub enabled: bool,
     pub built_in: bool,
     /// Null while disabled.
@@ -58,8 +56,7 @@ pub struct ScheduleView {
 pub struct RunView {
     pub schedule: String,
     pub fire_at: DateTime<FixedOffset>,
-    /// `running`, `done`, `failed` or `skipped`.
-    pub status: String,
+    pub status: RunStatus,
     #[schema(value_type = Object)]
     pub result: Value,
     pub error: Option<String>,
@@ -75,71 +72,63 @@ pub struct ScheduleDetail {
     pub runs: Paged<RunView>,
 }
 
-fn view(row: &schedules::Model) -> ScheduleView {
+fn view(row: &ScheduleRecord) -> ScheduleView {
     ScheduleView {
         id: row.id.clone(),
         title: row.title.clone(),
         cron: row.cron.clone(),
         timezone: "Asia/Shanghai",
-        job: serde_json::from_str::<Value>(&row.job).unwrap_or(Value::Null),
-        catch_up: row.catch_up.clone(),
+        job: row.job.clone(),
+        catch_up: row.catch_up,
         enabled: row.enabled,
         built_in: row.built_in,
         next_fire_at: row.next_fire_at.filter(|_| row.enabled).map(from_millis),
     }
 }
 
-fn run_view(row: &schedule_runs::Model) -> RunView {
+fn run_view(row: &RunRecord) -> RunView {
     RunView {
-        schedule: row.schedule_id.clone(),
+        schedule: row.schedule.clone(),
         fire_at: from_millis(row.fire_at),
-        status: row.status.clone(),
-        result: serde_json::from_str::<Value>(&row.started).unwrap_or(Value::Null),
+        status: row.status,
+        result: row.result.clone(),
         error: row.error.clone(),
         created_at: from_millis(row.created_at),
         finished_at: row.finished_at.map(from_millis),
     }
 }
 
-async fn find(runtime: &Runtime, id: &str) -> Result<schedules::Model, Problem> {
-    schedules::Entity::find_by_id(id)
-        .one(&runtime.store.db)
-        .await
-        .map_err(StoreError::from)?
-        .ok_or_else(|| Problem::not_found(format!("no schedule `{id}`")))
+async fn find(state: &AppState, id: &str) -> Result<ScheduleRecord, Problem> {
+    state.store.schedule(id).await?.ok_or_else(|| Problem::not_found(format!("no schedule `{id}`")))
 }
 
 pub async fn list(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     Params(query): Params<PageQuery>,
 ) -> Result<Json<Paged<ScheduleView>>, Problem> {
     may_manage(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
-    let select = schedules::Entity::find().order_by_asc(schedules::Column::Id);
-    let (rows, total) = page.read(select, &runtime.store.db).await?;
+    let (rows, total) = state.store.schedules(page.slice()).await?;
     Ok(Json(page.body(rows.iter().map(view).collect(), total)))
 }
 
 /// A schedule with one page of its runs, newest first.
 pub async fn show(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<String>,
     Params(query): Params<PageQuery>,
 ) -> Result<Json<ScheduleDetail>, Problem> {
     may_manage(&principal)?;
     let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
-    let row = find(&runtime, &id).await?;
-    let runs = schedule_runs::Entity::find()
-        .filter(schedule_runs::Column::ScheduleId.eq(&id))
-        .order_by_desc(schedule_runs::Column::FireAt);
-    let (runs, total) = page.read(runs, &runtime.store.db).await?;
+    let row = find(&state, &id).await?;
+    let (runs, total) = state.store.runs_of(&id, page.slice()).await?;
     Ok(Json(ScheduleDetail { schedule: view(&row), runs: page.body(runs.iter().map(run_view).collect(), total) }))
 }
 
 pub async fn put(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<String>,
     Body(spec): Body<ScheduleSpec>,
@@ -152,29 +141,22 @@ pub async fn put(
             format!("`{id}`: a schedule id uses letters, digits, `.`, `_` and `-`"),
         ));
     }
-    let cron = runtime
-        .check_schedule(&spec)
-        .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message))?;
-    runtime.put_schedule(&id, &spec, &cron, false).await?;
-    runtime.store.audit(&principal.name, "schedule.put", &id, serde_json::to_value(&spec).expect("serializes")).await?;
-    Ok(Json(view(&find(&runtime, &id).await?)))
+    state.engine.put_schedule(&id, &spec).await?;
+    state.store.audit(&principal.name, "schedule.put", &id, serde_json::to_value(&spec).expect("serializes")).await?;
+    Ok(Json(view(&find(&state, &id).await?)))
 }
 
 pub async fn delete(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AppState>,
     principal: Principal,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, Problem> {
     may_manage(&principal)?;
-    let row = find(&runtime, &id).await?;
-    if row.built_in {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "Built-in schedule",
-            format!("`{id}` comes with the procedure library; disable it (\"enabled\": false) instead"),
-        ));
-    }
-    schedules::Entity::delete_by_id(&id).exec(&runtime.store.db).await.map_err(StoreError::from)?;
-    runtime.store.audit(&principal.name, "schedule.delete", &id, json!({})).await?;
+    find(&state, &id).await?;
+    state.engine.delete_schedule(&id).await.map_err(|e| match e {
+        EngineError::Forbidden(message) => Problem::new(StatusCode::CONFLICT, "Built-in schedule", message),
+        other => other.into(),
+    })?;
+    state.store.audit(&principal.name, "schedule.delete", &id, json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }

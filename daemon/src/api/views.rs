@@ -15,9 +15,11 @@ use statflow_workflows::engine::data::confidential;
 use statflow_workflows::engine::InstanceState;
 use utoipa::ToSchema;
 
-use super::auth::Principal;
-use crate::store::entities::{instances, outbox, tasks};
-use crate::store::from_millis;
+use super::AppState;
+use crate::principal::Principal;
+use crate::store::effects::EffectKind;
+use crate::store::records::{EffectRecord, EffectStatus, InstanceRecord, InstanceStatus, TaskRecord, TaskStatus};
+use crate::store::{from_millis, StoreError};
 
 /// One page of a list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,15 +45,14 @@ pub struct TaskView {
     pub actions: Vec<String>,
     pub due: Option<DateTime<FixedOffset>>,
     pub overdue: bool,
-    /// `open` or `closed`.
-    pub status: String,
+    pub status: TaskStatus,
     pub assignee: Option<String>,
     /// What the procedure rests on that was not in force when the instance started (a draft,
     /// a lapsed text): told to whoever works the task.
     pub source_notices: Vec<String>,
 }
 
-pub fn task(task: &tasks::Model) -> TaskView {
+pub fn task(task: &TaskRecord) -> TaskView {
     TaskView {
         id: task.id.clone(),
         instance: task.instance_id,
@@ -59,10 +60,10 @@ pub fn task(task: &tasks::Model) -> TaskView {
         title: task.title.clone(),
         role: task.role.clone(),
         organization: task.organization.clone(),
-        actions: serde_json::from_str(&task.actions).unwrap_or_default(),
+        actions: task.actions.clone(),
         due: task.due_at.map(from_millis),
         overdue: task.overdue,
-        status: task.status.clone(),
+        status: task.status,
         assignee: task.assignee.clone(),
         source_notices: Vec::new(),
     }
@@ -70,16 +71,13 @@ pub fn task(task: &tasks::Model) -> TaskView {
 
 /// `tasks` as views, each with its instance's source notices: they follow from the
 /// instance's definition and start day (one small query, no states read).
-pub async fn tasks_with_notices(
-    runtime: &crate::engine::embedded::Runtime,
-    tasks: &[tasks::Model],
-) -> Result<Vec<TaskView>, crate::store::StoreError> {
+pub async fn tasks_with_notices(state: &AppState, tasks: &[TaskRecord]) -> Result<Vec<TaskView>, StoreError> {
     let ids: Vec<i64> = tasks.iter().map(|t| t.instance_id).collect();
-    let origins = runtime.store.instance_origins(&ids).await?;
+    let origins = state.store.instance_origins(&ids).await?;
     let notices = |instance: i64| {
-        let (version, created) = origins.get(&instance)?;
-        let started = statflow_workflows::calendar::local_date(from_millis(*created));
-        Some(runtime.definition(version)?.source_notices(started))
+        let origin = origins.get(&instance)?;
+        let started = statflow_workflows::calendar::local_date(from_millis(origin.created_at));
+        Some(state.engine.definitions().get(&origin.definition_version)?.source_notices(started))
     };
     Ok(tasks
         .iter()
@@ -123,8 +121,8 @@ pub struct DeadlineView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EffectView {
     pub key: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: EffectKind,
+    pub status: EffectStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
 }
@@ -137,8 +135,7 @@ pub struct InstanceView {
     pub title: String,
     pub jurisdiction: String,
     pub definition_version: String,
-    /// `running` or `completed`.
-    pub status: String,
+    pub status: InstanceStatus,
     pub outcome: Option<String>,
     pub step: Option<StepView>,
     pub deadline: Option<DeadlineView>,
@@ -169,13 +166,13 @@ pub struct InstanceView {
 
 #[allow(clippy::too_many_arguments)]
 pub fn instance(
-    row: &instances::Model,
+    row: &InstanceRecord,
     state: &InstanceState,
     definition: &Definition,
     calendar: &Calendar,
     now: DateTime<FixedOffset>,
-    open_tasks: &[tasks::Model],
-    effects: &[outbox::Model],
+    open_tasks: &[TaskRecord],
+    effects: &[EffectRecord],
     viewer: &Principal,
 ) -> InstanceView {
     let step = state.step.as_ref().map(|s| {
@@ -211,7 +208,7 @@ pub fn instance(
         title: definition.procedure.title.clone(),
         jurisdiction: row.jurisdiction.clone(),
         definition_version: row.definition_version.clone(),
-        status: row.status.clone(),
+        status: row.status,
         outcome: row.outcome.clone(),
         step,
         deadline,
@@ -226,17 +223,17 @@ pub fn instance(
             .iter()
             .map(|e| EffectView {
                 key: e.key.clone(),
-                kind: e.kind.clone(),
-                status: e.status.clone(),
+                kind: e.kind,
+                status: e.status,
                 attempts: e.attempts,
                 last_error: e.last_error.clone(),
             })
             .collect(),
         activity_results: state.activity_results.clone(),
         activity_failures: json!(state.activity_failures),
-        parent: row.parent_instance_id,
+        parent: row.parent,
         start_key: row.start_key.clone(),
-        version: row.version_no,
+        version: row.version,
         flagged: row.flagged.clone(),
         created_at: from_millis(row.created_at),
         updated_at: from_millis(row.updated_at),

@@ -11,7 +11,8 @@ use crate::api;
 use crate::config::{DbArgs, Notifications, ServeArgs};
 use crate::engine::embedded::clock::Clock;
 use crate::engine::embedded::delivery::Channels;
-use crate::engine::embedded::Runtime;
+use crate::engine::embedded::Embedded;
+use crate::engine::Engine;
 use crate::store::database_url::{redacted, sqlite_file, SqliteLock};
 use crate::store::directory::DirectoryFile;
 use crate::store::Store;
@@ -101,35 +102,36 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             Some(start) => Clock::Virtual(Mutex::new(start)),
             None => Clock::System,
         };
-        let runtime = Runtime::load(store, clock).await.map_err(|e| Failure::invalid(e.to_string()))?;
-        runtime.configure_anchoring(config.anchoring.clone());
+        let engine = Embedded::load(store.clone(), clock).await.map_err(|e| Failure::invalid(e.to_string()))?;
+        engine.configure_anchoring(config.anchoring.clone());
         let channels = channels(&config.notifications)?;
         if let Some(path) = &config.notifications.directory {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Failure::usage(format!("directory: {}: {e}", path.display())))?;
             let file = DirectoryFile::parse(&text, &path.display().to_string()).map_err(Failure::usage)?;
-            let now = crate::store::to_millis(runtime.clock.now());
-            runtime.store.load_directory(&file, now).await.map_err(|e| Failure::invalid(e.to_string()))?;
+            let now = crate::store::to_millis(engine.now());
+            store.load_directory(&file, now).await.map_err(|e| Failure::invalid(e.to_string()))?;
         }
         // Fire times missed while the daemon was down are settled before it serves, so the
         // first requests see a settled schedule.
-        runtime.install_built_in_schedules().await.map_err(|e| Failure::invalid(e.to_string()))?;
-        for run in runtime.catch_up_schedules().await.map_err(|e| Failure::invalid(e.to_string()))? {
+        engine.install_built_in_schedules().await.map_err(|e| Failure::invalid(e.to_string()))?;
+        for run in engine.catch_up_schedules().await.map_err(|e| Failure::invalid(e.to_string()))? {
             tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
         }
-        tokio::spawn(runtime.clone().run_timers());
-        tokio::spawn(runtime.clone().run_calendar_recompute());
-        tokio::spawn(runtime.clone().run_schedules());
-        tokio::spawn(runtime.clone().run_outbox());
-        tokio::spawn(runtime.clone().run_delivery(Arc::new(channels)));
+        engine.start_workers(Arc::new(channels));
         let address = listener.local_addr().map_err(|e| Failure::invalid(e.to_string()))?;
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
         println!("statflow listening on http://{address}");
-        tracing::info!(%address, db = %redacted(&config.db), virtual_clock = runtime.clock.is_virtual(), "serving");
-        axum::serve(listener, api::router(runtime))
+        tracing::info!(%address, db = %redacted(&config.db), virtual_clock = engine.has_virtual_clock(), "serving");
+        let served = axum::serve(listener, api::router(engine.clone(), store))
             .with_graceful_shutdown(shutdown())
             .await
-            .map_err(|e| Failure::invalid(e.to_string()))
+            .map_err(|e| Failure::invalid(e.to_string()));
+        // Requests are answered; now the workers finish their passes.
+        tracing::info!("no longer accepting requests; stopping the workers");
+        engine.shutdown().await;
+        tracing::info!("statflow stopped");
+        served
     })
 }
 

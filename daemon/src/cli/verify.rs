@@ -9,8 +9,9 @@ use clap::Args;
 use super::Failure;
 use crate::config::DbArgs;
 use crate::engine::embedded::clock::Clock;
-use crate::engine::embedded::integrity::checks::Check;
-use crate::engine::embedded::Runtime;
+use crate::engine::embedded::Embedded;
+use crate::integrity::checks::Check;
+use crate::integrity::verify::Verifier;
 use crate::store::database_url::redacted;
 use crate::store::{Store, StoreError};
 
@@ -34,11 +35,18 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
         let store = Store::open_within(&url, timeout)
             .await
             .map_err(|e| Failure::invalid(format!("--db: {}: {e}", redacted(&url))))?;
-        let runtime = Runtime::load(store, Clock::System).await.map_err(failure)?;
-        runtime.configure_anchoring(anchoring);
+        // The engine is loaded for its definitions and calendar only; no worker starts.
+        let engine = Embedded::load(store, Clock::System).await.map_err(failure)?;
+        let verifier = Verifier {
+            store: engine.store(),
+            definitions: engine.registry(),
+            calendar: engine.current_calendar(),
+            generation: engine.calendar_generation(),
+            anchoring: &anchoring,
+        };
         let passed = match args.instance {
-            Some(id) => verify_one(&runtime, id).await?,
-            None => verify_all(&runtime).await?,
+            Some(id) => verify_one(&verifier, id).await?,
+            None => verify_all(&verifier).await?,
         };
         if passed {
             Ok(())
@@ -58,11 +66,11 @@ fn line(name: &str, check: &Check) -> bool {
     !check.is_failure()
 }
 
-async fn verify_one(runtime: &Runtime, id: i64) -> Result<bool, Failure> {
-    let row = runtime.store.instance(id).await.map_err(failure)?;
-    let history = runtime.store.history(id).await.map_err(failure)?;
-    let checks = runtime.verify_instance(&row, &history).await.map_err(failure)?;
-    let anchors = runtime.verify_anchors().await.map_err(failure)?;
+async fn verify_one(verifier: &Verifier<'_>, id: i64) -> Result<bool, Failure> {
+    let row = verifier.store.instance(id).await.map_err(failure)?;
+    let history = verifier.store.history(id).await.map_err(failure)?;
+    let checks = verifier.verify_instance(&row, &history).await.map_err(failure)?;
+    let anchors = verifier.verify_anchors().await.map_err(failure)?;
     println!("instance {id}");
     let mut passed = true;
     for (name, check) in [
@@ -77,10 +85,10 @@ async fn verify_one(runtime: &Runtime, id: i64) -> Result<bool, Failure> {
     Ok(passed)
 }
 
-async fn verify_all(runtime: &Runtime) -> Result<bool, Failure> {
+async fn verify_all(verifier: &Verifier<'_>) -> Result<bool, Failure> {
     let terminal = std::io::stderr().is_terminal();
     let mut last_tenth = 0;
-    let report = runtime
+    let report = verifier
         .verify_all(|done, total| {
             if terminal {
                 let filled = (done * 30).checked_div(total).unwrap_or(30) as usize;

@@ -1,4 +1,191 @@
-//! Engines: what makes the pure interpreter's commands durable.
+//! The engine facade: everything the API, the CLI and the console ask of whatever runs the
+//! procedures — start, act (complete a task), claim, signal, move the virtual clock, import a
+//! calendar year, load a definition version, change schedules — as one trait, [`Engine`].
+//! Reads go to the store, the read model every engine keeps up to date. Handlers hold an
+//! `Arc<dyn Engine>`, so a second engine sits beside the embedded one without touching them.
 //!
 //! - [`embedded`]: the default engine, in this process, on the store's database.
+//! - [`registry`]: the definition versions instances run on, shared by every engine.
+//! - [`supervisor`]: background workers in a `JoinSet`, restarted when they fail, with
+//!   heartbeats for readiness and one shutdown signal.
+
 pub mod embedded;
+pub mod registry;
+pub mod supervisor;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+use serde_json::Value;
+use statflow_workflows::calendar::Calendar;
+use statflow_workflows::definition::{Definition, DefinitionError};
+use statflow_workflows::engine::Refusal;
+use statflow_workflows::schedules::ScheduleSpec;
+
+use crate::principal::Principal;
+use crate::store::records::InstanceRecord;
+use crate::store::transition::{CallerDenial, Declined};
+use crate::store::StoreError;
+pub use registry::Definitions;
+pub use supervisor::WorkerHealth;
+
+/// Why an engine did not do what it was asked; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The instance does not exist, or the caller may not see it.
+    #[error("instance {0} does not exist")]
+    NotFound(i64),
+    /// The interpreter refused the event.
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("{0}")]
+    Forbidden(String),
+    /// The task offering the action is claimed by someone else.
+    #[error("{0}")]
+    Claimed(String),
+    /// A request field is wrong (a calendar notice, a schedule, a start's procedure).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// A definition failed validation, with every problem found.
+    #[error("the definition is invalid ({} problems)", .0.len())]
+    InvalidDefinition(Vec<DefinitionError>),
+    /// Another change to the same instance kept winning the race.
+    #[error("the instance changed concurrently; try again")]
+    Conflict,
+    /// The instance failed verification; it takes no further actions.
+    #[error("instance {id} is flagged as possibly tampered with ({reason}); an administrator must review it")]
+    Flagged { id: i64, reason: String },
+    /// The engine is stopping (or a worker it needs is down).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Storage failed, or stored data is unreadable.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl EngineError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> EngineError {
+        EngineError::Invalid { field: field.to_owned(), message: message.into() }
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(id) => EngineError::NotFound(id),
+            StoreError::Conflict => EngineError::Conflict,
+            StoreError::Flagged { id, reason } => EngineError::Flagged { id, reason },
+            StoreError::WriterStopped => EngineError::Unavailable(error.to_string()),
+            other => EngineError::Store(other),
+        }
+    }
+}
+
+impl From<Declined> for EngineError {
+    fn from(declined: Declined) -> Self {
+        match declined {
+            Declined::Refused(refusal) => EngineError::Refused(refusal),
+            Declined::Caller(CallerDenial::Unseen(id)) => EngineError::NotFound(id),
+            Declined::Caller(CallerDenial::Forbidden(message)) => EngineError::Forbidden(message),
+            Declined::Caller(CallerDenial::Claimed(message)) => EngineError::Claimed(message),
+        }
+    }
+}
+
+/// A start: of the current version of (procedure, jurisdiction), with its input.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub procedure: String,
+    pub jurisdiction: String,
+    pub input: Value,
+    pub caller: Principal,
+}
+
+/// An action on an instance, by a caller whose rights the engine checks against the
+/// instance as stored.
+#[derive(Clone, Debug)]
+pub struct ActRequest {
+    pub instance: i64,
+    pub action: String,
+    pub data: Value,
+    pub caller: Principal,
+}
+
+/// A timer that fired during a clock move.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Fired {
+    pub instance: i64,
+    pub timer: String,
+    pub due: DateTime<FixedOffset>,
+}
+
+/// What one schedule run did.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct RunReport {
+    pub schedule: String,
+    pub fire_at: DateTime<FixedOffset>,
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub result: Value,
+}
+
+/// What a clock move did: the first [`MOVE_LISTED`] timers and runs, and totals.
+#[derive(Debug, Default)]
+pub struct ClockMove {
+    pub fired: Vec<Fired>,
+    pub fired_total: usize,
+    pub runs: Vec<RunReport>,
+    pub runs_total: usize,
+    pub batches: usize,
+}
+
+/// At most this many fired timers and schedule runs are listed in a clock move's answer.
+pub const MOVE_LISTED: usize = 1000;
+
+/// What an accepted calendar import will change.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Imported {
+    pub years: Vec<i32>,
+    pub generation: i64,
+    /// Running instances whose deadlines the background recomputation will revisit.
+    pub instances_to_recompute: u64,
+}
+
+/// What every engine offers the API, the CLI and the console.
+#[async_trait::async_trait]
+pub trait Engine: Send + Sync {
+    /// The engine's clock (virtual under `--virtual-clock`).
+    fn now(&self) -> DateTime<FixedOffset>;
+    fn has_virtual_clock(&self) -> bool;
+    /// The calendar deadlines are computed with, and the import generation it stands for.
+    fn calendar(&self) -> (Arc<Calendar>, i64);
+    /// The definition versions instances run on and the current one per procedure.
+    fn definitions(&self) -> &Definitions;
+    /// The health of the engine's workers; readiness fails while one is down.
+    fn health(&self) -> Vec<WorkerHealth>;
+
+    /// Starts an instance on the current version of its procedure.
+    async fn start(&self, request: StartRequest) -> Result<InstanceRecord, EngineError>;
+    /// Takes an action on an instance (completing the task that offers it).
+    async fn act(&self, request: ActRequest) -> Result<InstanceRecord, EngineError>;
+    /// Claims an open task for `caller`; false when someone else holds it.
+    async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError>;
+    /// Sends a signal to an instance, as another instance's step would.
+    async fn signal(&self, instance: i64, name: &str, data: Value) -> Result<InstanceRecord, EngineError>;
+    /// Moves the virtual clock to `to`, firing timers and schedules in order on the way.
+    async fn advance_clock(&self, to: DateTime<FixedOffset>) -> Result<ClockMove, EngineError>;
+    /// Imports calendar notices (a correction when `correction` gives the reason).
+    async fn import_calendar(
+        &self,
+        origin: &str,
+        content: &str,
+        correction: Option<&str>,
+    ) -> Result<Imported, EngineError>;
+    /// Validates, stores and makes current a definition version.
+    async fn load_definition(&self, file: &str, source: &str) -> Result<Arc<Definition>, EngineError>;
+    /// Creates or replaces a schedule.
+    async fn put_schedule(&self, id: &str, spec: &ScheduleSpec) -> Result<(), EngineError>;
+    /// Removes a schedule that is not built in.
+    async fn delete_schedule(&self, id: &str) -> Result<(), EngineError>;
+}

@@ -11,12 +11,13 @@
 use std::collections::BTreeMap;
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use statflow_workflows::engine::Recipient;
 
 use super::entities::{contacts, organizations};
-use super::{Store, StoreError};
+use super::records::{ContactRecord, OrganizationRecord};
+use super::{read_page, Slice, Store, StoreError};
 
 /// The bootstrap file's layout.
 #[derive(Debug, Default, Deserialize)]
@@ -148,8 +149,39 @@ impl Store {
         Ok(())
     }
 
-    pub async fn organization(&self, id: &str) -> Result<Option<organizations::Model>, StoreError> {
-        Ok(organizations::Entity::find_by_id(id.to_owned()).one(&self.db).await?)
+    pub async fn organization(&self, id: &str) -> Result<Option<OrganizationRecord>, StoreError> {
+        Ok(organizations::Entity::find_by_id(id.to_owned()).one(&self.db).await?.map(OrganizationRecord::from))
+    }
+
+    /// One slice of the organizations, by id.
+    pub async fn organizations(&self, slice: Slice) -> Result<(Vec<OrganizationRecord>, u64), StoreError> {
+        let select = organizations::Entity::find().order_by_asc(organizations::Column::Id);
+        let (rows, total) = read_page(select, slice, &self.db).await?;
+        Ok((rows.into_iter().map(OrganizationRecord::from).collect(), total))
+    }
+
+    /// One slice of the contacts, by organization.
+    pub async fn contacts_page(&self, slice: Slice) -> Result<(Vec<ContactRecord>, u64), StoreError> {
+        let select =
+            contacts::Entity::find().order_by_asc(contacts::Column::Organization).order_by_asc(contacts::Column::Id);
+        let (rows, total) = read_page(select, slice, &self.db).await?;
+        Ok((rows.into_iter().map(ContactRecord::from).collect(), total))
+    }
+
+    /// Every contact, by id (the daily digest).
+    pub async fn contacts(&self) -> Result<Vec<ContactRecord>, StoreError> {
+        Ok(contacts::Entity::find()
+            .order_by_asc(contacts::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(ContactRecord::from)
+            .collect())
+    }
+
+    /// Removes a contact; false when there was none of that id.
+    pub async fn delete_contact(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(contacts::Entity::delete_by_id(id).exec(&self.db).await?.rows_affected == 1)
     }
 
     /// The addresses `recipient` stands for; an error says why there are none.
@@ -192,7 +224,7 @@ impl Store {
         }
     }
 
-    async fn holders_or_duty(&self, organization: &organizations::Model, role: &str) -> Result<Vec<Address>, String> {
+    async fn holders_or_duty(&self, organization: &OrganizationRecord, role: &str) -> Result<Vec<Address>, String> {
         let holders = contacts::Entity::find()
             .filter(contacts::Column::Organization.eq(&organization.id))
             .filter(contacts::Column::Roles.contains(format!(",{role},")))

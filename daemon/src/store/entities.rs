@@ -17,8 +17,6 @@ pub mod instances {
         pub outcome: Option<String>,
         pub step: Option<String>,
         #[sea_orm(column_type = "Text")]
-        pub organizations: String,
-        #[sea_orm(column_type = "Text")]
         pub state: String,
         pub version_no: i64,
         pub next_due_at: Option<i64>,
@@ -37,6 +35,25 @@ pub mod instances {
         /// Why the instance failed verification; it then refuses further actions.
         #[sea_orm(column_type = "Text", nullable)]
         pub flagged: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod instance_organizations {
+    //! An organization an instance involves (its scope), one row each.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instance_organizations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -151,14 +168,6 @@ pub mod outbox {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
-
-    impl Model {
-        /// The activity key the instance knows this effect by: the row's key is
-        /// `{instance}:{activity key}`, unique across instances.
-        pub fn activity_key(&self) -> String {
-            self.key.split_once(':').map_or(self.key.as_str(), |(_, key)| key).to_owned()
-        }
-    }
 }
 
 pub mod definitions {

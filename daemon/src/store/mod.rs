@@ -1,21 +1,36 @@
-//! Durable storage on sea-orm (SQLite by default, PostgreSQL by URL).
+//! Durable storage on sea-orm (SQLite by default, PostgreSQL by URL): the only code that
+//! touches the database. Everyone else calls the typed methods of [`Store`] and gets typed
+//! records back ([`records`], [`effects`]); no sea-orm type leaves this folder (a test keeps
+//! it so).
 //!
-//! - [`entities`]: one module per table.
+//! - `entities`: one module per table (private).
+//! - [`records`], [`effects`]: rows decoded into typed records and effects.
 //! - [`transition`]: the write path — one database transaction per transition: history
 //!   append (hash-chained), snapshot update guarded by the instance's version, and the
 //!   timers, tasks and outbox rows the interpreter's commands call for.
-//! - [`ledger`]: the seals of history rows and the append-only ledger chaining them.
 //! - [`writer`]: SQLite group commit — transitions queued while a commit flushes share the
 //!   next transaction.
-//! - [`queries`]: what the API, CLI and runtime loops read.
+//! - [`ledger`]: the seals of history rows, the append-only ledger chaining them, anchors.
+//! - [`instances`], [`tasks`], [`outbox`], [`timers`], [`schedules`], [`definitions`],
+//!   [`principals`], [`directory`]: reads and writes by concern.
+//! - `scope`: the organizations an instance involves (a join table).
 //! - [`retention`]: the sweep that removes records past their legal keeping period.
 
 pub mod database_url;
+pub mod definitions;
 pub mod directory;
-pub mod entities;
+pub mod effects;
+mod entities;
+pub mod instances;
 pub mod ledger;
-pub mod queries;
+pub mod outbox;
+pub mod principals;
+pub mod records;
 pub mod retention;
+pub mod schedules;
+mod scope;
+pub mod tasks;
+pub mod timers;
 pub mod transition;
 pub mod writer;
 
@@ -23,18 +38,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DbErr, Set};
+use sea_orm::{
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QuerySelect, Select, Set,
+};
 use statflow_migrations::{Migrator, MigratorTrait};
 use statflow_workflows::calendar::shanghai;
-use statflow_workflows::engine::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("instance {0} not found")]
     NotFound(i64),
-    /// The interpreter refused the event; nothing was stored.
-    #[error("{0}")]
-    Refused(Refusal),
+    /// A unique name is taken already.
+    #[error("{0} exists already")]
+    Exists(String),
     /// Another transition of the same instance kept winning the race.
     #[error("the instance changed concurrently; try again")]
     Conflict,
@@ -43,6 +60,7 @@ pub enum StoreError {
     Flagged { id: i64, reason: String },
     #[error("definition version {0} is not loaded")]
     UnknownDefinition(String),
+    /// A stored row does not decode; the message names the row.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error("the writer has stopped; the daemon is shutting down")]
@@ -51,12 +69,31 @@ pub enum StoreError {
     Db(#[from] DbErr),
 }
 
+/// Which rows of a list to read: `limit` rows after skipping `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct Slice {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// One slice of `select`'s rows, and how many rows it has in all.
+async fn read_page<E>(select: Select<E>, slice: Slice, db: &DatabaseConnection) -> Result<(Vec<E::Model>, u64), DbErr>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    let total = select.clone().count(db).await?;
+    let rows = select.offset(slice.offset).limit(slice.limit).all(db).await?;
+    Ok((rows, total))
+}
+
 /// How long start-up waits for the database by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The database and how to write to it safely.
+/// The database and how to write to it safely (cheap to clone: a pool and a queue).
+#[derive(Clone)]
 pub struct Store {
-    pub db: DatabaseConnection,
+    db: DatabaseConnection,
     /// SQLite has a single writer: transitions queue for the group-commit writer instead of
     /// failing with "busy". PostgreSQL writers run concurrently, guarded by the version check.
     writer: Option<writer::Writer>,
@@ -127,6 +164,12 @@ impl Store {
 }
 
 impl Store {
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+
     /// Records an administrative act.
     pub async fn audit(
         &self,

@@ -25,7 +25,7 @@ use sea_orm::{
 };
 use serde_json::{json, Value};
 
-use super::entities::{audit, history, instances, outbox, tasks, timers};
+use super::entities::{audit, history, instance_organizations, instances, outbox, tasks, timers};
 use super::{ledger, to_millis, Store, StoreError};
 
 /// How many instances one deleting transaction removes.
@@ -33,7 +33,7 @@ const CHUNK: usize = 500;
 
 /// The default keeping period in years, and the least any setting may give where no article
 /// sets one.
-pub const LEGAL_RECORDS_YEARS: u32 = 3;
+pub const LEGAL_RECORDS_YEARS: u32 = statflow_workflows::schedules::DEFAULT_RECORDS_YEARS;
 
 /// How long a jurisdiction's processing records are kept, and on what basis.
 pub struct RetentionRule {
@@ -111,7 +111,7 @@ impl Store {
         let mut removable: HashSet<i64> = rows
             .iter()
             .filter(|(_, _, status, finished, jurisdiction)| {
-                status == "completed" && *finished <= cutoff(years_of(jurisdiction))
+                super::records::InstanceStatus::parse(status) == Some(super::records::InstanceStatus::Completed) && *finished <= cutoff(years_of(jurisdiction))
             })
             .map(|(id, ..)| *id)
             .collect();
@@ -170,12 +170,16 @@ impl Store {
             timers::Entity::delete_many().filter(timers::Column::InstanceId.is_in(chunk.clone())).exec(&txn).await?;
             tasks::Entity::delete_many().filter(tasks::Column::InstanceId.is_in(chunk.clone())).exec(&txn).await?;
             outbox::Entity::delete_many().filter(outbox::Column::InstanceId.is_in(chunk.clone())).exec(&txn).await?;
+            instance_organizations::Entity::delete_many()
+                .filter(instance_organizations::Column::InstanceId.is_in(chunk.clone()))
+                .exec(&txn)
+                .await?;
             instances::Entity::delete_many().filter(instances::Column::Id.is_in(chunk)).exec(&txn).await?;
             // The ledger keeps the removal, so verification tells it from a deletion.
             let removals: Vec<ledger::Entry> = heads
                 .into_iter()
                 .map(|(instance, head)| ledger::Entry {
-                    kind: ledger::REMOVED,
+                    kind: super::records::LedgerKind::Removed,
                     instance,
                     event_seq: 0,
                     event_hash: head,

@@ -11,24 +11,50 @@ use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, Set, Statement, TransactionTrait,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::Definition;
-use statflow_workflows::engine::{self, Activity, Actor, Command, Event, InstanceState, Status};
+use statflow_workflows::engine::{self, Actor, Command, Event, InstanceState, Refusal, Status};
 
-use super::entities::{history, instances, outbox, tasks, timers};
+use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
+use super::entities::{history, instance_organizations, instances, outbox, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
-use super::{from_millis, to_millis, Store, StoreError};
+use super::records::{EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskStatus};
+use super::{from_millis, scope, to_millis, Store, StoreError};
 
 /// How often a transition is retried when another one on the same instance won the race.
 const ATTEMPTS: usize = 8;
 
-/// A stored transition.
+/// A stored transition: the instance as it now stands, and what the interpreter asked for.
 #[derive(Debug)]
 pub struct Applied {
     pub instance_id: i64,
     pub commands: Vec<Command>,
+    pub instance: InstanceRecord,
 }
+
+/// Why a transition stored nothing although nothing failed: an answer to the caller.
+#[derive(Debug)]
+pub enum Declined {
+    /// The interpreter refused the event.
+    Refused(Refusal),
+    /// The caller's check on the stored instance turned it down.
+    Caller(CallerDenial),
+}
+
+/// What a caller's check on the stored instance found ([`Work::Act`]).
+#[derive(Debug)]
+pub enum CallerDenial {
+    /// The caller may not see the instance: as good as absent.
+    Unseen(i64),
+    /// The caller sees it but may not act on it.
+    Forbidden(String),
+    /// The task offering the action is claimed by someone else.
+    Claimed(String),
+}
+
+/// How one transition came out: stored, declined, or failed.
+pub type Outcome = Result<Result<Applied, Declined>, StoreError>;
 
 fn actor_of(event: &Event) -> String {
     match event {
@@ -38,42 +64,17 @@ fn actor_of(event: &Event) -> String {
     }
 }
 
-/// The organizations an instance involves, as `,a,b,` for LIKE filters.
-fn organizations(definition: &Definition, state: &InstanceState) -> String {
-    let mut orgs: Vec<String> = definition
-        .procedure
-        .roles
-        .values()
-        .filter_map(|r| r.organization.as_ref())
-        .filter_map(|field| state.data.get(field.get_ref().as_str()).and_then(Value::as_str).map(str::to_owned))
-        .collect();
-    orgs.sort();
-    orgs.dedup();
-    format!(",{},", orgs.join(","))
-}
-
-fn status_of(state: &InstanceState) -> (&'static str, Option<String>) {
+fn status_of(state: &InstanceState) -> (InstanceStatus, Option<String>) {
     match &state.status {
-        Status::Completed { outcome } => ("completed", Some(outcome.clone())),
-        Status::Running => ("running", None),
-        Status::NotStarted => ("not_started", None),
+        Status::Completed { outcome } => (InstanceStatus::Completed, Some(outcome.clone())),
+        // An instance is stored once started; the interpreter never leaves one unstarted.
+        Status::Running | Status::NotStarted => (InstanceStatus::Running, None),
     }
 }
 
 fn deadline_of(state: &InstanceState) -> (Option<i64>, bool) {
     let deadline = state.step.as_ref().and_then(|s| s.deadline.as_ref());
     (deadline.and_then(|d| d.due).map(to_millis), deadline.is_some_and(|d| d.overdue))
-}
-
-fn activity_kind(activity: &Activity) -> &'static str {
-    match activity {
-        Activity::Notify { .. } => "notify",
-        Activity::Escalate { .. } => "escalate",
-        Activity::IssueCertificate { .. } => "issue_certificate",
-        Activity::SetStatus { .. } => "set_status",
-        Activity::ChangeAccess { .. } => "change_access",
-        Activity::WriteReport { .. } => "write_report",
-    }
 }
 
 /// How an instance came to be started, beyond the actor who started it.
@@ -91,13 +92,21 @@ pub enum Origin {
 pub enum Work {
     Start { definition: Arc<Definition>, input: Value, actor: Actor, origin: Origin },
     Apply { id: i64, event: Event, definitions: Resolver },
+    /// A caller's action, decided on the instance as stored in the same transaction: `decide`
+    /// checks the caller against it and gives the event to apply. The instance is read once.
+    Act { id: i64, decide: Decide, definitions: Resolver },
 }
+
+/// A caller's check on a stored instance, giving the event it may apply. It may run more
+/// than once (PostgreSQL recomputes a transition that lost a race).
+pub type Decide =
+    Box<dyn Fn(&InstanceRecord, &Definition, &InstanceState) -> Result<Event, CallerDenial> + Send + Sync>;
 
 /// Finds a stored definition version (instances run on the version they started with).
 pub type Resolver = Arc<dyn Fn(&str) -> Option<Arc<Definition>> + Send + Sync>;
 
-/// A transition to store, with the instant and calendar it is computed at.
-pub struct Transition {
+/// A transition submitted for storing, with the instant and calendar it is computed at.
+pub struct Submission {
     pub work: Work,
     pub now: DateTime<FixedOffset>,
     pub calendar: Arc<Calendar>,
@@ -121,7 +130,7 @@ impl From<DbErr> for BatchFailure {
 impl Store {
     /// Stores one transition and returns once it is durable. A refused event stores nothing;
     /// when another transition of the same instance committed first, it is recomputed.
-    pub async fn transition(&self, transition: Transition) -> Result<Applied, StoreError> {
+    pub async fn transition(&self, transition: Submission) -> Outcome {
         if let Some(writer) = &self.writer {
             return writer.submit(transition).await;
         }
@@ -146,20 +155,20 @@ impl Store {
 /// Computes `transitions` in order and stores all of them inside `txn` with a handful of
 /// set-based statements: one read of the instances involved, then one write per instance
 /// and one per table. Later transitions see the effects of earlier ones on the same instance.
-/// A refused transition is an outcome, not a failure; any failure means nothing is stored.
+/// A declined transition is an outcome, not a failure; any failure means nothing is stored.
 ///
 /// `exclusive` says the caller has held the database's only write lock since before this
 /// read (SQLite's `BEGIN IMMEDIATE`): no version can move, so changed instances are written
 /// with one multi-row upsert instead of a guarded update each.
 pub(super) async fn store_batch(
     txn: &DatabaseTransaction,
-    transitions: &[&Transition],
+    transitions: &[&Submission],
     exclusive: bool,
-) -> Result<Vec<Result<Applied, StoreError>>, BatchFailure> {
+) -> Result<Vec<Outcome>, BatchFailure> {
     let ids: Vec<i64> = transitions
         .iter()
         .filter_map(|t| match &t.work {
-            Work::Apply { id, .. } => Some(*id),
+            Work::Apply { id, .. } | Work::Act { id, .. } => Some(*id),
             Work::Start { .. } => None,
         })
         .collect();
@@ -169,8 +178,10 @@ pub(super) async fn store_batch(
         batch.next_id = Some(next_instance_id(txn).await?);
     }
     if !ids.is_empty() {
+        let mut scopes = scope::of(txn, &ids).await?;
         for row in instances::Entity::find().filter(instances::Column::Id.is_in(ids)).all(txn).await? {
-            batch.instances.insert(row.id, Open { stored_version: row.version_no, changed: false, row });
+            let organizations = scopes.remove(&row.id).unwrap_or_default();
+            batch.instances.insert(row.id, Open { stored_version: row.version_no, changed: false, row, organizations });
         }
     }
     let mut outcomes = Vec::with_capacity(transitions.len());
@@ -179,7 +190,8 @@ pub(super) async fn store_batch(
             Work::Start { definition, input, actor, origin } => {
                 batch.start(txn, definition, input, actor, transition, origin).await?
             }
-            Work::Apply { id, event, definitions } => batch.apply(*id, event, transition, definitions),
+            Work::Apply { id, event, definitions } => batch.apply(*id, |_, _, _| Ok(event.clone()), transition, definitions),
+            Work::Act { id, decide, definitions } => batch.apply(*id, decide, transition, definitions),
         };
         outcomes.push(outcome);
     }
@@ -190,15 +202,25 @@ pub(super) async fn store_batch(
 /// An instance as the batch sees it: the stored row with the changes made so far.
 struct Open {
     row: instances::Model,
+    /// The organizations it involves (its scope never changes after the start).
+    organizations: Vec<String>,
     /// The version stored before this batch; the update is guarded by it.
     stored_version: i64,
     changed: bool,
+}
+
+impl Open {
+    fn record(&self) -> Result<InstanceRecord, StoreError> {
+        InstanceRecord::decode(self.row.clone(), self.organizations.clone())
+    }
 }
 
 /// The writes of a group of transitions, merged per row so each table takes one statement.
 #[derive(Default)]
 struct Batch {
     instances: HashMap<i64, Open>,
+    /// The scopes of instances started by this batch.
+    scopes: Vec<instance_organizations::ActiveModel>,
     history: Vec<history::Model>,
     /// Timer row id → the row to store, or `None` to delete it; the last command wins.
     timers: BTreeMap<String, Option<timers::Model>>,
@@ -234,28 +256,28 @@ impl Batch {
         definition: &Definition,
         input: &Value,
         actor: &Actor,
-        transition_at: &Transition,
+        transition_at: &Submission,
         origin: &Origin,
-    ) -> Result<Result<Applied, StoreError>, DbErr> {
+    ) -> Result<Outcome, DbErr> {
         let (now, calendar) = (stored_instant(transition_at.now), &*transition_at.calendar);
         let event = Event::Started { input: input.clone(), actor: actor.clone() };
         let transition = match engine::apply(definition, &InstanceState::new(definition), &event, now, calendar) {
             Ok(transition) => transition,
-            Err(refusal) => return Ok(Err(StoreError::Refused(refusal))),
+            Err(refusal) => return Ok(Ok(Err(Declined::Refused(refusal)))),
         };
         let (status, outcome) = status_of(&transition.state);
         let (next_due_at, overdue) = deadline_of(&transition.state);
         let (at, actor, event_json) =
             (to_millis(now), actor_of(&event), serde_json::to_string(&event).expect("serializes"));
+        let organizations = definition.organizations_involved(|field| transition.state.data.get(field));
         let mut row = instances::Model {
             id: 0,
             procedure: definition.id().to_owned(),
             jurisdiction: definition.jurisdiction().to_owned(),
             definition_version: definition.version.clone(),
-            status: status.to_owned(),
+            status: status.as_str().to_owned(),
             outcome,
             step: transition.state.step_name().map(str::to_owned),
-            organizations: organizations(definition, &transition.state),
             state: serde_json::to_string(&transition.state).expect("states serialize"),
             version_no: 1,
             next_due_at,
@@ -304,45 +326,57 @@ impl Batch {
             prev_hash: GENESIS.into(),
             hash,
         });
-        self.instances.insert(id, Open { row, stored_version: 1, changed: true });
+        self.scopes.extend(scope::rows(id, &organizations));
+        let open = Open { row, organizations, stored_version: 1, changed: true };
+        let instance = match open.record() {
+            Ok(instance) => instance,
+            Err(error) => return Ok(Err(error)),
+        };
+        self.instances.insert(id, open);
         self.commands(id, &transition.commands, now);
-        Ok(Ok(Applied { instance_id: id, commands: transition.commands }))
+        Ok(Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance })))
     }
 
-    fn apply(
-        &mut self,
-        id: i64,
-        event: &Event,
-        at: &Transition,
-        definitions: &Resolver,
-    ) -> Result<Applied, StoreError> {
+    /// Applies the event `decide` gives for the stored instance (the caller's check runs on
+    /// the row this batch read, so the instance is read once).
+    fn apply<D>(&mut self, id: i64, decide: D, at: &Submission, definitions: &Resolver) -> Outcome
+    where
+        D: Fn(&InstanceRecord, &Definition, &InstanceState) -> Result<Event, CallerDenial>,
+    {
         let (now, calendar, generation) = (stored_instant(at.now), &*at.calendar, at.calendar_generation);
         let open = self.instances.get_mut(&id).ok_or(StoreError::NotFound(id))?;
+        let record = open.record()?;
+        let state = record.state()?;
+        let definition = definitions(&open.row.definition_version)
+            .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
+        let event = match decide(&record, &definition, &state) {
+            Ok(event) => event,
+            Err(denial) => return Ok(Err(Declined::Caller(denial))),
+        };
         if let Some(reason) = &open.row.flagged {
             return Err(StoreError::Flagged { id, reason: reason.clone() });
         }
-        let state: InstanceState =
-            serde_json::from_str(&open.row.state).map_err(|e| StoreError::Corrupt(format!("instance {id}: {e}")))?;
-        let definition = definitions(&open.row.definition_version)
-            .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
-        let transition = engine::apply(&definition, &state, event, now, calendar).map_err(StoreError::Refused)?;
+        let transition = match engine::apply(&definition, &state, &event, now, calendar) {
+            Ok(transition) => transition,
+            Err(refusal) => return Ok(Err(Declined::Refused(refusal))),
+        };
         if transition.state == state && transition.commands.is_empty() {
             // Nothing happened, but the deadlines are now known to agree with this calendar.
             if open.row.calendar_generation < generation {
                 open.row.calendar_generation = generation;
                 open.changed = true;
             }
-            return Ok(Applied { instance_id: id, commands: vec![] });
+            return Ok(Ok(Applied { instance_id: id, commands: vec![], instance: open.record()? }));
         }
         let (status, outcome) = status_of(&transition.state);
         let (next_due_at, overdue) = deadline_of(&transition.state);
         let (at, actor, event_json) =
-            (to_millis(now), actor_of(event), serde_json::to_string(event).expect("serializes"));
+            (to_millis(now), actor_of(&event), serde_json::to_string(&event).expect("serializes"));
         let seq = transition.state.events as i64;
         let hash = history_hash(id, &open.row.head_hash, seq, at, &actor, &event_json);
         let prev_hash = std::mem::replace(&mut open.row.head_hash, hash.clone());
         let row = &mut open.row;
-        row.status = status.to_owned();
+        row.status = status.as_str().to_owned();
         row.outcome = outcome;
         row.step = transition.state.step_name().map(str::to_owned);
         row.state = serde_json::to_string(&transition.state).expect("states serialize");
@@ -353,17 +387,18 @@ impl Batch {
         row.calendar_generation = row.calendar_generation.max(generation);
         open.changed = true;
         let parent = row.parent_instance_id.map(|parent| (parent, row.parent_key.clone()));
+        let instance = open.record()?;
         self.history.push(history::Model { instance_id: id, seq, at, actor, event: event_json, prev_hash, hash });
-        if let Event::TimerFired { timer } = event {
+        if let Event::TimerFired { timer } = &event {
             self.timers.insert(format!("{id}:{timer}"), None);
         }
         self.commands(id, &transition.commands, now);
-        if let (Status::Completed { outcome }, Some((parent, key))) = (&transition.state.status, parent) {
+        if let (Status::Completed { outcome }, Some((parent, Some(key)))) = (&transition.state.status, parent) {
             // A finished child reports to its parent through the outbox, after commit.
-            let payload = json!({"parent": parent, "key": key, "outcome": outcome});
-            self.outbox(id, &format!("{id}:child_completed"), "child_completed", &payload, now);
+            let report = Effect::ChildCompleted(ChildOutcome { parent, key, outcome: outcome.clone() });
+            self.outbox(id, &format!("{id}:child_completed"), &report, now);
         }
-        Ok(Applied { instance_id: id, commands: transition.commands })
+        Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance }))
     }
 
     /// Records the rows the interpreter's commands call for.
@@ -396,7 +431,7 @@ impl Batch {
                         actions: serde_json::to_string(actions).expect("serializes"),
                         due_at: deadline.as_ref().and_then(|d| d.due).map(to_millis),
                         overdue: false,
-                        status: "open".into(),
+                        status: TaskStatus::Open.as_str().into(),
                         assignee: None,
                         created_at: now_millis,
                         closed_at: None,
@@ -407,7 +442,7 @@ impl Batch {
                     let key = format!("{id}:{task}");
                     match self.new_tasks.get_mut(&key) {
                         Some(row) => {
-                            row.status = "closed".into();
+                            row.status = TaskStatus::Closed.as_str().into();
                             row.closed_at = Some(now_millis);
                         }
                         None => {
@@ -430,29 +465,33 @@ impl Batch {
                 }
                 Command::DeadlineChanged { task: None, .. } | Command::Complete { .. } => {}
                 Command::RunActivity { key, activity } => {
-                    let payload = serde_json::to_value(activity).expect("serializes");
-                    self.outbox(id, &format!("{id}:{key}"), activity_kind(activity), &payload, now);
+                    self.outbox(id, &format!("{id}:{key}"), &Effect::Activity(activity.clone()), now);
                 }
                 Command::StartChild { key, procedure, jurisdiction, input } => {
-                    let payload =
-                        json!({"key": key, "procedure": procedure, "jurisdiction": jurisdiction, "input": input});
-                    self.outbox(id, &format!("{id}:{key}"), "start_child", &payload, now);
+                    let start = ChildStart {
+                        key: key.clone(),
+                        procedure: procedure.clone(),
+                        jurisdiction: jurisdiction.clone(),
+                        input: input.clone(),
+                    };
+                    self.outbox(id, &format!("{id}:{key}"), &Effect::StartChild(start), now);
                 }
                 Command::SignalInstance { key, target, signal, data } => {
-                    let payload = json!({"target": target, "signal": signal, "data": data});
-                    self.outbox(id, &format!("{id}:{key}"), "signal_instance", &payload, now);
+                    let signal =
+                        InstanceSignal { target: target.clone(), signal: signal.clone(), data: data.clone() };
+                    self.outbox(id, &format!("{id}:{key}"), &Effect::SignalInstance(signal), now);
                 }
             }
         }
     }
 
-    fn outbox(&mut self, id: i64, key: &str, kind: &str, payload: &Value, now: DateTime<FixedOffset>) {
+    fn outbox(&mut self, id: i64, key: &str, effect: &Effect, now: DateTime<FixedOffset>) {
         self.outbox.push(outbox::ActiveModel {
             instance_id: Set(Some(id)),
             key: Set(key.to_owned()),
-            kind: Set(kind.to_owned()),
-            payload: Set(payload.to_string()),
-            status: Set("pending".into()),
+            kind: Set(effect.kind().as_str().to_owned()),
+            payload: Set(effect.payload()),
+            status: Set(EffectStatus::Pending.as_str().into()),
             attempts: Set(0),
             next_attempt_at: Set(to_millis(now)),
             last_error: Set(None),
@@ -494,12 +533,15 @@ impl Batch {
             .history
             .iter()
             .map(|row| ledger::Entry {
-                kind: ledger::EVENT,
+                kind: LedgerKind::Event,
                 instance: row.instance_id,
                 event_seq: row.seq,
                 event_hash: row.hash.clone(),
             })
             .collect();
+        if !self.scopes.is_empty() {
+            instance_organizations::Entity::insert_many(self.scopes).exec_without_returning(txn).await?;
+        }
         if !self.history.is_empty() {
             history::Entity::insert_many(self.history.into_iter().map(IntoActiveModel::into_active_model))
                 .exec_without_returning(txn)
@@ -535,7 +577,7 @@ impl Batch {
         }
         for (at, ids) in closed_at {
             tasks::Entity::update_many()
-                .col_expr(tasks::Column::Status, "closed".into())
+                .col_expr(tasks::Column::Status, TaskStatus::Closed.as_str().into())
                 .col_expr(tasks::Column::ClosedAt, Some(at).into())
                 .filter(tasks::Column::Id.is_in(ids))
                 .exec(txn)

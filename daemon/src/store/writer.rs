@@ -9,7 +9,7 @@
 use sea_orm::{DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use super::transition::{store_batch, Applied, BatchFailure, Transition};
+use super::transition::{store_batch, BatchFailure, Outcome, Submission};
 use super::StoreError;
 
 /// The most transitions one commit carries; bounds how long the write lock is held.
@@ -18,11 +18,12 @@ const MAX_BATCH: usize = 256;
 /// How many transitions may wait for the writer before submitters wait in turn.
 const QUEUE: usize = 4096;
 
-type Reply = oneshot::Sender<Result<Applied, StoreError>>;
+type Reply = oneshot::Sender<Outcome>;
 
 /// The handle through which transitions reach the writer task.
+#[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<(Transition, Reply)>,
+    queue: mpsc::Sender<(Submission, Reply)>,
 }
 
 impl Writer {
@@ -34,22 +35,22 @@ impl Writer {
     }
 
     /// Queues a transition and waits until it is durable (or refused, or failed).
-    pub async fn submit(&self, transition: Transition) -> Result<Applied, StoreError> {
+    pub async fn submit(&self, transition: Submission) -> Outcome {
         let (reply, answer) = oneshot::channel();
         self.queue.send((transition, reply)).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
 
-async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<(Transition, Reply)>) {
+async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<(Submission, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&db, std::mem::take(&mut batch)).await;
     }
 }
 
-async fn commit_batch(db: &DatabaseConnection, batch: Vec<(Transition, Reply)>) {
-    let transitions: Vec<&Transition> = batch.iter().map(|(t, _)| t).collect();
+async fn commit_batch(db: &DatabaseConnection, batch: Vec<(Submission, Reply)>) {
+    let transitions: Vec<&Submission> = batch.iter().map(|(t, _)| t).collect();
     match commit(db, &transitions).await {
         Ok(outcomes) => answer(batch, outcomes),
         // One bad transition must not sink the others: store each alone.
@@ -75,8 +76,8 @@ async fn commit_batch(db: &DatabaseConnection, batch: Vec<(Transition, Reply)>) 
 /// Stores `transitions` in one transaction and returns their outcomes once it is durable.
 async fn commit(
     db: &DatabaseConnection,
-    transitions: &[&Transition],
-) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+    transitions: &[&Submission],
+) -> Result<Vec<Outcome>, StoreError> {
     // IMMEDIATE takes the write lock at BEGIN: a deferred transaction that read first could
     // find its snapshot stale when it tries to write, and SQLite would refuse it outright.
     let options =
@@ -98,7 +99,7 @@ async fn commit(
     }
 }
 
-fn answer(batch: Vec<(Transition, Reply)>, outcomes: Vec<Result<Applied, StoreError>>) {
+fn answer(batch: Vec<(Submission, Reply)>, outcomes: Vec<Outcome>) {
     for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
         // A submitter that stopped waiting no longer needs the answer; its transition stands.
         reply.send(outcome).ok();

@@ -72,6 +72,31 @@ pub fn version_of(text: &str) -> String {
 }
 
 impl Definition {
+    /// Who holds each role in an instance: `(role, organization)` for every role whose
+    /// organization field `field` names (the start input, or an instance's data). This is
+    /// the one rule for an instance's scope: it involves exactly these organizations, and a
+    /// principal acts in the roles its organizations hold.
+    pub fn role_holders<'v>(&self, field: impl Fn(&str) -> Option<&'v serde_json::Value>) -> Vec<(String, String)> {
+        self.procedure
+            .roles
+            .iter()
+            .filter_map(|(name, role)| {
+                let organization = field(role.organization.as_ref()?.get_ref())?.as_str()?;
+                Some((name.get_ref().clone(), organization.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The organizations an instance involves (sorted, each once); see [`Self::role_holders`].
+    pub fn organizations_involved<'v>(&self, field: impl Fn(&str) -> Option<&'v serde_json::Value>) -> Vec<String> {
+        let mut organizations: Vec<String> = self.role_holders(field).into_iter().map(|(_, org)| org).collect();
+        organizations.sort();
+        organizations.dedup();
+        organizations
+    }
+}
+
+impl Definition {
     /// Parses and validates one definition. Every problem found is returned, each with its
     /// file and line.
     pub fn load(text: &str, file: &str) -> Result<Definition, Vec<DefinitionError>> {

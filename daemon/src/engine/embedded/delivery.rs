@@ -24,12 +24,11 @@ use statflow_activities::{Activity, Failure};
 use statflow_workflows::engine::{DeadlineInfo, Event};
 
 use super::outbox::backoff;
-use super::Runtime;
-use crate::store::entities::outbox;
+use super::Embedded;
+use crate::engine::supervisor::{Heartbeat, Shutdown};
+use crate::store::effects::{Effect, EffectKind};
+use crate::store::records::{EffectRecord, EffectStatus};
 use crate::store::{to_millis, StoreError};
-
-/// The kinds this worker delivers.
-pub const KINDS: [&str; 5] = ["notify", "escalate", "webhook", super::digest::KIND, super::integrity::ANCHOR_KIND];
 
 /// After this many failed attempts a delivery is given up and reported.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -46,11 +45,11 @@ pub struct Channels {
     pub base_url: String,
 }
 
-impl Runtime {
+impl Embedded {
     /// Delivers the ready notices; returns how many were attempted.
     pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, groups) = self.store.ready_outbox(&KINDS, now, BATCH).await?;
+        let (count, groups) = self.store.ready_effects(&EffectKind::DELIVERED, now, BATCH).await?;
         let passes = join_all(groups.into_iter().map(|rows| async move {
             for row in rows {
                 let outcome = self.deliver(channels, &row).await;
@@ -66,27 +65,24 @@ impl Runtime {
     }
 
     /// Sends one row; `Ok` carries what the instance hears as the activity's result.
-    async fn deliver(&self, channels: &Channels, row: &outbox::Model) -> Result<Value, Failure> {
-        match row.kind.as_str() {
-            super::digest::KIND => self.send_digest(channels, row).await,
-            super::integrity::ANCHOR_KIND => self.send_anchor(channels, row).await,
-            "webhook" => {
+    async fn deliver(&self, channels: &Channels, row: &EffectRecord) -> Result<Value, Failure> {
+        match row.effect().map_err(|e| Failure::permanent(e.to_string()))? {
+            Effect::Digest(digest) => self.send_digest(channels, row, digest).await,
+            Effect::Anchor(anchor) => self.send_anchor(channels, row, anchor).await,
+            Effect::Webhook(event) => {
                 let config = channels.webhook.as_ref().ok_or_else(|| Failure::permanent("no webhook is configured"))?;
-                let status = webhook::post(config, &row.key, row.payload.clone()).await?;
+                let status = webhook::post(config, &row.key, event.to_string()).await?;
                 Ok(json!({"webhook": config.url, "status": status}))
             }
-            _ => {
-                let activity: Activity = serde_json::from_str(&row.payload)
-                    .map_err(|e| Failure::permanent(format!("unreadable notice: {e}")))?;
-                self.send_email(channels, row, &activity).await
-            }
+            Effect::Activity(activity) => self.send_email(channels, row, &activity).await,
+            other => Err(Failure::permanent(format!("the delivery worker does not send {} effects", other.kind()))),
         }
     }
 
     async fn send_email(
         &self,
         channels: &Channels,
-        row: &outbox::Model,
+        row: &EffectRecord,
         activity: &Activity,
     ) -> Result<Value, Failure> {
         let (to, template, step, deadline, basis, escalation) = match activity {
@@ -105,7 +101,7 @@ impl Runtime {
         };
         let instance_id = row.instance_id.ok_or_else(|| Failure::permanent("the notice names no instance"))?;
         let instance = self.store.instance(instance_id).await.map_err(|e| Failure::transient(e.to_string()))?;
-        let definition = self.definition(&instance.definition_version);
+        let definition = self.definitions.get(&instance.definition_version);
         let headline = match (&escalation, template) {
             (Some((level, _)), _) => format!("已超过法定办理期限(第{level}级督办)"),
             (None, "deadline_reminder") => "办理期限即将届满".to_owned(),
@@ -141,8 +137,7 @@ impl Runtime {
                 .enqueue_effect(
                     row.instance_id,
                     &format!("{}/webhook", row.key),
-                    "webhook",
-                    &event,
+                    &Effect::Webhook(event),
                     to_millis(self.clock.now()),
                 )
                 .await
@@ -172,9 +167,7 @@ impl Runtime {
             basis: basis.clone(),
             link,
             recipient: addresses.iter().map(|a| a.label.as_str()).collect::<Vec<_>>().join("、"),
-            source_notices: serde_json::from_str::<statflow_workflows::engine::InstanceState>(&instance.state)
-                .map(|state| state.source_notices)
-                .unwrap_or_default(),
+            source_notices: instance.state().map_err(|e| Failure::permanent(e.to_string()))?.source_notices,
         };
         let content = channels.templates.render(template, &context).map_err(|e| Failure::permanent(e.to_string()))?;
         let emails: Vec<String> = addresses.iter().map(|a| a.email.clone()).collect();
@@ -182,17 +175,17 @@ impl Runtime {
         Ok(json!({"message_id": message_id, "to": emails}))
     }
 
-    async fn record(&self, row: &outbox::Model, outcome: Result<Value, Failure>, now: i64) -> Result<(), StoreError> {
+    async fn record(&self, row: &EffectRecord, outcome: Result<Value, Failure>, now: i64) -> Result<(), StoreError> {
         let key = row.activity_key();
         // The instance that waits for this delivery's outcome: none for its webhook copy or a
         // digest.
-        let reports_to = row.instance_id.filter(|_| row.kind != "webhook");
+        let reports_to = row.instance_id.filter(|_| row.kind != EffectKind::Webhook);
         match outcome {
             Ok(result) => {
                 if let Some(instance) = reports_to {
                     self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
                 }
-                self.store.finish_outbox(row.id, "done", None, to_millis(self.clock.now())).await?;
+                self.store.finish_effect(row.id, EffectStatus::Done, None, to_millis(self.clock.now())).await?;
             }
             Err(failure) if failure.permanent || row.attempts + 1 >= MAX_ATTEMPTS => {
                 let error = if failure.permanent {
@@ -201,7 +194,7 @@ impl Runtime {
                     format!("gave up after {} attempts: {}", row.attempts + 1, failure.reason)
                 };
                 tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
-                self.store.finish_outbox(row.id, "failed", Some(error.clone()), to_millis(self.clock.now())).await?;
+                self.store.finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), to_millis(self.clock.now())).await?;
                 let target = row.instance_id.map_or_else(|| row.key.clone(), |id| format!("instance/{id}"));
                 self.store.audit("system", "delivery_failed", &target, json!({"key": row.key, "error": error})).await?;
                 if let Some(instance) = reports_to {
@@ -211,15 +204,19 @@ impl Runtime {
             Err(failure) => {
                 let delay = backoff(row.attempts, &row.key);
                 tracing::warn!(instance = row.instance_id, key = %row.key, error = %failure.reason, delay_ms = delay, "delivery will be retried");
-                self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &failure.reason).await?;
+                self.store.retry_effect(row.id, row.attempts + 1, now + delay, &failure.reason).await?;
             }
         }
         Ok(())
     }
 
-    /// Runs until the process ends.
-    pub async fn run_delivery(self: Arc<Self>, channels: Arc<Channels>) {
-        self.work_until_stopped(&KINDS, &self.deliveries_changed, "delivery", || self.deliver_once(&channels)).await
+    /// The delivery worker's loop, until shutdown.
+    pub(super) async fn run_delivery(self: Arc<Self>, channels: Arc<Channels>, heartbeat: Heartbeat, shutdown: Shutdown) {
+        let kinds = EffectKind::DELIVERED;
+        self.work_until_stopped(&kinds, &self.deliveries_changed, "delivery", heartbeat, shutdown, || {
+            self.deliver_once(&channels)
+        })
+        .await
     }
 }
 

@@ -14,8 +14,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use statflow_activities::email::Email;
 use statflow_activities::templates::{date_label, DigestContext, DigestItem};
@@ -23,103 +21,85 @@ use statflow_activities::Failure;
 use statflow_workflows::calendar::{local_date, Calendar};
 
 use super::delivery::Channels;
-use super::Runtime;
-use crate::store::entities::{contacts, instances, outbox, tasks};
+use super::Embedded;
+use crate::store::effects::{DigestMail, Effect};
+use crate::store::records::{ContactRecord, EffectRecord, RunStatus, TaskRecord};
 use crate::store::{from_millis, to_millis, StoreError};
-
-/// The outbox kind of a digest.
-pub const KIND: &str = "digest";
-
-/// What a digest row carries: the address and the digest, with links relative to the
-/// daemon's base URL (known to the delivery channels).
-#[derive(Serialize, Deserialize)]
-struct DigestPayload {
-    to: String,
-    digest: DigestContext,
-}
 
 /// What a digest run did.
 pub struct DigestRun {
     /// `done`, or `skipped` on a day off or for a fire time from an earlier day.
-    pub status: &'static str,
+    pub status: RunStatus,
     pub result: Value,
 }
 
-impl Runtime {
+impl Embedded {
     /// Queues the digests of the fire time's day for every contact with open tasks.
     pub async fn queue_digests(
         &self,
         fire: DateTime<FixedOffset>,
         lookahead_working_days: u32,
     ) -> Result<DigestRun, StoreError> {
-        let calendar = self.calendar();
+        let calendar = self.current_calendar();
         let day = local_date(fire);
         let now = self.clock.now();
         if local_date(now) != day {
             // Caught up after an outage: yesterday's digest would be stale news.
             let reason = "missed while the daemon was down; a digest is sent on its own day only";
-            return Ok(DigestRun { status: "skipped", result: json!({"date": day, "reason": reason}) });
+            return Ok(DigestRun { status: RunStatus::Skipped, result: json!({"date": day, "reason": reason}) });
         }
         let info = calendar.day_info(day);
         if !info.workday {
             let reason = format!("not a working day ({})", info.reason);
-            return Ok(DigestRun { status: "skipped", result: json!({"date": day, "reason": reason}) });
+            return Ok(DigestRun { status: RunStatus::Skipped, result: json!({"date": day, "reason": reason}) });
         }
-        let contacts = contacts::Entity::find().order_by_asc(contacts::Column::Id).all(&self.store.db).await?;
-        let organizations: BTreeSet<&str> = contacts.iter().map(|c| c.organization.as_str()).collect();
-        let open = tasks::Entity::find()
-            .filter(tasks::Column::Status.eq("open"))
-            .filter(tasks::Column::Organization.is_in(organizations))
-            .order_by_asc(tasks::Column::DueAt)
-            .order_by_asc(tasks::Column::InstanceId)
-            .all(&self.store.db)
-            .await?;
+        let contacts = self.store.contacts().await?;
+        let organizations: BTreeSet<String> = contacts.iter().map(|c| c.organization.clone()).collect();
+        let open = self.store.open_tasks_in(&organizations.into_iter().collect::<Vec<_>>()).await?;
         let titles = self.procedure_titles(&open).await?;
         let mut queued = Vec::new();
         for contact in &contacts {
-            let mine: Vec<&tasks::Model> = open.iter().filter(|task| owes(contact, task)).collect();
+            let mine: Vec<&TaskRecord> = open.iter().filter(|task| owes(contact, task)).collect();
             if mine.is_empty() {
                 continue;
             }
             let digest = compose(contact, &mine, &titles, now, lookahead_working_days, &calendar);
-            let payload = DigestPayload { to: contact.email.clone(), digest };
+            let mail = Effect::Digest(DigestMail { to: contact.email.clone(), digest });
             let key = format!("digest/{day}/{}", contact.id);
-            let payload = serde_json::to_value(&payload).expect("digests serialize");
-            self.store.enqueue_effect(None, &key, KIND, &payload, to_millis(now)).await?;
+            self.store.enqueue_effect(None, &key, &mail, to_millis(now)).await?;
             queued.push(json!({"contact": contact.id, "email": contact.email, "tasks": mine.len()}));
         }
         if !queued.is_empty() {
             self.deliveries_changed.notify_one();
         }
-        Ok(DigestRun { status: "done", result: json!({"date": day, "digests": queued}) })
+        Ok(DigestRun { status: RunStatus::Done, result: json!({"date": day, "digests": queued}) })
     }
 
     /// The procedure title of each task's instance, by instance id.
-    async fn procedure_titles(&self, open: &[tasks::Model]) -> Result<HashMap<i64, String>, StoreError> {
-        let ids: BTreeSet<i64> = open.iter().map(|t| t.instance_id).collect();
-        let mut titles = HashMap::new();
-        for chunk in ids.into_iter().collect::<Vec<_>>().chunks(500) {
-            let rows: Vec<(i64, String, String)> = instances::Entity::find()
-                .select_only()
-                .column(instances::Column::Id)
-                .column(instances::Column::Procedure)
-                .column(instances::Column::DefinitionVersion)
-                .filter(instances::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&self.store.db)
-                .await?;
-            for (id, procedure, version) in rows {
-                let title = self.definition(&version).map_or(procedure, |d| d.procedure.title.clone());
-                titles.insert(id, title);
-            }
-        }
-        Ok(titles)
+    async fn procedure_titles(&self, open: &[TaskRecord]) -> Result<HashMap<i64, String>, StoreError> {
+        let ids: Vec<i64> = open.iter().map(|t| t.instance_id).collect::<BTreeSet<_>>().into_iter().collect();
+        Ok(self
+            .store
+            .instance_origins(&ids)
+            .await?
+            .into_iter()
+            .map(|(id, origin)| {
+                let title = self
+                    .definitions
+                    .get(&origin.definition_version)
+                    .map_or(origin.procedure, |d| d.procedure.title.clone());
+                (id, title)
+            })
+            .collect())
     }
 
     /// Sends one queued digest; returns what the instance-less row records as sent.
-    pub(super) async fn send_digest(&self, channels: &Channels, row: &outbox::Model) -> Result<Value, Failure> {
-        let mut payload: DigestPayload =
-            serde_json::from_str(&row.payload).map_err(|e| Failure::permanent(format!("unreadable digest: {e}")))?;
+    pub(super) async fn send_digest(
+        &self,
+        channels: &Channels,
+        row: &EffectRecord,
+        mut payload: DigestMail,
+    ) -> Result<Value, Failure> {
         let digest = &mut payload.digest;
         digest.inbox = format!("{}{}", channels.base_url, digest.inbox);
         for item in digest.overdue.iter_mut().chain(&mut digest.due_soon).chain(&mut digest.other) {
@@ -134,20 +114,20 @@ impl Runtime {
 
 /// Whether `contact` owes `task`: it waits in their organization for a role they hold and
 /// nobody has claimed it, or they claimed it.
-fn owes(contact: &contacts::Model, task: &tasks::Model) -> bool {
+fn owes(contact: &ContactRecord, task: &TaskRecord) -> bool {
     if task.organization.as_deref() != Some(contact.organization.as_str()) {
         return false;
     }
     match &task.assignee {
         Some(assignee) => contact.principal.as_ref() == Some(assignee),
-        None => contact.roles.contains(&format!(",{},", task.role)),
+        None => contact.holds(&task.role),
     }
 }
 
 /// One contact's digest at `now`, its tasks sorted into overdue, due soon and the rest.
 fn compose(
-    contact: &contacts::Model,
-    tasks: &[&tasks::Model],
+    contact: &ContactRecord,
+    tasks: &[&TaskRecord],
     titles: &HashMap<i64, String>,
     now: DateTime<FixedOffset>,
     lookahead_working_days: u32,

@@ -6,26 +6,17 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use statflow_activities::key_digest;
-use statflow_workflows::engine::{Actor, Event};
+use statflow_workflows::engine::{Activity, Actor, Event};
 
-use super::Runtime;
-use crate::store::entities::{instances, outbox};
+use super::Embedded;
+use crate::engine::supervisor::{Heartbeat, Shutdown};
+use crate::engine::EngineError;
+use crate::store::effects::{ChildStart, Effect, EffectKind};
+use crate::store::records::{EffectRecord, EffectStatus};
 use crate::store::transition::Origin;
 use crate::store::{to_millis, StoreError};
-
-/// Effects this worker carries out itself.
-pub const INTERNAL: [&str; 7] = [
-    "issue_certificate",
-    "set_status",
-    "change_access",
-    "write_report",
-    "start_child",
-    "signal_instance",
-    "child_completed",
-];
 
 const MAX_ATTEMPTS: i32 = 8;
 
@@ -40,11 +31,11 @@ enum Done {
     Quiet,
 }
 
-impl Runtime {
+impl Embedded {
     /// Carries out the ready internal effects; returns how many were handled.
     pub async fn run_outbox_once(&self) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, groups) = self.store.ready_outbox(&INTERNAL, now, BATCH).await?;
+        let (count, groups) = self.store.ready_effects(&EffectKind::INTERNAL, now, BATCH).await?;
         let passes = join_all(groups.into_iter().map(|rows| async move {
             let mut done = Vec::with_capacity(rows.len());
             for row in rows {
@@ -61,19 +52,29 @@ impl Runtime {
         }
         // One write marks the whole pass done. A crash before it repeats these effects, which
         // is why every effect is idempotent by its key.
-        self.store.finish_outbox_rows(&done, now).await?;
+        self.store.finish_effects(&done, now).await?;
         Ok(count)
     }
 
     /// Carries out one effect; true when it is done (marked with the rest of the pass).
-    async fn handle(&self, row: &outbox::Model, now: i64) -> Result<bool, StoreError> {
+    async fn handle(&self, row: &EffectRecord, now: i64) -> Result<bool, StoreError> {
         let Some(instance) = row.instance_id else {
             let error = "an internal effect must belong to an instance".to_owned();
-            self.store.finish_outbox(row.id, "failed", Some(error), now).await?;
+            self.store.finish_effect(row.id, EffectStatus::Failed, Some(error), now).await?;
             return Ok(false);
         };
-        let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
-        match self.perform(instance, row, &payload).await {
+        let effect = match row.effect() {
+            Ok(effect) => effect,
+            Err(error) => {
+                // A row that does not decode is not retried: it would never decode.
+                tracing::error!(%error, "an effect cannot be carried out");
+                self.store.finish_effect(row.id, EffectStatus::Failed, Some(error.to_string()), now).await?;
+                let key = row.activity_key();
+                self.apply(instance, &Event::ActivityFailed { key, error: error.to_string() }).await.ok();
+                return Ok(false);
+            }
+        };
+        match self.perform(instance, row, effect).await {
             Ok(Done::Activity(result)) => {
                 let key = row.activity_key();
                 self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
@@ -81,88 +82,66 @@ impl Runtime {
             }
             Ok(Done::Quiet) => return Ok(true),
             Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
-                self.store.finish_outbox(row.id, "failed", Some(error.clone()), now).await?;
+                self.store.finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), now).await?;
                 let key = row.activity_key();
                 self.apply(instance, &Event::ActivityFailed { key, error }).await.ok();
             }
             Err(error) => {
                 let delay = backoff(row.attempts, &row.key);
-                self.store.retry_outbox(row.id, row.attempts + 1, now + delay, &error).await?;
+                self.store.retry_effect(row.id, row.attempts + 1, now + delay, &error).await?;
             }
         }
         Ok(false)
     }
 
-    async fn perform(&self, instance: i64, row: &outbox::Model, payload: &Value) -> Result<Done, String> {
-        match row.kind.as_str() {
-            "issue_certificate" => {
+    async fn perform(&self, instance: i64, row: &EffectRecord, effect: Effect) -> Result<Done, String> {
+        match effect {
+            Effect::Activity(Activity::IssueCertificate { .. }) => {
                 let number = format!("CERT-{instance}-{}", row.id);
                 Ok(Done::Activity(json!({ "certificate_no": number })))
             }
-            "set_status" | "change_access" | "write_report" => Ok(Done::Activity(json!({ "recorded": true }))),
-            "start_child" => self.start_child(instance, payload).await.map(|()| Done::Quiet),
-            "signal_instance" => {
-                let target = payload["target"]
-                    .as_str()
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .ok_or("the signal names no instance id")?;
-                let event = Event::Signal {
-                    name: payload["signal"].as_str().unwrap_or_default().to_owned(),
-                    data: payload["data"].clone(),
-                };
+            Effect::Activity(
+                Activity::SetStatus { .. } | Activity::ChangeAccess { .. } | Activity::WriteReport { .. },
+            ) => Ok(Done::Activity(json!({ "recorded": true }))),
+            Effect::StartChild(start) => self.start_child(instance, start).await.map(|()| Done::Quiet),
+            Effect::SignalInstance(signal) => {
+                let target =
+                    signal.target.parse::<i64>().map_err(|_| format!("`{}` is not an instance id", signal.target))?;
+                let event = Event::Signal { name: signal.signal, data: signal.data };
                 match self.apply(target, &event).await {
                     Ok(_) => Ok(Done::Quiet),
                     // A refused signal is recorded, not retried: the target has moved on.
-                    Err(StoreError::Refused(refusal)) => {
+                    Err(EngineError::Refused(refusal)) => {
                         tracing::warn!(target, %refusal, "signal refused");
                         Ok(Done::Quiet)
                     }
                     Err(error) => Err(error.to_string()),
                 }
             }
-            "child_completed" => {
-                let parent = payload["parent"].as_i64().ok_or("no parent")?;
-                let event = Event::ChildCompleted {
-                    key: payload["key"].as_str().unwrap_or_default().to_owned(),
-                    outcome: payload["outcome"].as_str().unwrap_or_default().to_owned(),
-                };
-                self.apply(parent, &event).await.map(|_| Done::Quiet).map_err(|e| e.to_string())
+            Effect::ChildCompleted(report) => {
+                let event = Event::ChildCompleted { key: report.key, outcome: report.outcome };
+                self.apply(report.parent, &event).await.map(|_| Done::Quiet).map_err(|e| e.to_string())
             }
-            other => Err(format!("unknown effect {other}")),
+            other => Err(format!("the outbox worker does not carry out {} effects", other.kind())),
         }
     }
 
-    async fn start_child(&self, parent: i64, payload: &Value) -> Result<(), String> {
-        let key = payload["key"].as_str().unwrap_or_default();
+    async fn start_child(&self, parent: i64, start: ChildStart) -> Result<(), String> {
         // At least once: a child already started for this key is not started again.
-        let existing = instances::Entity::find()
-            .filter(instances::Column::ParentInstanceId.eq(parent))
-            .filter(instances::Column::ParentKey.eq(key))
-            .one(&self.store.db)
-            .await
-            .map_err(|e| e.to_string())?;
-        if existing.is_some() {
+        if self.store.child_of(parent, &start.key).await.map_err(|e| e.to_string())?.is_some() {
             return Ok(());
         }
-        let procedure = payload["procedure"].as_str().unwrap_or_default();
-        let jurisdiction = payload["jurisdiction"].as_str().unwrap_or_default();
-        let definition = self
-            .current_definition(procedure, jurisdiction)
-            .ok_or_else(|| format!("no definition of {procedure} for {jurisdiction}"))?;
-        self.start(
-            &definition,
-            payload["input"].clone(),
-            Actor::system(),
-            Origin::Child { parent, key: key.to_owned() },
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        let definition = self.current_of(&start.procedure, &start.jurisdiction).map_err(|e| e.to_string())?;
+        let origin = Origin::Child { parent, key: start.key };
+        self.start_with(&definition, start.input, Actor::system(), origin).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
-    /// Runs until the process ends.
-    pub async fn run_outbox(self: Arc<Self>) {
-        self.work_until_stopped(&INTERNAL, &self.outbox_changed, "outbox", || self.run_outbox_once()).await
+    /// The outbox worker's loop, until shutdown.
+    pub(super) async fn run_outbox(self: Arc<Self>, heartbeat: Heartbeat, shutdown: Shutdown) {
+        self.work_until_stopped(&EffectKind::INTERNAL, &self.outbox_changed, "outbox", heartbeat, shutdown, || {
+            self.run_outbox_once()
+        })
+        .await
     }
 }
 

@@ -1,4 +1,4 @@
-//! The timer loop: sleeps until the earliest timer is due (one index lookup, never a scan),
+//! The timer worker: sleeps until the earliest timer is due (one index lookup, never a scan),
 //! wakes early when an earlier timer is scheduled, and fires due timers in order of due time.
 //! With a virtual clock it only fires when the clock is moved.
 
@@ -8,28 +8,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 use futures_util::future::join_all;
-use serde::Serialize;
 use statflow_workflows::engine::Event;
 use tokio::sync::Notify;
 
-use super::Runtime;
-use crate::store::entities::timers;
+use super::Embedded;
+use crate::engine::supervisor::{Heartbeat, Shutdown};
+use crate::engine::{EngineError, Fired};
+use crate::store::records::TimerRecord;
 use crate::store::{from_millis, to_millis, StoreError};
 
 /// How many due timers one pass reads.
 const BATCH: u64 = 256;
 
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct Fired {
-    pub instance: i64,
-    pub timer: String,
-    pub due: DateTime<FixedOffset>,
-}
-
-impl Runtime {
+impl Embedded {
     /// Fires every timer due at or before `until`, in order of due time. With a virtual
     /// clock, the clock stands at each timer's due time while it fires.
-    pub async fn fire_due(&self, until: DateTime<FixedOffset>) -> Result<Vec<Fired>, StoreError> {
+    pub async fn fire_due(&self, until: DateTime<FixedOffset>) -> Result<Vec<Fired>, EngineError> {
         let mut fired = Vec::new();
         loop {
             let due = self.store.due_timers(to_millis(until), BATCH).await?;
@@ -41,7 +35,7 @@ impl Runtime {
             for group in due.chunk_by(|a, b| a.due_at == b.due_at) {
                 let at = from_millis(group[0].due_at);
                 self.clock.set(at);
-                let mut by_instance: BTreeMap<i64, Vec<&timers::Model>> = BTreeMap::new();
+                let mut by_instance: BTreeMap<i64, Vec<&TimerRecord>> = BTreeMap::new();
                 for timer in group {
                     by_instance.entry(timer.instance_id).or_default().push(timer);
                 }
@@ -74,10 +68,18 @@ impl Runtime {
         Ok(fired)
     }
 
-    /// Sleeps until `next` (UTC milliseconds; at most a minute) or until `wake` is notified,
-    /// whichever comes first. The loops of timers, schedules and effect workers wait this
-    /// way: no polling scans, and an earlier entry scheduled meanwhile wakes them.
-    pub(super) async fn sleep_until(&self, next: Result<Option<i64>, StoreError>, wake: &Notify, what: &str) {
+    /// Sleeps until `next` (UTC milliseconds; at most a minute), until `wake` is notified,
+    /// or until shutdown, whichever comes first. The loops of timers, schedules and effect
+    /// workers wait this way: no polling scans, and an earlier entry scheduled meanwhile
+    /// wakes them. With a virtual clock only `wake` (a clock move) brings work forward, but
+    /// the minute still passes, so the heartbeat goes on.
+    pub(super) async fn sleep_until(
+        &self,
+        next: Result<Option<i64>, StoreError>,
+        wake: &Notify,
+        what: &str,
+        shutdown: &mut Shutdown,
+    ) {
         let wait = match next {
             Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, 60_000) as u64),
             Ok(None) => Duration::from_secs(60),
@@ -89,14 +91,17 @@ impl Runtime {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = wake.notified() => {}
+            () = shutdown.wait() => {}
         }
     }
 
-    /// Runs until the process ends.
-    pub async fn run_timers(self: Arc<Self>) {
-        loop {
+    /// The timer worker's loop, until shutdown. With a virtual clock the admin clock
+    /// endpoint fires timers, so the loop only keeps its heartbeat.
+    pub(super) async fn run_timers(self: Arc<Self>, heartbeat: Heartbeat, mut shutdown: Shutdown) {
+        while !shutdown.is_set() {
+            heartbeat.beat();
             if self.clock.is_virtual() {
-                self.timers_changed.notified().await;
+                self.sleep_until(Ok(None), &self.timers_changed, "timer", &mut shutdown).await;
                 continue;
             }
             let now = self.clock.now();
@@ -104,7 +109,7 @@ impl Runtime {
                 tracing::error!(%error, "timer pass failed");
             }
             let next = self.store.next_timer_due().await;
-            self.sleep_until(next, &self.timers_changed, "timer").await;
+            self.sleep_until(next, &self.timers_changed, "timer", &mut shutdown).await;
         }
     }
 }

@@ -15,9 +15,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+pub use crate::store::ledger::Anchor;
 use crate::store::ledger::sha256_hex;
 
 /// A key shorter than this is refused: it could be guessed.
@@ -56,8 +56,23 @@ impl AnchorKey {
 
     fn sign(&self, anchor: &Anchor) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes a key of any length");
-        mac.update(anchor.signed_text().as_bytes());
+        mac.update(signed_text(anchor).as_bytes());
         mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `anchor`'s signature holds under this key: `None` when the anchor is unsigned
+    /// or was signed with another key, which this key cannot judge.
+    pub fn holds(&self, anchor: &Anchor) -> Option<bool> {
+        let signature = anchor.signature.as_ref()?;
+        if anchor.key_id.as_deref() != Some(self.id.as_str()) {
+            return None;
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes a key of any length");
+        mac.update(signed_text(anchor).as_bytes());
+        let bytes: Vec<u8> = (0..signature.len() / 2)
+            .filter_map(|i| signature.get(2 * i..2 * i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+            .collect();
+        Some(mac.verify_slice(&bytes).is_ok())
     }
 }
 
@@ -71,48 +86,19 @@ pub struct Anchoring {
     pub mail_to: Vec<String>,
 }
 
-/// One anchor, as stored, written to the file and mailed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Anchor {
-    /// When it was taken (UTC milliseconds).
-    pub at: i64,
-    pub ledger_seq: i64,
-    pub ledger_hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
+/// An anchor of the head (`seq`, `hash`) at `at`, signed if a key is given.
+pub fn take(at: i64, ledger_seq: i64, ledger_hash: String, key: Option<&AnchorKey>) -> Anchor {
+    let mut anchor = Anchor { at, ledger_seq, ledger_hash, key_id: None, signature: None };
+    if let Some(key) = key {
+        anchor.key_id = Some(key.id.clone());
+        anchor.signature = Some(key.sign(&anchor));
+    }
+    anchor
 }
 
-impl Anchor {
-    /// An anchor of the head (`seq`, `hash`) at `at`, signed if a key is given.
-    pub fn new(at: i64, ledger_seq: i64, ledger_hash: String, key: Option<&AnchorKey>) -> Anchor {
-        let mut anchor = Anchor { at, ledger_seq, ledger_hash, key_id: None, signature: None };
-        if let Some(key) = key {
-            anchor.key_id = Some(key.id.clone());
-            anchor.signature = Some(key.sign(&anchor));
-        }
-        anchor
-    }
-
-    fn signed_text(&self) -> String {
-        format!("statflow/anchor/v1\n{}\n{}\n{}\n", self.at, self.ledger_seq, self.ledger_hash)
-    }
-
-    /// Whether the signature holds under `key`: `None` when the anchor is unsigned or was
-    /// signed with another key, which this key cannot judge.
-    pub fn signature_holds(&self, key: &AnchorKey) -> Option<bool> {
-        let signature = self.signature.as_ref()?;
-        if self.key_id.as_deref() != Some(key.id.as_str()) {
-            return None;
-        }
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key.secret).expect("HMAC takes a key of any length");
-        mac.update(self.signed_text().as_bytes());
-        let bytes: Vec<u8> = (0..signature.len() / 2)
-            .filter_map(|i| signature.get(2 * i..2 * i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-            .collect();
-        Some(mac.verify_slice(&bytes).is_ok())
-    }
+/// The text a signature covers (its format is part of every anchor already given out).
+fn signed_text(anchor: &Anchor) -> String {
+    format!("statflow/anchor/v1\n{}\n{}\n{}\n", anchor.at, anchor.ledger_seq, anchor.ledger_hash)
 }
 
 /// Appends `anchor` as one line to `file` and waits until it is on disk.
@@ -157,17 +143,17 @@ mod tests {
     #[test]
     fn a_signature_holds_only_for_the_anchor_it_signed_and_the_key_that_signed_it() {
         let k = key("0123456789abcdef0123456789abcdef");
-        let anchor = Anchor::new(1_700_000_000_000, 42, "ab".repeat(32), Some(&k));
-        assert_eq!(anchor.signature_holds(&k), Some(true));
+        let anchor = take(1_700_000_000_000, 42, "ab".repeat(32), Some(&k));
+        assert_eq!(k.holds(&anchor), Some(true));
         let mut moved = anchor.clone();
         moved.ledger_seq = 41;
-        assert_eq!(moved.signature_holds(&k), Some(false));
+        assert_eq!(k.holds(&moved), Some(false));
         let mut rehashed = anchor.clone();
         rehashed.ledger_hash = "cd".repeat(32);
-        assert_eq!(rehashed.signature_holds(&k), Some(false));
+        assert_eq!(k.holds(&rehashed), Some(false));
         let other = key("fedcba9876543210fedcba9876543210-other");
-        assert_eq!(anchor.signature_holds(&other), None, "another key cannot judge it");
-        assert_eq!(Anchor::new(1, 1, "00".into(), None).signature_holds(&k), None);
+        assert_eq!(other.holds(&anchor), None, "another key cannot judge it");
+        assert_eq!(k.holds(&take(1, 1, "00".into(), None)), None);
     }
 
     #[test]

@@ -16,9 +16,9 @@ use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::{self, Event, InstanceState};
 
-use crate::store::entities::{history, instances, ledger};
 use crate::store::from_millis;
-use crate::store::ledger::{history_hash, sealed, EVENT, GENESIS};
+use crate::store::ledger::{history_hash, sealed, GENESIS};
+use crate::store::records::{HistoryEntry, InstanceRecord, LedgerEntry, LedgerKind};
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -75,7 +75,7 @@ impl InstanceChecks {
     }
 }
 
-pub fn chain(id: i64, history: &[history::Model]) -> Check {
+pub fn chain(id: i64, history: &[HistoryEntry]) -> Check {
     if history.is_empty() {
         return Check::failed("the instance has no history; its events were deleted");
     }
@@ -96,7 +96,7 @@ pub fn chain(id: i64, history: &[history::Model]) -> Check {
     Check::passed(format!("{} events, each sealed to the one before", history.len()))
 }
 
-pub fn head(row: &instances::Model, history: &[history::Model]) -> Check {
+pub fn head(row: &InstanceRecord, history: &[HistoryEntry]) -> Check {
     let Some(last) = history.last() else {
         return Check::failed("no history to end at the recorded head");
     };
@@ -106,7 +106,7 @@ pub fn head(row: &instances::Model, history: &[history::Model]) -> Check {
             last.seq
         ));
     }
-    match serde_json::from_str::<InstanceState>(&row.state) {
+    match serde_json::from_str::<InstanceState>(&row.stored_state) {
         Ok(state) if state.events as i64 == last.seq => {
             Check::passed(format!("the recorded head is event {}'s hash", last.seq))
         }
@@ -120,11 +120,11 @@ pub fn head(row: &instances::Model, history: &[history::Model]) -> Check {
 /// `entries` are the instance's ledger rows in ledger order; `linked` says whether each is
 /// followed in the ledger by a row that names it (checked by the caller, who can see the
 /// whole ledger or the rows after these).
-pub fn ledger(history: &[history::Model], entries: &[ledger::Model], linked: Result<(), String>) -> Check {
+pub fn ledger(history: &[HistoryEntry], entries: &[LedgerEntry], linked: Result<(), String>) -> Check {
     if let Some(entry) = entries.iter().find(|e| !sealed(e)) {
         return Check::failed(format!("ledger entry {} was altered", entry.seq));
     }
-    if let Some(entry) = entries.iter().find(|e| e.kind != EVENT) {
+    if let Some(entry) = entries.iter().find(|e| e.kind != LedgerKind::Event.as_str()) {
         return Check::failed(format!(
             "ledger entry {} records the instance as {}, yet it is stored",
             entry.seq, entry.kind
@@ -164,8 +164,8 @@ pub fn ledger(history: &[history::Model], entries: &[ledger::Model], linked: Res
 /// the stored state. `stale` says the instance's deadlines wait for recomputation with the
 /// current calendar.
 pub fn replay(
-    row: &instances::Model,
-    history: &[history::Model],
+    row: &InstanceRecord,
+    history: &[HistoryEntry],
     definition: Option<&Definition>,
     calendar: &Calendar,
     stale: bool,
@@ -195,7 +195,7 @@ pub fn replay(
             Err(refusal) => return Check::failed(format!("event {} is refused on replay: {refusal}", row.seq)),
         }
     }
-    let stored: Value = match serde_json::from_str(&row.state) {
+    let stored: Value = match serde_json::from_str(&row.stored_state) {
         Ok(value) => value,
         Err(error) => return Check::failed(format!("the stored state is unreadable: {error}")),
     };

@@ -3,18 +3,18 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-};
 use serde::Serialize;
+use serde_json::json;
+use statflow_workflows::calendar::Calendar;
 
-use super::anchors::{self, Anchor};
+use super::anchors::{self, Anchor, Anchoring};
 use super::checks::{self, Check, InstanceChecks, Verdict};
-use crate::engine::embedded::Runtime;
-use crate::store::entities::{anchors as anchor_rows, history, instances, ledger};
+use crate::engine::Definitions;
 use crate::store::ledger::{sealed, GENESIS};
-use crate::store::{from_millis, StoreError};
+use crate::store::records::{HistoryEntry, InstanceRecord, LedgerEntry};
+use crate::store::{from_millis, Store, StoreError};
 
 /// Instances read per chunk.
 const INSTANCE_CHUNK: u64 = 200;
@@ -22,6 +22,17 @@ const INSTANCE_CHUNK: u64 = 200;
 const LEDGER_CHUNK: u64 = 5000;
 /// At most this many failures are listed (all are counted and flagged).
 const LISTED: usize = 1000;
+
+/// What verification checks against: the store, the definition versions and calendar the
+/// replay uses, and where anchors are kept.
+pub struct Verifier<'a> {
+    pub store: &'a Store,
+    pub definitions: &'a Definitions,
+    pub calendar: Arc<Calendar>,
+    /// The calendar's import generation: instances below it wait for recomputation.
+    pub generation: i64,
+    pub anchoring: &'a Anchoring,
+}
 
 /// What verifying the whole store found.
 #[derive(Debug, Serialize)]
@@ -45,28 +56,27 @@ impl Verification {
     }
 }
 
-impl Runtime {
+impl Verifier<'_> {
+    /// Flags an instance that failed verification (once: the first reason stays) and
+    /// records it in the audit log. Returns whether it was newly flagged.
+    pub async fn flag(&self, id: i64, reason: &str) -> Result<bool, StoreError> {
+        let flagged = self.store.flag(id, reason).await?;
+        if flagged {
+            tracing::warn!(instance = id, %reason, "instance failed verification and is flagged");
+            self.store.audit("verification", "instance.flagged", &id.to_string(), json!({"reason": reason})).await?;
+        }
+        Ok(flagged)
+    }
+
     /// The checks of one instance, given its history, with its ledger entries' links to the
     /// entries after them. Flags it if a check fails.
     pub async fn verify_instance(
         &self,
-        row: &instances::Model,
-        history: &[history::Model],
+        row: &InstanceRecord,
+        history: &[HistoryEntry],
     ) -> Result<InstanceChecks, StoreError> {
-        let db = &self.store.db;
-        let entries = ledger::Entity::find()
-            .filter(ledger::Column::InstanceId.eq(row.id))
-            .order_by_asc(ledger::Column::Seq)
-            .all(db)
-            .await?;
-        let followers: HashMap<i64, ledger::Model> = ledger::Entity::find()
-            .filter(ledger::Column::Seq.is_in(entries.iter().map(|e| e.seq + 1)))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|row| (row.seq, row))
-            .collect();
-        let (head_seq, head_hash) = crate::store::ledger::head(db).await?;
+        let (entries, followers) = self.store.ledger_of(row.id).await?;
+        let (head_seq, head_hash) = self.store.ledger_head().await?;
         let linked = entries.iter().try_for_each(|entry| match followers.get(&(entry.seq + 1)) {
             Some(next) if next.prev_hash == entry.hash => Ok(()),
             Some(_) => Err(format!("ledger entry {} is not the one entry {} follows", entry.seq, entry.seq + 1)),
@@ -83,26 +93,25 @@ impl Runtime {
 
     fn instance_checks(
         &self,
-        row: &instances::Model,
-        history: &[history::Model],
-        entries: &[ledger::Model],
+        row: &InstanceRecord,
+        history: &[HistoryEntry],
+        entries: &[LedgerEntry],
         linked: Result<(), String>,
     ) -> InstanceChecks {
-        let definition = self.definition(&row.definition_version);
-        let stale = row.calendar_generation < self.calendar_generation() && row.status == "running";
+        let definition = self.definitions.get(&row.definition_version);
+        let stale = row.calendar_generation < self.generation && row.is_running();
         InstanceChecks {
             chain: checks::chain(row.id, history),
             head: checks::head(row, history),
             ledger: checks::ledger(history, entries, linked),
-            replay: checks::replay(row, history, definition.as_deref(), &self.calendar(), stale),
+            replay: checks::replay(row, history, definition.as_deref(), &self.calendar, stale),
         }
     }
 
     /// Verifies every instance, the ledger and the anchors; flags instances that fail.
     /// `progress` hears (instances done, instances in all) after each chunk.
     pub async fn verify_all(&self, mut progress: impl FnMut(u64, u64)) -> Result<Verification, StoreError> {
-        let db = &self.store.db;
-        let total = instances::Entity::find().count(db).await?;
+        let total = self.store.count_instances().await?;
         let mut report = Verification {
             instances: 0,
             failures: Vec::new(),
@@ -115,39 +124,12 @@ impl Runtime {
         };
         let mut after = 0i64;
         loop {
-            let rows = instances::Entity::find()
-                .filter(instances::Column::Id.gt(after))
-                .order_by_asc(instances::Column::Id)
-                .limit(INSTANCE_CHUNK)
-                .all(db)
-                .await?;
-            let Some(last) = rows.last() else { break };
+            let rows = self.store.sealed_chunk(after, INSTANCE_CHUNK).await?;
+            let Some((last, ..)) = rows.last() else { break };
             after = last.id;
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            let mut histories: HashMap<i64, Vec<history::Model>> = HashMap::new();
-            for row in history::Entity::find()
-                .filter(history::Column::InstanceId.is_in(ids.clone()))
-                .order_by_asc(history::Column::InstanceId)
-                .order_by_asc(history::Column::Seq)
-                .all(db)
-                .await?
-            {
-                histories.entry(row.instance_id).or_default().push(row);
-            }
-            let mut ledgers: HashMap<i64, Vec<ledger::Model>> = HashMap::new();
-            for row in ledger::Entity::find()
-                .filter(ledger::Column::InstanceId.is_in(ids))
-                .order_by_asc(ledger::Column::Seq)
-                .all(db)
-                .await?
-            {
-                ledgers.entry(row.instance_id).or_default().push(row);
-            }
-            for row in &rows {
-                let history = histories.remove(&row.id).unwrap_or_default();
-                let entries = ledgers.remove(&row.id).unwrap_or_default();
+            for (row, history, entries) in &rows {
                 // The ledger's links were checked whole by `verify_ledger`.
-                let checks = self.instance_checks(row, &history, &entries, Ok(()));
+                let checks = self.instance_checks(row, history, entries, Ok(()));
                 let failures = checks.failures();
                 if checks.replay.verdict == Verdict::Inconclusive {
                     report.inconclusive += 1;
@@ -171,15 +153,9 @@ impl Runtime {
     /// Walks the whole ledger in order: numbered 1, 2, …, each entry sealed and naming the one
     /// before, the last one the recorded head.
     pub async fn verify_ledger(&self) -> Result<Check, StoreError> {
-        let db = &self.store.db;
         let (mut seq, mut prev) = (0i64, GENESIS.to_owned());
         loop {
-            let rows = ledger::Entity::find()
-                .filter(ledger::Column::Seq.gt(seq))
-                .order_by_asc(ledger::Column::Seq)
-                .limit(LEDGER_CHUNK)
-                .all(db)
-                .await?;
+            let rows = self.store.ledger_after(seq, LEDGER_CHUNK).await?;
             if rows.is_empty() {
                 break;
             }
@@ -197,7 +173,7 @@ impl Runtime {
                 prev = row.hash;
             }
         }
-        let (head_seq, head_hash) = crate::store::ledger::head(db).await?;
+        let (head_seq, head_hash) = self.store.ledger_head().await?;
         if (head_seq, head_hash.as_str()) != (seq, prev.as_str()) {
             return Ok(Check::failed(format!(
                 "the ledger ends at entry {seq} but its recorded head is entry {head_seq}: entries were removed or added"
@@ -209,20 +185,7 @@ impl Runtime {
     /// Instances the ledger records that are gone without a `removed` entry of the retention
     /// sweep, and histories left without their instance.
     async fn find_missing(&self) -> Result<Check, StoreError> {
-        let db = &self.store.db;
-        let backend = db.get_database_backend();
-        let gone = "SELECT DISTINCT l.instance_id AS id FROM ledger l \
-                    WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = l.instance_id) \
-                    AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.instance_id = l.instance_id AND r.kind = 'removed') \
-                    ORDER BY id LIMIT 20";
-        let orphans = "SELECT DISTINCT h.instance_id AS id FROM history h \
-                       WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = h.instance_id) ORDER BY id LIMIT 20";
-        let mut found = Vec::new();
-        for sql in [gone, orphans] {
-            let rows = db.query_all_raw(Statement::from_string(backend, sql)).await?;
-            found.push(rows.iter().map(|r| r.try_get::<i64>("", "id")).collect::<Result<Vec<_>, _>>()?);
-        }
-        let (orphans, gone) = (found.pop().unwrap_or_default(), found.pop().unwrap_or_default());
+        let (gone, orphans) = self.store.missing_instances().await?;
         if !gone.is_empty() {
             return Ok(Check::failed(format!("instances {} are in the ledger but were deleted", list(&gone))));
         }
@@ -235,17 +198,10 @@ impl Runtime {
     /// Compares every anchor (in the database and in the anchor file) with the ledger, and
     /// checks their signatures when a key is configured.
     pub async fn verify_anchors(&self) -> Result<Check, StoreError> {
-        let anchoring = self.anchoring();
+        let anchoring = self.anchoring;
         let mut anchors: Vec<(String, Anchor)> = Vec::new();
-        for row in anchor_rows::Entity::find().order_by_asc(anchor_rows::Column::Id).all(&self.store.db).await? {
-            let anchor = Anchor {
-                at: row.at,
-                ledger_seq: row.ledger_seq,
-                ledger_hash: row.ledger_hash,
-                key_id: row.key_id,
-                signature: row.signature,
-            };
-            anchors.push((format!("stored anchor {}", row.id), anchor));
+        for (id, anchor) in self.store.anchors().await? {
+            anchors.push((format!("stored anchor {id}"), anchor));
         }
         if let Some(file) = &anchoring.file {
             match read_anchor_file(file) {
@@ -266,14 +222,7 @@ impl Runtime {
         let mut seqs: Vec<i64> = anchors.iter().map(|(_, a)| a.ledger_seq).filter(|s| *s > 0).collect();
         seqs.sort_unstable();
         seqs.dedup();
-        let mut hashes: HashMap<i64, String> = HashMap::new();
-        for chunk in seqs.chunks(500) {
-            for row in
-                ledger::Entity::find().filter(ledger::Column::Seq.is_in(chunk.to_vec())).all(&self.store.db).await?
-            {
-                hashes.insert(row.seq, row.hash);
-            }
-        }
+        let hashes: HashMap<i64, String> = self.store.ledger_hashes(&seqs).await?;
         let (mut signed, mut unjudged) = (0, 0);
         for (origin, anchor) in &anchors {
             let when = from_millis(anchor.at).format("%Y-%m-%d %H:%M");
@@ -295,7 +244,7 @@ impl Runtime {
                 Some(_) => {}
             }
             if let Some(key) = &anchoring.key {
-                match anchor.signature_holds(key) {
+                match key.holds(anchor) {
                     Some(true) => signed += 1,
                     Some(false) => {
                         return Ok(Check::failed(format!(

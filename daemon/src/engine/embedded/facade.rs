@@ -1,0 +1,167 @@
+//! The embedded engine behind the [`Engine`] facade: each request becomes a transition of
+//! the store's write path, or a call to one of the engine's workers' parts.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::Value;
+use statflow_workflows::calendar::Calendar;
+use statflow_workflows::definition::Definition;
+use statflow_workflows::engine::{Actor, Event};
+use statflow_workflows::schedules::ScheduleSpec;
+
+use super::Embedded;
+use crate::engine::{
+    ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, StartRequest, WorkerHealth,
+};
+use crate::principal::Principal;
+use crate::store::records::InstanceRecord;
+use crate::store::transition::{CallerDenial, Origin, Work};
+use crate::store::to_millis;
+
+#[async_trait::async_trait]
+impl Engine for Embedded {
+    fn now(&self) -> DateTime<FixedOffset> {
+        self.clock.now()
+    }
+
+    fn has_virtual_clock(&self) -> bool {
+        self.clock.is_virtual()
+    }
+
+    fn calendar(&self) -> (Arc<Calendar>, i64) {
+        self.calendar.read().expect("not poisoned").clone()
+    }
+
+    fn definitions(&self) -> &Definitions {
+        &self.definitions
+    }
+
+    fn health(&self) -> Vec<WorkerHealth> {
+        self.workers.health()
+    }
+
+    async fn start(&self, request: StartRequest) -> Result<InstanceRecord, EngineError> {
+        let definition = self.current_of(&request.procedure, &request.jurisdiction)?;
+        let caller = &request.caller;
+        let actor = Actor {
+            id: caller.name.clone(),
+            roles: vec![],
+            organizations: caller.organizations.clone(),
+            administrator: caller.is_admin(),
+        };
+        Ok(self.start_with(&definition, request.input, actor, Origin::Direct).await?.instance)
+    }
+
+    async fn act(&self, request: ActRequest) -> Result<InstanceRecord, EngineError> {
+        let ActRequest { instance, action, data, caller } = request;
+        // A task claimed by someone is completed by its assignee only; an administrator may
+        // still complete it, and that is recorded. Who holds it is told only to those who
+        // may see the instance (the check below, on the stored instance).
+        let holder = self.claim_held_by_other(instance, &action, &caller).await?;
+        let overriding = holder.clone().filter(|_| caller.is_admin());
+        let blocked = holder.filter(|_| !caller.is_admin());
+        let (decider, audited_action) = (caller.clone(), action.clone());
+        let decide = Box::new(move |record: &InstanceRecord, definition: &Definition, state: &_| {
+            if !decider.may_see(&record.organizations) {
+                return Err(CallerDenial::Unseen(record.id));
+            }
+            if !decider.acts_on_instances() {
+                return Err(CallerDenial::Forbidden(format!("a {} does not act on instances", decider.role)));
+            }
+            if let Some(holder) = &blocked {
+                return Err(CallerDenial::Claimed(format!(
+                    "the task offering `{action}` is claimed by {holder}; only they (or an administrator) complete it"
+                )));
+            }
+            let actor = decider.actor(definition, state);
+            Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
+        });
+        let work = Work::Act { id: instance, decide, definitions: self.definitions.resolver() };
+        let applied = self.transition(work).await?;
+        if let Some(assignee) = overriding {
+            let detail = serde_json::json!({"action": audited_action, "claimed_by": assignee});
+            self.store.audit(&caller.name, "task.complete_claimed_by_other", &instance.to_string(), detail).await?;
+        }
+        Ok(applied.instance)
+    }
+
+    async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError> {
+        Ok(self.store.claim_task(task, &caller.name).await?)
+    }
+
+    async fn signal(&self, instance: i64, name: &str, data: Value) -> Result<InstanceRecord, EngineError> {
+        Ok(self.apply(instance, &Event::Signal { name: name.to_owned(), data }).await?.instance)
+    }
+
+    async fn advance_clock(&self, to: DateTime<FixedOffset>) -> Result<ClockMove, EngineError> {
+        if !self.clock.is_virtual() {
+            return Err(EngineError::Forbidden("the clock is the system's; start with --virtual-clock".into()));
+        }
+        // One move at a time: two interleaved moves would fire timers out of order.
+        let _moving = self.clock_moves.lock().await;
+        let moved = self.advance_to(to).await?;
+        // Retries waiting for the (virtual) time just passed are due now.
+        self.outbox_changed.notify_one();
+        self.deliveries_changed.notify_one();
+        Ok(moved)
+    }
+
+    async fn import_calendar(
+        &self,
+        origin: &str,
+        content: &str,
+        correction: Option<&str>,
+    ) -> Result<Imported, EngineError> {
+        self.import_notices(origin, content, correction).await
+    }
+
+    async fn load_definition(&self, file: &str, source: &str) -> Result<Arc<Definition>, EngineError> {
+        let definition = self.definitions.validate(file, source).map_err(EngineError::InvalidDefinition)?;
+        Ok(self.definitions.make_current(&self.store, definition, source, to_millis(self.clock.now())).await?)
+    }
+
+    async fn put_schedule(&self, id: &str, spec: &ScheduleSpec) -> Result<(), EngineError> {
+        self.store_schedule(id, spec, false).await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<(), EngineError> {
+        let schedule = self.store.schedule(id).await?.ok_or_else(|| EngineError::invalid("id", format!("no schedule `{id}`")))?;
+        if schedule.built_in {
+            return Err(EngineError::Forbidden(format!(
+                "`{id}` comes with the procedure library; disable it (\"enabled\": false) instead"
+            )));
+        }
+        self.store.delete_schedule(id).await?;
+        self.schedules_changed.notify_one();
+        Ok(())
+    }
+}
+
+impl Embedded {
+    /// The current definition of (procedure, jurisdiction), or an error naming the known ones.
+    pub fn current_of(&self, procedure: &str, jurisdiction: &str) -> Result<Arc<Definition>, EngineError> {
+        self.definitions.current(procedure, jurisdiction).ok_or_else(|| {
+            let known: Vec<String> =
+                self.definitions.procedures().into_iter().map(|(p, j, _)| format!("{p}/{j}")).collect();
+            EngineError::invalid(
+                "procedure",
+                format!("no procedure `{procedure}` for jurisdiction `{jurisdiction}`; known: {}", known.join(", ")),
+            )
+        })
+    }
+
+    /// Who holds the task offering `action`, when it is someone other than `caller` and no
+    /// task offering it is free or the caller's own.
+    async fn claim_held_by_other(
+        &self,
+        instance: i64,
+        action: &str,
+        caller: &Principal,
+    ) -> Result<Option<String>, EngineError> {
+        let offering: Vec<_> =
+            self.store.open_tasks_of(instance).await?.into_iter().filter(|t| t.offers(action)).collect();
+        let mine_or_free = offering.iter().any(|t| t.assignee.as_ref().is_none_or(|a| *a == caller.name));
+        Ok(offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine_or_free))
+    }
+}

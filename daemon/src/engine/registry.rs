@@ -1,0 +1,132 @@
+//! The definition versions instances run on, and the version new instances of each
+//! procedure start on. Every engine shares it: versions are stored (the built-in library's
+//! at start, loaded ones with the choice of them), and an instance keeps the version it
+//! started with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use statflow_workflows::definition::{check_set, Definition, DefinitionError, Library, BUILT_IN};
+
+use crate::store::records::DefinitionRecord;
+use crate::store::transition::Resolver;
+use crate::store::{Store, StoreError};
+
+pub struct Definitions {
+    /// Every version instances may run on, by version.
+    versions: Arc<RwLock<HashMap<String, Arc<Definition>>>>,
+    /// The version new instances of (procedure, jurisdiction) start on.
+    current: RwLock<HashMap<(String, String), String>>,
+}
+
+fn record(definition: &Definition, source: &str) -> DefinitionRecord {
+    DefinitionRecord {
+        version: definition.version.clone(),
+        procedure: definition.id().to_owned(),
+        jurisdiction: definition.jurisdiction().to_owned(),
+        file: definition.file.clone(),
+        source: source.to_owned(),
+    }
+}
+
+impl Definitions {
+    /// Stores the built-in library's versions, then reads every stored version and the
+    /// versions administrators made current.
+    pub async fn load(store: &Store, now: i64) -> Result<Definitions, StoreError> {
+        for definition in Library::built_in().iter() {
+            let source = BUILT_IN
+                .iter()
+                .find(|(file, _)| *file == definition.file)
+                .map(|(_, text)| *text)
+                .expect("built-in definitions come from BUILT_IN");
+            store.save_definition(&record(definition, source), now).await?;
+        }
+        let mut versions = HashMap::new();
+        for row in store.definitions().await? {
+            let definition = Definition::load(&row.source, &row.file).map_err(|errors| {
+                StoreError::Corrupt(format!("stored definition {} no longer loads: {}", row.version, errors[0]))
+            })?;
+            versions.insert(row.version.clone(), Arc::new(definition));
+        }
+        // Built-in versions are current unless an administrator chose another by loading it.
+        let mut current: HashMap<(String, String), String> = Library::built_in()
+            .iter()
+            .map(|d| ((d.id().to_owned(), d.jurisdiction().to_owned()), d.version.clone()))
+            .collect();
+        for (procedure, jurisdiction, version) in store.current_versions().await? {
+            if versions.contains_key(&version) {
+                current.insert((procedure, jurisdiction), version);
+            }
+        }
+        Ok(Definitions { versions: Arc::new(RwLock::new(versions)), current: RwLock::new(current) })
+    }
+
+    pub fn get(&self, version: &str) -> Option<Arc<Definition>> {
+        self.versions.read().expect("not poisoned").get(version).cloned()
+    }
+
+    /// The definition new instances of a procedure start on.
+    pub fn current(&self, procedure: &str, jurisdiction: &str) -> Option<Arc<Definition>> {
+        let version =
+            self.current.read().expect("not poisoned").get(&(procedure.to_owned(), jurisdiction.to_owned()))?.clone();
+        self.get(&version)
+    }
+
+    /// Every procedure new instances can be started on: (procedure, jurisdiction, version).
+    pub fn procedures(&self) -> Vec<(String, String, String)> {
+        let mut all: Vec<_> = self
+            .current
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .map(|((p, j), v)| (p.clone(), j.clone(), v.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Finds versions for the write path (instances run on the version they started with).
+    pub fn resolver(&self) -> Resolver {
+        let versions = self.versions.clone();
+        Arc::new(move |v| versions.read().expect("not poisoned").get(v).cloned())
+    }
+
+    /// Validates a definition together with the current library (their cross-references).
+    pub fn validate(&self, file: &str, source: &str) -> Result<Definition, Vec<DefinitionError>> {
+        let current: Vec<Arc<Definition>> = {
+            let current = self.current.read().expect("not poisoned");
+            current.values().filter_map(|v| self.get(v)).collect()
+        };
+        let definition = Definition::load(source, file)?;
+        let mut set: Vec<&Definition> = current
+            .iter()
+            .map(|d| &**d)
+            .filter(|d| !(d.id() == definition.id() && d.jurisdiction() == definition.jurisdiction()))
+            .collect();
+        set.push(&definition);
+        let errors = check_set(&set);
+        if errors.is_empty() {
+            Ok(definition)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Stores `definition` (validated) and makes it current; running instances keep theirs.
+    pub async fn make_current(
+        &self,
+        store: &Store,
+        definition: Definition,
+        source: &str,
+        now: i64,
+    ) -> Result<Arc<Definition>, StoreError> {
+        store.save_current_definition(&record(&definition, source), now).await?;
+        let definition = Arc::new(definition);
+        self.versions.write().expect("not poisoned").insert(definition.version.clone(), definition.clone());
+        self.current
+            .write()
+            .expect("not poisoned")
+            .insert((definition.id().to_owned(), definition.jurisdiction().to_owned()), definition.version.clone());
+        Ok(definition)
+    }
+}

@@ -1,0 +1,46 @@
+//! Principals: who may call the API, found by the hash of their token.
+
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
+
+use super::entities::principals;
+use super::records::{PrincipalRecord, Role};
+use super::{Store, StoreError};
+
+impl Store {
+    pub async fn principal_by_token(&self, token_hash: &str) -> Result<Option<PrincipalRecord>, StoreError> {
+        principals::Entity::find()
+            .filter(principals::Column::TokenHash.eq(token_hash))
+            .one(&self.db)
+            .await?
+            .map(PrincipalRecord::decode)
+            .transpose()
+    }
+
+    /// Stores a new principal; a name already taken is [`StoreError::Exists`].
+    pub async fn create_principal(
+        &self,
+        name: &str,
+        role: Role,
+        organizations: &[String],
+        token_hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let inserted = principals::ActiveModel {
+            name: Set(name.to_owned()),
+            role: Set(role.as_str().to_owned()),
+            organizations: Set(serde_json::to_string(organizations).expect("serializes")),
+            token_hash: Set(token_hash.to_owned()),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(StoreError::Exists(format!("a principal named `{name}`")))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
