@@ -32,9 +32,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(InstanceOrganizations::InstanceId).big_integer().not_null())
                     .col(ColumnDef::new(InstanceOrganizations::Organization).string().not_null())
                     .primary_key(
-                        Index::create()
-                            .col(InstanceOrganizations::InstanceId)
-                            .col(InstanceOrganizations::Organization),
+                        Index::create().col(InstanceOrganizations::InstanceId).col(InstanceOrganizations::Organization),
                     )
                     .to_owned(),
             )

@@ -284,9 +284,7 @@ impl Catalogue {
     /// The catalogue of `schedules/built_in.toml` (checked by the tests below).
     pub fn built_in() -> &'static Catalogue {
         static CATALOGUE: std::sync::OnceLock<Catalogue> = std::sync::OnceLock::new();
-        CATALOGUE.get_or_init(|| {
-            toml::from_str(BUILT_IN).unwrap_or_else(|e| panic!("schedules/built_in.toml: {e}"))
-        })
+        CATALOGUE.get_or_init(|| toml::from_str(BUILT_IN).unwrap_or_else(|e| panic!("schedules/built_in.toml: {e}")))
     }
 
     /// The built-in schedules, by id.
@@ -407,7 +405,9 @@ mod tests {
                 assert!(!catalogue.selection(*selection).procedure.is_empty(), "{id}");
             }
         }
-        for selection in [Selection::ActiveAuthorization, Selection::AuthorizationInTerm, Selection::AuthorizingAuthority] {
+        for selection in
+            [Selection::ActiveAuthorization, Selection::AuthorizationInTerm, Selection::AuthorizingAuthority]
+        {
             catalogue.selection(selection);
         }
     }

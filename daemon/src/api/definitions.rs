@@ -229,7 +229,10 @@ pub async fn load(
         Ok(definition) => {
             let detail = json!({"file": request.file, "version": definition.version});
             state.store.audit(&principal.name, "definition.load", definition.id(), detail).await?;
-            Ok((StatusCode::CREATED, Json(describe(&definition, statflow_workflows::calendar::local_date(state.engine.now()))))
+            Ok((
+                StatusCode::CREATED,
+                Json(describe(&definition, statflow_workflows::calendar::local_date(state.engine.now()))),
+            )
                 .into_response())
         }
         Err(EngineError::InvalidDefinition(errors)) => {

@@ -224,7 +224,14 @@ pub async fn history(
             hash: h.hash,
         })
         .collect();
-    Ok(Json(HistoryView { instance: id, chain_intact: !checks.chain.is_failure(), checks, flagged, source_notices, events }))
+    Ok(Json(HistoryView {
+        instance: id,
+        chain_intact: !checks.chain.is_failure(),
+        checks,
+        flagged,
+        source_notices,
+        events,
+    }))
 }
 
 pub async fn act(

@@ -17,8 +17,8 @@ use super::schedules::{RunView, ScheduleDetail, ScheduleView};
 use super::views::{InstanceView, Paged, TaskView};
 use super::Health;
 use crate::engine::Imported;
-use statflow_workflows::schedules::ScheduleSpec;
 use crate::store::directory::{ContactEntry, OrganizationEntry};
+use statflow_workflows::schedules::ScheduleSpec;
 
 /// The types whose schemas the document holds (with everything they refer to).
 #[derive(OpenApi)]

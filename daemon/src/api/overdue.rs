@@ -100,10 +100,8 @@ pub async fn board(
     // scan to instances involving it; the exact owner is checked per item.
     let mut rows = Vec::new();
     let next = loop {
-        let chunk = state
-            .store
-            .due_instances(due_by, within.as_deref(), query.org.as_deref(), after, SCAN_CHUNK)
-            .await?;
+        let chunk =
+            state.store.due_instances(due_by, within.as_deref(), query.org.as_deref(), after, SCAN_CHUNK).await?;
         let exhausted = (chunk.len() as u64) < SCAN_CHUNK;
         let mut full = None;
         for row in chunk {

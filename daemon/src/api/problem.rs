@@ -81,7 +81,9 @@ impl From<EngineError> for Problem {
             EngineError::Refused(refusal) => refusal.into(),
             EngineError::Forbidden(message) => Problem::forbidden(message),
             EngineError::Claimed(message) => Problem::new(StatusCode::CONFLICT, "Claimed by someone else", message),
-            EngineError::Invalid { field, message } => Problem::field(StatusCode::UNPROCESSABLE_ENTITY, &field, message),
+            EngineError::Invalid { field, message } => {
+                Problem::field(StatusCode::UNPROCESSABLE_ENTITY, &field, message)
+            }
             EngineError::InvalidDefinition(errors) => Problem::field(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "source",
@@ -89,7 +91,9 @@ impl From<EngineError> for Problem {
             ),
             EngineError::Conflict => Problem::new(StatusCode::CONFLICT, "Concurrent change", error.to_string()),
             EngineError::Flagged { .. } => Problem::new(StatusCode::CONFLICT, "Instance flagged", error.to_string()),
-            EngineError::Unavailable(message) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down", message),
+            EngineError::Unavailable(message) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down", message)
+            }
             EngineError::Store(error) => {
                 tracing::error!(%error, "request failed");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "the request could not be completed")

@@ -45,7 +45,9 @@ async fn open_task(state: &AppState, principal: &Principal, id: &str) -> Result<
         .store
         .task(id)
         .await?
-        .filter(|t| !principal.is_staff() || t.organization.as_ref().is_some_and(|o| principal.organizations.contains(o)))
+        .filter(|t| {
+            !principal.is_staff() || t.organization.as_ref().is_some_and(|o| principal.organizations.contains(o))
+        })
         .ok_or_else(|| Problem::not_found(format!("task {id} does not exist")))?;
     if task.status != TaskStatus::Open {
         return Err(Problem::new(StatusCode::CONFLICT, "Task closed", format!("task {id} is already closed")));

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub use crate::store::ledger::Anchor;
 use crate::store::ledger::sha256_hex;
+pub use crate::store::ledger::Anchor;
 
 /// A key shorter than this is refused: it could be guessed.
 pub const MIN_KEY_BYTES: usize = 32;

@@ -99,12 +99,9 @@ impl Store {
         after: i64,
         limit: u64,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
-        let mut select = instances::Entity::find()
-            .filter(instances::Column::Status.eq(InstanceStatus::Running.as_str()))
-            .filter(
-                Condition::any()
-                    .add(instances::Column::Overdue.eq(true))
-                    .add(instances::Column::NextDueAt.lte(due_by)),
+        let mut select =
+            instances::Entity::find().filter(instances::Column::Status.eq(InstanceStatus::Running.as_str())).filter(
+                Condition::any().add(instances::Column::Overdue.eq(true)).add(instances::Column::NextDueAt.lte(due_by)),
             );
         if let Some(within) = within {
             select = select.filter(scope::involves_any(within));

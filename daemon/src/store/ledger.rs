@@ -195,8 +195,12 @@ impl Store {
         after: i64,
         limit: u64,
     ) -> Result<Vec<(InstanceRecord, Vec<HistoryEntry>, Vec<LedgerEntry>)>, StoreError> {
-        let rows =
-            instances::Entity::find().filter(instances::Column::Id.gt(after)).order_by_asc(instances::Column::Id).limit(limit).all(&self.db).await?;
+        let rows = instances::Entity::find()
+            .filter(instances::Column::Id.gt(after))
+            .order_by_asc(instances::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let mut scopes = scope::of(&self.db, &ids).await?;
         let mut histories: HashMap<i64, Vec<HistoryEntry>> = HashMap::new();
@@ -279,5 +283,11 @@ impl Store {
 }
 
 fn anchor_of(row: anchors::Model) -> Anchor {
-    Anchor { at: row.at, ledger_seq: row.ledger_seq, ledger_hash: row.ledger_hash, key_id: row.key_id, signature: row.signature }
+    Anchor {
+        at: row.at,
+        ledger_seq: row.ledger_seq,
+        ledger_hash: row.ledger_hash,
+        key_id: row.key_id,
+        signature: row.signature,
+    }
 }

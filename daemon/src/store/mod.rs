@@ -39,8 +39,8 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QuerySelect, Select, Set,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QuerySelect, Select, Set,
 };
 use statflow_migrations::{Migrator, MigratorTrait};
 use statflow_workflows::calendar::shanghai;

@@ -111,7 +111,8 @@ impl Store {
         let mut removable: HashSet<i64> = rows
             .iter()
             .filter(|(_, _, status, finished, jurisdiction)| {
-                super::records::InstanceStatus::parse(status) == Some(super::records::InstanceStatus::Completed) && *finished <= cutoff(years_of(jurisdiction))
+                super::records::InstanceStatus::parse(status) == Some(super::records::InstanceStatus::Completed)
+                    && *finished <= cutoff(years_of(jurisdiction))
             })
             .map(|(id, ..)| *id)
             .collect();

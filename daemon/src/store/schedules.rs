@@ -51,7 +51,8 @@ impl Store {
 
     /// One slice of the schedules, by id.
     pub async fn schedules(&self, slice: Slice) -> Result<(Vec<ScheduleRecord>, u64), StoreError> {
-        let (rows, total) = read_page(schedules::Entity::find().order_by_asc(schedules::Column::Id), slice, &self.db).await?;
+        let (rows, total) =
+            read_page(schedules::Entity::find().order_by_asc(schedules::Column::Id), slice, &self.db).await?;
         Ok((rows.into_iter().map(ScheduleRecord::decode).collect::<Result<_, _>>()?, total))
     }
 

@@ -90,11 +90,24 @@ pub enum Origin {
 
 /// What a transition is to do.
 pub enum Work {
-    Start { definition: Arc<Definition>, input: Value, actor: Actor, origin: Origin },
-    Apply { id: i64, event: Event, definitions: Resolver },
+    Start {
+        definition: Arc<Definition>,
+        input: Value,
+        actor: Actor,
+        origin: Origin,
+    },
+    Apply {
+        id: i64,
+        event: Event,
+        definitions: Resolver,
+    },
     /// A caller's action, decided on the instance as stored in the same transaction: `decide`
     /// checks the caller against it and gives the event to apply. The instance is read once.
-    Act { id: i64, decide: Decide, definitions: Resolver },
+    Act {
+        id: i64,
+        decide: Decide,
+        definitions: Resolver,
+    },
 }
 
 /// A caller's check on a stored instance, giving the event it may apply. It may run more
@@ -190,7 +203,9 @@ pub(super) async fn store_batch(
             Work::Start { definition, input, actor, origin } => {
                 batch.start(txn, definition, input, actor, transition, origin).await?
             }
-            Work::Apply { id, event, definitions } => batch.apply(*id, |_, _, _| Ok(event.clone()), transition, definitions),
+            Work::Apply { id, event, definitions } => {
+                batch.apply(*id, |_, _, _| Ok(event.clone()), transition, definitions)
+            }
             Work::Act { id, decide, definitions } => batch.apply(*id, decide, transition, definitions),
         };
         outcomes.push(outcome);
@@ -477,8 +492,7 @@ impl Batch {
                     self.outbox(id, &format!("{id}:{key}"), &Effect::StartChild(start), now);
                 }
                 Command::SignalInstance { key, target, signal, data } => {
-                    let signal =
-                        InstanceSignal { target: target.clone(), signal: signal.clone(), data: data.clone() };
+                    let signal = InstanceSignal { target: target.clone(), signal: signal.clone(), data: data.clone() };
                     self.outbox(id, &format!("{id}:{key}"), &Effect::SignalInstance(signal), now);
                 }
             }

@@ -74,10 +74,7 @@ async fn commit_batch(db: &DatabaseConnection, batch: Vec<(Submission, Reply)>) 
 }
 
 /// Stores `transitions` in one transaction and returns their outcomes once it is durable.
-async fn commit(
-    db: &DatabaseConnection,
-    transitions: &[&Submission],
-) -> Result<Vec<Outcome>, StoreError> {
+async fn commit(db: &DatabaseConnection, transitions: &[&Submission]) -> Result<Vec<Outcome>, StoreError> {
     // IMMEDIATE takes the write lock at BEGIN: a deferred transaction that read first could
     // find its snapshot stale when it tries to write, and SQLite would refuse it outright.
     let options =

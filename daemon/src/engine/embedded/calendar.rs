@@ -38,8 +38,7 @@ impl Embedded {
             let field = if message.contains("`replace`") { "replace" } else { "content" };
             EngineError::invalid(field, message)
         };
-        let notices =
-            statflow_workflows::calendar::parse_any(content, origin).map_err(|e| refused(e.to_string()))?;
+        let notices = statflow_workflows::calendar::parse_any(content, origin).map_err(|e| refused(e.to_string()))?;
         let mut calendar = Calendar::clone(&self.current_calendar());
         for notice in &notices {
             calendar.import_checked(notice.clone(), origin, correction).map_err(|e| refused(e.to_string()))?;

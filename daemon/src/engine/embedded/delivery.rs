@@ -79,12 +79,7 @@ impl Embedded {
         }
     }
 
-    async fn send_email(
-        &self,
-        channels: &Channels,
-        row: &EffectRecord,
-        activity: &Activity,
-    ) -> Result<Value, Failure> {
+    async fn send_email(&self, channels: &Channels, row: &EffectRecord, activity: &Activity) -> Result<Value, Failure> {
         let (to, template, step, deadline, basis, escalation) = match activity {
             Activity::Notify { to, template, step, deadline, basis } => {
                 (to, template.as_str(), step, deadline, basis, None)
@@ -194,7 +189,9 @@ impl Embedded {
                     format!("gave up after {} attempts: {}", row.attempts + 1, failure.reason)
                 };
                 tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
-                self.store.finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), to_millis(self.clock.now())).await?;
+                self.store
+                    .finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), to_millis(self.clock.now()))
+                    .await?;
                 let target = row.instance_id.map_or_else(|| row.key.clone(), |id| format!("instance/{id}"));
                 self.store.audit("system", "delivery_failed", &target, json!({"key": row.key, "error": error})).await?;
                 if let Some(instance) = reports_to {
@@ -211,7 +208,12 @@ impl Embedded {
     }
 
     /// The delivery worker's loop, until shutdown.
-    pub(super) async fn run_delivery(self: Arc<Self>, channels: Arc<Channels>, heartbeat: Heartbeat, shutdown: Shutdown) {
+    pub(super) async fn run_delivery(
+        self: Arc<Self>,
+        channels: Arc<Channels>,
+        heartbeat: Heartbeat,
+        shutdown: Shutdown,
+    ) {
         let kinds = EffectKind::DELIVERED;
         self.work_until_stopped(&kinds, &self.deliveries_changed, "delivery", heartbeat, shutdown, || {
             self.deliver_once(&channels)

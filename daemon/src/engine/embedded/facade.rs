@@ -11,13 +11,11 @@ use statflow_workflows::engine::{Actor, Event};
 use statflow_workflows::schedules::ScheduleSpec;
 
 use super::Embedded;
-use crate::engine::{
-    ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, StartRequest, WorkerHealth,
-};
+use crate::engine::{ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, StartRequest, WorkerHealth};
 use crate::principal::Principal;
 use crate::store::records::InstanceRecord;
-use crate::store::transition::{CallerDenial, Origin, Work};
 use crate::store::to_millis;
+use crate::store::transition::{CallerDenial, Origin, Work};
 
 #[async_trait::async_trait]
 impl Engine for Embedded {
@@ -126,7 +124,8 @@ impl Engine for Embedded {
     }
 
     async fn delete_schedule(&self, id: &str) -> Result<(), EngineError> {
-        let schedule = self.store.schedule(id).await?.ok_or_else(|| EngineError::invalid("id", format!("no schedule `{id}`")))?;
+        let schedule =
+            self.store.schedule(id).await?.ok_or_else(|| EngineError::invalid("id", format!("no schedule `{id}`")))?;
         if schedule.built_in {
             return Err(EngineError::Forbidden(format!(
                 "`{id}` comes with the procedure library; disable it (\"enabled\": false) instead"

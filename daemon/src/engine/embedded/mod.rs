@@ -130,7 +130,10 @@ impl Embedded {
     /// Starts the supervised workers: timers, calendar recomputation, schedules, the
     /// outbox and delivery.
     pub fn start_workers(self: &Arc<Self>, channels: Arc<Channels>) {
-        fn worker<F, Fut>(engine: &Arc<Embedded>, body: F) -> impl Fn(super::supervisor::Heartbeat, Shutdown) -> WorkerFuture
+        fn worker<F, Fut>(
+            engine: &Arc<Embedded>,
+            body: F,
+        ) -> impl Fn(super::supervisor::Heartbeat, Shutdown) -> WorkerFuture
         where
             F: Fn(Arc<Embedded>, super::supervisor::Heartbeat, Shutdown) -> Fut + Send + Sync + 'static,
             Fut: std::future::Future<Output = ()> + Send + 'static,

@@ -51,9 +51,8 @@ fn report(run: RunRecord) -> RunReport {
 
 /// The schedule's cron as stored; it was checked when stored, so failing now is corrupt data.
 fn cron_of(schedule: &ScheduleRecord) -> Result<Cron, EngineError> {
-    Cron::parse(&schedule.cron).map_err(|e| {
-        EngineError::Store(crate::store::StoreError::Corrupt(format!("schedule {}: {e}", schedule.id)))
-    })
+    Cron::parse(&schedule.cron)
+        .map_err(|e| EngineError::Store(crate::store::StoreError::Corrupt(format!("schedule {}: {e}", schedule.id))))
 }
 
 impl Embedded {
@@ -62,7 +61,9 @@ impl Embedded {
     pub fn check_schedule(&self, spec: &ScheduleSpec) -> Result<Cron, EngineError> {
         let cron = spec.check().map_err(|e| EngineError::invalid(e.field, e.message))?;
         match &spec.job {
-            Job::Start { procedure, jurisdiction, .. } if self.definitions.current(procedure, jurisdiction).is_none() => {
+            Job::Start { procedure, jurisdiction, .. }
+                if self.definitions.current(procedure, jurisdiction).is_none() =>
+            {
                 Err(EngineError::invalid(
                     "job.procedure",
                     format!("no procedure `{procedure}` is loaded for jurisdiction `{jurisdiction}`"),
@@ -72,7 +73,9 @@ impl Embedded {
                 // The default applies wherever no jurisdiction is named, so it must satisfy
                 // every statutory minimum not overridden.
                 let uncovered = retention::RULES.iter().filter(|r| !jurisdictions.contains_key(r.jurisdiction));
-                if let Some(problem) = uncovered.filter_map(|r| retention::too_short(r.jurisdiction, *records_years)).next() {
+                if let Some(problem) =
+                    uncovered.filter_map(|r| retention::too_short(r.jurisdiction, *records_years)).next()
+                {
                     return Err(EngineError::invalid("job.records_years", problem));
                 }
                 for (jurisdiction, years) in jurisdictions {
@@ -89,7 +92,12 @@ impl Embedded {
     /// Checks and stores a schedule. Its next fire time is the first after now: changing or
     /// re-enabling a schedule never catches up on the time before. `built_in` marks a new
     /// schedule; one already stored keeps its mark.
-    pub(super) async fn store_schedule(&self, id: &str, spec: &ScheduleSpec, built_in: bool) -> Result<(), EngineError> {
+    pub(super) async fn store_schedule(
+        &self,
+        id: &str,
+        spec: &ScheduleSpec,
+        built_in: bool,
+    ) -> Result<(), EngineError> {
         let cron = self.check_schedule(spec)?;
         let now = self.clock.now();
         self.store.put_schedule(id, spec, built_in, cron.next_after(now).map(to_millis), to_millis(now)).await?;
