@@ -312,3 +312,30 @@ fn concurrent_reads_of_a_large_inbox_stay_within_bounded_memory() {
     assert!(growth < GROWTH_BOUND_KIB, "reading grew RSS by {} MiB", growth / 1024);
     assert!(peak < PEAK_BOUND_KIB, "peak RSS {} MiB", peak / 1024);
 }
+
+/// Readiness names the engine's workers, and SIGTERM stops them in order: the listener first,
+/// then every worker after its current pass, then the process, which says so.
+#[test]
+fn readiness_lists_the_workers_and_sigterm_drains_them() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let (status, ready) = app.get("/readyz", "");
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")), "{ready}");
+    let mut workers: Vec<(String, String)> = ready["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap().to_owned(), w["state"].as_str().unwrap().to_owned()))
+        .collect();
+    workers.sort();
+    let expected = ["calendar_recompute", "delivery", "outbox", "schedules", "timers"];
+    assert_eq!(workers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), expected);
+    assert!(workers.iter().all(|(_, state)| state == "running"), "{workers:?}");
+
+    let exit = app.terminate();
+    assert!(exit.success(), "a SIGTERM is a clean stop: {exit:?}");
+    let log = app.log();
+    let stopping = log.find("stopping the workers").unwrap_or_else(|| panic!("the drain is logged:\n{log}"));
+    let stopped = log.find("statflow stopped").unwrap_or_else(|| panic!("the stop is logged:\n{log}"));
+    assert!(stopping < stopped, "workers stop before the process says it stopped");
+    assert!(!log.contains("a worker failed"), "no worker failed on the way down:\n{log}");
+}

@@ -16,6 +16,8 @@ mod m20261127_000006_calendar_corrections;
 mod m20261128_000007_ledger;
 mod m20261129_000008_current_versions;
 mod m20261201_000009_instance_organizations;
+mod m20261201_000010_run_results;
+mod m20261201_000011_tasks_by_instance;
 
 pub struct Migrator;
 
@@ -32,6 +34,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_ledger::Migration),
             Box::new(m20261129_000008_current_versions::Migration),
             Box::new(m20261201_000009_instance_organizations::Migration),
+            Box::new(m20261201_000010_run_results::Migration),
+            Box::new(m20261201_000011_tasks_by_instance::Migration),
         ]
     }
 }

@@ -56,9 +56,9 @@ async fn the_outbox_rebuild_keeps_every_row_and_rolls_back_cleanly() {
     let duplicate = "INSERT INTO outbox (instance_id, key, kind, payload, status, attempts, next_attempt_at, created_at) VALUES (7, '7:e1.0', 'notify', '{}', 'pending', 0, 0, 0)";
     assert!(db.execute_unprepared(duplicate).await.is_err(), "keys stay unique");
 
-    // Back through migrations 9 (instance organizations), 8 (current versions), 7 (ledger)
-    // and 6 (calendar corrections) to before migration 5.
-    Migrator::down(&db, Some(5)).await.unwrap();
+    // Back through migrations 11 (task index), 10 (run results), 9 (instance organizations),
+    // 8 (current versions), 7 (ledger) and 6 (calendar corrections) to before migration 5.
+    Migrator::down(&db, Some(7)).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before, "effects of no instance cannot exist under the old schema");
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before);
@@ -73,6 +73,9 @@ async fn instance_organizations_move_to_their_own_rows_and_back() {
     let _ = std::fs::remove_file(&path);
     let db = Database::connect(format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
     Migrator::up(&db, Some(8)).await.unwrap();
+    db.execute_unprepared("INSERT INTO schedule_runs (schedule_id, fire_at, status, started, created_at) VALUES ('s', 1, 'done', '{\"instances\":[1]}', 0)")
+        .await
+        .unwrap();
     for (id, organizations) in [(1, ",taian-market,taian-registry,"), (2, ",taian_registry,"), (3, ",,")] {
         db.execute_unprepared(&format!(
             "INSERT INTO instances (id, procedure, jurisdiction, definition_version, status, organizations, state, \
@@ -90,6 +93,8 @@ async fn instance_organizations_move_to_their_own_rows_and_back() {
     )
     .await;
     assert_eq!(rows, ["1:taian-market", "1:taian-registry", "2:taian_registry"], "one row per organization");
+    let results = strings(&db, "SELECT result FROM schedule_runs").await;
+    assert_eq!(results, ["{\"instances\":[1]}"], "a run's result keeps its value under its new name");
     let columns = strings(&db, "SELECT name FROM pragma_table_info('instances')").await;
     assert!(!columns.iter().any(|c| c == "organizations"), "the old column is gone: {columns:?}");
     let duplicate = "INSERT INTO instance_organizations (instance_id, organization) VALUES (1, 'taian-market')";
@@ -101,7 +106,7 @@ async fn instance_organizations_move_to_their_own_rows_and_back() {
     .await;
     assert_eq!(by_organization, ["instance_organizations_by_organization"]);
 
-    Migrator::down(&db, Some(1)).await.unwrap();
+    Migrator::down(&db, Some(3)).await.unwrap();
     let restored = strings(&db, "SELECT id || '|' || organizations FROM instances ORDER BY id").await;
     assert_eq!(restored, ["1|,taian-market,taian-registry,", "2|,taian_registry,", "3|,,"]);
     std::fs::remove_dir_all(dir).ok();
@@ -176,8 +181,9 @@ async fn the_ledger_migration_reseals_histories_and_flags_one_already_broken() {
     assert_eq!(flagged[0], "1:-");
     assert!(flagged[1].starts_with("2:history did not verify"), "{flagged:?}");
 
-    // Back through migration 9 (instance organizations) and 8 to before the ledger.
-    Migrator::down(&db, Some(3)).await.unwrap();
+    // Back through migrations 11 (task index), 10 (run results), 9 (instance organizations)
+    // and 8 to before the ledger.
+    Migrator::down(&db, Some(5)).await.unwrap();
     let restored = strings(&db, "SELECT hash FROM history WHERE instance_id = 1 ORDER BY seq").await;
     assert_eq!(restored, v1[..3], "rolling back restores the old seals");
     std::fs::remove_dir_all(dir).ok();

@@ -157,6 +157,26 @@ impl TestApp {
         *self.child.lock().unwrap() = Some(child);
     }
 
+    /// Asks the daemon to stop (SIGTERM, as systemd does) and waits for it to exit.
+    pub fn terminate(&self) -> std::process::ExitStatus {
+        let mut child = self.child.lock().unwrap().take().expect("the daemon runs");
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "SIGTERM is delivered");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the daemon stops within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
     /// Kills the daemon without warning (SIGKILL) and starts it again on the same database,
     /// with its virtual clock at `clock`.
     pub fn crash_and_restart(&self, clock: &str) {

@@ -48,6 +48,8 @@ enum Command {
 }
 
 /// A failure a command reports: its one-line message and exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Failure {
     pub code: i32,
     pub message: String,

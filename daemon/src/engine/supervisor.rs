@@ -21,13 +21,36 @@ pub const STALE_AFTER: Duration = Duration::from_secs(300);
 /// How long a failed worker waits before it is started again (doubling to a minute).
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 
+/// Where a worker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStatus {
+    Running,
+    /// It failed and waits to be started again.
+    Restarting,
+    /// No heartbeat for [`STALE_AFTER`].
+    Stalled,
+    /// It stopped at shutdown.
+    Stopped,
+}
+
+impl std::fmt::Display for WorkerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            WorkerStatus::Running => "running",
+            WorkerStatus::Restarting => "restarting",
+            WorkerStatus::Stalled => "stalled",
+            WorkerStatus::Stopped => "stopped",
+        };
+        f.write_str(text)
+    }
+}
+
 /// A worker as readiness reports it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkerHealth {
     pub name: String,
-    /// `running`, `restarting` (it failed and waits to start again), `stalled` (no heartbeat
-    /// for five minutes) or `stopped`.
-    pub state: String,
+    pub state: WorkerStatus,
     /// How often it was restarted after a failure.
     pub restarts: u32,
     /// Seconds since its last heartbeat.
@@ -38,7 +61,7 @@ pub struct WorkerHealth {
 
 impl WorkerHealth {
     pub fn is_healthy(&self) -> bool {
-        self.state == "running"
+        self.state == WorkerStatus::Running
     }
 }
 
@@ -155,17 +178,17 @@ impl Supervisor {
             .map(|(name, state)| {
                 let since = now.saturating_duration_since(state.beat);
                 let status = if state.stopped {
-                    "stopped"
+                    WorkerStatus::Stopped
                 } else if !state.running {
-                    "restarting"
+                    WorkerStatus::Restarting
                 } else if since > STALE_AFTER {
-                    "stalled"
+                    WorkerStatus::Stalled
                 } else {
-                    "running"
+                    WorkerStatus::Running
                 };
                 WorkerHealth {
                     name: (*name).to_owned(),
-                    state: status.to_owned(),
+                    state: status,
                     restarts: state.restarts,
                     seconds_since_heartbeat: since.as_secs(),
                     last_failure: state.last_failure.clone(),
@@ -233,22 +256,22 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let health = supervisor.health();
         let flaky = health.iter().find(|w| w.name == "flaky").unwrap();
-        assert_eq!(flaky.state, "restarting");
+        assert_eq!(flaky.state, WorkerStatus::Restarting);
         assert_eq!(flaky.last_failure.as_deref(), Some("panicked: the first pass fails"));
         assert!(health.iter().find(|w| w.name == "steady").unwrap().is_healthy());
 
         tokio::time::sleep(FIRST_PAUSE).await;
         let flaky = supervisor.health().into_iter().find(|w| w.name == "flaky").unwrap();
-        assert_eq!((flaky.state.as_str(), flaky.restarts), ("running", 1));
+        assert_eq!((flaky.state, flaky.restarts), (WorkerStatus::Running, 1));
         assert_eq!(starts.load(Ordering::SeqCst), 2);
 
         // Ten minutes on: the steady worker beat every minute, the restarted one once.
         tokio::time::sleep(Duration::from_secs(600)).await;
         let health = supervisor.health();
-        assert_eq!(health.iter().find(|w| w.name == "flaky").unwrap().state, "stalled");
+        assert_eq!(health.iter().find(|w| w.name == "flaky").unwrap().state, WorkerStatus::Stalled);
         assert!(health.iter().find(|w| w.name == "steady").unwrap().is_healthy());
 
         supervisor.shutdown(Duration::from_secs(10)).await;
-        assert!(supervisor.health().iter().all(|w| w.state == "stopped"), "{:?}", supervisor.health());
+        assert!(supervisor.health().iter().all(|w| w.state == WorkerStatus::Stopped), "{:?}", supervisor.health());
     }
 }

@@ -358,7 +358,7 @@ pub mod schedule_runs {
         pub status: String,
         /// JSON: what the run started or did.
         #[sea_orm(column_type = "Text")]
-        pub started: String,
+        pub result: String,
         #[sea_orm(column_type = "Text", nullable)]
         pub error: Option<String>,
         pub created_at: i64,

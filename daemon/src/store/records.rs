@@ -406,7 +406,7 @@ pub struct RunRecord {
 impl RunRecord {
     pub(super) fn decode(row: schedule_runs::Model) -> Result<RunRecord, StoreError> {
         let name = format!("run {} of schedule {}", row.id, row.schedule_id);
-        let result = serde_json::from_str(&row.started)
+        let result = serde_json::from_str(&row.result)
             .map_err(|e| StoreError::Corrupt(format!("{name}: its result does not decode: {e}")))?;
         Ok(RunRecord {
             status: RunStatus::decode(&row.status, &name)?,

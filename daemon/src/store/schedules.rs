@@ -173,7 +173,7 @@ impl Store {
             schedule_id: Set(schedule.to_owned()),
             fire_at: Set(fire_at),
             status: Set(status.as_str().to_owned()),
-            started: Set(result.to_string()),
+            result: Set(result.to_string()),
             error: Set(None),
             created_at: Set(now),
             finished_at: Set((status != RunStatus::Running).then_some(now)),
@@ -208,7 +208,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         schedule_runs::Entity::update_many()
             .col_expr(schedule_runs::Column::Status, status.as_str().into())
-            .col_expr(schedule_runs::Column::Started, result.to_string().into())
+            .col_expr(schedule_runs::Column::Result, result.to_string().into())
             .col_expr(schedule_runs::Column::Error, error.map(str::to_owned).into())
             .col_expr(schedule_runs::Column::FinishedAt, Some(now).into())
             .filter(schedule_runs::Column::ScheduleId.eq(schedule))
