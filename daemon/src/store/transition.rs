@@ -19,7 +19,7 @@ use statflow_workflows::engine::{self, Actor, Command, Event, InstanceState, Ref
 use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
 use super::entities::{history, instance_organizations, instances, outbox, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
-use super::records::{EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskStatus};
+use super::records::{EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus};
 use super::{from_millis, scope, to_millis, Store, StoreError};
 
 /// How often a transition is retried when another one on the same instance won the race.
@@ -31,6 +31,9 @@ pub struct Applied {
     pub instance_id: i64,
     pub commands: Vec<Command>,
     pub instance: InstanceRecord,
+    /// The tasks of an action's instance that the transition closed, as they stood before
+    /// (who held them); empty for other transitions.
+    pub closed_tasks: Vec<TaskRecord>,
 }
 
 /// Why a transition stored nothing although nothing failed: an answer to the caller.
@@ -101,8 +104,9 @@ pub enum Work {
         event: Event,
         definitions: Resolver,
     },
-    /// A caller's action, decided on the instance as stored in the same transaction: `decide`
-    /// checks the caller against it and gives the event to apply. The instance is read once.
+    /// A caller's action, decided on the instance and its open tasks as stored in the same
+    /// transaction: `decide` checks the caller against them and gives the event to apply.
+    /// The instance is read once, and no claim can change between the check and the write.
     Act {
         id: i64,
         decide: Decide,
@@ -112,8 +116,9 @@ pub enum Work {
 
 /// A caller's check on a stored instance, giving the event it may apply. It may run more
 /// than once (PostgreSQL recomputes a transition that lost a race).
-pub type Decide =
-    Box<dyn Fn(&InstanceRecord, &Definition, &InstanceState) -> Result<Event, CallerDenial> + Send + Sync>;
+pub type Decide = Box<
+    dyn Fn(&InstanceRecord, &Definition, &InstanceState, &[TaskRecord]) -> Result<Event, CallerDenial> + Send + Sync,
+>;
 
 /// Finds a stored definition version (instances run on the version they started with).
 pub type Resolver = Arc<dyn Fn(&str) -> Option<Arc<Definition>> + Send + Sync>;
@@ -190,6 +195,24 @@ pub(super) async fn store_batch(
     if exclusive && starts > 0 {
         batch.next_id = Some(next_instance_id(txn).await?);
     }
+    let acting: Vec<i64> = transitions
+        .iter()
+        .filter_map(|t| match &t.work {
+            Work::Act { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    if !acting.is_empty() {
+        // The open tasks of the instances acted on, in one read for the batch.
+        for row in tasks::Entity::find()
+            .filter(tasks::Column::InstanceId.is_in(acting))
+            .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
+            .all(txn)
+            .await?
+        {
+            batch.stored_open_tasks.entry(row.instance_id).or_default().push(row);
+        }
+    }
     if !ids.is_empty() {
         let mut scopes = scope::of(txn, &ids).await?;
         for row in instances::Entity::find().filter(instances::Column::Id.is_in(ids)).all(txn).await? {
@@ -203,10 +226,10 @@ pub(super) async fn store_batch(
             Work::Start { definition, input, actor, origin } => {
                 batch.start(txn, definition, input, actor, transition, origin).await?
             }
-            Work::Apply { id, event, definitions } => {
-                batch.apply(*id, |_, _, _| Ok(event.clone()), transition, definitions)
+            Work::Apply { id, event, definitions } => batch.apply(*id, Decision::Given(event), transition, definitions),
+            Work::Act { id, decide, definitions } => {
+                batch.apply(*id, Decision::Caller(decide), transition, definitions)
             }
-            Work::Act { id, decide, definitions } => batch.apply(*id, decide, transition, definitions),
         };
         outcomes.push(outcome);
     }
@@ -230,10 +253,20 @@ impl Open {
     }
 }
 
+/// Where a transition's event comes from.
+enum Decision<'a> {
+    /// The engine's own event (a timer, an activity's result, a signal).
+    Given(&'a Event),
+    /// A caller's action, decided on the stored instance and its open tasks.
+    Caller(&'a Decide),
+}
+
 /// The writes of a group of transitions, merged per row so each table takes one statement.
 #[derive(Default)]
 struct Batch {
     instances: HashMap<i64, Open>,
+    /// The open tasks stored before this batch, of the instances acted on.
+    stored_open_tasks: HashMap<i64, Vec<tasks::Model>>,
     /// The scopes of instances started by this batch.
     scopes: Vec<instance_organizations::ActiveModel>,
     history: Vec<history::Model>,
@@ -349,25 +382,33 @@ impl Batch {
         };
         self.instances.insert(id, open);
         self.commands(id, &transition.commands, now);
-        Ok(Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance })))
+        Ok(Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance, closed_tasks: vec![] })))
     }
 
     /// Applies the event `decide` gives for the stored instance (the caller's check runs on
     /// the row this batch read, so the instance is read once).
-    fn apply<D>(&mut self, id: i64, decide: D, at: &Submission, definitions: &Resolver) -> Outcome
-    where
-        D: Fn(&InstanceRecord, &Definition, &InstanceState) -> Result<Event, CallerDenial>,
-    {
+    fn apply(&mut self, id: i64, decision: Decision<'_>, at: &Submission, definitions: &Resolver) -> Outcome {
         let (now, calendar, generation) = (stored_instant(at.now), &*at.calendar, at.calendar_generation);
-        let open = self.instances.get_mut(&id).ok_or(StoreError::NotFound(id))?;
-        let record = open.record()?;
-        let state = record.state()?;
+        let open = self.instances.get(&id).ok_or(StoreError::NotFound(id))?;
         let definition = definitions(&open.row.definition_version)
             .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
-        let event = match decide(&record, &definition, &state) {
-            Ok(event) => event,
-            Err(denial) => return Ok(Err(Declined::Caller(denial))),
+        let (event, state, open_tasks) = match decision {
+            Decision::Given(event) => {
+                let state = serde_json::from_str(&open.row.state)
+                    .map_err(|e| StoreError::Corrupt(format!("instance {id}: its state does not decode: {e}")))?;
+                (event.clone(), state, Vec::new())
+            }
+            Decision::Caller(decide) => {
+                let record = open.record()?;
+                let state = record.state()?;
+                let open_tasks = self.open_tasks_of(id)?;
+                match decide(&record, &definition, &state, &open_tasks) {
+                    Ok(event) => (event, state, open_tasks),
+                    Err(denial) => return Ok(Err(Declined::Caller(denial))),
+                }
+            }
         };
+        let open = self.instances.get_mut(&id).expect("read above");
         if let Some(reason) = &open.row.flagged {
             return Err(StoreError::Flagged { id, reason: reason.clone() });
         }
@@ -381,7 +422,8 @@ impl Batch {
                 open.row.calendar_generation = generation;
                 open.changed = true;
             }
-            return Ok(Ok(Applied { instance_id: id, commands: vec![], instance: open.record()? }));
+            let instance = open.record()?;
+            return Ok(Ok(Applied { instance_id: id, commands: vec![], instance, closed_tasks: vec![] }));
         }
         let (status, outcome) = status_of(&transition.state);
         let (next_due_at, overdue) = deadline_of(&transition.state);
@@ -413,7 +455,23 @@ impl Batch {
             let report = Effect::ChildCompleted(ChildOutcome { parent, key, outcome: outcome.clone() });
             self.outbox(id, &format!("{id}:child_completed"), &report, now);
         }
-        Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance }))
+        let closed_tasks = open_tasks
+            .into_iter()
+            .filter(|t| transition.commands.iter().any(|c| matches!(c, Command::CloseTask { id } if *id == t.task_id)))
+            .collect();
+        Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance, closed_tasks }))
+    }
+
+    /// The open tasks of an instance acted on, as this batch leaves them so far: those stored
+    /// before it, less the ones it closed, with the ones it opened.
+    fn open_tasks_of(&self, id: i64) -> Result<Vec<TaskRecord>, StoreError> {
+        let stored = self.stored_open_tasks.get(&id).into_iter().flatten();
+        let opened = self.new_tasks.values().filter(|t| t.instance_id == id && t.status == TaskStatus::Open.as_str());
+        stored
+            .filter(|t| !self.closed_tasks.contains_key(&t.id))
+            .chain(opened)
+            .map(|t| TaskRecord::decode(t.clone()))
+            .collect()
     }
 
     /// Records the rows the interpreter's commands call for.

@@ -13,7 +13,7 @@ use statflow_workflows::schedules::ScheduleSpec;
 use super::Embedded;
 use crate::engine::{ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, StartRequest, WorkerHealth};
 use crate::principal::Principal;
-use crate::store::records::InstanceRecord;
+use crate::store::records::{InstanceRecord, TaskRecord};
 use crate::store::to_millis;
 use crate::store::transition::{CallerDenial, Origin, Work};
 
@@ -53,31 +53,32 @@ impl Engine for Embedded {
 
     async fn act(&self, request: ActRequest) -> Result<InstanceRecord, EngineError> {
         let ActRequest { instance, action, data, caller } = request;
-        // A task claimed by someone is completed by its assignee only; an administrator may
-        // still complete it, and that is recorded. Who holds it is told only to those who
-        // may see the instance (the check below, on the stored instance).
-        let holder = self.claim_held_by_other(instance, &action, &caller).await?;
-        let overriding = holder.clone().filter(|_| caller.is_admin());
-        let blocked = holder.filter(|_| !caller.is_admin());
         let (decider, audited_action) = (caller.clone(), action.clone());
-        let decide = Box::new(move |record: &InstanceRecord, definition: &Definition, state: &_| {
-            if !decider.may_see(&record.organizations) {
-                return Err(CallerDenial::Unseen(record.id));
-            }
-            if !decider.acts_on_instances() {
-                return Err(CallerDenial::Forbidden(format!("a {} does not act on instances", decider.role)));
-            }
-            if let Some(holder) = &blocked {
-                return Err(CallerDenial::Claimed(format!(
+        let decide =
+            Box::new(move |record: &InstanceRecord, definition: &Definition, state: &_, tasks: &[TaskRecord]| {
+                if !decider.may_see(&record.organizations) {
+                    return Err(CallerDenial::Unseen(record.id));
+                }
+                if !decider.acts_on_instances() {
+                    return Err(CallerDenial::Forbidden(format!("a {} does not act on instances", decider.role)));
+                }
+                // A task claimed by someone is completed by its assignee only; an administrator
+                // may still complete it, and that is recorded (below).
+                if let Some(holder) = claim_held_by_other(tasks, &action, &decider).filter(|_| !decider.is_admin()) {
+                    return Err(CallerDenial::Claimed(format!(
                     "the task offering `{action}` is claimed by {holder}; only they (or an administrator) complete it"
                 )));
-            }
-            let actor = decider.actor(definition, state);
-            Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
-        });
+                }
+                let actor = decider.actor(definition, state);
+                Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
+            });
         let work = Work::Act { id: instance, decide, definitions: self.definitions.resolver() };
         let applied = self.transition(work).await?;
-        if let Some(assignee) = overriding {
+        // The claim an administrator overrode: the task the action closed, as it stood.
+        let overridden = applied.closed_tasks.iter().find_map(|t| {
+            t.assignee.clone().filter(|holder| *holder != caller.name && caller.is_admin() && t.offers(&audited_action))
+        });
+        if let Some(assignee) = overridden {
             let detail = serde_json::json!({"action": audited_action, "claimed_by": assignee});
             self.store.audit(&caller.name, "task.complete_claimed_by_other", &instance.to_string(), detail).await?;
         }
@@ -149,18 +150,12 @@ impl Embedded {
             )
         })
     }
+}
 
-    /// Who holds the task offering `action`, when it is someone other than `caller` and no
-    /// task offering it is free or the caller's own.
-    async fn claim_held_by_other(
-        &self,
-        instance: i64,
-        action: &str,
-        caller: &Principal,
-    ) -> Result<Option<String>, EngineError> {
-        let offering: Vec<_> =
-            self.store.open_tasks_of(instance).await?.into_iter().filter(|t| t.offers(action)).collect();
-        let mine_or_free = offering.iter().any(|t| t.assignee.as_ref().is_none_or(|a| *a == caller.name));
-        Ok(offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine_or_free))
-    }
+/// Who holds the task offering `action`, when it is someone other than `caller` and no task
+/// offering it is free or the caller's own.
+fn claim_held_by_other(tasks: &[TaskRecord], action: &str, caller: &Principal) -> Option<String> {
+    let offering: Vec<&TaskRecord> = tasks.iter().filter(|t| t.offers(action)).collect();
+    let mine_or_free = offering.iter().any(|t| t.assignee.as_ref().is_none_or(|a| *a == caller.name));
+    offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine_or_free)
 }
