@@ -32,6 +32,9 @@ pub(super) fn involves_any(organizations: &[String]) -> Condition {
 /// The scope of each of `ids`, by id (ids without organizations are absent).
 pub(super) async fn of(db: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, DbErr> {
     let mut scopes: HashMap<i64, Vec<String>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(scopes);
+    }
     for chunk in ids.chunks(500) {
         for row in instance_organizations::Entity::find()
             .filter(instance_organizations::Column::InstanceId.is_in(chunk.iter().copied()))

@@ -30,7 +30,9 @@ const ATTEMPTS: usize = 8;
 pub struct Applied {
     pub instance_id: i64,
     pub commands: Vec<Command>,
-    pub instance: InstanceRecord,
+    /// The instance as it now stands, for a start or a caller's action (whose answer shows
+    /// it); the engine's own events (timers, results, signals) need no copy of it.
+    pub instance: Option<InstanceRecord>,
     /// The tasks of an action's instance that the transition closed, as they stood before
     /// (who held them); empty for other transitions.
     pub closed_tasks: Vec<TaskRecord>,
@@ -205,7 +207,7 @@ pub(super) async fn store_batch(
     if !acting.is_empty() {
         // The open tasks of the instances acted on, in one read for the batch.
         for row in tasks::Entity::find()
-            .filter(tasks::Column::InstanceId.is_in(acting))
+            .filter(tasks::Column::InstanceId.is_in(acting.clone()))
             .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
             .all(txn)
             .await?
@@ -214,7 +216,8 @@ pub(super) async fn store_batch(
         }
     }
     if !ids.is_empty() {
-        let mut scopes = scope::of(txn, &ids).await?;
+        // Only a caller's action needs the scope (who may see it, and the view it answers with).
+        let mut scopes = scope::of(txn, &acting).await?;
         for row in instances::Entity::find().filter(instances::Column::Id.is_in(ids)).all(txn).await? {
             let organizations = scopes.remove(&row.id).unwrap_or_default();
             batch.instances.insert(row.id, Open { stored_version: row.version_no, changed: false, row, organizations });
@@ -240,7 +243,8 @@ pub(super) async fn store_batch(
 /// An instance as the batch sees it: the stored row with the changes made so far.
 struct Open {
     row: instances::Model,
-    /// The organizations it involves (its scope never changes after the start).
+    /// The organizations it involves (its scope never changes after the start); read only
+    /// for the instances a caller acts on, who alone need it.
     organizations: Vec<String>,
     /// The version stored before this batch; the update is guarded by it.
     stored_version: i64,
@@ -382,7 +386,12 @@ impl Batch {
         };
         self.instances.insert(id, open);
         self.commands(id, &transition.commands, now);
-        Ok(Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance, closed_tasks: vec![] })))
+        Ok(Ok(Ok(Applied {
+            instance_id: id,
+            commands: transition.commands,
+            instance: Some(instance),
+            closed_tasks: vec![],
+        })))
     }
 
     /// Applies the event `decide` gives for the stored instance (the caller's check runs on
@@ -392,6 +401,7 @@ impl Batch {
         let open = self.instances.get(&id).ok_or(StoreError::NotFound(id))?;
         let definition = definitions(&open.row.definition_version)
             .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
+        let for_caller = matches!(decision, Decision::Caller(_));
         let (event, state, open_tasks) = match decision {
             Decision::Given(event) => {
                 let state = serde_json::from_str(&open.row.state)
@@ -422,7 +432,7 @@ impl Batch {
                 open.row.calendar_generation = generation;
                 open.changed = true;
             }
-            let instance = open.record()?;
+            let instance = if for_caller { Some(open.record()?) } else { None };
             return Ok(Ok(Applied { instance_id: id, commands: vec![], instance, closed_tasks: vec![] }));
         }
         let (status, outcome) = status_of(&transition.state);
@@ -444,7 +454,7 @@ impl Batch {
         row.calendar_generation = row.calendar_generation.max(generation);
         open.changed = true;
         let parent = row.parent_instance_id.map(|parent| (parent, row.parent_key.clone()));
-        let instance = open.record()?;
+        let instance = if for_caller { Some(open.record()?) } else { None };
         self.history.push(history::Model { instance_id: id, seq, at, actor, event: event_json, prev_hash, hash });
         if let Event::TimerFired { timer } = &event {
             self.timers.insert(format!("{id}:{timer}"), None);

@@ -48,7 +48,8 @@ impl Engine for Embedded {
             organizations: caller.organizations.clone(),
             administrator: caller.is_admin(),
         };
-        Ok(self.start_with(&definition, request.input, actor, Origin::Direct).await?.instance)
+        let applied = self.start_with(&definition, request.input, actor, Origin::Direct).await?;
+        Ok(applied.instance.expect("a start answers with its instance"))
     }
 
     async fn act(&self, request: ActRequest) -> Result<InstanceRecord, EngineError> {
@@ -82,7 +83,7 @@ impl Engine for Embedded {
             let detail = serde_json::json!({"action": audited_action, "claimed_by": assignee});
             self.store.audit(&caller.name, "task.complete_claimed_by_other", &instance.to_string(), detail).await?;
         }
-        Ok(applied.instance)
+        Ok(applied.instance.expect("an action answers with its instance"))
     }
 
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError> {
@@ -90,7 +91,8 @@ impl Engine for Embedded {
     }
 
     async fn signal(&self, instance: i64, name: &str, data: Value) -> Result<InstanceRecord, EngineError> {
-        Ok(self.apply(instance, &Event::Signal { name: name.to_owned(), data }).await?.instance)
+        self.apply(instance, &Event::Signal { name: name.to_owned(), data }).await?;
+        Ok(self.store.instance(instance).await?)
     }
 
     async fn advance_clock(&self, to: DateTime<FixedOffset>) -> Result<ClockMove, EngineError> {
