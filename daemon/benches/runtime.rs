@@ -63,7 +63,7 @@ async fn run(n: usize, clients: usize) {
     let store = Store::open(&url).await.expect("open the store");
     let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(START).unwrap();
     let runtime = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the engine");
-    let definition = runtime.registry().current("registration", "taian").expect("registration is built in");
+    let definition = runtime.definitions().current("registration", "taian").expect("registration is built in");
     let latencies = Arc::new(Latencies::default());
     let began = Instant::now();
 

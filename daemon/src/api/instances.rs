@@ -13,7 +13,7 @@ use super::problem::{Body, Params, PathParams, Problem};
 use super::views::{self, InstanceView, Paged};
 use super::AppState;
 use crate::engine::{self, ActRequest, EngineError};
-use crate::integrity::anchors::Anchoring;
+use crate::integrity::anchors;
 use crate::integrity::checks::InstanceChecks;
 use crate::integrity::verify::Verifier;
 use crate::organization;
@@ -135,21 +135,7 @@ pub async fn start(
     if principal.role == Role::Regulator {
         return Err(Problem::forbidden("regulators do not start instances"));
     }
-    let definition =
-        state.engine.definitions().current(&request.procedure, &request.jurisdiction).ok_or_else(|| {
-            let known: Vec<String> =
-                state.engine.definitions().procedures().into_iter().map(|(p, j, _)| format!("{p}/{j}")).collect();
-            Problem::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "procedure",
-                format!(
-                    "no procedure `{}` for jurisdiction `{}`; known: {}",
-                    request.procedure,
-                    request.jurisdiction,
-                    known.join(", ")
-                ),
-            )
-        })?;
+    let definition = state.engine.definitions().require(&request.procedure, &request.jurisdiction)?;
     let holders = definition.role_holders(|field| request.input.get(field));
     // Organization ids in the input become the instance's scope: they follow the same rule
     // as everywhere else.
@@ -197,7 +183,6 @@ pub async fn history(
     principal: Principal,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<HistoryView>, Problem> {
-    static NO_ANCHORS: Anchoring = Anchoring { key: None, file: None, mail_to: Vec::new() };
     let id = parse_id(&id)?;
     let record = visible(&state, &principal, id).await?;
     let history = state.store.history(id).await?;
@@ -207,7 +192,7 @@ pub async fn history(
         definitions: state.engine.definitions(),
         calendar,
         generation,
-        anchoring: &NO_ANCHORS,
+        anchoring: &anchors::NOWHERE,
     };
     let checks = verifier.verify_instance(&record, &history).await?;
     // A failing check has just flagged it, unless it already was (the first reason stays).

@@ -10,6 +10,7 @@ use super::Failure;
 use crate::config::DbArgs;
 use crate::engine::embedded::clock::Clock;
 use crate::engine::embedded::Embedded;
+use crate::engine::Engine;
 use crate::integrity::checks::Check;
 use crate::integrity::verify::Verifier;
 use crate::store::database_url::redacted;
@@ -37,11 +38,12 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::invalid(format!("--db: {}: {e}", redacted(&url))))?;
         // The engine is loaded for its definitions and calendar only; no worker starts.
         let engine = Embedded::load(store, Clock::System).await.map_err(failure)?;
+        let (calendar, generation) = engine.calendar();
         let verifier = Verifier {
             store: engine.store(),
-            definitions: engine.registry(),
-            calendar: engine.current_calendar(),
-            generation: engine.calendar_generation(),
+            definitions: engine.definitions(),
+            calendar,
+            generation,
             anchoring: &anchoring,
         };
         let passed = match args.instance {

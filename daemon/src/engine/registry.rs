@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use statflow_workflows::definition::{check_set, Definition, DefinitionError, Library, BUILT_IN};
 
+use super::EngineError;
 use crate::store::records::DefinitionRecord;
 use crate::store::transition::Resolver;
 use crate::store::{Store, StoreError};
@@ -70,6 +71,18 @@ impl Definitions {
         let version =
             self.current.read().expect("not poisoned").get(&(procedure.to_owned(), jurisdiction.to_owned()))?.clone();
         self.get(&version)
+    }
+
+    /// The definition new instances of a procedure start on, or an error on the `procedure`
+    /// field naming the procedures there are.
+    pub fn require(&self, procedure: &str, jurisdiction: &str) -> Result<Arc<Definition>, EngineError> {
+        self.current(procedure, jurisdiction).ok_or_else(|| {
+            let known: Vec<String> = self.procedures().into_iter().map(|(p, j, _)| format!("{p}/{j}")).collect();
+            EngineError::invalid(
+                "procedure",
+                format!("no procedure `{procedure}` for jurisdiction `{jurisdiction}`; known: {}", known.join(", ")),
+            )
+        })
     }
 
     /// Every procedure new instances can be started on: (procedure, jurisdiction, version).

@@ -86,6 +86,9 @@ pub struct Anchoring {
     pub mail_to: Vec<String>,
 }
 
+/// Anchors kept in the database only: nothing configured (or nothing a check needs).
+pub static NOWHERE: Anchoring = Anchoring { key: None, file: None, mail_to: Vec::new() };
+
 /// An anchor of the head (`seq`, `hash`) at `at`, signed if a key is given.
 pub fn take(at: i64, ledger_seq: i64, ledger_hash: String, key: Option<&AnchorKey>) -> Anchor {
     let mut anchor = Anchor { at, ledger_seq, ledger_hash, key_id: None, signature: None };

@@ -144,8 +144,7 @@ impl InstanceRecord {
 
     /// The state snapshot; one that does not decode is corrupt data naming the instance.
     pub fn state(&self) -> Result<InstanceState, StoreError> {
-        serde_json::from_str(&self.stored_state)
-            .map_err(|e| StoreError::Corrupt(format!("instance {}: its state does not decode: {e}", self.id)))
+        decode_state(self.id, &self.stored_state)
     }
 
     pub fn is_running(&self) -> bool {
@@ -155,6 +154,13 @@ impl InstanceRecord {
     pub fn involves(&self, organization: &str) -> bool {
         self.organizations.iter().any(|o| o == organization)
     }
+}
+
+/// The state snapshot of instance `id` as stored; one that does not decode is corrupt data
+/// naming the instance.
+pub(super) fn decode_state(id: i64, stored: &str) -> Result<InstanceState, StoreError> {
+    serde_json::from_str(stored)
+        .map_err(|e| StoreError::Corrupt(format!("instance {id}: its state does not decode: {e}")))
 }
 
 /// One applied event of an instance, with the hashes that seal it. The event stays as the

@@ -19,7 +19,7 @@ use statflow_workflows::engine::{self, Actor, Command, Event, InstanceState, Ref
 use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
 use super::entities::{history, instance_organizations, instances, outbox, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
-use super::records::{EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus};
+use super::records::{decode_state, EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus};
 use super::{from_millis, scope, to_millis, Store, StoreError};
 
 /// How often a transition is retried when another one on the same instance won the race.
@@ -403,11 +403,7 @@ impl Batch {
             .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
         let for_caller = matches!(decision, Decision::Caller(_));
         let (event, state, open_tasks) = match decision {
-            Decision::Given(event) => {
-                let state = serde_json::from_str(&open.row.state)
-                    .map_err(|e| StoreError::Corrupt(format!("instance {id}: its state does not decode: {e}")))?;
-                (event.clone(), state, Vec::new())
-            }
+            Decision::Given(event) => (event.clone(), decode_state(id, &open.row.state)?, Vec::new()),
             Decision::Caller(decide) => {
                 let record = open.record()?;
                 let state = record.state()?;

@@ -40,7 +40,7 @@ impl Engine for Embedded {
     }
 
     async fn start(&self, request: StartRequest) -> Result<InstanceRecord, EngineError> {
-        let definition = self.current_of(&request.procedure, &request.jurisdiction)?;
+        let definition = self.definitions.require(&request.procedure, &request.jurisdiction)?;
         let caller = &request.caller;
         let actor = Actor {
             id: caller.name.clone(),
@@ -137,20 +137,6 @@ impl Engine for Embedded {
         self.store.delete_schedule(id).await?;
         self.schedules_changed.notify_one();
         Ok(())
-    }
-}
-
-impl Embedded {
-    /// The current definition of (procedure, jurisdiction), or an error naming the known ones.
-    pub fn current_of(&self, procedure: &str, jurisdiction: &str) -> Result<Arc<Definition>, EngineError> {
-        self.definitions.current(procedure, jurisdiction).ok_or_else(|| {
-            let known: Vec<String> =
-                self.definitions.procedures().into_iter().map(|(p, j, _)| format!("{p}/{j}")).collect();
-            EngineError::invalid(
-                "procedure",
-                format!("no procedure `{procedure}` for jurisdiction `{jurisdiction}`; known: {}", known.join(", ")),
-            )
-        })
     }
 }
 

@@ -99,27 +99,19 @@ impl Embedded {
         &self.store
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    pub fn registry(&self) -> &Definitions {
-        &self.definitions
-    }
-
-    pub fn current_calendar(&self) -> Arc<Calendar> {
+    /// The calendar deadlines are computed with (the facade's `calendar` with its generation).
+    fn current_calendar(&self) -> Arc<Calendar> {
         self.calendar.read().expect("not poisoned").0.clone()
     }
 
     /// Which import the current calendar stands for (0: the embedded notices only).
-    pub fn calendar_generation(&self) -> i64 {
+    fn calendar_generation(&self) -> i64 {
         self.calendar.read().expect("not poisoned").1
     }
 
     /// Where anchors go (nowhere but the database until configured).
     pub fn anchoring(&self) -> &Anchoring {
-        static NOWHERE: Anchoring = Anchoring { key: None, file: None, mail_to: Vec::new() };
-        self.anchoring.get().unwrap_or(&NOWHERE)
+        self.anchoring.get().unwrap_or(&crate::integrity::anchors::NOWHERE)
     }
 
     /// Sets where anchors go; once, at start.

@@ -131,7 +131,7 @@ impl Embedded {
         if self.store.child_of(parent, &start.key).await.map_err(|e| e.to_string())?.is_some() {
             return Ok(());
         }
-        let definition = self.current_of(&start.procedure, &start.jurisdiction).map_err(|e| e.to_string())?;
+        let definition = self.definitions.require(&start.procedure, &start.jurisdiction).map_err(|e| e.to_string())?;
         let origin = Origin::Child { parent, key: start.key };
         self.start_with(&definition, start.input, Actor::system(), origin).await.map(|_| ()).map_err(|e| e.to_string())
     }

@@ -219,7 +219,7 @@ impl Embedded {
         for_each: Option<Selection>,
         input: &Map<String, Value>,
     ) -> Result<(Value, Vec<String>), EngineError> {
-        let definition = self.current_of(procedure, jurisdiction)?;
+        let definition = self.definitions.require(procedure, jurisdiction)?;
         let subjects = match for_each {
             None => vec![Subject { key: "-".into(), fields: Map::new() }],
             Some(selection) => self.select(selection, jurisdiction).await?,
