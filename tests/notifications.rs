@@ -9,78 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::smtp::{eventually, is_digest, is_task_notice, Sink};
 use common::{scratch, Backend, TestApp};
 use serde_json::{json, Value};
-
-/// Waits up to 30 s for `condition`.
-fn eventually(condition: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The SMTP sink, started and stopped by the test.
-struct Sink {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut sink = Sink { port, dir: scratch("smtp"), child: None };
-        sink.resume();
-        sink
-    }
-
-    fn resume(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smtp_sink.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(self.port.to_string())
-            .arg(&self.dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the SMTP sink (pip install aiosmtpd)");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP sink starts (is aiosmtpd installed?)");
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// Every message received so far, decoded, daily digests aside.
-    fn messages(&self) -> Vec<Value> {
-        common::read_mail(&self.dir).into_iter().filter(|m| !is_digest(m)).collect()
-    }
-
-    /// The daily digests received so far.
-    fn digests(&self) -> Vec<Value> {
-        common::read_mail(&self.dir).into_iter().filter(is_digest).collect()
-    }
-
-    fn wait_for(&self, count: usize) -> Vec<Value> {
-        eventually(|| self.messages().len() >= count);
-        // Anything more would be a duplicate: give it a moment to show up.
-        std::thread::sleep(Duration::from_millis(1500));
-        self.messages()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn config(sink: &Sink, directory: &Path) -> String {
     format!(
@@ -156,15 +87,13 @@ fn set_clock(app: &TestApp, at: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
-fn is_digest(message: &Value) -> bool {
-    message["subject"].as_str().unwrap().starts_with("【每日待办】")
-}
-
 /// The subjects of the notices about `instance` (digests list many instances: not these).
 fn subjects_for(messages: &[Value], instance: i64) -> Vec<String> {
     messages
         .iter()
-        .filter(|m| !is_digest(m) && m["text"].as_str().unwrap().contains(&format!("第{instance}号")))
+        .filter(|m| {
+            !is_digest(m) && !is_task_notice(m) && m["text"].as_str().unwrap().contains(&format!("第{instance}号"))
+        })
         .map(|m| m["subject"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -227,7 +156,7 @@ fn a_late_acceptance_climbs_to_the_regulator_once_and_acting_in_time_stops_it() 
         let text = message["text"].as_str().unwrap();
         assert!(text.contains("依据:《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项"), "{text}");
         assert!(text.contains("办理期限:2026年3月5日(星期四)24:00"), "{text}");
-        assert!(text.contains("https://statflow.example/v1/instances/1"), "{text}");
+        assert!(text.contains("https://statflow.example/instances/1"), "emails link to the console page: {text}");
         assert!(message["html"].as_str().unwrap().contains("第九条第(二)项"));
     }
     let ids: std::collections::BTreeSet<&str> = messages.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
@@ -289,7 +218,10 @@ fn a_daemon_killed_between_sending_and_acknowledging_resends_the_same_message_id
     let sink = Sink::start();
     // The server keeps the message, then holds its answer long enough for the kill.
     std::fs::write(sink.dir.join(".hold"), "30").unwrap();
-    let app = daemon(&sink, "zhang@registry.example");
+    // The task's notice would be held by the server too; this is about the reminder.
+    let dir = scratch("notify");
+    let config = format!("task_notices = false\n{}", config(&sink, &directory(&dir, "zhang@registry.example")));
+    let app = TestApp::start_configured(Backend::Sqlite, "2026-03-02T09:00:00+08:00", &config);
     // The clerk's daily digests would be held by the server too; this is about the reminder.
     let (code, _, err) = common::cli(&app, &app.admin, &["schedules", "disable", "daily_digest"]);
     assert_eq!(code, 0, "{err}");
@@ -450,7 +382,7 @@ fn the_directory_is_managed_through_the_api_and_cli_and_notices_follow_it() {
     let id = start_registration(&app);
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     eventually(|| !subjects_for(&app.spooled_mail(), id).is_empty());
-    let mail: Vec<Value> = app.spooled_mail().into_iter().filter(|m| !is_digest(m)).collect();
+    let mail: Vec<Value> = app.spooled_mail().into_iter().filter(|m| !is_digest(m) && !is_task_notice(m)).collect();
     assert_eq!(subjects_for(&mail, id), ["【办理提醒】公共数据登记第1号「登记受理」剩余1个工作日"]);
     assert_eq!(mail[0]["to"], json!(["wang@registry.example"]));
 }
@@ -565,7 +497,7 @@ fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks
     assert!(zhang[3].1.contains(&line(shared, "剩余0个工作日")), "{}", zhang[3].1);
     assert!(zhang[4].1.contains("一、已超过办理期限(1件)") && zhang[4].1.contains(&line(shared, "已超期1个工作日")));
     assert!(zhang.iter().all(|(_, text)| !text.contains(&format!("第{claimed}号"))), "claimed by someone else");
-    assert!(zhang[4].1.contains(&format!("https://statflow.example/v1/instances/{shared}")));
+    assert!(zhang[4].1.contains(&format!("https://statflow.example/instances/{shared}")));
 
     let wang_digests = digests_to(&sink, "wang@registry.example");
     assert_eq!(wang_digests.len(), 5);
@@ -678,4 +610,47 @@ fn a_burst_of_messages_keeps_to_the_connections_the_mail_server_allows() {
     eventually(|| ids.iter().all(|id| !subjects_for(&sink.messages(), *id).is_empty()));
     let most = std::fs::read_to_string(sink.dir.join(".most_at_once")).unwrap();
     assert_eq!(most, "2", "six reminders and two digests, never more than two at once");
+}
+
+/// Nobody waits for the next morning's digest: a task opened is told at once to the contacts
+/// holding its role in its organization, linking to its console page, and each task once.
+#[test]
+fn a_new_task_is_told_at_once_to_whoever_holds_its_role() {
+    let sink = Sink::start();
+    let app = daemon(&sink, "zhang@registry.example");
+    let id = start_registration(&app);
+    eventually(|| !sink.task_notices().is_empty());
+    let notices = sink.task_notices();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert_eq!(notices[0]["to"], json!(["zhang@registry.example"]));
+    assert_eq!(notices[0]["subject"], format!("【公共数据登记】您有一项新的待办任务(第{id}号)"));
+    let text = notices[0]["text"].as_str().unwrap();
+    assert!(text.contains(&format!("https://statflow.example/instances/{id}")), "{text}");
+    assert!(text.contains("登记受理"), "it names the step: {text}");
+
+    let (status, body) = app.post(&format!("/v1/instances/{id}/actions"), &app.admin, &json!({"action": "accept"}));
+    assert_eq!(status, 200, "{body}");
+    eventually(|| sink.task_notices().len() >= 2);
+    std::thread::sleep(Duration::from_millis(1000));
+    let notices = sink.task_notices();
+    assert_eq!(notices.len(), 2, "one notice per task opened: {notices:#?}");
+    assert!(notices[1]["text"].as_str().unwrap().contains("登记审查"));
+    // The notice is the engine's own: the instance's history does not wait for it.
+    let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
+    let reported =
+        history["events"].as_array().unwrap().iter().filter(|e| e["event"]["type"] == "activity_completed").count();
+    assert_eq!(reported, 0, "{history:#}");
+}
+
+#[test]
+fn task_notices_can_be_turned_off() {
+    let sink = Sink::start();
+    let dir = scratch("notify");
+    let config = format!("task_notices = false\n{}", config(&sink, &directory(&dir, "zhang@registry.example")));
+    let app = TestApp::start_configured(Backend::Sqlite, "2026-03-02T09:00:00+08:00", &config);
+    start_registration(&app);
+    // The reminder a day before the deadline comes; no task notice came before it.
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    sink.wait_for(1);
+    assert!(sink.task_notices().is_empty(), "{:#?}", sink.task_notices());
 }

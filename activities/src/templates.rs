@@ -22,7 +22,7 @@ const BUILT_IN: [(&str, &str); 4] = [
 ];
 
 /// What a notice named by a definition says happened, when no template of that name exists.
-const HEADLINES: [(&str, &str); 38] = [
+const HEADLINES: [(&str, &str); 39] = [
     ("access_restored", "数据访问权限已恢复"),
     ("access_suspended", "数据访问权限已暂停"),
     ("accountability_referral", "已移送追究责任"),
@@ -56,6 +56,7 @@ const HEADLINES: [(&str, &str); 38] = [
     ("sharing_refused", "共享申请未获同意"),
     ("supplement_received", "补正材料已收到"),
     ("supplement_requested", "请补正材料"),
+    ("task_opened", "您有一项新的待办任务"),
     ("usage_report_due", "请提交数据使用情况报告"),
     ("usage_reported", "数据使用情况报告已收到"),
     ("violation_not_corrected", "违规行为未按期改正"),

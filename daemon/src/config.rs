@@ -60,6 +60,9 @@ struct FileConfig {
     templates_dir: Option<PathBuf>,
     /// A directory bootstrap file (organizations and contacts), loaded at start.
     directory: Option<PathBuf>,
+    /// A new task sends a notice to the contacts holding its role in its organization (on
+    /// unless `false`; a step opts out with `notify = false` on its task).
+    task_notices: Option<bool>,
     #[serde(default)]
     mail: MailConfig,
     smtp: Option<SmtpConfig>,
@@ -128,6 +131,7 @@ pub struct Notifications {
     pub base_url: String,
     pub templates_dir: Option<PathBuf>,
     pub directory: Option<PathBuf>,
+    pub task_notices: bool,
     pub mail: MailConfig,
     pub smtp: Option<SmtpConfig>,
     pub webhook: Option<WebhookConfig>,
@@ -208,6 +212,7 @@ impl ServeArgs {
                 base_url: file.base_url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned(),
                 templates_dir: file.templates_dir,
                 directory: file.directory,
+                task_notices: file.task_notices.unwrap_or(true),
                 mail: file.mail,
                 smtp: file.smtp,
                 webhook: file.webhook,

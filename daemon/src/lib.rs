@@ -7,12 +7,14 @@
 //! - [`integrity`]: verifying the stored history against itself, the ledger and anchors.
 //! - [`principal`]: who is asking, and what that means inside an instance.
 //! - [`api`]: the HTTP API under `/v1`.
+//! - [`console`]: the web console in Chinese at `/`.
 //! - [`cli`]: the command-line interface.
 //! - [`config`]: flags, `STATFLOW_*` variables and the configuration file.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod integrity;
 pub mod organization;

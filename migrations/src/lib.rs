@@ -18,6 +18,7 @@ mod m20261129_000008_current_versions;
 mod m20261201_000009_instance_organizations;
 mod m20261201_000010_run_results;
 mod m20261201_000011_tasks_by_instance;
+mod m20261202_000012_people;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_instance_organizations::Migration),
             Box::new(m20261201_000010_run_results::Migration),
             Box::new(m20261201_000011_tasks_by_instance::Migration),
+            Box::new(m20261202_000012_people::Migration),
         ]
     }
 }

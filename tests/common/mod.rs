@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod smtp;
+
 pub fn scratch(name: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -197,6 +199,25 @@ impl TestApp {
         let out = Command::new(env!("CARGO_BIN_EXE_statflow")).args(&args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Creates a person who signs in to the console, through the CLI.
+    pub fn user(&self, name: &str, role: &str, organizations: &[&str], password: &str) {
+        use std::io::Write;
+        let mut args = vec!["user", "create", "--db", &self.db, "--name", name, "--role", role, "--password-stdin"];
+        for org in organizations {
+            args.extend(["--org", org]);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_statflow"))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {

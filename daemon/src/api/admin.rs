@@ -110,51 +110,7 @@ pub async fn clock(
         return Err(Problem::forbidden("only administrators move the clock"));
     }
     let now = state.engine.now();
-    let too_far = |field: &str| {
-        Problem::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            field,
-            format!("the clock moves at most {MAX_MOVE_DAYS} days (5 years) per request; move it in steps"),
-        )
-    };
-    let target = match (&request.advance, &request.set) {
-        (Some(advance), None) => {
-            let duration = parse_duration(advance).ok_or_else(|| {
-                Problem::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "advance",
-                    format!("`{advance}` is not a duration such as P3D or PT2H"),
-                )
-            })?;
-            if duration > Duration::days(MAX_MOVE_DAYS) {
-                return Err(too_far("advance"));
-            }
-            now + duration
-        }
-        (None, Some(set)) => {
-            let to = DateTime::parse_from_rfc3339(set).map_err(|_| {
-                Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "set", format!("`{set}` is not an RFC 3339 instant"))
-            })?;
-            if to < now {
-                return Err(Problem::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "set",
-                    format!("the clock is at {now}; it does not go back"),
-                ));
-            }
-            if to - now > Duration::days(MAX_MOVE_DAYS) {
-                return Err(too_far("set"));
-            }
-            to
-        }
-        _ => {
-            return Err(Problem::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "advance",
-                "give exactly one of `advance` or `set`",
-            ))
-        }
-    };
+    let target = clock_target(now, request.advance.as_deref(), request.set.as_deref())?;
     state.store.audit(&principal.name, "clock.move", "clock", json!({"from": now, "to": target})).await?;
     let moved = state.engine.advance_clock(target).await?;
     Ok(Json(ClockView {
@@ -224,4 +180,59 @@ pub async fn deliveries(
         })
         .collect();
     Ok(Json(page.body(deliveries, total)))
+}
+
+/// Where a clock move goes: `advance` by a duration (P3D, PT2H) or `set` to a later instant,
+/// at most [`MAX_MOVE_DAYS`] ahead; errors name the field at fault.
+pub fn clock_target(
+    now: DateTime<FixedOffset>,
+    advance: Option<&str>,
+    set: Option<&str>,
+) -> Result<DateTime<FixedOffset>, Problem> {
+    let too_far = |field: &str| {
+        Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            field,
+            format!("the clock moves at most {MAX_MOVE_DAYS} days (5 years) per request; move it in steps"),
+        )
+    };
+    let target = match (advance, set) {
+        (Some(advance), None) => {
+            let duration = parse_duration(advance).ok_or_else(|| {
+                Problem::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "advance",
+                    format!("`{advance}` is not a duration such as P3D or PT2H"),
+                )
+            })?;
+            if duration > Duration::days(MAX_MOVE_DAYS) {
+                return Err(too_far("advance"));
+            }
+            now + duration
+        }
+        (None, Some(set)) => {
+            let to = DateTime::parse_from_rfc3339(set).map_err(|_| {
+                Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "set", format!("`{set}` is not an RFC 3339 instant"))
+            })?;
+            if to < now {
+                return Err(Problem::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "set",
+                    format!("the clock is at {now}; it does not go back"),
+                ));
+            }
+            if to - now > Duration::days(MAX_MOVE_DAYS) {
+                return Err(too_far("set"));
+            }
+            to
+        }
+        _ => {
+            return Err(Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "advance",
+                "give exactly one of `advance` or `set`",
+            ))
+        }
+    };
+    Ok(target)
 }

@@ -15,20 +15,29 @@ pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// 32 random bytes from the operating system, hex-encoded, behind a recognisable prefix.
-fn new_token() -> std::io::Result<String> {
+/// 32 random bytes from the operating system, hex-encoded: tokens, session cookies, CSRF
+/// tokens.
+pub fn random_secret() -> std::io::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(format!("sf_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Creates a principal and returns its token, which is not stored and cannot be shown again.
-pub async fn create_token(store: &Store, name: &str, role: &str, organizations: &[String]) -> Result<String, String> {
+/// A new API token: a random secret behind a recognisable prefix.
+fn new_token() -> std::io::Result<String> {
+    Ok(format!("sf_{}", random_secret()?))
+}
+
+/// Checks who a token or a person is to be: a name (1 to 128 characters), a role, and for
+/// staff at least one organization. Errors name the command-line option at fault.
+pub fn check_identity(name: &str, role: &str, organizations: &[String]) -> Result<Role, String> {
     let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
     let role = Role::parse(role).ok_or_else(|| format!("--role: `{role}` must be one of {}", names.join(", ")))?;
-    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err("--name: a principal's name is 1 to 128 characters, not blank, without control characters".into());
+    if name.trim().is_empty() || name.trim() != name || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(
+            "--name: a principal's name is 1 to 128 characters, without leading or trailing spaces or control characters".into()
+        );
     }
     if role == Role::Staff && organizations.is_empty() {
         return Err("--org: staff need at least one organization".into());
@@ -36,6 +45,12 @@ pub async fn create_token(store: &Store, name: &str, role: &str, organizations: 
     for organization in organizations {
         crate::organization::check(organization).map_err(|e| format!("--org: {e}"))?;
     }
+    Ok(role)
+}
+
+/// Creates a principal and returns its token, which is not stored and cannot be shown again.
+pub async fn create_token(store: &Store, name: &str, role: &str, organizations: &[String]) -> Result<String, String> {
+    let role = check_identity(name, role, organizations)?;
     let token = new_token().map_err(|e| format!("no randomness available: {e}"))?;
     let now = chrono::Utc::now().timestamp_millis();
     store.create_principal(name, role, organizations, &token_hash(&token), now).await.map_err(|e| match e {

@@ -95,7 +95,7 @@ fn parse_id(text: &str) -> Result<i64, Problem> {
 
 /// Loads an instance the principal may see; outside one's organizations an instance is as
 /// good as absent.
-async fn visible(state: &AppState, principal: &Principal, id: i64) -> Result<InstanceRecord, Problem> {
+pub async fn visible(state: &AppState, principal: &Principal, id: i64) -> Result<InstanceRecord, Problem> {
     let record = state.store.instance(id).await?;
     if !principal.may_see(&record.organizations) {
         return Err(Problem::not_found(format!("instance {id} does not exist")));

@@ -34,7 +34,11 @@ pub struct AppState {
     pub store: Store,
 }
 
-pub fn router(engine: Arc<dyn Engine>, store: Store) -> Router {
+/// The API under `/v1` and the console beside it, with the guards every request passes.
+/// `secure_cookies`: the console is reached over https, so its cookies say `Secure`.
+pub fn router(engine: Arc<dyn Engine>, store: Store, secure_cookies: bool) -> Router {
+    let state = AppState { engine, store };
+    let console = crate::console::routes(crate::console::Console::new(state.clone(), secure_cookies));
     Router::new()
         .route("/healthz", get(|| async { Json(Health { status: "ok", workers: Vec::new() }) }))
         .route("/readyz", get(ready))
@@ -58,7 +62,9 @@ pub fn router(engine: Arc<dyn Engine>, store: Store) -> Router {
         .route("/v1/definitions", get(definitions::list).post(definitions::load))
         .route("/v1/definitions/{procedure}", get(definitions::show))
         .route("/v1/calendars", get(definitions::calendars).post(definitions::import_calendar))
-        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .with_state(state)
+        .merge(console)
+        .fallback(no_such_path)
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -69,7 +75,20 @@ pub fn router(engine: Arc<dyn Engine>, store: Store) -> Router {
         .layer(DefaultBodyLimit::max(guard::BODY_LIMIT))
         .layer(axum::middleware::from_fn(guard::refuse_declared_oversize))
         .layer(axum::middleware::from_fn(guard::request_id_and_panics))
-        .with_state(AppState { engine, store })
+}
+
+/// A browser asking for a page the console does not have gets the console's page for it;
+/// every other client (and every path under `/v1`) a problem document.
+async fn no_such_path(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wants_page = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_page && !uri.path().starts_with("/v1") {
+        return crate::console::not_found_page();
+    }
+    Problem::not_found("no such endpoint").into_response()
 }
 
 /// `ok` (the process answers) or `ready` (the database answers and every worker runs).

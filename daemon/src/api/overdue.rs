@@ -90,7 +90,19 @@ pub async fn board(
     Params(query): Params<OverdueQuery>,
 ) -> Result<Json<Board>, Problem> {
     let per_page = page::bounded("per_page", query.per_page.as_deref(), 100, 1, MAX_PER_PAGE)?;
-    let mut after = page::bounded("after", query.after.as_deref(), 0, 0, i64::MAX as u64)? as i64;
+    let after = page::bounded("after", query.after.as_deref(), 0, 0, i64::MAX as u64)? as i64;
+    Ok(Json(compute(&state, &principal, query.org.as_deref(), per_page, after).await?))
+}
+
+/// One page of the board for `principal`: up to `per_page` items of instances after id
+/// `after`, owed by `org` if given. The API and the console's 超期督办 page both show it.
+pub async fn compute(
+    state: &AppState,
+    principal: &Principal,
+    org: Option<&str>,
+    per_page: u64,
+    mut after: i64,
+) -> Result<Board, Problem> {
     let now = state.engine.now();
     let (calendar, _) = state.engine.calendar();
     let due_by = to_millis(now + Duration::days(LOOKAHEAD_DAYS));
@@ -100,13 +112,12 @@ pub async fn board(
     // scan to instances involving it; the exact owner is checked per item.
     let mut rows = Vec::new();
     let next = loop {
-        let chunk =
-            state.store.due_instances(due_by, within.as_deref(), query.org.as_deref(), after, SCAN_CHUNK).await?;
+        let chunk = state.store.due_instances(due_by, within.as_deref(), org, after, SCAN_CHUNK).await?;
         let exhausted = (chunk.len() as u64) < SCAN_CHUNK;
         let mut full = None;
         for row in chunk {
             after = row.id;
-            if let Some(item) = item(&state, &row, now, &calendar, query.org.as_deref())? {
+            if let Some(item) = item(state, &row, now, &calendar, org)? {
                 rows.push(item);
                 if rows.len() as u64 == per_page {
                     full = Some(row.id);
@@ -137,7 +148,7 @@ pub async fn board(
             OrganizationBoard { organization, red, yellow }
         })
         .collect();
-    Ok(Json(Board { now, organizations, next: next.map(|id| id.to_string()) }))
+    Ok(Board { now, organizations, next: next.map(|id| id.to_string()) })
 }
 
 /// The board item of a running instance: (organization owing the work, red, item), or

@@ -37,6 +37,10 @@ impl Problem {
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::FORBIDDEN, "Forbidden", detail)
     }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", detail)
+    }
 }
 
 impl IntoResponse for Problem {

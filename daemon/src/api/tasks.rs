@@ -35,6 +35,7 @@ pub async fn list(
         organization: query.org,
         assignee: query.assignee.map(|a| if a == "me" { principal.name.clone() } else { a }),
         within: principal.scope(),
+        free_or_held_by: None,
     };
     let (rows, total) = state.store.open_tasks(&filter, page.slice()).await?;
     Ok(Json(page.body(views::tasks_with_notices(&state, &rows).await?, total)))

@@ -164,6 +164,29 @@ pub struct InstanceView {
     pub updated_at: DateTime<FixedOffset>,
 }
 
+/// The current step's deadline as it stands at `now` with `calendar`.
+pub fn deadline(
+    state: &InstanceState,
+    definition: &Definition,
+    calendar: &Calendar,
+    now: DateTime<FixedOffset>,
+) -> Option<DeadlineView> {
+    state.step.as_ref().and_then(|s| s.deadline.as_ref()).map(|d| {
+        let status = d.rule.status(calendar);
+        DeadlineView {
+            due: status.due,
+            last_day: status.last_day,
+            remaining_working_days: d.rule.remaining_working_days(now, calendar),
+            provisional: status.provisional,
+            paused: status.paused,
+            overdue: d.overdue,
+            period: d.rule.effective_period().to_string(),
+            extension: json!(d.rule.extension),
+            basis: definition.basis_text(&d.basis),
+        }
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn instance(
     row: &InstanceRecord,
@@ -179,20 +202,7 @@ pub fn instance(
         let title = definition.step(&s.name).map(|d| d.title.clone()).unwrap_or_default();
         StepView { name: s.name.clone(), title, entered_at: s.entered_at }
     });
-    let deadline = state.step.as_ref().and_then(|s| s.deadline.as_ref()).map(|d| {
-        let status = d.rule.status(calendar);
-        DeadlineView {
-            due: status.due,
-            last_day: status.last_day,
-            remaining_working_days: d.rule.remaining_working_days(now, calendar),
-            provisional: status.provisional,
-            paused: status.paused,
-            overdue: d.overdue,
-            period: d.rule.effective_period().to_string(),
-            extension: json!(d.rule.extension),
-            basis: definition.basis_text(&d.basis),
-        }
-    });
+    let deadline = deadline(state, definition, calendar, now);
     // Confidential fields (a reporter's identity) are shown to the handlers only.
     let handler = viewer.is_admin()
         || open_tasks.iter().any(|t| t.organization.as_ref().is_some_and(|o| viewer.organizations.contains(o)));

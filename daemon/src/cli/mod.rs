@@ -8,6 +8,7 @@ mod definitions;
 mod directory;
 mod schedules;
 mod serve;
+mod users;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// People who sign in to the console (on the database directly).
+    #[command(subcommand)]
+    User(users::UserCommand),
     /// Checks every instance's history (chain, head, ledger, replay) and the ledger's anchors,
     /// on the database directly; flags instances that fail.
     Verify(verify::VerifyArgs),
@@ -77,6 +81,7 @@ pub fn run() -> i32 {
         Command::Directory(command) => directory::run(command),
         Command::Schedules(command) => schedules::run(command),
         Command::Token(command) => serve::token(command),
+        Command::User(command) => users::run(command),
         Command::Verify(args) => verify::run(args),
         Command::Client(command) => client::run(command),
     };

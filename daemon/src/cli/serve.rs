@@ -39,11 +39,11 @@ pub struct TokenArgs {
     organizations: Vec<String>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::invalid(e.to_string()))
 }
 
-async fn open(url: &str, timeout: std::time::Duration) -> Result<Store, Failure> {
+pub(super) async fn open(url: &str, timeout: std::time::Duration) -> Result<Store, Failure> {
     Store::open_within(url, timeout).await.map_err(|e| Failure::invalid(format!("--db: {}: {e}", redacted(url))))
 }
 
@@ -104,6 +104,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         };
         let engine = Embedded::load(store.clone(), clock).await.map_err(|e| Failure::invalid(e.to_string()))?;
         engine.configure_anchoring(config.anchoring.clone());
+        engine.configure_task_notices(config.notifications.task_notices);
         let channels = channels(&config.notifications)?;
         if let Some(path) = &config.notifications.directory {
             let text = std::fs::read_to_string(path)
@@ -123,10 +124,13 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
         println!("statflow listening on http://{address}");
         tracing::info!(%address, db = %redacted(&config.db), virtual_clock = engine.has_virtual_clock(), "serving");
-        let served = axum::serve(listener, api::router(engine.clone(), store))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| Failure::invalid(e.to_string()));
+        let served = axum::serve(
+            listener,
+            api::router(engine.clone(), store, config.notifications.base_url.starts_with("https://")),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| Failure::invalid(e.to_string()));
         // Requests are answered; now the workers finish their passes.
         tracing::info!("no longer accepting requests; stopping the workers");
         engine.shutdown().await;

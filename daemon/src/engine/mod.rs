@@ -188,4 +188,6 @@ pub trait Engine: Send + Sync {
     async fn put_schedule(&self, id: &str, spec: &ScheduleSpec) -> Result<(), EngineError>;
     /// Removes a schedule that is not built in.
     async fn delete_schedule(&self, id: &str) -> Result<(), EngineError>;
+    /// Sends failed deliveries again: the one `id`, or every failed one. Returns how many.
+    async fn retry_deliveries(&self, id: Option<i64>) -> Result<u64, EngineError>;
 }

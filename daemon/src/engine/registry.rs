@@ -66,6 +66,11 @@ impl Definitions {
         self.versions.read().expect("not poisoned").get(version).cloned()
     }
 
+    /// The stored version an instance runs on; one not loaded is corrupt data to the caller.
+    pub fn require_version(&self, version: &str) -> Result<Arc<Definition>, crate::store::StoreError> {
+        self.get(version).ok_or_else(|| crate::store::StoreError::UnknownDefinition(version.to_owned()))
+    }
+
     /// The definition new instances of a procedure start on.
     pub fn current(&self, procedure: &str, jurisdiction: &str) -> Option<Arc<Definition>> {
         let version =

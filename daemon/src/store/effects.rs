@@ -26,14 +26,21 @@ stored_text!(
         Webhook => "webhook",
         Digest => "digest",
         Anchor => "anchor",
+        TaskNotice => "task_notice",
     }
 );
 
 impl EffectKind {
     /// The kinds the delivery worker sends (mail and webhooks); the outbox worker carries out
     /// the rest itself.
-    pub const DELIVERED: [EffectKind; 5] =
-        [EffectKind::Notify, EffectKind::Escalate, EffectKind::Webhook, EffectKind::Digest, EffectKind::Anchor];
+    pub const DELIVERED: [EffectKind; 6] = [
+        EffectKind::Notify,
+        EffectKind::Escalate,
+        EffectKind::Webhook,
+        EffectKind::Digest,
+        EffectKind::Anchor,
+        EffectKind::TaskNotice,
+    ];
 
     /// The kinds carried out inside statflow (records, children, signals).
     pub const INTERNAL: [EffectKind; 7] = [
@@ -114,6 +121,9 @@ pub enum Effect {
     Webhook(Value),
     Digest(DigestMail),
     Anchor(AnchorMail),
+    /// The notice of a task just opened, to whoever holds its role in its organization: the
+    /// engine's own (no definition names it), so its outcome is not reported to the instance.
+    TaskOpened(Activity),
 }
 
 impl Effect {
@@ -126,6 +136,7 @@ impl Effect {
             Effect::Webhook(_) => EffectKind::Webhook,
             Effect::Digest(_) => EffectKind::Digest,
             Effect::Anchor(_) => EffectKind::Anchor,
+            Effect::TaskOpened(_) => EffectKind::TaskNotice,
         }
     }
 
@@ -139,6 +150,7 @@ impl Effect {
             Effect::Webhook(event) => Ok(event.clone()),
             Effect::Digest(digest) => serde_json::to_value(digest),
             Effect::Anchor(anchor) => serde_json::to_value(anchor),
+            Effect::TaskOpened(notice) => serde_json::to_value(notice),
         };
         value.expect("effects serialize").to_string()
     }
@@ -167,6 +179,7 @@ impl Effect {
             EffectKind::Webhook => Effect::Webhook(serde_json::from_str(payload)?),
             EffectKind::Digest => Effect::Digest(serde_json::from_str(payload)?),
             EffectKind::Anchor => Effect::Anchor(serde_json::from_str(payload)?),
+            EffectKind::TaskNotice => Effect::TaskOpened(serde_json::from_str(payload)?),
         })
     }
 }
@@ -188,6 +201,13 @@ mod tests {
             Effect::SignalInstance(InstanceSignal { target: "7".into(), signal: "suspend".into(), data: Value::Null }),
             Effect::ChildCompleted(ChildOutcome { parent: 3, key: "e2.0".into(), outcome: "passed".into() }),
             Effect::Webhook(serde_json::json!({"event": "escalation"})),
+            Effect::TaskOpened(Activity::Notify {
+                to: vec![],
+                template: "task_opened".into(),
+                step: "acceptance".into(),
+                deadline: None,
+                basis: None,
+            }),
         ];
         for effect in effects {
             let back = Effect::decode(effect.kind(), &effect.payload()).unwrap();

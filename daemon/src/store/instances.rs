@@ -47,6 +47,23 @@ impl Store {
         InstanceRecord::decode(row, organizations)
     }
 
+    /// The instances among `ids` that exist, by id (an inbox page's instances, in one read).
+    pub async fn instances_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, InstanceRecord>, StoreError> {
+        let mut scopes = scope::of(&self.db, ids).await?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            for row in instances::Entity::find()
+                .filter(instances::Column::Id.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await?
+            {
+                let organizations = scopes.remove(&row.id).unwrap_or_default();
+                found.insert(row.id, InstanceRecord::decode(row, organizations)?);
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn history(&self, id: i64) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(history::Entity::find()
             .filter(history::Column::InstanceId.eq(id))

@@ -24,6 +24,7 @@ mod entities;
 pub mod instances;
 pub mod ledger;
 pub mod outbox;
+pub mod people;
 pub mod principals;
 pub mod records;
 pub mod retention;

@@ -135,6 +135,37 @@ impl Store {
         Ok(())
     }
 
+    /// Puts failed deliveries back in the queue, due at `now` with their attempts reset: the
+    /// one `id` if given, else every failed one of `kinds`. Their key (and so the Message-ID
+    /// of a notice) stays, so a receiver can tell a redelivery from a new message. Returns
+    /// the ids requeued.
+    pub async fn requeue_failed(
+        &self,
+        id: Option<i64>,
+        kinds: &[EffectKind],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut select = outbox::Entity::find()
+            .filter(outbox::Column::Status.eq(EffectStatus::Failed.as_str()))
+            .filter(outbox::Column::Kind.is_in(kinds.iter().map(|k| k.as_str())));
+        if let Some(id) = id {
+            select = select.filter(outbox::Column::Id.eq(id));
+        }
+        let ids: Vec<i64> = select.all(&self.db).await?.into_iter().map(|row| row.id).collect();
+        for chunk in ids.chunks(500) {
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Status, EffectStatus::Pending.as_str().into())
+                .col_expr(outbox::Column::Attempts, 0.into())
+                .col_expr(outbox::Column::NextAttemptAt, now.into())
+                .col_expr(outbox::Column::DoneAt, Option::<i64>::None.into())
+                .filter(outbox::Column::Id.is_in(chunk.iter().copied()))
+                .filter(outbox::Column::Status.eq(EffectStatus::Failed.as_str()))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(ids)
+    }
+
     /// Queues an effect outside a transition (idempotent by its key).
     pub async fn enqueue_effect(
         &self,

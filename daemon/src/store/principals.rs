@@ -2,7 +2,7 @@
 
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
 
-use super::entities::principals;
+use super::entities::{principals, users};
 use super::records::{PrincipalRecord, Role};
 use super::{Store, StoreError};
 
@@ -25,6 +25,10 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        // One name, one actor: a token may not take a person's name.
+        if users::Entity::find().filter(users::Column::Name.eq(name)).one(&self.db).await?.is_some() {
+            return Err(StoreError::Exists(format!("a user named `{name}`")));
+        }
         let inserted = principals::ActiveModel {
             name: Set(name.to_owned()),
             role: Set(role.as_str().to_owned()),

@@ -37,7 +37,10 @@ macro_rules! stored_text {
             /// Parses a stored name of row `row`; an unknown name is corrupt data. (Not every
             /// stored text is read back by this path, hence the allowance.)
             #[allow(dead_code)]
-            pub(super) fn decode(text: &str, row: &str) -> Result<$name, $crate::store::StoreError> {
+            pub(super) fn decode(
+                text: &str,
+                row: impl std::fmt::Display,
+            ) -> Result<$name, $crate::store::StoreError> {
                 Self::parse(text).ok_or_else(|| {
                     $crate::store::StoreError::Corrupt(format!("{row}: `{text}` is not a {}", stringify!($name)))
                 })
@@ -52,6 +55,17 @@ macro_rules! stored_text {
     };
 }
 pub(crate) use stored_text;
+
+/// Names a stored row in an error message ("instance 7"); formatted only if an error is, so
+/// decoding a row costs no allocation for its name.
+#[derive(Clone, Copy)]
+pub(crate) struct RowName<'a, T: std::fmt::Display>(pub &'static str, pub &'a T);
+
+impl<T: std::fmt::Display> std::fmt::Display for RowName<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0, self.1)
+    }
+}
 
 stored_text!(
     /// Where an instance stands.
@@ -117,9 +131,10 @@ pub struct InstanceRecord {
 impl InstanceRecord {
     /// `organizations` are its rows of `instance_organizations`.
     pub(super) fn decode(row: instances::Model, organizations: Vec<String>) -> Result<InstanceRecord, StoreError> {
-        let name = format!("instance {}", row.id);
+        let id = row.id;
+        let name = RowName("instance", &id);
         Ok(InstanceRecord {
-            status: InstanceStatus::decode(&row.status, &name)?,
+            status: InstanceStatus::decode(&row.status, name)?,
             organizations,
             id: row.id,
             procedure: row.procedure,
@@ -213,11 +228,11 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     pub(super) fn decode(row: tasks::Model) -> Result<TaskRecord, StoreError> {
-        let name = format!("task {}", row.id);
+        let name = RowName("task", &row.id);
         let actions = serde_json::from_str(&row.actions)
             .map_err(|e| StoreError::Corrupt(format!("{name}: its actions do not decode: {e}")))?;
         Ok(TaskRecord {
-            status: TaskStatus::decode(&row.status, &name)?,
+            status: TaskStatus::decode(&row.status, name)?,
             actions,
             id: row.id,
             instance_id: row.instance_id,
@@ -260,10 +275,11 @@ pub struct EffectRecord {
 
 impl EffectRecord {
     pub(super) fn decode(row: outbox::Model) -> Result<EffectRecord, StoreError> {
-        let name = format!("effect {}", row.id);
+        let id = row.id;
+        let name = RowName("effect", &id);
         Ok(EffectRecord {
-            kind: EffectKind::decode(&row.kind, &name)?,
-            status: EffectStatus::decode(&row.status, &name)?,
+            kind: EffectKind::decode(&row.kind, name)?,
+            status: EffectStatus::decode(&row.status, name)?,
             id: row.id,
             instance_id: row.instance_id,
             key: row.key,
@@ -334,10 +350,11 @@ pub struct PrincipalRecord {
 
 impl PrincipalRecord {
     pub(super) fn decode(row: principals::Model) -> Result<PrincipalRecord, StoreError> {
-        let name = format!("principal {}", row.id);
+        let id = row.id;
+        let name = RowName("principal", &id);
         let organizations = serde_json::from_str(&row.organizations)
             .map_err(|e| StoreError::Corrupt(format!("{name}: its organizations do not decode: {e}")))?;
-        Ok(PrincipalRecord { role: Role::decode(&row.role, &name)?, name: row.name, organizations })
+        Ok(PrincipalRecord { role: Role::decode(&row.role, name)?, name: row.name, organizations })
     }
 }
 

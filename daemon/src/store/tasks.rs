@@ -12,6 +12,8 @@ pub struct TaskFilter {
     pub role: Option<String>,
     pub organization: Option<String>,
     pub assignee: Option<String>,
+    /// Only tasks nobody holds or this person holds (an inbox: what they may take up).
+    pub free_or_held_by: Option<String>,
     /// The caller's scope: only tasks of these organizations (staff).
     pub within: Option<Vec<String>>,
 }
@@ -47,6 +49,11 @@ impl Store {
         if let Some(assignee) = &filter.assignee {
             select = select.filter(tasks::Column::Assignee.eq(assignee.clone()));
         }
+        if let Some(holder) = &filter.free_or_held_by {
+            select = select.filter(
+                Condition::any().add(tasks::Column::Assignee.is_null()).add(tasks::Column::Assignee.eq(holder.clone())),
+            );
+        }
         if let Some(within) = &filter.within {
             select = select.filter(tasks::Column::Organization.is_in(within.iter().cloned()));
         }
@@ -79,5 +86,19 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(claimed.rows_affected == 1)
+    }
+
+    /// Gives an open task back: `holder` releases only a claim of their own, `None` (an
+    /// administrator) any claim. Returns whether a claim was released.
+    pub async fn release_task(&self, id: &str, holder: Option<&str>) -> Result<bool, StoreError> {
+        let mut release = tasks::Entity::update_many()
+            .col_expr(tasks::Column::Assignee, Option::<String>::None.into())
+            .filter(tasks::Column::Id.eq(id))
+            .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
+            .filter(tasks::Column::Assignee.is_not_null());
+        if let Some(holder) = holder {
+            release = release.filter(tasks::Column::Assignee.eq(holder));
+        }
+        Ok(release.exec(&self.db).await?.rows_affected == 1)
     }
 }

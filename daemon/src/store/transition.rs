@@ -14,13 +14,16 @@ use sea_orm::{
 use serde_json::Value;
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::Definition;
-use statflow_workflows::engine::{self, Actor, Command, Event, InstanceState, Refusal, Status};
+use statflow_workflows::engine::{self, Activity, Actor, Command, Event, InstanceState, Recipient, Refusal, Status};
 
 use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
 use super::entities::{history, instance_organizations, instances, outbox, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
 use super::records::{decode_state, EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus};
 use super::{from_millis, scope, to_millis, Store, StoreError};
+
+/// The notice template of a task just opened.
+pub const TASK_OPENED: &str = "task_opened";
 
 /// How often a transition is retried when another one on the same instance won the race.
 const ATTEMPTS: usize = 8;
@@ -33,8 +36,8 @@ pub struct Applied {
     /// The instance as it now stands, for a start or a caller's action (whose answer shows
     /// it); the engine's own events (timers, results, signals) need no copy of it.
     pub instance: Option<InstanceRecord>,
-    /// The tasks of an action's instance that the transition closed, as they stood before
-    /// (who held them); empty for other transitions.
+    /// The claimed tasks of an action's instance that the transition closed, as they stood
+    /// before (who held them); empty for other transitions.
     pub closed_tasks: Vec<TaskRecord>,
 }
 
@@ -106,9 +109,10 @@ pub enum Work {
         event: Event,
         definitions: Resolver,
     },
-    /// A caller's action, decided on the instance and its open tasks as stored in the same
-    /// transaction: `decide` checks the caller against them and gives the event to apply.
-    /// The instance is read once, and no claim can change between the check and the write.
+    /// A caller's action, decided on the instance and its claimed open tasks as stored in the
+    /// same transaction: `decide` checks the caller against them and gives the event to
+    /// apply. The instance is read once, and no claim can change between the check and the
+    /// write.
     Act {
         id: i64,
         decide: Decide,
@@ -116,8 +120,9 @@ pub enum Work {
     },
 }
 
-/// A caller's check on a stored instance, giving the event it may apply. It may run more
-/// than once (PostgreSQL recomputes a transition that lost a race).
+/// A caller's check on a stored instance and its open tasks that someone has claimed (a
+/// step opens at most one task, so a task not among them is free), giving the event it may
+/// apply. It may run more than once (PostgreSQL recomputes a transition that lost a race).
 pub type Decide = Box<
     dyn Fn(&InstanceRecord, &Definition, &InstanceState, &[TaskRecord]) -> Result<Event, CallerDenial> + Send + Sync,
 >;
@@ -132,6 +137,8 @@ pub struct Submission {
     pub calendar: Arc<Calendar>,
     /// Which calendar import `calendar` stands for; stamped on the instance.
     pub calendar_generation: i64,
+    /// A task this transition opens sends its notice (see `Task::notify`).
+    pub task_notices: bool,
 }
 
 /// Why a group of transitions could not be stored; none of it was.
@@ -205,22 +212,27 @@ pub(super) async fn store_batch(
         })
         .collect();
     if !acting.is_empty() {
-        // The open tasks of the instances acted on, in one read for the batch.
+        // The claimed open tasks of the instances acted on, in one read for the batch: only a
+        // claim can turn a caller away, and most tasks are never claimed, so this usually
+        // reads no row at all.
         for row in tasks::Entity::find()
             .filter(tasks::Column::InstanceId.is_in(acting.clone()))
             .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
+            .filter(tasks::Column::Assignee.is_not_null())
             .all(txn)
             .await?
         {
-            batch.stored_open_tasks.entry(row.instance_id).or_default().push(row);
+            batch.claimed_tasks.entry(row.instance_id).or_default().push(row);
         }
     }
     if !ids.is_empty() {
-        // Only a caller's action needs the scope (who may see it, and the view it answers with).
+        // Only a caller's action needs the scope (who may see it, and the view it answers
+        // with). Read on its own it is two short columns a row; joined to the instances it
+        // would decode each instance row once per organization.
         let mut scopes = scope::of(txn, &acting).await?;
         for row in instances::Entity::find().filter(instances::Column::Id.is_in(ids)).all(txn).await? {
             let organizations = scopes.remove(&row.id).unwrap_or_default();
-            batch.instances.insert(row.id, Open { stored_version: row.version_no, changed: false, row, organizations });
+            batch.instances.insert(row.id, Open::stored(row, organizations));
         }
     }
     let mut outcomes = Vec::with_capacity(transitions.len());
@@ -252,6 +264,10 @@ struct Open {
 }
 
 impl Open {
+    fn stored(row: instances::Model, organizations: Vec<String>) -> Open {
+        Open { stored_version: row.version_no, changed: false, row, organizations }
+    }
+
     fn record(&self) -> Result<InstanceRecord, StoreError> {
         InstanceRecord::decode(self.row.clone(), self.organizations.clone())
     }
@@ -269,8 +285,8 @@ enum Decision<'a> {
 #[derive(Default)]
 struct Batch {
     instances: HashMap<i64, Open>,
-    /// The open tasks stored before this batch, of the instances acted on.
-    stored_open_tasks: HashMap<i64, Vec<tasks::Model>>,
+    /// The claimed open tasks stored before this batch, of the instances acted on.
+    claimed_tasks: HashMap<i64, Vec<tasks::Model>>,
     /// The scopes of instances started by this batch.
     scopes: Vec<instance_organizations::ActiveModel>,
     history: Vec<history::Model>,
@@ -385,7 +401,7 @@ impl Batch {
             Err(error) => return Ok(Err(error)),
         };
         self.instances.insert(id, open);
-        self.commands(id, &transition.commands, now);
+        self.commands(id, &transition.commands, now, transition_at.task_notices.then_some(definition));
         Ok(Ok(Ok(Applied {
             instance_id: id,
             commands: transition.commands,
@@ -398,18 +414,19 @@ impl Batch {
     /// the row this batch read, so the instance is read once).
     fn apply(&mut self, id: i64, decision: Decision<'_>, at: &Submission, definitions: &Resolver) -> Outcome {
         let (now, calendar, generation) = (stored_instant(at.now), &*at.calendar, at.calendar_generation);
+        let task_notices = at.task_notices;
         let open = self.instances.get(&id).ok_or(StoreError::NotFound(id))?;
         let definition = definitions(&open.row.definition_version)
             .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
         let for_caller = matches!(decision, Decision::Caller(_));
-        let (event, state, open_tasks) = match decision {
+        let (event, state, claimed) = match decision {
             Decision::Given(event) => (event.clone(), decode_state(id, &open.row.state)?, Vec::new()),
             Decision::Caller(decide) => {
                 let record = open.record()?;
                 let state = record.state()?;
-                let open_tasks = self.open_tasks_of(id)?;
-                match decide(&record, &definition, &state, &open_tasks) {
-                    Ok(event) => (event, state, open_tasks),
+                let claimed = self.claimed_tasks_of(id)?;
+                match decide(&record, &definition, &state, &claimed) {
+                    Ok(event) => (event, state, claimed),
                     Err(denial) => return Ok(Err(Declined::Caller(denial))),
                 }
             }
@@ -455,33 +472,29 @@ impl Batch {
         if let Event::TimerFired { timer } = &event {
             self.timers.insert(format!("{id}:{timer}"), None);
         }
-        self.commands(id, &transition.commands, now);
+        self.commands(id, &transition.commands, now, task_notices.then_some(&*definition));
         if let (Status::Completed { outcome }, Some((parent, Some(key)))) = (&transition.state.status, parent) {
             // A finished child reports to its parent through the outbox, after commit.
             let report = Effect::ChildCompleted(ChildOutcome { parent, key, outcome: outcome.clone() });
             self.outbox(id, &format!("{id}:child_completed"), &report, now);
         }
-        let closed_tasks = open_tasks
+        let closed_tasks = claimed
             .into_iter()
             .filter(|t| transition.commands.iter().any(|c| matches!(c, Command::CloseTask { id } if *id == t.task_id)))
             .collect();
         Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance, closed_tasks }))
     }
 
-    /// The open tasks of an instance acted on, as this batch leaves them so far: those stored
-    /// before it, less the ones it closed, with the ones it opened.
-    fn open_tasks_of(&self, id: i64) -> Result<Vec<TaskRecord>, StoreError> {
-        let stored = self.stored_open_tasks.get(&id).into_iter().flatten();
-        let opened = self.new_tasks.values().filter(|t| t.instance_id == id && t.status == TaskStatus::Open.as_str());
-        stored
-            .filter(|t| !self.closed_tasks.contains_key(&t.id))
-            .chain(opened)
-            .map(|t| TaskRecord::decode(t.clone()))
-            .collect()
+    /// The claimed open tasks of an instance acted on, as this batch leaves them so far: those
+    /// stored before it less the ones it closed (tasks it opened are nobody's yet).
+    fn claimed_tasks_of(&self, id: i64) -> Result<Vec<TaskRecord>, StoreError> {
+        let stored = self.claimed_tasks.get(&id).into_iter().flatten();
+        stored.filter(|t| !self.closed_tasks.contains_key(&t.id)).map(|t| TaskRecord::decode(t.clone())).collect()
     }
 
-    /// Records the rows the interpreter's commands call for.
-    fn commands(&mut self, id: i64, commands: &[Command], now: DateTime<FixedOffset>) {
+    /// Records the rows the interpreter's commands call for; with `notices`, each task opened
+    /// whose step asks for it gets its notice in the outbox.
+    fn commands(&mut self, id: i64, commands: &[Command], now: DateTime<FixedOffset>, notices: Option<&Definition>) {
         let now_millis = to_millis(now);
         for command in commands {
             match command {
@@ -516,6 +529,18 @@ impl Batch {
                         closed_at: None,
                     };
                     self.new_tasks.insert(row.id.clone(), row);
+                    let wanted =
+                        notices.and_then(|d| d.step(step)).and_then(|s| s.task.as_ref()).is_some_and(|t| t.notify);
+                    if wanted {
+                        let notice = Activity::Notify {
+                            to: vec![Recipient { role: role.clone(), organization: organization.clone() }],
+                            template: TASK_OPENED.into(),
+                            step: step.clone(),
+                            deadline: deadline.clone(),
+                            basis: deadline.as_ref().map(|d| d.basis.clone()),
+                        };
+                        self.outbox(id, &format!("{id}:{task}.opened"), &Effect::TaskOpened(notice), now);
+                    }
                 }
                 Command::CloseTask { id: task } => {
                     let key = format!("{id}:{task}");

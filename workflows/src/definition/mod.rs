@@ -129,6 +129,29 @@ impl Definition {
         self.procedure.steps.get(name)
     }
 
+    /// The steps in the order a reader follows them: from the initial step, breadth first
+    /// along every transition; steps reached no other way come last, by name.
+    pub fn steps_in_order(&self) -> Vec<&str> {
+        let mut order: Vec<&str> = vec![self.procedure.initial.get_ref().as_str()];
+        let mut next = 0;
+        while next < order.len() {
+            if let Some(step) = self.step(order[next]) {
+                for successor in validate::successors(step) {
+                    if !order.contains(&successor) && self.step(successor).is_some() {
+                        order.push(successor);
+                    }
+                }
+            }
+            next += 1;
+        }
+        for name in self.procedure.steps.keys() {
+            if !order.contains(&name.get_ref().as_str()) {
+                order.push(name.get_ref().as_str());
+            }
+        }
+        order
+    }
+
     /// The 1-based line of a span in the file.
     pub fn line(&self, span: Range<usize>) -> usize {
         line_at(&self.line_starts, span.start)

@@ -169,6 +169,10 @@ impl Step {
 pub struct Task {
     pub role: Name,
     pub title: String,
+    /// Whether opening the task sends a notice to the contacts holding its role in its
+    /// organization (unless the deployment turns task notices off).
+    #[serde(default = "yes")]
+    pub notify: bool,
 }
 
 /// A length written as one of `working_days`, `days`, `months`, `years`, `hours`; the

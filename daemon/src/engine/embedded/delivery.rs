@@ -74,7 +74,9 @@ impl Embedded {
                 let status = webhook::post(config, &row.key, event.to_string()).await?;
                 Ok(json!({"webhook": config.url, "status": status}))
             }
-            Effect::Activity(activity) => self.send_email(channels, row, &activity).await,
+            Effect::Activity(activity) | Effect::TaskOpened(activity) => {
+                self.send_email(channels, row, &activity).await
+            }
             other => Err(Failure::permanent(format!("the delivery worker does not send {} effects", other.kind()))),
         }
     }
@@ -102,14 +104,16 @@ impl Embedded {
             (None, "deadline_reminder") => "办理期限即将届满".to_owned(),
             (None, name) => Templates::headline(name),
         };
-        let link = format!("{}/v1/instances/{}", channels.base_url, instance.id);
+        let link = format!("{}/instances/{}", channels.base_url, instance.id);
         let event = match (&escalation, template) {
             (Some(_), _) => WebhookEvent::Escalation,
             (None, "deadline_reminder") => WebhookEvent::Reminder,
             (None, _) => WebhookEvent::Notice,
         };
         let to_regulator = to.iter().any(|r| r.role == "regulator");
-        if channels.webhook.as_ref().is_some_and(|webhook| webhook.wants(event, to_regulator)) {
+        // A task's notice is for people; systems follow tasks through the API.
+        let for_systems = row.kind != EffectKind::TaskNotice;
+        if for_systems && channels.webhook.as_ref().is_some_and(|webhook| webhook.wants(event, to_regulator)) {
             // The agency's or the regulator's own system hears of it too, as its own delivery
             // with its own retries, queued before the email so a failing email cannot hold it
             // back.
@@ -172,9 +176,9 @@ impl Embedded {
 
     async fn record(&self, row: &EffectRecord, outcome: Result<Value, Failure>, now: i64) -> Result<(), StoreError> {
         let key = row.activity_key();
-        // The instance that waits for this delivery's outcome: none for its webhook copy or a
-        // digest.
-        let reports_to = row.instance_id.filter(|_| row.kind != EffectKind::Webhook);
+        // The instance that waits for this delivery's outcome: none for its webhook copy, a
+        // digest, or a task's notice (the engine's own, not the definition's).
+        let reports_to = row.instance_id.filter(|_| !matches!(row.kind, EffectKind::Webhook | EffectKind::TaskNotice));
         match outcome {
             Ok(result) => {
                 if let Some(instance) = reports_to {

@@ -141,7 +141,7 @@ fn compose(
         overdue: Vec::new(),
         due_soon: Vec::new(),
         other: Vec::new(),
-        inbox: "/v1/tasks?assignee=me".into(),
+        inbox: "/inbox".into(),
     };
     for task in tasks {
         // A working-day limit is due at the end of its last day, i.e. at 00:00 of the next.
@@ -157,7 +157,7 @@ fn compose(
             working_days_overdue: remaining.filter(|_| overdue).map(|r| (-r).max(0)),
             provisional: last_day.is_some_and(|day| !calendar.is_certain(day.year())),
             claimed: task.assignee.is_some(),
-            link: format!("/v1/instances/{}", task.instance_id),
+            link: format!("/instances/{}", task.instance_id),
         };
         match remaining {
             _ if overdue => digest.overdue.push(item),

@@ -13,6 +13,7 @@ use statflow_workflows::schedules::ScheduleSpec;
 use super::Embedded;
 use crate::engine::{ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, StartRequest, WorkerHealth};
 use crate::principal::Principal;
+use crate::store::effects::EffectKind;
 use crate::store::records::{InstanceRecord, TaskRecord};
 use crate::store::to_millis;
 use crate::store::transition::{CallerDenial, Origin, Work};
@@ -138,12 +139,19 @@ impl Engine for Embedded {
         self.schedules_changed.notify_one();
         Ok(())
     }
+
+    async fn retry_deliveries(&self, id: Option<i64>) -> Result<u64, EngineError> {
+        let requeued = self.store.requeue_failed(id, &EffectKind::DELIVERED, to_millis(self.clock.now())).await?;
+        self.deliveries_changed.notify_one();
+        Ok(requeued.len() as u64)
+    }
 }
 
-/// Who holds the task offering `action`, when it is someone other than `caller` and no task
-/// offering it is free or the caller's own.
-fn claim_held_by_other(tasks: &[TaskRecord], action: &str, caller: &Principal) -> Option<String> {
-    let offering: Vec<&TaskRecord> = tasks.iter().filter(|t| t.offers(action)).collect();
-    let mine_or_free = offering.iter().any(|t| t.assignee.as_ref().is_none_or(|a| *a == caller.name));
-    offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine_or_free)
+/// Who holds the task offering `action`, when it is someone other than `caller`. `claimed`
+/// are the instance's open tasks someone holds; a step opens at most one task, so when none
+/// of them offers the action, the task that does is free.
+fn claim_held_by_other(claimed: &[TaskRecord], action: &str, caller: &Principal) -> Option<String> {
+    let offering: Vec<&TaskRecord> = claimed.iter().filter(|t| t.offers(action)).collect();
+    let mine = offering.iter().any(|t| t.assignee.as_deref() == Some(caller.name.as_str()));
+    offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine)
 }

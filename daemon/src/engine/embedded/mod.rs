@@ -62,6 +62,8 @@ pub struct Embedded {
     calendar_imports: tokio::sync::Mutex<()>,
     /// Where the ledger's anchors go; set once at start.
     anchoring: std::sync::OnceLock<Anchoring>,
+    /// Whether a task opened sends its notice (`[mail] task_notices`, on by default).
+    task_notices: std::sync::atomic::AtomicBool,
     workers: Supervisor,
 }
 
@@ -91,6 +93,7 @@ impl Embedded {
             clock_moves: tokio::sync::Mutex::new(()),
             calendar_imports: tokio::sync::Mutex::new(()),
             anchoring: std::sync::OnceLock::new(),
+            task_notices: std::sync::atomic::AtomicBool::new(true),
             workers: Supervisor::default(),
         }))
     }
@@ -117,6 +120,11 @@ impl Embedded {
     /// Sets where anchors go; once, at start.
     pub fn configure_anchoring(&self, anchoring: Anchoring) {
         self.anchoring.set(anchoring).ok();
+    }
+
+    /// Whether a task opened sends its notice (on unless configured off).
+    pub fn configure_task_notices(&self, on: bool) {
+        self.task_notices.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts the supervised workers: timers, calendar recomputation, schedules, the
@@ -194,6 +202,11 @@ impl Embedded {
         }) {
             self.outbox_changed.notify_one();
             self.deliveries_changed.notify_one();
+        } else if applied.commands.iter().any(|c| matches!(c, Command::OpenTask { .. }))
+            && self.task_notices.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // The task's notice went into the outbox with the transition.
+            self.deliveries_changed.notify_one();
         }
     }
 
@@ -216,7 +229,8 @@ impl Embedded {
 
     async fn transition(&self, work: Work) -> Result<Applied, EngineError> {
         let (calendar, calendar_generation) = self.calendar.read().expect("not poisoned").clone();
-        let submission = Submission { work, now: self.clock.now(), calendar, calendar_generation };
+        let task_notices = self.task_notices.load(std::sync::atomic::Ordering::Relaxed);
+        let submission = Submission { work, now: self.clock.now(), calendar, calendar_generation, task_notices };
         let applied = self.store.transition(submission).await??;
         self.wake(&applied);
         Ok(applied)

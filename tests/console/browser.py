@@ -1,0 +1,226 @@
+"""Browser scenarios for the console, run by tests/console.rs against a live daemon.
+
+Playwright drives Debian's Chromium (nothing is downloaded); each scenario asserts what a
+person sees and leaves screenshots in STATFLOW_SCREENSHOTS. Usage: browser.py SCENARIO.
+"""
+
+import os
+import re
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["STATFLOW_BASE"]
+SHOTS = os.environ["STATFLOW_SCREENSHOTS"]
+INSTANCE = os.environ.get("STATFLOW_INSTANCE", "")
+
+# Chromium on a closed network: no background connections, no sandbox as root.
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def shot(page, name):
+    path = os.path.join(SHOTS, f"{name}.png")
+    page.screenshot(path=path, full_page=True)
+    print(f"screenshot {path}")
+
+
+def sign_in(page, name, password):
+    page.goto(f"{BASE}/login")
+    page.get_by_label("用户名").fill(name)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
+def clerk(browser):
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+
+    # An instance page asked for before signing in leads to the sign-in form and back.
+    page.goto(f"{BASE}/instances/{INSTANCE}")
+    expect(page).to_have_url(re.compile(r"/login\?next=/instances/"))
+    shot(page, "login")
+    page.get_by_label("用户名").fill("clerk")
+    page.get_by_label("密码").fill("clerk password 1")
+    page.get_by_role("button", name="登录").click()
+    expect(page).to_have_url(f"{BASE}/instances/{INSTANCE}")
+
+    # The inbox shows the new registration's task with its deadline and basis.
+    page.goto(f"{BASE}/inbox")
+    row = page.locator("tr[data-task]").filter(has_text="形式审查并受理登记申请")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("剩余")
+    expect(row).to_contain_text("3个工作日")
+    expect(row).to_contain_text("第九条")
+    expect(row).to_contain_text("2026年2月")
+    shot(page, "inbox")
+
+    # Claim it: the row now says it is the clerk's.
+    row.get_by_role("button", name="认领").click()
+    row = page.locator("tr[data-task]").filter(has_text="形式审查并受理登记申请")
+    expect(row).to_contain_text("由我办理")
+
+    # Accept it on the instance page: a new step with its own deadline.
+    row.get_by_role("link").first.click()
+    expect(page.locator("#current-step")).to_have_text("登记受理")
+    page.get_by_role("button", name="受理", exact=True).click()
+    expect(page.locator("#current-step")).to_have_text("登记审查")
+
+    # The review's pass needs its report: submitted empty, the error is at the field and
+    # nothing changes.
+    form = page.locator("form.action").filter(has=page.get_by_role("group", name="审查通过,出具合规审查报告"))
+    form.get_by_role("button", name="审查通过,出具合规审查报告").click()
+    expect(page.locator(".field-error")).to_have_text("此项为必填项")
+    expect(page.locator("textarea[aria-invalid=true]")).to_have_count(1)
+    expect(page.locator("#current-step")).to_have_text("登记审查")
+    shot(page, "field-error")
+
+    form = page.locator("form.action").filter(has=page.get_by_role("group", name="审查通过,出具合规审查报告"))
+    form.locator("textarea").fill("材料齐全，符合登记要求")
+    form.get_by_role("button", name="审查通过,出具合规审查报告").click()
+    expect(page.locator("#current-step")).to_have_text("登记公示")
+    expect(page.locator("#last-day")).to_contain_text("2026年")
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("办理：审查通过,出具合规审查报告")
+    expect(timeline).to_contain_text("clerk")
+    expect(timeline).to_contain_text("进入「登记公示」")
+    expect(page.locator(".steps li.current")).to_have_text("登记公示")
+    expect(page.locator(".badge-ok")).to_have_text("记录完整")
+    shot(page, "instance")
+
+    # Sign out: the inbox is no longer reachable.
+    page.get_by_role("button", name="退出登录").click()
+    expect(page).to_have_url(re.compile(r"/login"))
+    page.goto(f"{BASE}/inbox")
+    expect(page).to_have_url(re.compile(r"/login\?next=/inbox"))
+    context.close()
+
+
+def intruders(browser):
+    # A staff member of another organization: the instance page and its forms answer as if
+    # the instance did not exist.
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    sign_in(page, "outsider", "outsider password 1")
+    expect(page).to_have_url(f"{BASE}/inbox")
+    response = page.goto(f"{BASE}/instances/{INSTANCE}")
+    assert response.status == 404, response.status
+    unseen = page.locator("main").inner_text()
+    response = page.goto(f"{BASE}/instances/99999999")
+    assert response.status == 404, response.status
+    absent = page.locator("main").inner_text()
+    assert unseen == absent, f"an unseen instance reads like an absent one: {unseen!r} vs {absent!r}"
+    expect(page.locator("main")).not_to_contain_text("登记")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    posted = page.request.post(f"{BASE}/instances/{INSTANCE}/actions/accept", form={"csrf": csrf})
+    assert posted.status == 404, posted.status
+    context.close()
+
+    # The clerk's session, but a form without its CSRF token: refused.
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    sign_in(page, "clerk", "clerk password 1")
+    expect(page).to_have_url(f"{BASE}/inbox")
+    task = page.locator("tr[data-task]").first.get_attribute("data-task")
+    forged = page.request.post(f"{BASE}/tasks/{task}/claim", form={})
+    assert forged.status == 403, forged.status
+    forged = page.request.post(f"{BASE}/tasks/{task}/claim", form={"csrf": "0" * 64})
+    assert forged.status == 403, forged.status
+    context.close()
+
+    # A wrong password is refused; five in a row lock the name, even for the right one.
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    sign_in(page, "victim", "wrong guess 0")
+    expect(page.locator("#login-error")).to_have_text("用户名或密码不正确。")
+    shot(page, "login-refused")
+    for attempt in range(1, 5):
+        sign_in(page, "victim", f"wrong guess {attempt}")
+    sign_in(page, "victim", "victim password 1")
+    expect(page.locator("#login-error")).to_contain_text("登录失败次数过多")
+    expect(page).to_have_url(re.compile(r"/login"))
+    # The sign-in form itself carries a CSRF token: a post without it is refused.
+    forged = page.request.post(f"{BASE}/login", form={"name": "clerk", "password": "clerk password 1"})
+    assert forged.status == 403, forged.status
+    context.close()
+
+
+def reload_until(page, url, locator, text, tries=100):
+    """Reloads `url` until `locator` contains `text` (background work: recomputation, delivery)."""
+    for _ in range(tries):
+        page.goto(url)
+        if text in (page.locator(locator).first.inner_text() if page.locator(locator).count() else ""):
+            return
+        page.wait_for_timeout(300)
+    raise AssertionError(f"{url}: {locator} never showed {text!r}")
+
+
+def admin(browser):
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, "chief", "chief password 1")
+    expect(page).to_have_url(f"{BASE}/inbox")
+
+    # The deadline runs into 2027, whose notice is not loaded: provisional.
+    page.goto(f"{BASE}/instances/{INSTANCE}")
+    expect(page.locator("#last-day")).to_contain_text("2027年1月1日")
+    expect(page.locator("#last-day .badge-provisional")).to_have_text("暂算")
+
+    # Import the 2027 notice from a file; the year is then official and the deadline moves
+    # past the New Year holiday.
+    page.goto(f"{BASE}/admin/calendar?year=2027")
+    expect(page.locator("#year-provisional")).to_be_visible()
+    page.set_input_files("#notice-file", os.environ["STATFLOW_NOTICE"])
+    expect(page.locator("#content")).not_to_have_value("")
+    expect(page.locator("#origin")).to_have_value("2027.json")
+    page.get_by_role("button", name="导入").click()
+    expect(page.locator("#imported")).to_contain_text("已导入 2027 年")
+    expect(page.locator("#year-provisional")).to_have_count(0)
+    expect(page.locator("td.day-holiday").first).to_be_visible()
+    reload_until(page, f"{BASE}/admin/calendar?year=2027", "#recompute-remaining", "0")
+    shot(page, "calendar")
+    page.goto(f"{BASE}/instances/{INSTANCE}")
+    expect(page.locator("#last-day")).to_contain_text("2027年1月4日")
+    expect(page.locator("#last-day .badge-provisional")).to_have_count(0)
+
+    # Ten days on, the registration is overdue: red on the board, and in its CSV.
+    page.goto(f"{BASE}/admin/clock")
+    page.get_by_label("前进时长").fill("P10D")
+    page.get_by_role("button", name="前进").click()
+    expect(page.locator("#clock-moved")).to_contain_text("时钟已前进到 2027年1月8日")
+    page.goto(f"{BASE}/overdue")
+    row = page.locator(f"tr[data-instance='{INSTANCE}']")
+    expect(row).to_have_class(re.compile("row-red"))
+    expect(row).to_contain_text("已超期")
+    shot(page, "overdue")
+    exported = page.request.get(f"{BASE}/overdue.csv")
+    assert exported.status == 200 and "超期" in exported.text() and INSTANCE in exported.text(), exported.text()
+
+    # The clerk's address bounced: the notices failed. Correct the contact, then resend.
+    reload_until(page, f"{BASE}/admin/deliveries?status=failed", "table", "550")
+    shot(page, "deliveries")
+    auth = {"Authorization": f"Bearer {os.environ['STATFLOW_TOKEN']}"}
+    listing = page.request.get(f"{BASE}/v1/directory?per_page=500", headers=auth).json()
+    bounced = next(c for c in listing["contacts"] if c["email"].startswith("bounce@"))
+    assert page.request.delete(f"{BASE}/v1/directory/contacts/{bounced['id']}", headers=auth).status == 204
+    contact = {"organization": "taian-registry", "name": "张三", "email": "zhang@registry.example",
+               "roles": ["registration_agency"]}
+    assert page.request.put(f"{BASE}/v1/directory/contacts", headers=auth, data=contact).status == 200
+    page.get_by_role("button", name="全部重试").click()
+    expect(page.locator("#retried")).to_contain_text("已重新发送")
+    reload_until(page, f"{BASE}/admin/deliveries?status=done", "table", "通知")
+    context.close()
+
+
+SCENARIOS = {"clerk": clerk, "intruders": intruders, "admin": admin}
+
+if __name__ == "__main__":
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=os.environ["STATFLOW_CHROMIUM"], args=CHROMIUM_ARGS)
+        try:
+            SCENARIOS[sys.argv[1]](browser)
+        finally:
+            browser.close()
+    print(f"scenario {sys.argv[1]}: passed")
