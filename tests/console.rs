@@ -256,6 +256,8 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/inbox",                          [303, 200, 200, 200, 200, 200]),
     ("GET",  "/instances/{id}",                 [303, 200, 404, 200, 200, 200]),
     ("GET",  "/overdue",                        [303, 200, 200, 200, 200, 200]),
+    ("GET",  "/search?text=%E4%BC%81%E4%B8%9A",  [303, 200, 200, 200, 200, 200]),
+    ("GET",  "/start?procedure=registration&jurisdiction=taian", [303, 200, 200, 200, 200, 403]),
     ("GET",  "/overdue.csv",                    [303, 200, 200, 200, 200, 200]),
     ("GET",  "/admin/calendar",                 [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/deliveries",               [303, 403, 403, 200, 403, 403]),
@@ -263,6 +265,7 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("POST", "/tasks/{task}/claim",             [303, 303, 404, 303, 403, 403]),
     ("POST", "/tasks/{task}/release",           [303, 409, 404, 409, 403, 403]),
     ("POST", "/instances/{id}/actions/accept",  [303, 303, 404, 303, 403, 403]),
+    ("POST", "/start",                          [303, 303, 403, 303, 303, 403]),
     ("POST", "/admin/calendar/import",          [303, 403, 403, 422, 403, 403]),
     ("POST", "/admin/deliveries/all/retry",     [303, 403, 403, 303, 403, 403]),
     ("POST", "/admin/clock",                    [303, 403, 403, 303, 403, 403]),
@@ -294,14 +297,22 @@ fn every_console_page_checks_role_and_organization_exactly() {
             let form: &[(&str, &str)] = match path.as_str() {
                 "/admin/calendar/import" => &[("origin", "x.tsv"), ("content", "not a notice")],
                 "/admin/clock" => &[("advance", "PT1M")],
+                "/start" => &[
+                    ("procedure", "registration"),
+                    ("jurisdiction", "taian"),
+                    ("resource_name", "企业登记信息"),
+                    ("registration_type", "initial"),
+                    ("registrant_org", "taian-market"),
+                    ("agency_org", "taian-registry"),
+                ],
                 _ => &[],
             };
             let (status, body) = session.call(&app, method, &path, form);
             if status != expected[who] {
                 failures.push(format!("{method} {path} as #{who}: {status}, expected {}: {body:.200}", expected[who]));
             }
-            if status == 404 && who == 2 {
-                assert!(!body.contains("企业登记信息"), "a 404 tells nothing of the instance: {body}");
+            if who == 2 && (status == 404 || path.starts_with("/search")) {
+                assert!(!body.contains("企业登记信息"), "{path}: nothing of another organization's instance: {body}");
             }
         }
     }

@@ -90,6 +90,27 @@ def clerk(browser):
     expect(page.locator(".badge-ok")).to_have_text("记录完整")
     shot(page, "instance")
 
+    # Start a new registration from its form: a missing field is shown at the field, then
+    # the instance opens on its first step; the search finds it by its resource name.
+    page.goto(f"{BASE}/search")
+    page.get_by_role("link", name="公共数据登记（taian）").click()
+    page.get_by_label("登记类型").select_option("initial")
+    page.get_by_label("登记主体").fill("taian-market")
+    page.get_by_label("登记机构").fill("taian-registry")
+    page.get_by_role("button", name="发起").click()
+    expect(page.locator("#input-resource_name-error")).to_have_text("此项为必填项")
+    expect(page.get_by_label("登记主体")).to_have_value("taian-market")
+    page.get_by_label("数据资源名称").fill("不动产登记信息")
+    page.get_by_role("button", name="发起").click()
+    expect(page.locator("#current-step")).to_have_text("登记受理")
+    started = page.url.rsplit("/", 1)[1]
+    page.goto(f"{BASE}/search?text=不动产")
+    expect(page.locator("tr[data-instance]")).to_have_count(1)
+    expect(page.locator(f"tr[data-instance='{started}']")).to_contain_text("不动产登记信息")
+    shot(page, "search")
+    page.goto(f"{BASE}/search?text=企业登记信息")
+    expect(page.locator(f"tr[data-instance='{INSTANCE}']")).to_have_count(1)
+
     # Sign out: the inbox is no longer reachable.
     page.get_by_role("button", name="退出登录").click()
     expect(page).to_have_url(re.compile(r"/login"))

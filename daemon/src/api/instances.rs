@@ -132,16 +132,31 @@ pub async fn start(
     principal: Principal,
     Body(request): Body<StartRequest>,
 ) -> Result<(StatusCode, Json<InstanceView>), Problem> {
+    let record = start_checked(&state, &principal, request.procedure, request.jurisdiction, request.input).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &principal, &record).await?)))
+}
+
+/// Starts an instance for `principal` after the checks every door applies (the API and the
+/// console): regulators start nothing, organization ids in the input follow the one rule,
+/// and staff start only instances one of their organizations takes part in. Field errors
+/// name `input.FIELD`.
+pub async fn start_checked(
+    state: &AppState,
+    principal: &Principal,
+    procedure: String,
+    jurisdiction: String,
+    input: Value,
+) -> Result<InstanceRecord, Problem> {
     if principal.role == Role::Regulator {
         return Err(Problem::forbidden("regulators do not start instances"));
     }
-    let definition = state.engine.definitions().require(&request.procedure, &request.jurisdiction)?;
-    let holders = definition.role_holders(|field| request.input.get(field));
+    let definition = state.engine.definitions().require(&procedure, &jurisdiction)?;
+    let holders = definition.role_holders(|field| input.get(field));
     // Organization ids in the input become the instance's scope: they follow the same rule
     // as everywhere else.
     for field in definition.procedure.roles.values().filter_map(|r| r.organization.as_ref()) {
         let field = field.get_ref().as_str();
-        if let Some(org) = request.input.get(field).and_then(Value::as_str) {
+        if let Some(org) = input.get(field).and_then(Value::as_str) {
             organization::check(org)
                 .map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, &format!("input.{field}"), e))?;
         }
@@ -150,21 +165,15 @@ pub async fn start(
         // Staff start only instances their organization takes part in.
         return Err(Problem::forbidden("none of your organizations takes part in this instance"));
     }
-    let start = engine::StartRequest {
-        procedure: request.procedure,
-        jurisdiction: request.jurisdiction,
-        input: request.input,
-        caller: principal.clone(),
-    };
-    let record = state.engine.start(start).await.map_err(|e| match e {
+    let start = engine::StartRequest { procedure, jurisdiction, input, caller: principal.clone() };
+    state.engine.start(start).await.map_err(|e| match e {
         EngineError::Refused(refusal) => {
             let mut problem = Problem::from(refusal);
             problem.field = problem.field.map(|f| f.replacen("data.", "input.", 1));
             problem
         }
         other => other.into(),
-    })?;
-    Ok((StatusCode::CREATED, Json(view(&state, &principal, &record).await?)))
+    })
 }
 
 pub async fn show(
@@ -274,6 +283,7 @@ pub async fn list(
         organization: query.org,
         flagged: query.flagged,
         within: principal.scope(),
+        ..InstanceFilter::default()
     };
     let (rows, total) = state.store.instances(&filter, page.slice()).await?;
     let items: Vec<InstanceSummary> = rows

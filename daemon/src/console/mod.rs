@@ -13,6 +13,7 @@ mod inbox;
 mod instance;
 mod overdue;
 pub mod password;
+mod search;
 mod session;
 mod throttle;
 
@@ -51,6 +52,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("calendar.html", include_str!("templates/calendar.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),
     ("clock.html", include_str!("templates/clock.html")),
+    ("search.html", include_str!("templates/search.html")),
+    ("start.html", include_str!("templates/start.html")),
 ];
 
 const STYLESHEET: &str = include_str!("assets/console.css");
@@ -112,6 +115,8 @@ pub fn routes(console: ConsoleState) -> Router {
         .route("/tasks/{id}/release", post(inbox::release))
         .route("/instances/{id}", get(instance::page))
         .route("/instances/{id}/actions/{action}", post(instance::act))
+        .route("/search", get(search::page))
+        .route("/start", get(search::start_form).post(search::start))
         .route("/overdue", get(overdue::page))
         .route("/overdue.csv", get(overdue::csv))
         .route("/admin/calendar", get(admin::calendar))

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 
 use super::entities::{history, instances};
@@ -21,6 +22,14 @@ pub struct InstanceFilter {
     pub flagged: Option<bool>,
     /// The caller's scope: only instances involving one of these (staff).
     pub within: Option<Vec<String>>,
+    pub jurisdiction: Option<String>,
+    /// Only instances started at or after this instant (UTC milliseconds)…
+    pub created_from: Option<i64>,
+    /// …and before this one.
+    pub created_before: Option<i64>,
+    /// Only instances whose stored state contains this text somewhere: a coarse prefilter;
+    /// the caller checks the fields it may show.
+    pub containing: Option<String>,
 }
 
 /// What an instance's start fixed: its procedure, definition version and start instant.
@@ -81,29 +90,25 @@ impl Store {
         filter: &InstanceFilter,
         slice: Slice,
     ) -> Result<(Vec<InstanceRecord>, u64), StoreError> {
-        let mut select = instances::Entity::find().order_by_asc(instances::Column::Id);
-        if let Some(procedure) = &filter.procedure {
-            select = select.filter(instances::Column::Procedure.eq(procedure.clone()));
-        }
-        if let Some(status) = filter.status {
-            select = select.filter(instances::Column::Status.eq(status.as_str()));
-        }
-        if let Some(overdue) = filter.overdue {
-            select = select.filter(instances::Column::Overdue.eq(overdue));
-        }
-        if let Some(organization) = &filter.organization {
-            select = select.filter(scope::involves(organization));
-        }
-        match filter.flagged {
-            Some(true) => select = select.filter(instances::Column::Flagged.is_not_null()),
-            Some(false) => select = select.filter(instances::Column::Flagged.is_null()),
-            None => {}
-        }
-        if let Some(within) = &filter.within {
-            select = select.filter(scope::involves_any(within));
-        }
+        let select = filtered(instances::Entity::find().order_by_asc(instances::Column::Id), filter);
         let (rows, total) = read_page(select, slice, &self.db).await?;
         Ok((self.with_scopes(rows).await?, total))
+    }
+
+    /// Up to `limit` of the instances `filter` takes with ids below `before`, newest first:
+    /// a search reads them a chunk at a time.
+    pub async fn instances_before(
+        &self,
+        filter: &InstanceFilter,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut select = filtered(instances::Entity::find().order_by_desc(instances::Column::Id), filter);
+        if let Some(before) = before {
+            select = select.filter(instances::Column::Id.lt(before));
+        }
+        let rows = select.limit(limit).all(&self.db).await?;
+        self.with_scopes(rows).await
     }
 
     /// Running instances after id `after` that are overdue or due by `due_by`, in id order,
@@ -254,4 +259,44 @@ impl Store {
             == 1;
         Ok(flagged)
     }
+}
+
+/// `select` narrowed by every condition of `filter`.
+fn filtered(mut select: Select<instances::Entity>, filter: &InstanceFilter) -> Select<instances::Entity> {
+    if let Some(procedure) = &filter.procedure {
+        select = select.filter(instances::Column::Procedure.eq(procedure.clone()));
+    }
+    if let Some(status) = filter.status {
+        select = select.filter(instances::Column::Status.eq(status.as_str()));
+    }
+    if let Some(overdue) = filter.overdue {
+        select = select.filter(instances::Column::Overdue.eq(overdue));
+    }
+    if let Some(organization) = &filter.organization {
+        select = select.filter(scope::involves(organization));
+    }
+    match filter.flagged {
+        Some(true) => select = select.filter(instances::Column::Flagged.is_not_null()),
+        Some(false) => select = select.filter(instances::Column::Flagged.is_null()),
+        None => {}
+    }
+    if let Some(within) = &filter.within {
+        select = select.filter(scope::involves_any(within));
+    }
+    if let Some(jurisdiction) = &filter.jurisdiction {
+        select = select.filter(instances::Column::Jurisdiction.eq(jurisdiction.clone()));
+    }
+    if let Some(from) = filter.created_from {
+        select = select.filter(instances::Column::CreatedAt.gte(from));
+    }
+    if let Some(before) = filter.created_before {
+        select = select.filter(instances::Column::CreatedAt.lt(before));
+    }
+    if let Some(text) = &filter.containing {
+        // `%`, `_` and the escape character itself are taken literally.
+        let escaped = text.replace('!', "!!").replace('%', "!%").replace('_', "!_");
+        select =
+            select.filter(Expr::col(instances::Column::State).like(LikeExpr::new(format!("%{escaped}%")).escape('!')));
+    }
+    select
 }
