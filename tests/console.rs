@@ -142,6 +142,7 @@ fn an_administrator_imports_a_year_moves_the_clock_and_resends_a_failed_notice()
     let app = TestApp::start_configured(Backend::Sqlite, "2026-12-29T10:00:00+08:00", &config);
     app.user("chief", "administrator", &[], "chief password 1");
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let old_system = app.token("old-system", "staff", &["taian-registry"]);
     let id = start(&app, &clerk, "registration", "taian", registration_input());
     assert_eq!(app.instance(id)["deadline"]["provisional"], true);
 
@@ -168,6 +169,7 @@ fn an_administrator_imports_a_year_moves_the_clock_and_resends_a_failed_notice()
     );
     let (_, audit) = app.get("/v1/admin/deliveries?status=done&per_page=500", &app.admin);
     assert!(audit["total"].as_u64() > Some(0));
+    assert_eq!(app.get("/v1/instances", &old_system).0, 401, "the revoked token is refused");
 }
 
 /// A signed-in console session over plain HTTP (no redirects followed), for the matrix.
@@ -262,6 +264,10 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/admin/calendar",                 [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/deliveries",               [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/clock",                    [303, 403, 403, 200, 403, 403]),
+    ("GET",  "/admin/people",                   [303, 403, 403, 200, 403, 403]),
+    ("POST", "/admin/people",                   [303, 403, 403, 303, 403, 403]),
+    ("POST", "/admin/people/spare/disable",     [303, 403, 403, 303, 403, 403]),
+    ("POST", "/admin/tokens/spare-system/revoke", [303, 403, 403, 303, 403, 403]),
     ("POST", "/tasks/{task}/claim",             [303, 303, 404, 303, 403, 403]),
     ("POST", "/tasks/{task}/release",           [303, 409, 404, 409, 403, 403]),
     ("POST", "/instances/{id}/actions/accept",  [303, 303, 404, 303, 403, 403]),
@@ -287,6 +293,8 @@ fn every_console_page_checks_role_and_organization_exactly() {
     let mut sessions = vec![Session::anonymous()];
     sessions.extend(people.iter().map(|(name, _, _)| Session::sign_in(&app, name, &format!("{name} password 1"))));
     let provider = app.token("provider", "staff", &["taian-market"]);
+    app.user("spare", "staff", &["taian-registry"], "spare password 1");
+    let spare_system = app.token("spare-system", "staff", &["taian-registry"]);
     let mut failures = Vec::new();
     for (method, path, expected) in MATRIX {
         for (who, session) in sessions.iter().enumerate() {
@@ -297,6 +305,12 @@ fn every_console_page_checks_role_and_organization_exactly() {
             let form: &[(&str, &str)] = match path.as_str() {
                 "/admin/calendar/import" => &[("origin", "x.tsv"), ("content", "not a notice")],
                 "/admin/clock" => &[("advance", "PT1M")],
+                "/admin/people" => &[
+                    ("name", "matrix-made"),
+                    ("role", "staff"),
+                    ("organizations", "taian-registry"),
+                    ("password", "matrix password 1"),
+                ],
                 "/start" => &[
                     ("procedure", "registration"),
                     ("jurisdiction", "taian"),
@@ -329,6 +343,7 @@ fn every_console_page_checks_role_and_organization_exactly() {
         }
     }
     assert_eq!(app.instance(id)["version"], before["version"], "forged forms changed nothing");
+    assert_eq!(app.get("/v1/instances", &spare_system).0, 401, "the revoked token opens nothing");
     // Signing out ends the session: the same cookie no longer opens a page.
     let clerk = &sessions[1];
     assert_eq!(clerk.call(&app, "POST", "/logout", &[]).0, 303);

@@ -232,6 +232,31 @@ def admin(browser):
     page.get_by_role("button", name="全部重试").click()
     expect(page.locator("#retried")).to_contain_text("已重新发送")
     reload_until(page, f"{BASE}/admin/deliveries?status=done", "table", "通知")
+
+    # A new colleague gets an account; a departed one is disabled; an old system's token is revoked.
+    page.goto(f"{BASE}/admin/people")
+    page.get_by_label("名称").fill("lisi")
+    page.get_by_label("单位（多个以逗号分隔；经办人员必填）").fill("taian-registry")
+    page.get_by_label("初始密码（至少 10 个字符）").fill("short")
+    page.get_by_role("button", name="创建").click()
+    expect(page.locator("#people-error")).to_contain_text("at least 10")
+    page.get_by_label("名称").fill("lisi")
+    page.get_by_label("单位（多个以逗号分隔；经办人员必填）").fill("taian-registry")
+    page.get_by_label("初始密码（至少 10 个字符）").fill("lisi password 1")
+    page.get_by_role("button", name="创建").click()
+    expect(page.locator("#done")).to_have_text("已创建用户 lisi。")
+    page.locator("tr[data-user='lisi']").get_by_role("button", name="停用").click()
+    expect(page.locator("tr[data-user='lisi']")).to_contain_text("已停用")
+    page.locator("tr[data-token='old-system']").get_by_role("button", name="吊销").click()
+    expect(page.locator("tr[data-token='old-system']")).to_have_count(0)
+    shot(page, "people")
+    context.close()
+
+    # The disabled colleague cannot sign in.
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    sign_in(page, "lisi", "lisi password 1")
+    expect(page.locator("#login-error")).to_have_text("用户名或密码不正确。")
     context.close()
 
 

@@ -25,6 +25,26 @@ const DEFAULT_WINDOW_WORKING_DAYS: i64 = 2;
 /// read at all.
 const LOOKAHEAD_DAYS: i64 = 45;
 
+/// The latest instant a yellow item can be due: the end of the last day within the widest
+/// reminder window of any loaded definition. Instances due later are never read, so the
+/// board costs what is near its deadline, not what is running.
+fn due_by(state: &AppState, now: DateTime<FixedOffset>, calendar: &Calendar) -> i64 {
+    let widest = state
+        .engine
+        .definitions()
+        .all()
+        .iter()
+        .flat_map(|d| d.procedure.steps.values().filter_map(|s| s.deadline.as_ref()))
+        .filter_map(|d| d.remind_working_days_before.iter().max().copied())
+        .map(i64::from)
+        .fold(DEFAULT_WINDOW_WORKING_DAYS, i64::max);
+    let today = statflow_workflows::calendar::local_date(now);
+    // One working day more than the window: a limit's last day is the day before its due.
+    let last = calendar.add_working_days(today, (widest + 1) as u32).value;
+    let bound = statflow_workflows::calendar::end_of_day(last).min(now + Duration::days(LOOKAHEAD_DAYS));
+    to_millis(bound)
+}
+
 /// The overdue board: per organization owing the work, what is overdue and what is due soon.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Board {
@@ -105,7 +125,7 @@ pub async fn compute(
 ) -> Result<Board, Problem> {
     let now = state.engine.now();
     let (calendar, _) = state.engine.calendar();
-    let due_by = to_millis(now + Duration::days(LOOKAHEAD_DAYS));
+    let due_by = due_by(state, now, &calendar);
     let within = principal.scope();
     // Instances are read in id order, a chunk at a time, until the page is full; the reminder
     // window needs the calendar, so that part of the filter runs here. An `org` narrows the

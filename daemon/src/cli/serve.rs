@@ -23,6 +23,24 @@ use statflow_activities::templates::Templates;
 pub enum TokenCommand {
     /// Creates a principal and prints its token once (only its hash is stored).
     Create(TokenArgs),
+    /// Lists the tokens' holders: name, role, organizations, when created.
+    List(TokenListArgs),
+    /// Revokes a token (requests with it are refused from now on).
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The holder's name, as `token list` shows it.
+    name: String,
 }
 
 #[derive(Args)]
@@ -63,15 +81,37 @@ pub fn migrate(args: DbArgs) -> Result<(), Failure> {
 }
 
 pub fn token(command: TokenCommand) -> Result<(), Failure> {
-    let TokenCommand::Create(args) = command;
-    let settings = args.db.resolve().map_err(Failure::usage)?;
+    let db = match &command {
+        TokenCommand::Create(args) => &args.db,
+        TokenCommand::List(args) => &args.db,
+        TokenCommand::Revoke(args) => &args.db,
+    };
+    let settings = db.resolve().map_err(Failure::usage)?;
     let (url, timeout) = (settings.url, settings.connect_timeout);
     runtime()?.block_on(async {
         let store = open(&url, timeout).await?;
-        let token = api::auth::create_token(&store, &args.name, &args.role, &args.organizations)
-            .await
-            .map_err(Failure::usage)?;
-        println!("{token}");
+        let failed = |e: crate::store::StoreError| Failure::invalid(e.to_string());
+        match command {
+            TokenCommand::Create(args) => {
+                let token = api::auth::create_token(&store, &args.name, &args.role, &args.organizations)
+                    .await
+                    .map_err(Failure::usage)?;
+                println!("{token}");
+            }
+            TokenCommand::List(_) => {
+                for holder in store.token_holders().await.map_err(failed)? {
+                    let created = crate::store::from_millis(holder.created_at).format("%Y-%m-%d %H:%M");
+                    println!("{}\t{}\t{}\t{created}", holder.name, holder.role, holder.organizations.join(","));
+                }
+            }
+            TokenCommand::Revoke(args) => {
+                if !store.revoke_token(&args.name).await.map_err(failed)? {
+                    return Err(Failure::usage(format!("no token of `{}`", args.name)));
+                }
+                store.audit("cli", "token.revoke", &args.name, serde_json::json!({})).await.map_err(failed)?;
+                println!("the token of {} is revoked", args.name);
+            }
+        }
         Ok(())
     })
 }

@@ -17,15 +17,6 @@ use crate::store::effects::EffectKind;
 use crate::store::records::EffectStatus;
 use crate::store::{from_millis, Slice};
 
-/// Only administrators reach these pages; anyone else is told so (the pages are no secret).
-fn administrator(viewer: &Viewer) -> Result<(), PageError> {
-    if viewer.principal.is_admin() {
-        Ok(())
-    } else {
-        Err(PageError::Problem(Problem::forbidden("此页面仅限管理员使用。")))
-    }
-}
-
 #[derive(Serialize)]
 struct Day {
     day: u32,
@@ -73,7 +64,7 @@ async fn calendar_page(
     error: Option<(String, String)>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    administrator(viewer)?;
+    viewer.require_administrator()?;
     let app = &console.app;
     let (calendar, generation) = app.engine.calendar();
     let stored = app.store.calendar_years().await?;
@@ -136,7 +127,7 @@ pub async fn import_calendar(
     Form(form): Form<ImportForm>,
 ) -> Response {
     let result = async {
-        administrator(&viewer)?;
+        viewer.require_administrator()?;
         viewer.check_csrf(&form.csrf)?;
         let origin = if form.origin.trim().is_empty() { "console upload" } else { form.origin.trim() };
         match console.app.engine.import_calendar(origin, &form.content, None).await {
@@ -202,7 +193,7 @@ pub async fn deliveries(
     Query(query): Query<DeliveriesQuery>,
 ) -> Response {
     let shown = async {
-        administrator(&viewer)?;
+        viewer.require_administrator()?;
         let status = EffectStatus::parse(query.status.as_deref().unwrap_or("failed")).unwrap_or(EffectStatus::Failed);
         let (rows, total) =
             console.app.store.effects(&EffectKind::DELIVERED, Some(status), Slice { offset: 0, limit: 200 }).await?;
@@ -242,7 +233,7 @@ pub async fn retry(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let result = async {
-        administrator(&viewer)?;
+        viewer.require_administrator()?;
         viewer.check_csrf(&form.csrf)?;
         let id = match which.as_str() {
             "all" => None,
@@ -276,7 +267,7 @@ async fn clock_page(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    administrator(viewer)?;
+    viewer.require_administrator()?;
     if !console.app.engine.has_virtual_clock() {
         return Err(PageError::Problem(Problem::not_found("本系统使用真实时钟，没有虚拟时钟。")));
     }
@@ -298,7 +289,7 @@ pub struct ClockForm {
 
 pub async fn move_clock(State(console): State<ConsoleState>, viewer: Viewer, Form(form): Form<ClockForm>) -> Response {
     let result = async {
-        administrator(&viewer)?;
+        viewer.require_administrator()?;
         viewer.check_csrf(&form.csrf)?;
         if !console.app.engine.has_virtual_clock() {
             return Err(PageError::Problem(Problem::not_found("本系统使用真实时钟，没有虚拟时钟。")));

@@ -13,6 +13,7 @@ mod inbox;
 mod instance;
 mod overdue;
 pub mod password;
+mod people;
 mod search;
 mod session;
 mod throttle;
@@ -54,6 +55,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("clock.html", include_str!("templates/clock.html")),
     ("search.html", include_str!("templates/search.html")),
     ("start.html", include_str!("templates/start.html")),
+    ("people.html", include_str!("templates/people.html")),
 ];
 
 const STYLESHEET: &str = include_str!("assets/console.css");
@@ -121,6 +123,9 @@ pub fn routes(console: ConsoleState) -> Router {
         .route("/overdue.csv", get(overdue::csv))
         .route("/admin/calendar", get(admin::calendar))
         .route("/admin/calendar/import", post(admin::import_calendar))
+        .route("/admin/people", get(people::page).post(people::create))
+        .route("/admin/people/{name}/{change}", post(people::set_state))
+        .route("/admin/tokens/{name}/revoke", post(people::revoke_token))
         .route("/admin/deliveries", get(admin::deliveries))
         .route("/admin/clock", get(admin::clock).post(admin::move_clock))
         .route("/admin/deliveries/{which}/retry", post(admin::retry))

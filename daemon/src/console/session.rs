@@ -57,6 +57,16 @@ impl Viewer {
         }
     }
 
+    /// Administration pages are for administrators; anyone else is told so (the pages are
+    /// no secret, unlike an instance).
+    pub fn require_administrator(&self) -> Result<(), PageError> {
+        if self.principal.is_admin() {
+            Ok(())
+        } else {
+            Err(PageError::Problem(crate::api::problem::Problem::forbidden("此页面仅限管理员使用。")))
+        }
+    }
+
     /// A form's CSRF token must be this session's (compared in constant time).
     pub fn check_csrf(&self, token: &str) -> Result<(), PageError> {
         if constant_time_eq(token.as_bytes(), self.csrf.as_bytes()) {

@@ -62,6 +62,11 @@ impl Definitions {
         Ok(Definitions { versions: Arc::new(RwLock::new(versions)), current: RwLock::new(current) })
     }
 
+    /// Every loaded version (instances may run on any of them).
+    pub fn all(&self) -> Vec<Arc<Definition>> {
+        self.versions.read().expect("not poisoned").values().cloned().collect()
+    }
+
     pub fn get(&self, version: &str) -> Option<Arc<Definition>> {
         self.versions.read().expect("not poisoned").get(version).cloned()
     }

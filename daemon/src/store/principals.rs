@@ -1,12 +1,45 @@
 //! Principals: who may call the API, found by the hash of their token.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
 
 use super::entities::{principals, users};
 use super::records::{PrincipalRecord, Role};
 use super::{Store, StoreError};
 
+/// A token's holder as listed for administrators (the token itself is never stored).
+#[derive(Clone, Debug)]
+pub struct TokenHolder {
+    pub name: String,
+    pub role: Role,
+    pub organizations: Vec<String>,
+    pub created_at: i64,
+}
+
 impl Store {
+    /// Every token's holder, by name.
+    pub async fn token_holders(&self) -> Result<Vec<TokenHolder>, StoreError> {
+        let rows = principals::Entity::find().order_by_asc(principals::Column::Name).all(&self.db).await?;
+        rows.into_iter()
+            .map(|row| {
+                let created_at = row.created_at;
+                let record = PrincipalRecord::decode(row)?;
+                Ok(TokenHolder {
+                    name: record.name,
+                    role: record.role,
+                    organizations: record.organizations,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the token of `name`; false if there is none. Its history entries keep the name.
+    pub async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        let deleted =
+            principals::Entity::delete_many().filter(principals::Column::Name.eq(name)).exec(&self.db).await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
     pub async fn principal_by_token(&self, token_hash: &str) -> Result<Option<PrincipalRecord>, StoreError> {
         principals::Entity::find()
             .filter(principals::Column::TokenHash.eq(token_hash))
