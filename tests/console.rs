@@ -147,6 +147,8 @@ fn an_administrator_imports_a_year_moves_the_clock_and_resends_a_failed_notice()
     assert_eq!(app.instance(id)["deadline"]["provisional"], true);
 
     let notice = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/2027.json");
+    let broken =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/broken-definitions/unknown-references.toml");
     browse(
         &app,
         "admin",
@@ -154,6 +156,7 @@ fn an_administrator_imports_a_year_moves_the_clock_and_resends_a_failed_notice()
             ("STATFLOW_INSTANCE", id.to_string()),
             ("STATFLOW_NOTICE", notice.display().to_string()),
             ("STATFLOW_TOKEN", app.admin.clone()),
+            ("STATFLOW_BROKEN_DEFINITION", broken.display().to_string()),
         ],
     );
 
@@ -265,6 +268,9 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/admin/deliveries",               [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/clock",                    [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/people",                   [303, 403, 403, 200, 403, 403]),
+    ("GET",  "/definitions",                    [303, 200, 200, 200, 200, 200]),
+    ("GET",  "/definitions/registration/taian", [303, 200, 200, 200, 200, 200]),
+    ("POST", "/definitions",                    [303, 403, 403, 422, 403, 403]),
     ("POST", "/admin/people",                   [303, 403, 403, 303, 403, 403]),
     ("POST", "/admin/people/spare/disable",     [303, 403, 403, 303, 403, 403]),
     ("POST", "/admin/tokens/spare-system/revoke", [303, 403, 403, 303, 403, 403]),

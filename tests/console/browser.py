@@ -233,6 +233,19 @@ def admin(browser):
     expect(page.locator("#retried")).to_contain_text("已重新发送")
     reload_until(page, f"{BASE}/admin/deliveries?status=done", "table", "通知")
 
+    # A definition with mistakes is refused with each at its file and line; the current one
+    # reads step by step.
+    page.goto(f"{BASE}/definitions")
+    page.set_input_files("#definition-file", os.environ["STATFLOW_BROKEN_DEFINITION"])
+    expect(page.locator("#file")).to_have_value("unknown-references.toml")
+    expect(page.locator("#source")).not_to_have_value("")
+    page.get_by_role("button", name="载入").click()
+    expect(page.locator("#definition-errors")).to_contain_text(re.compile(r"unknown-references\.toml:\d+: "))
+    shot(page, "definition-errors")
+    page.get_by_role("link", name="公共数据登记").first.click()
+    expect(page.locator(".definition-steps")).to_contain_text("3个工作日（法定）")
+    expect(page.locator(".definition-steps")).to_contain_text("第九条")
+
     # A new colleague gets an account; a departed one is disabled; an old system's token is revoked.
     page.goto(f"{BASE}/admin/people")
     page.get_by_label("名称").fill("lisi")

@@ -5,6 +5,7 @@
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 use statflow_workflows::calendar::{Calendar, Period};
+use statflow_workflows::definition::model::DeadlineSpec;
 use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::InstanceState;
 
@@ -68,4 +69,32 @@ pub fn period(period: Period) -> String {
         Period::Hours(n) => format!("{n}小时"),
         Period::Through(day) => format!("至{}", format::date(day)),
     }
+}
+
+/// A step's limit as its definition states it: "5个工作日（法定）", "按办件的 period 字段（个案确定）".
+pub fn limit(spec: &DeadlineSpec) -> String {
+    use statflow_workflows::definition::model::{Amount, Unit};
+    let lengths = [
+        (Unit::WorkingDays, &spec.working_days),
+        (Unit::Days, &spec.days),
+        (Unit::Months, &spec.months),
+        (Unit::Years, &spec.years),
+        (Unit::Hours, &spec.hours),
+    ];
+    let length = lengths
+        .iter()
+        .find_map(|(unit, amount)| {
+            amount.as_ref().map(|amount| match amount {
+                Amount::Fixed(n) => period(unit.period(*n)),
+                Amount::Field(field) => format!("按办件的 {} 字段", field.trim_start_matches('$')),
+            })
+        })
+        .unwrap_or_else(|| "—".into());
+    let kind = match spec.limit.as_ref().map(|l| l.get_ref().as_str()) {
+        Some("statutory") => "（法定）",
+        Some("policy") => "（本单位规定）",
+        Some("case") => "（个案确定）",
+        _ => "",
+    };
+    format!("{length}{kind}")
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod deadline;
+mod definitions;
 mod format;
 mod forms;
 mod inbox;
@@ -56,6 +57,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("search.html", include_str!("templates/search.html")),
     ("start.html", include_str!("templates/start.html")),
     ("people.html", include_str!("templates/people.html")),
+    ("definitions.html", include_str!("templates/definitions.html")),
+    ("definition.html", include_str!("templates/definition.html")),
 ];
 
 const STYLESHEET: &str = include_str!("assets/console.css");
@@ -119,6 +122,8 @@ pub fn routes(console: ConsoleState) -> Router {
         .route("/instances/{id}/actions/{action}", post(instance::act))
         .route("/search", get(search::page))
         .route("/start", get(search::start_form).post(search::start))
+        .route("/definitions", get(definitions::list).post(definitions::load))
+        .route("/definitions/{procedure}/{jurisdiction}", get(definitions::show))
         .route("/overdue", get(overdue::page))
         .route("/overdue.csv", get(overdue::csv))
         .route("/admin/calendar", get(admin::calendar))
