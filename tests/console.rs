@@ -141,6 +141,7 @@ fn an_administrator_imports_a_year_moves_the_clock_and_resends_a_failed_notice()
     // Three working days from 2026-12-29 run into 2027, whose notice is not loaded yet.
     let app = TestApp::start_configured(Backend::Sqlite, "2026-12-29T10:00:00+08:00", &config);
     app.user("chief", "administrator", &[], "chief password 1");
+    app.user("inspector", "regulator", &[], "inspector password 1");
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
     let old_system = app.token("old-system", "staff", &["taian-registry"]);
     let id = start(&app, &clerk, "registration", "taian", registration_input());

@@ -272,6 +272,18 @@ def admin(browser):
     expect(page.locator("#login-error")).to_have_text("用户名或密码不正确。")
     context.close()
 
+    # The regulator sees first what was escalated to them, and may read the instance.
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1024, "height": 768})
+    page = context.new_page()
+    sign_in(page, "inspector", "inspector password 1")
+    row = page.locator(f".escalations tr[data-instance='{INSTANCE}']").first
+    expect(row).to_contain_text("超期上报监管方")
+    shot(page, "regulator-inbox")
+    row.get_by_role("link").click()
+    expect(page.locator("#current-step")).to_have_text("登记受理")
+    expect(page.locator("form.action")).to_have_count(0)
+    context.close()
+
 
 SCENARIOS = {"clerk": clerk, "intruders": intruders, "admin": admin}
 

@@ -171,6 +171,23 @@ pub async fn compute(
     Ok(Board { now, organizations, next: next.map(|id| id.to_string()) })
 }
 
+/// Whether the row alone (its due instant and step, without decoding its state) shows the
+/// instance is neither overdue nor within its step's reminder window: most running
+/// instances, and reading their states would cost the board most of its time. A working
+/// day of margin keeps it on the safe side of how limits count their last day.
+fn clearly_not_due_soon(app: &AppState, row: &InstanceRecord, now: DateTime<FixedOffset>, calendar: &Calendar) -> bool {
+    let (false, Some(due), Some(step)) = (row.overdue, row.next_due_at, row.step.as_deref()) else { return false };
+    let Some(definition) = app.engine.definitions().get(&row.definition_version) else { return false };
+    let Some(spec) = definition.step(step) else { return false };
+    let window = spec
+        .deadline
+        .as_ref()
+        .and_then(|d| d.remind_working_days_before.iter().max().copied())
+        .map_or(DEFAULT_WINDOW_WORKING_DAYS, i64::from);
+    let last_day = statflow_workflows::calendar::local_date(crate::store::from_millis(due - 1));
+    calendar.remaining_working_days(now, last_day) > window + 1
+}
+
 /// The board item of a running instance: (organization owing the work, red, item), or
 /// `None` when it is neither overdue nor within its reminder window.
 fn item(
@@ -180,6 +197,9 @@ fn item(
     calendar: &Calendar,
     org: Option<&str>,
 ) -> Result<Option<(String, bool, BoardItem)>, Problem> {
+    if clearly_not_due_soon(app, row, now, calendar) {
+        return Ok(None);
+    }
     let state = row.state()?;
     let (Some(step), Some(definition)) = (&state.step, app.engine.definitions().get(&row.definition_version)) else {
         return Ok(None);

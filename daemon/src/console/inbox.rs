@@ -17,6 +17,55 @@ use crate::store::from_millis;
 use crate::store::records::{TaskRecord, TaskStatus};
 use crate::store::tasks::TaskFilter;
 
+/// An escalation that reached the regulator: what a regulator's inbox shows first.
+#[derive(Serialize)]
+struct EscalationRow {
+    instance: i64,
+    title: String,
+    step: String,
+    level: String,
+    at: String,
+    status: &'static str,
+}
+
+/// The escalations addressed to regulators, newest first (the latest 200), in `viewer`'s
+/// scope.
+async fn escalations(console: &ConsoleState, viewer: &Viewer) -> Result<Vec<EscalationRow>, PageError> {
+    use crate::store::effects::{Effect, EffectKind};
+    use statflow_workflows::engine::Activity;
+    let (effects, _) =
+        console.app.store.effects(&[EffectKind::Escalate], None, crate::store::Slice { offset: 0, limit: 500 }).await?;
+    let mut rows = Vec::new();
+    for effect in effects {
+        let (Ok(Effect::Activity(Activity::Escalate { title, to, step, .. })), Some(instance)) =
+            (effect.effect(), effect.instance_id)
+        else {
+            continue;
+        };
+        if !to.iter().any(|r| r.role == "regulator") || rows.len() == 200 {
+            continue;
+        }
+        let Ok(record) = console.app.store.instance(instance).await else { continue };
+        if !viewer.principal.may_see(&record.organizations) {
+            continue;
+        }
+        let definition = console.app.engine.definitions().get(&record.definition_version);
+        rows.push(EscalationRow {
+            instance,
+            title: definition.as_ref().map_or_else(|| record.procedure.clone(), |d| d.procedure.title.clone()),
+            step: definition.as_ref().and_then(|d| d.step(&step)).map_or(step.clone(), |s| s.title.clone()),
+            level: title,
+            at: format::date_time(from_millis(effect.created_at)),
+            status: match effect.status {
+                crate::store::records::EffectStatus::Pending => "待送达",
+                crate::store::records::EffectStatus::Done => "已送达",
+                crate::store::records::EffectStatus::Failed => "送达失败",
+            },
+        });
+    }
+    Ok(rows)
+}
+
 /// One task of the inbox.
 #[derive(Serialize)]
 struct InboxRow {
@@ -63,8 +112,9 @@ async fn inbox(console: &ConsoleState, viewer: &Viewer, query: InboxQuery) -> Re
         (Vec::new(), 0)
     };
     let rows = rows(console, viewer, &tasks).await?;
+    let escalated = if principal.role == Role::Regulator { escalations(console, viewer).await? } else { Vec::new() };
     let note = match principal.role {
-        Role::Regulator => Some("监管人员不承办任务；督办事项见“超期督办”。"),
+        Role::Regulator => Some("监管人员不承办任务；下列为上报监管方的督办事项，全部超期情况见“超期督办”。"),
         Role::Scheduler => Some("调度账号不承办任务。"),
         _ if rows.is_empty() => Some("目前没有待办任务。"),
         _ => None,
@@ -74,7 +124,7 @@ async fn inbox(console: &ConsoleState, viewer: &Viewer, query: InboxQuery) -> Re
         StatusCode::OK,
         "inbox.html",
         minijinja::context! {
-            viewer => viewer.header(), active => "inbox", rows, note, total, page => page.number, pages,
+            viewer => viewer.header(), active => "inbox", rows, note, escalated, total, page => page.number, pages,
             now => format::date_time(console.app.engine.now()),
         },
     ))
