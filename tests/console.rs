@@ -269,6 +269,7 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/admin/deliveries",               [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/clock",                    [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/people",                   [303, 403, 403, 200, 403, 403]),
+    ("GET",  "/admin/audit?action=user.",       [303, 403, 403, 200, 403, 403]),
     ("GET",  "/definitions",                    [303, 200, 200, 200, 200, 200]),
     ("GET",  "/definitions/registration/taian", [303, 200, 200, 200, 200, 200]),
     ("POST", "/definitions",                    [303, 403, 403, 422, 403, 403]),

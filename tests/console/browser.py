@@ -263,6 +263,10 @@ def admin(browser):
     page.locator("tr[data-token='old-system']").get_by_role("button", name="吊销").click()
     expect(page.locator("tr[data-token='old-system']")).to_have_count(0)
     shot(page, "people")
+    # Each of those acts is in the audit log under the administrator's name.
+    page.goto(f"{BASE}/admin/audit?principal=chief")
+    for act in ["user.create", "user.disable", "token.revoke", "delivery.retry", "calendar.import", "clock.move"]:
+        expect(page.locator("table.audit")).to_contain_text(act)
     context.close()
 
     # The disabled colleague cannot sign in.

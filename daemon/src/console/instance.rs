@@ -84,6 +84,8 @@ struct InstancePage {
     chain_intact: bool,
     flagged: Option<String>,
     parent: Option<i64>,
+    /// The instances its steps started: (id, procedure title).
+    children: Vec<(i64, String)>,
     created: String,
 }
 
@@ -174,9 +176,33 @@ async fn render(
         chain_intact: !checks.chain.is_failure(),
         flagged: record.flagged.clone().or_else(|| Some(checks.failures()).filter(|f| !f.is_empty())),
         parent: record.parent,
+        children: visible_children(console, viewer, record.id).await?,
         created: format::date_time(from_millis(record.created_at)),
     };
     Ok(console.render(status, "instance.html", minijinja::context! { viewer => viewer.header(), page }))
+}
+
+/// The instances `parent`'s steps started that `viewer` may see: (id, procedure title).
+async fn visible_children(
+    console: &ConsoleState,
+    viewer: &Viewer,
+    parent: i64,
+) -> Result<Vec<(i64, String)>, PageError> {
+    let app = &console.app;
+    let ids = app.store.children(parent).await?;
+    let children = app.store.instances_by_id(&ids).await?;
+    Ok(ids
+        .into_iter()
+        .filter_map(|id| {
+            let child = children.get(&id).filter(|c| viewer.principal.may_see(&c.organizations))?;
+            let title = app
+                .engine
+                .definitions()
+                .get(&child.definition_version)
+                .map_or(child.procedure.clone(), |d| d.procedure.title.clone());
+            Some((id, title))
+        })
+        .collect())
 }
 
 /// The open tasks and, for those `viewer` may complete, a form per action.

@@ -57,6 +57,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("search.html", include_str!("templates/search.html")),
     ("start.html", include_str!("templates/start.html")),
     ("people.html", include_str!("templates/people.html")),
+    ("audit.html", include_str!("templates/audit.html")),
     ("definitions.html", include_str!("templates/definitions.html")),
     ("definition.html", include_str!("templates/definition.html")),
 ];
@@ -131,6 +132,7 @@ pub fn routes(console: ConsoleState) -> Router {
         .route("/admin/people", get(people::page).post(people::create))
         .route("/admin/people/{name}/{change}", post(people::set_state))
         .route("/admin/tokens/{name}/revoke", post(people::revoke_token))
+        .route("/admin/audit", get(people::audit))
         .route("/admin/deliveries", get(admin::deliveries))
         .route("/admin/clock", get(admin::clock).post(admin::move_clock))
         .route("/admin/deliveries/{which}/retry", post(admin::retry))

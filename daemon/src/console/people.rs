@@ -191,3 +191,52 @@ pub async fn revoke_token(
     };
     result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
+
+#[derive(Serialize)]
+struct AuditRow {
+    at: String,
+    principal: String,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    principal: String,
+    #[serde(default)]
+    action: String,
+    page: Option<String>,
+}
+
+/// 审计日志: administrative acts, newest first, by actor and kind of act.
+pub async fn audit(State(console): State<ConsoleState>, viewer: Viewer, Query(query): Query<AuditQuery>) -> Response {
+    let shown = async {
+        viewer.require_administrator()?;
+        let page = crate::api::page::Page::parse(query.page.as_deref(), Some("50"))?;
+        let principal = Some(query.principal.trim()).filter(|p| !p.is_empty());
+        let action = Some(query.action.trim()).filter(|a| !a.is_empty());
+        let (entries, total) = console.app.store.audit_log(principal, action, page.slice()).await?;
+        let rows: Vec<AuditRow> = entries
+            .into_iter()
+            .map(|e| AuditRow {
+                at: format::date_time(from_millis(e.at)),
+                principal: e.principal,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
+            })
+            .collect();
+        let pages = total.div_ceil(page.size).max(1);
+        Ok::<_, PageError>(console.render(
+            StatusCode::OK,
+            "audit.html",
+            minijinja::context! {
+                viewer => viewer.header(), active => "audit", rows, total, page => page.number, pages,
+                principal => query.principal, action => query.action,
+            },
+        ))
+    };
+    shown.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
+}

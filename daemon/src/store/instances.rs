@@ -187,6 +187,20 @@ impl Store {
     }
 
     /// The child a parent started under `key`, if it did.
+    /// The ids of the instances `parent`'s steps started (rectifications under an
+    /// evaluation), in order, the first 100.
+    pub async fn children(&self, parent: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(instances::Entity::find()
+            .select_only()
+            .column(instances::Column::Id)
+            .filter(instances::Column::ParentInstanceId.eq(parent))
+            .order_by_asc(instances::Column::Id)
+            .limit(100)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn child_of(&self, parent: i64, key: &str) -> Result<Option<i64>, StoreError> {
         Ok(instances::Entity::find()
             .select_only()

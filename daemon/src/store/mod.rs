@@ -191,4 +191,45 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// One slice of the audit log, newest first, narrowed to one actor and to actions that
+    /// start with `action` (e.g. `user.`) when given.
+    pub async fn audit_log(
+        &self,
+        principal: Option<&str>,
+        action: Option<&str>,
+        slice: Slice,
+    ) -> Result<(Vec<AuditEntry>, u64), StoreError> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        let mut select = entities::audit::Entity::find().order_by_desc(entities::audit::Column::Id);
+        if let Some(principal) = principal {
+            select = select.filter(entities::audit::Column::Principal.eq(principal));
+        }
+        if let Some(action) = action {
+            select = select.filter(entities::audit::Column::Action.starts_with(action));
+        }
+        let (rows, total) = read_page(select, slice, &self.db).await?;
+        let entries = rows
+            .into_iter()
+            .map(|row| AuditEntry {
+                at: row.at,
+                principal: row.principal,
+                action: row.action,
+                target: row.target,
+                detail: row.detail,
+            })
+            .collect();
+        Ok((entries, total))
+    }
+}
+
+/// An administrative act as the audit log keeps it.
+#[derive(Clone, Debug)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub principal: String,
+    pub action: String,
+    pub target: String,
+    /// JSON text.
+    pub detail: String,
 }
