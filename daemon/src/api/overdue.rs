@@ -15,6 +15,7 @@ use super::page::{self, MAX_PER_PAGE};
 use super::problem::{Params, Problem};
 use super::AppState;
 use crate::principal::Principal;
+use crate::store::instances::DueRow;
 use crate::store::records::InstanceRecord;
 use crate::store::to_millis;
 
@@ -128,15 +129,20 @@ pub async fn compute(
     let due_by = due_by(state, now, &calendar);
     let within = principal.scope();
     // Instances are read in id order, a chunk at a time, until the page is full; the reminder
-    // window needs the calendar, so that part of the filter runs here. An `org` narrows the
+    // window needs the calendar, so that part of the filter runs here: first on a few columns
+    // of each row, then on the states of those near their deadline. An `org` narrows the
     // scan to instances involving it; the exact owner is checked per item.
     let mut rows = Vec::new();
     let next = loop {
         let chunk = state.store.due_instances(due_by, within.as_deref(), org, after, SCAN_CHUNK).await?;
         let exhausted = (chunk.len() as u64) < SCAN_CHUNK;
+        after = chunk.last().map_or(after, |row| row.id);
+        let near: Vec<i64> =
+            chunk.iter().filter(|row| !clearly_not_due_soon(state, row, now, &calendar)).map(|row| row.id).collect();
+        let mut records = state.store.instances_by_id(&near).await?;
         let mut full = None;
-        for row in chunk {
-            after = row.id;
+        for id in near {
+            let Some(row) = records.remove(&id) else { continue };
             if let Some(item) = item(state, &row, now, &calendar, org)? {
                 rows.push(item);
                 if rows.len() as u64 == per_page {
@@ -175,7 +181,7 @@ pub async fn compute(
 /// instance is neither overdue nor within its step's reminder window: most running
 /// instances, and reading their states would cost the board most of its time. A working
 /// day of margin keeps it on the safe side of how limits count their last day.
-fn clearly_not_due_soon(app: &AppState, row: &InstanceRecord, now: DateTime<FixedOffset>, calendar: &Calendar) -> bool {
+fn clearly_not_due_soon(app: &AppState, row: &DueRow, now: DateTime<FixedOffset>, calendar: &Calendar) -> bool {
     let (false, Some(due), Some(step)) = (row.overdue, row.next_due_at, row.step.as_deref()) else { return false };
     let Some(definition) = app.engine.definitions().get(&row.definition_version) else { return false };
     let Some(spec) = definition.step(step) else { return false };
@@ -197,9 +203,6 @@ fn item(
     calendar: &Calendar,
     org: Option<&str>,
 ) -> Result<Option<(String, bool, BoardItem)>, Problem> {
-    if clearly_not_due_soon(app, row, now, calendar) {
-        return Ok(None);
-    }
     let state = row.state()?;
     let (Some(step), Some(definition)) = (&state.step, app.engine.definitions().get(&row.definition_version)) else {
         return Ok(None);

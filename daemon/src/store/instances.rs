@@ -32,6 +32,16 @@ pub struct InstanceFilter {
     pub containing: Option<String>,
 }
 
+/// A running instance that is overdue or due soon, as the overdue board first reads it.
+#[derive(Clone, Debug)]
+pub struct DueRow {
+    pub id: i64,
+    pub definition_version: String,
+    pub step: Option<String>,
+    pub next_due_at: Option<i64>,
+    pub overdue: bool,
+}
+
 /// What an instance's start fixed: its procedure, definition version and start instant.
 #[derive(Clone, Debug)]
 pub struct InstanceOrigin {
@@ -120,7 +130,7 @@ impl Store {
         organization: Option<&str>,
         after: i64,
         limit: u64,
-    ) -> Result<Vec<InstanceRecord>, StoreError> {
+    ) -> Result<Vec<DueRow>, StoreError> {
         let mut select =
             instances::Entity::find().filter(instances::Column::Status.eq(InstanceStatus::Running.as_str())).filter(
                 Condition::any().add(instances::Column::Overdue.eq(true)).add(instances::Column::NextDueAt.lte(due_by)),
@@ -131,13 +141,33 @@ impl Store {
         if let Some(organization) = organization {
             select = select.filter(scope::involves(organization));
         }
-        let rows = select
+        // Only the columns that tell whether the instance is near its deadline: its state is
+        // read afterwards, for those that are (`instances_by_id`).
+        let rows: Vec<(i64, String, Option<String>, Option<i64>, bool)> = select
+            .select_only()
+            .columns([
+                instances::Column::Id,
+                instances::Column::DefinitionVersion,
+                instances::Column::Step,
+                instances::Column::NextDueAt,
+                instances::Column::Overdue,
+            ])
             .filter(instances::Column::Id.gt(after))
             .order_by_asc(instances::Column::Id)
             .limit(limit)
+            .into_tuple()
             .all(&self.db)
             .await?;
-        self.with_scopes(rows).await
+        Ok(rows
+            .into_iter()
+            .map(|(id, definition_version, step, next_due_at, overdue)| DueRow {
+                id,
+                definition_version,
+                step,
+                next_due_at,
+                overdue,
+            })
+            .collect())
     }
 
     /// The running instances a schedule's selection takes, in id order.
