@@ -32,6 +32,9 @@ pub struct InstanceFilter {
     pub containing: Option<String>,
 }
 
+/// The columns of a [`DueRow`], as read.
+type DueColumns = (i64, String, Option<String>, Option<i64>, bool);
+
 /// A running instance that is overdue or due soon, as the overdue board first reads it.
 #[derive(Clone, Debug)]
 pub struct DueRow {
@@ -143,7 +146,7 @@ impl Store {
         }
         // Only the columns that tell whether the instance is near its deadline: its state is
         // read afterwards, for those that are (`instances_by_id`).
-        let rows: Vec<(i64, String, Option<String>, Option<i64>, bool)> = select
+        let rows: Vec<DueColumns> = select
             .select_only()
             .columns([
                 instances::Column::Id,
