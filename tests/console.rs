@@ -271,10 +271,13 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/admin/people",                   [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/audit?action=user.",       [303, 403, 403, 200, 403, 403]),
     ("GET",  "/definitions",                    [303, 200, 200, 200, 200, 200]),
+    ("GET",  "/schedules",                      [303, 403, 403, 200, 200, 403]),
+    ("POST", "/schedules/daily_digest/enable",  [303, 403, 403, 303, 303, 403]),
     ("GET",  "/definitions/registration/taian", [303, 200, 200, 200, 200, 200]),
     ("POST", "/definitions",                    [303, 403, 403, 422, 403, 403]),
     ("POST", "/admin/people",                   [303, 403, 403, 303, 403, 403]),
     ("POST", "/admin/people/spare/disable",     [303, 403, 403, 303, 403, 403]),
+    ("POST", "/admin/people/password",          [303, 403, 403, 303, 403, 403]),
     ("POST", "/admin/tokens/spare-system/revoke", [303, 403, 403, 303, 403, 403]),
     ("POST", "/tasks/{task}/claim",             [303, 303, 404, 303, 403, 403]),
     ("POST", "/tasks/{task}/release",           [303, 409, 404, 409, 403, 403]),
@@ -313,6 +316,7 @@ fn every_console_page_checks_role_and_organization_exactly() {
             let form: &[(&str, &str)] = match path.as_str() {
                 "/admin/calendar/import" => &[("origin", "x.tsv"), ("content", "not a notice")],
                 "/admin/clock" => &[("advance", "PT1M")],
+                "/admin/people/password" => &[("name", "spare"), ("password", "a new spare password")],
                 "/admin/people" => &[
                     ("name", "matrix-made"),
                     ("role", "staff"),

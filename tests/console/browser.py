@@ -258,21 +258,34 @@ def admin(browser):
     page.get_by_label("初始密码（至少 10 个字符）").fill("lisi password 1")
     page.get_by_role("button", name="创建").click()
     expect(page.locator("#done")).to_have_text("已创建用户 lisi。")
+    page.locator("#passwd-name").select_option("lisi")
+    page.get_by_label("新密码（至少 10 个字符）").fill("lisi password 2")
+    page.get_by_role("button", name="重设").click()
+    expect(page.locator("#done")).to_have_text("已重设 lisi 的密码，其会话已结束。")
     page.locator("tr[data-user='lisi']").get_by_role("button", name="停用").click()
     expect(page.locator("tr[data-user='lisi']")).to_contain_text("已停用")
     page.locator("tr[data-token='old-system']").get_by_role("button", name="吊销").click()
     expect(page.locator("tr[data-token='old-system']")).to_have_count(0)
     shot(page, "people")
+    # The daily digest is switched off and on again from the schedules page.
+    page.goto(f"{BASE}/schedules")
+    digest = page.locator("tr[data-schedule='daily_digest']")
+    expect(digest).to_contain_text("启用")
+    digest.get_by_role("button", name="停用").click()
+    expect(page.locator("tr[data-schedule='daily_digest']")).to_contain_text("停用")
+    page.locator("tr[data-schedule='daily_digest']").get_by_role("button", name="启用").click()
+    expect(page.locator("tr[data-schedule='daily_digest'] td").nth(4)).to_have_text("启用")
+    shot(page, "schedules")
     # Each of those acts is in the audit log under the administrator's name.
     page.goto(f"{BASE}/admin/audit?principal=chief")
-    for act in ["user.create", "user.disable", "token.revoke", "delivery.retry", "calendar.import", "clock.move"]:
+    for act in ["user.create", "user.passwd", "user.disable", "token.revoke", "delivery.retry", "calendar.import", "clock.move", "schedule.put"]:
         expect(page.locator("table.audit")).to_contain_text(act)
     context.close()
 
     # The disabled colleague cannot sign in.
     context = browser.new_context(locale="zh-CN")
     page = context.new_page()
-    sign_in(page, "lisi", "lisi password 1")
+    sign_in(page, "lisi", "lisi password 2")
     expect(page.locator("#login-error")).to_have_text("用户名或密码不正确。")
     context.close()
 

@@ -15,6 +15,7 @@ mod instance;
 mod overdue;
 pub mod password;
 mod people;
+mod schedules;
 mod search;
 mod session;
 mod throttle;
@@ -58,6 +59,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("start.html", include_str!("templates/start.html")),
     ("people.html", include_str!("templates/people.html")),
     ("audit.html", include_str!("templates/audit.html")),
+    ("schedules.html", include_str!("templates/schedules.html")),
     ("definitions.html", include_str!("templates/definitions.html")),
     ("definition.html", include_str!("templates/definition.html")),
 ];
@@ -125,11 +127,14 @@ pub fn routes(console: ConsoleState) -> Router {
         .route("/start", get(search::start_form).post(search::start))
         .route("/definitions", get(definitions::list).post(definitions::load))
         .route("/definitions/{procedure}/{jurisdiction}", get(definitions::show))
+        .route("/schedules", get(schedules::page))
+        .route("/schedules/{id}/{change}", post(schedules::set_enabled))
         .route("/overdue", get(overdue::page))
         .route("/overdue.csv", get(overdue::csv))
         .route("/admin/calendar", get(admin::calendar))
         .route("/admin/calendar/import", post(admin::import_calendar))
         .route("/admin/people", get(people::page).post(people::create))
+        .route("/admin/people/password", post(people::set_password))
         .route("/admin/people/{name}/{change}", post(people::set_state))
         .route("/admin/tokens/{name}/revoke", post(people::revoke_token))
         .route("/admin/audit", get(people::audit))

@@ -240,3 +240,46 @@ pub async fn audit(State(console): State<ConsoleState>, viewer: Viewer, Query(qu
     };
     shown.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Sets a person's password (their sessions end), as `statflow user passwd` does.
+pub async fn set_password(
+    State(console): State<ConsoleState>,
+    viewer: Viewer,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let result = async {
+        viewer.require_administrator()?;
+        viewer.check_csrf(&form.csrf)?;
+        if let Err(message) = password::check(&form.password) {
+            return people_page(
+                &console,
+                &viewer,
+                None,
+                Some(format!("--password: {message}")),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+        let hash = password::hash(&form.password).map_err(Problem::internal)?;
+        let name = form.name.trim();
+        if !console.app.store.set_password(name, &hash, chrono::Utc::now().timestamp_millis()).await? {
+            return Err(Problem::not_found("没有这个用户。").into());
+        }
+        console.app.store.audit(&viewer.principal.name, "user.passwd", name, serde_json::json!({})).await?;
+        let done = format!("已重设 {name} 的密码，其会话已结束。");
+        Ok::<_, PageError>(
+            Redirect::to(&format!("/admin/people?done={}", super::session::encode_component(&done))).into_response(),
+        )
+    };
+    result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
+}
