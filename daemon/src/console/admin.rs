@@ -311,9 +311,7 @@ pub async fn move_clock(State(console): State<ConsoleState>, viewer: Viewer, For
             moved.fired_total,
             moved.runs_total
         );
-        Ok::<_, PageError>(
-            Redirect::to(&format!("/admin/clock?moved={}", super::session::encode_component(&said))).into_response(),
-        )
+        Ok::<_, PageError>(super::redirect_saying("/admin/clock", "moved", &said))
     };
     result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }

@@ -5,7 +5,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Form;
 use serde::{Deserialize, Serialize};
 use statflow_workflows::calendar::local_date;
@@ -151,8 +151,7 @@ pub async fn load(State(console): State<ConsoleState>, viewer: Viewer, Form(form
                     "已载入「{}」新版本 {}，新办件将按此版本办理。",
                     definition.procedure.title, definition.version
                 );
-                let target = format!("/definitions?loaded={}", super::session::encode_component(&said));
-                Ok::<_, PageError>(Redirect::to(&target).into_response())
+                Ok::<_, PageError>(super::redirect_saying("/definitions", "loaded", &said))
             }
             Err(EngineError::InvalidDefinition(errors)) => {
                 let errors = errors.iter().map(ToString::to_string).collect();

@@ -47,6 +47,7 @@ pub type ConsoleState = Arc<Console>;
 /// Every template, by name; `.html` names are auto-escaped.
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
+    ("fields.html", include_str!("templates/fields.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
     ("inbox.html", include_str!("templates/inbox.html")),
@@ -153,6 +154,11 @@ async fn script() -> impl IntoResponse {
 
 async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], STYLESHEET)
+}
+
+/// After a form: back to `path`, with `message` for the page to show in its `param`.
+fn redirect_saying(path: &str, param: &str, message: &str) -> Response {
+    Redirect::to(&format!("{path}?{param}={}", session::encode_component(message))).into_response()
 }
 
 /// Why a page is not shown.

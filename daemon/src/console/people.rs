@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Form;
 use serde::{Deserialize, Serialize};
 
@@ -131,9 +131,7 @@ pub async fn create(State(console): State<ConsoleState>, viewer: Viewer, Form(fo
         let detail = serde_json::json!({"role": role, "organizations": organizations});
         console.app.store.audit(&viewer.principal.name, "user.create", name, detail).await?;
         let done = format!("已创建用户 {name}。");
-        Ok::<_, PageError>(
-            Redirect::to(&format!("/admin/people?done={}", super::session::encode_component(&done))).into_response(),
-        )
+        Ok::<_, PageError>(super::redirect_saying("/admin/people", "done", &done))
     };
     result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
@@ -164,9 +162,7 @@ pub async fn set_state(
         console.app.store.audit(&viewer.principal.name, action, &name, serde_json::json!({})).await?;
         let done =
             if disable { format!("已停用 {name}，其会话已结束。") } else { format!("已启用 {name}。") };
-        Ok::<_, PageError>(
-            Redirect::to(&format!("/admin/people?done={}", super::session::encode_component(&done))).into_response(),
-        )
+        Ok::<_, PageError>(super::redirect_saying("/admin/people", "done", &done))
     };
     result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
@@ -185,9 +181,7 @@ pub async fn revoke_token(
         }
         console.app.store.audit(&viewer.principal.name, "token.revoke", &name, serde_json::json!({})).await?;
         let done = format!("已吊销 {name} 的令牌。");
-        Ok::<_, PageError>(
-            Redirect::to(&format!("/admin/people?done={}", super::session::encode_component(&done))).into_response(),
-        )
+        Ok::<_, PageError>(super::redirect_saying("/admin/people", "done", &done))
     };
     result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
@@ -277,9 +271,7 @@ pub async fn set_password(
         }
         console.app.store.audit(&viewer.principal.name, "user.passwd", name, serde_json::json!({})).await?;
         let done = format!("已重设 {name} 的密码，其会话已结束。");
-        Ok::<_, PageError>(
-            Redirect::to(&format!("/admin/people?done={}", super::session::encode_component(&done))).into_response(),
-        )
+        Ok::<_, PageError>(super::redirect_saying("/admin/people", "done", &done))
     };
     result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
