@@ -288,6 +288,54 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("POST", "/admin/clock",                    [303, 403, 403, 303, 403, 403]),
 ];
 
+/// Routes open to anyone, each for its reason: the sign-in form and its post, the stylesheet
+/// and script, and `/` (a redirect to the inbox, which then asks for a session). Sign-out is
+/// checked on its own below.
+const OPEN: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("GET", "/assets/console.css"),
+    ("GET", "/assets/console.js"),
+];
+
+/// Every (method, path) the console serves, read from its router's source.
+fn console_routes() -> Vec<(String, String)> {
+    let source = include_str!("../daemon/src/console/mod.rs");
+    let mut routes = Vec::new();
+    for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+        let path = line.split('"').nth(1).unwrap().to_owned();
+        for (method, call) in [("GET", "get("), ("POST", "post(")] {
+            if line.contains(call) {
+                routes.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// Whether a concrete matrix path is an instance of route `pattern` (`{x}` is one segment).
+fn matches_route(pattern: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap();
+    let (pattern, path): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    pattern.len() == path.len() && pattern.iter().zip(&path).all(|(p, s)| p.starts_with('{') || p == s)
+}
+
+#[test]
+fn the_matrix_covers_every_console_route() {
+    let routes = console_routes();
+    assert!(routes.len() > 20, "the routes are read from the source: {routes:?}");
+    let uncovered: Vec<&(String, String)> = routes
+        .iter()
+        .filter(|(method, pattern)| {
+            !OPEN.iter().any(|(m, p)| m == method && p == pattern)
+                && !MATRIX.iter().any(|(m, path, _)| m == method && matches_route(pattern, path))
+        })
+        .collect();
+    assert!(uncovered.is_empty(), "console routes without a row in MATRIX: {uncovered:?}");
+}
+
 #[test]
 fn every_console_page_checks_role_and_organization_exactly() {
     let app = TestApp::start(Backend::Sqlite, "2026-02-13T10:00:00+08:00");
