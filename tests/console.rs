@@ -270,6 +270,7 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/admin/clock",                    [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/people",                   [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/audit?action=user.",       [303, 403, 403, 200, 403, 403]),
+    ("GET",  "/admin/directory",                [303, 403, 403, 200, 403, 403]),
     ("GET",  "/definitions",                    [303, 200, 200, 200, 200, 200]),
     ("GET",  "/schedules",                      [303, 403, 403, 200, 200, 403]),
     ("POST", "/schedules/daily_digest/enable",  [303, 403, 403, 303, 303, 403]),

@@ -219,6 +219,11 @@ def admin(browser):
     exported = page.request.get(f"{BASE}/overdue.csv")
     assert exported.status == 200 and "超期" in exported.text() and INSTANCE in exported.text(), exported.text()
 
+    # The directory shows who is told: the registry's clerk, with the address that bounces.
+    page.goto(f"{BASE}/admin/directory")
+    expect(page.locator("section[data-organization='taian-registry']")).to_contain_text("bounce@registry.example")
+    expect(page.locator("section[data-organization='taian-registry']")).to_contain_text("taian-bureau")
+
     # The clerk's address bounced: the notices failed. Correct the contact, then resend.
     reload_until(page, f"{BASE}/admin/deliveries?status=failed", "table", "550")
     shot(page, "deliveries")

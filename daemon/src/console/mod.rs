@@ -8,6 +8,7 @@
 mod admin;
 mod deadline;
 mod definitions;
+mod directory;
 mod format;
 mod forms;
 mod inbox;
@@ -61,6 +62,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("people.html", include_str!("templates/people.html")),
     ("audit.html", include_str!("templates/audit.html")),
     ("schedules.html", include_str!("templates/schedules.html")),
+    ("directory.html", include_str!("templates/directory.html")),
     ("definitions.html", include_str!("templates/definitions.html")),
     ("definition.html", include_str!("templates/definition.html")),
 ];
@@ -139,6 +141,7 @@ pub fn routes(console: ConsoleState) -> Router {
         .route("/admin/people/{name}/{change}", post(people::set_state))
         .route("/admin/tokens/{name}/revoke", post(people::revoke_token))
         .route("/admin/audit", get(people::audit))
+        .route("/admin/directory", get(directory::page))
         .route("/admin/deliveries", get(admin::deliveries))
         .route("/admin/clock", get(admin::clock).post(admin::move_clock))
         .route("/admin/deliveries/{which}/retry", post(admin::retry))
