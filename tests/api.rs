@@ -676,3 +676,27 @@ fn the_cli_imports_a_calendar_year_into_the_running_daemon() {
     assert_eq!(code, 1);
     assert!(err.contains("replace"), "{err}");
 }
+
+/// A step whose task says `notify = false` opens it without a notice; the next step's task,
+/// which does not say so, is told as usual.
+#[test]
+fn a_step_can_open_its_task_without_a_notice() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let quiet = include_str!("../workflows/procedures/registration.taian.toml").replacen(
+        "task = { role = \"registration_agency\", title = \"形式审查并受理登记申请\" }",
+        "task = { role = \"registration_agency\", title = \"形式审查并受理登记申请\", notify = false }",
+        1,
+    );
+    assert!(quiet.contains("notify = false"), "the acceptance task is found in the definition");
+    let (status, body) =
+        app.post("/v1/definitions", &app.admin, &json!({"file": "registration.taian.toml", "source": quiet}));
+    assert_eq!(status, 201, "{body}");
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    let kinds = |app: &TestApp| -> Vec<String> {
+        app.instance(id)["effects"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(!kinds(&app).contains(&"task_notice".to_owned()), "{:?}", kinds(&app));
+    act(&app, &clerk, id, "accept", json!({}));
+    assert_eq!(kinds(&app), ["task_notice"], "the review's task is told");
+}
