@@ -87,6 +87,8 @@ def clerk(browser):
     expect(timeline).to_contain_text("clerk")
     expect(timeline).to_contain_text("进入「登记公示」")
     expect(page.locator(".steps li.current")).to_have_text("登记公示")
+    expect(page.locator("svg.diagram g.current")).to_have_attribute("data-step", "publicity")
+    expect(page.locator("svg.diagram g.visited[data-step='acceptance']")).to_have_count(1)
     expect(page.locator(".badge-ok")).to_have_text("记录完整")
     shot(page, "instance")
 

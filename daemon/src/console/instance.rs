@@ -76,6 +76,8 @@ struct InstancePage {
     outcome: Option<String>,
     step: Option<String>,
     steps: Vec<StepMark>,
+    /// The procedure drawn, with the current and visited steps marked (SVG markup).
+    diagram: String,
     deadline: Option<DeadlinePanel>,
     tasks: Vec<TaskPanel>,
     data: Vec<(String, String)>,
@@ -168,6 +170,7 @@ async fn render(
         outcome: view.outcome.clone(),
         step: view.step.as_ref().map(|s| s.title.clone()),
         steps,
+        diagram: super::diagram::svg(&definition, current.as_deref(), &visited),
         deadline: panel(&state, &definition, &calendar, now),
         tasks: task_panels(viewer, &definition, &state, &open_tasks, rejected.as_ref()),
         data: view.data.iter().map(|(k, v)| (field_label(&definition, k), shown(v))).collect(),

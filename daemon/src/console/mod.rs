@@ -8,6 +8,7 @@
 mod admin;
 mod deadline;
 mod definitions;
+mod diagram;
 mod directory;
 mod format;
 mod forms;

@@ -129,6 +129,11 @@ impl Definition {
         self.procedure.steps.get(name)
     }
 
+    /// The steps `step` can lead to, by any kind of transition (none for an unknown step).
+    pub fn successors(&self, step: &str) -> Vec<&str> {
+        self.step(step).map(validate::successors).unwrap_or_default()
+    }
+
     /// The steps in the order a reader follows them: from the initial step, breadth first
     /// along every transition; steps reached no other way come last, by name.
     pub fn steps_in_order(&self) -> Vec<&str> {
