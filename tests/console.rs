@@ -274,6 +274,7 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/definitions",                    [303, 200, 200, 200, 200, 200]),
     ("GET",  "/schedules",                      [303, 403, 403, 200, 200, 403]),
     ("POST", "/schedules/daily_digest/enable",  [303, 403, 403, 303, 303, 403]),
+    ("POST", "/schedules/retention_sweep/run",  [303, 403, 403, 303, 303, 403]),
     ("GET",  "/definitions/registration/taian", [303, 200, 200, 200, 200, 200]),
     ("POST", "/definitions",                    [303, 403, 403, 422, 403, 403]),
     ("POST", "/admin/people",                   [303, 403, 403, 303, 403, 403]),

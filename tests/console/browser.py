@@ -252,6 +252,7 @@ def admin(browser):
     page.get_by_role("link", name="公共数据登记").first.click()
     expect(page.locator(".definition-steps")).to_contain_text("3个工作日（法定）")
     expect(page.locator(".definition-steps")).to_contain_text("第九条")
+    expect(page.locator("svg.diagram g[data-step='publicity']")).to_have_count(1)
 
     # A new colleague gets an account; a departed one is disabled; an old system's token is revoked.
     page.goto(f"{BASE}/admin/people")
@@ -282,10 +283,12 @@ def admin(browser):
     expect(page.locator("tr[data-schedule='daily_digest']")).to_contain_text("停用")
     page.locator("tr[data-schedule='daily_digest']").get_by_role("button", name="启用").click()
     expect(page.locator("tr[data-schedule='daily_digest'] td").nth(4)).to_have_text("启用")
+    page.locator("tr[data-schedule='daily_digest']").get_by_role("button", name="立即运行").click()
+    expect(page.locator("tr[data-schedule='daily_digest'] td").nth(3)).to_contain_text("完成")
     shot(page, "schedules")
     # Each of those acts is in the audit log under the administrator's name.
     page.goto(f"{BASE}/admin/audit?principal=chief")
-    for act in ["user.create", "user.passwd", "user.disable", "token.revoke", "delivery.retry", "calendar.import", "clock.move", "schedule.put"]:
+    for act in ["user.create", "user.passwd", "user.disable", "token.revoke", "delivery.retry", "calendar.import", "clock.move", "schedule.put", "schedule.run_now"]:
         expect(page.locator("table.audit")).to_contain_text(act)
     context.close()
 

@@ -120,6 +120,7 @@ pub async fn show(
                 title => definition.procedure.title.clone(), summary => definition.procedure.summary.clone(),
                 procedure, jurisdiction, version => definition.version.clone(),
                 notices => definition.source_notices(today), steps,
+                diagram => super::diagram::svg(&definition, None, &[]),
             },
         ))
     };

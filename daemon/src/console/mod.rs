@@ -132,6 +132,7 @@ pub fn routes(console: ConsoleState) -> Router {
         .route("/definitions", get(definitions::list).post(definitions::load))
         .route("/definitions/{procedure}/{jurisdiction}", get(definitions::show))
         .route("/schedules", get(schedules::page))
+        .route("/schedules/{id}/run", post(schedules::run_now))
         .route("/schedules/{id}/{change}", post(schedules::set_enabled))
         .route("/overdue", get(overdue::page))
         .route("/overdue.csv", get(overdue::csv))

@@ -80,6 +80,27 @@ pub async fn page(State(console): State<ConsoleState>, viewer: Viewer) -> Respon
     shown.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
 
+/// Runs a schedule's job now (administrators and schedulers), e.g. a report wanted today.
+pub async fn run_now(
+    State(console): State<ConsoleState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        may_manage(&viewer)?;
+        viewer.check_csrf(&form.csrf)?;
+        if console.app.store.schedule(&id).await?.is_none() {
+            return Err(Problem::not_found("没有这个定时任务。").into());
+        }
+        let run = console.app.engine.run_schedule_now(&id).await?;
+        let detail = serde_json::json!({"fire_at": run.fire_at, "status": run.status});
+        console.app.store.audit(&viewer.principal.name, "schedule.run_now", &id, detail).await?;
+        Ok::<_, PageError>(Redirect::to("/schedules").into_response())
+    };
+    result.await.unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
+}
+
 /// Enables or disables a schedule (`change` is `enable` or `disable`), keeping the rest of it.
 pub async fn set_enabled(
     State(console): State<ConsoleState>,

@@ -188,6 +188,9 @@ pub trait Engine: Send + Sync {
     async fn put_schedule(&self, id: &str, spec: &ScheduleSpec) -> Result<(), EngineError>;
     /// Removes a schedule that is not built in.
     async fn delete_schedule(&self, id: &str) -> Result<(), EngineError>;
+    /// Runs a schedule's job at once, as a fire time of its own (now); its regular fire times
+    /// stay as they are.
+    async fn run_schedule_now(&self, id: &str) -> Result<RunReport, EngineError>;
     /// Sends failed deliveries again: the one `id`, or every failed one. Returns how many.
     async fn retry_deliveries(&self, id: Option<i64>) -> Result<u64, EngineError>;
 }

@@ -11,7 +11,9 @@ use statflow_workflows::engine::{Actor, Event};
 use statflow_workflows::schedules::ScheduleSpec;
 
 use super::Embedded;
-use crate::engine::{ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, StartRequest, WorkerHealth};
+use crate::engine::{
+    ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, RunReport, StartRequest, WorkerHealth,
+};
 use crate::principal::Principal;
 use crate::store::effects::EffectKind;
 use crate::store::records::{InstanceRecord, TaskRecord};
@@ -138,6 +140,12 @@ impl Engine for Embedded {
         self.store.delete_schedule(id).await?;
         self.schedules_changed.notify_one();
         Ok(())
+    }
+
+    async fn run_schedule_now(&self, id: &str) -> Result<RunReport, EngineError> {
+        let schedule =
+            self.store.schedule(id).await?.ok_or_else(|| EngineError::invalid("id", format!("no schedule `{id}`")))?;
+        self.run_fire_time(&schedule, to_millis(self.clock.now())).await
     }
 
     async fn retry_deliveries(&self, id: Option<i64>) -> Result<u64, EngineError> {

@@ -177,7 +177,11 @@ impl Embedded {
 
     /// Runs one fire time (or finishes it, after a crash). Starting never happens twice for
     /// one subject: each start carries the key `{schedule}@{fire time}/{subject}`.
-    async fn run_fire_time(&self, schedule: &ScheduleRecord, fire_at: i64) -> Result<RunReport, EngineError> {
+    pub(super) async fn run_fire_time(
+        &self,
+        schedule: &ScheduleRecord,
+        fire_at: i64,
+    ) -> Result<RunReport, EngineError> {
         let fire = from_millis(fire_at);
         let now = to_millis(self.clock.now());
         let run = self.store.claim_run(&schedule.id, fire_at, RunStatus::Running, &json!({}), now).await?;
