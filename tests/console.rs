@@ -156,7 +156,6 @@ fn an_administrator_imports_a_year_moves_the_clock_and_resends_a_failed_notice()
         &[
             ("STATFLOW_INSTANCE", id.to_string()),
             ("STATFLOW_NOTICE", notice.display().to_string()),
-            ("STATFLOW_TOKEN", app.admin.clone()),
             ("STATFLOW_BROKEN_DEFINITION", broken.display().to_string()),
         ],
     );
@@ -271,6 +270,9 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ("GET",  "/admin/people",                   [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/audit?action=user.",       [303, 403, 403, 200, 403, 403]),
     ("GET",  "/admin/directory",                [303, 403, 403, 200, 403, 403]),
+    ("POST", "/admin/directory/organizations",  [303, 403, 403, 303, 403, 403]),
+    ("POST", "/admin/directory/contacts",       [303, 403, 403, 303, 403, 403]),
+    ("POST", "/admin/directory/contacts/1/delete", [303, 403, 403, 303, 403, 403]),
     ("GET",  "/definitions",                    [303, 200, 200, 200, 200, 200]),
     ("GET",  "/schedules",                      [303, 403, 403, 200, 200, 403]),
     ("POST", "/schedules/daily_digest/enable",  [303, 403, 403, 303, 303, 403]),
@@ -367,6 +369,10 @@ fn every_console_page_checks_role_and_organization_exactly() {
                 "/admin/calendar/import" => &[("origin", "x.tsv"), ("content", "not a notice")],
                 "/admin/clock" => &[("advance", "PT1M")],
                 "/admin/people/password" => &[("name", "spare"), ("password", "a new spare password")],
+                "/admin/directory/organizations" => &[("id", "matrix-org"), ("name", "矩阵局")],
+                "/admin/directory/contacts" => {
+                    &[("organization", "matrix-org"), ("name", "矩阵"), ("email", "matrix@org.example")]
+                }
                 "/admin/people" => &[
                     ("name", "matrix-made"),
                     ("role", "staff"),

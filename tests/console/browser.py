@@ -229,13 +229,24 @@ def admin(browser):
     # The clerk's address bounced: the notices failed. Correct the contact, then resend.
     reload_until(page, f"{BASE}/admin/deliveries?status=failed", "table", "550")
     shot(page, "deliveries")
-    auth = {"Authorization": f"Bearer {os.environ['STATFLOW_TOKEN']}"}
-    listing = page.request.get(f"{BASE}/v1/directory?per_page=500", headers=auth).json()
-    bounced = next(c for c in listing["contacts"] if c["email"].startswith("bounce@"))
-    assert page.request.delete(f"{BASE}/v1/directory/contacts/{bounced['id']}", headers=auth).status == 204
-    contact = {"organization": "taian-registry", "name": "张三", "email": "zhang@registry.example",
-               "roles": ["registration_agency"]}
-    assert page.request.put(f"{BASE}/v1/directory/contacts", headers=auth, data=contact).status == 200
+    page.goto(f"{BASE}/admin/directory")
+    page.get_by_label("所属单位标识").fill("taian-registry")
+    page.get_by_label("姓名").fill("张三")
+    page.get_by_label("邮箱", exact=True).fill("not an address")
+    page.get_by_label("承担角色（逗号分隔）").fill("registration_agency")
+    page.get_by_role("button", name="保存联系人").click()
+    expect(page.locator("#directory-error")).to_contain_text("email")
+    page.get_by_label("所属单位标识").fill("taian-registry")
+    page.get_by_label("姓名").fill("张三")
+    page.get_by_label("邮箱", exact=True).fill("zhang@registry.example")
+    page.get_by_label("承担角色（逗号分隔）").fill("registration_agency")
+    page.get_by_role("button", name="保存联系人").click()
+    expect(page.locator("#done")).to_have_text("已保存联系人 张三。")
+    page.locator("tr[data-contact='bounce@registry.example']").get_by_role("button", name="删除").click()
+    expect(page.locator("tr[data-contact='bounce@registry.example']")).to_have_count(0)
+    expect(page.locator("tr[data-contact='zhang@registry.example']")).to_have_count(1)
+    shot(page, "directory")
+    page.goto(f"{BASE}/admin/deliveries?status=failed")
     page.get_by_role("button", name="全部重试").click()
     expect(page.locator("#retried")).to_contain_text("已重新发送")
     reload_until(page, f"{BASE}/admin/deliveries?status=done", "table", "通知")
@@ -253,6 +264,7 @@ def admin(browser):
     expect(page.locator(".definition-steps")).to_contain_text("3个工作日（法定）")
     expect(page.locator(".definition-steps")).to_contain_text("第九条")
     expect(page.locator("svg.diagram g[data-step='publicity']")).to_have_count(1)
+    expect(page.locator(".versions .badge-ok")).to_have_text("当前")
 
     # A new colleague gets an account; a departed one is disabled; an old system's token is revoked.
     page.goto(f"{BASE}/admin/people")

@@ -166,7 +166,19 @@ pub async fn put_organization(
     Body(entry): Body<OrganizationEntry>,
 ) -> Result<Json<OrganizationPut>, Problem> {
     admin_only(&principal)?;
-    crate::organization::check(&id).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "id", e))?;
+    store_organization(&state, &principal.name, &id, &entry).await?;
+    Ok(Json(OrganizationPut { id, organization: entry }))
+}
+
+/// Checks and stores an organization for `by` (an administrator), audited; errors name the
+/// field. The API and the console both come through here.
+pub async fn store_organization(
+    state: &AppState,
+    by: &str,
+    id: &str,
+    entry: &OrganizationEntry,
+) -> Result<(), Problem> {
+    crate::organization::check(id).map_err(|e| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "id", e))?;
     for (field, reference) in [("supervisor", &entry.supervisor), ("regulator", &entry.regulator)] {
         if let Some(reference) = reference {
             crate::organization::check(reference)
@@ -176,9 +188,9 @@ pub async fn put_organization(
     if let Some(email) = &entry.email {
         check_email("email", email)?;
     }
-    state.store.put_organization(&id, &entry, to_millis(state.engine.now())).await?;
-    state.store.audit(&principal.name, "directory.organization", &id, json!(entry)).await?;
-    Ok(Json(OrganizationPut { id, organization: entry }))
+    state.store.put_organization(id, entry, to_millis(state.engine.now())).await?;
+    state.store.audit(by, "directory.organization", id, json!(entry)).await?;
+    Ok(())
 }
 
 pub async fn put_contact(
@@ -187,6 +199,12 @@ pub async fn put_contact(
     Body(entry): Body<ContactEntry>,
 ) -> Result<Json<ContactPut>, Problem> {
     admin_only(&principal)?;
+    store_contact(&state, &principal.name, &entry).await?;
+    Ok(Json(ContactPut { contact: entry }))
+}
+
+/// Checks and stores a contact for `by` (an administrator), audited; errors name the field.
+pub async fn store_contact(state: &AppState, by: &str, entry: &ContactEntry) -> Result<(), Problem> {
     check_email("email", &entry.email)?;
     if state.store.organization(&entry.organization).await?.is_none() {
         return Err(Problem::field(
@@ -195,9 +213,9 @@ pub async fn put_contact(
             format!("organization `{}` is not in the directory; add it first", entry.organization),
         ));
     }
-    state.store.put_contact(&entry, to_millis(state.engine.now())).await?;
-    state.store.audit(&principal.name, "directory.contact", &entry.email, json!(entry)).await?;
-    Ok(Json(ContactPut { contact: entry }))
+    state.store.put_contact(entry, to_millis(state.engine.now())).await?;
+    state.store.audit(by, "directory.contact", &entry.email, json!(entry)).await?;
+    Ok(())
 }
 
 pub async fn delete_contact(
@@ -206,9 +224,15 @@ pub async fn delete_contact(
     PathParams(id): PathParams<i64>,
 ) -> Result<StatusCode, Problem> {
     admin_only(&principal)?;
+    remove_contact(&state, &principal.name, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a contact for `by` (an administrator), audited.
+pub async fn remove_contact(state: &AppState, by: &str, id: i64) -> Result<(), Problem> {
     if !state.store.delete_contact(id).await? {
         return Err(Problem::not_found(format!("no contact {id}")));
     }
-    state.store.audit(&principal.name, "directory.contact.delete", &id.to_string(), json!({})).await?;
-    Ok(StatusCode::NO_CONTENT)
+    state.store.audit(by, "directory.contact.delete", &id.to_string(), json!({})).await?;
+    Ok(())
 }

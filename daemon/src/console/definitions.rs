@@ -112,6 +112,17 @@ pub async fn show(
             })
             .collect();
         let today = local_date(console.app.engine.now());
+        // Every stored version of this procedure: running instances keep the one they began on.
+        let mut versions: Vec<String> = console
+            .app
+            .engine
+            .definitions()
+            .all()
+            .iter()
+            .filter(|d| d.id() == procedure && d.jurisdiction() == jurisdiction)
+            .map(|d| d.version.clone())
+            .collect();
+        versions.sort();
         Ok(console.render(
             StatusCode::OK,
             "definition.html",
@@ -120,7 +131,7 @@ pub async fn show(
                 title => definition.procedure.title.clone(), summary => definition.procedure.summary.clone(),
                 procedure, jurisdiction, version => definition.version.clone(),
                 notices => definition.source_notices(today), steps,
-                diagram => super::diagram::svg(&definition, None, &[]),
+                diagram => super::diagram::svg(&definition, None, &[]), versions,
             },
         ))
     };
