@@ -351,3 +351,34 @@ fn readiness_lists_the_workers_and_sigterm_drains_them() {
     assert!(stopping < stopped, "workers stop before the process says it stopped");
     assert!(!log.contains("a worker failed"), "no worker failed on the way down:\n{log}");
 }
+
+/// Tokens are listed and revoked from the command line; a revoked token opens nothing, and
+/// its holder's history keeps the name. People are created with a password read from
+/// standard input, and a name is taken by a person or a token, never both.
+#[test]
+fn tokens_are_listed_and_revoked_and_names_are_one_actor_each() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let system = app.token("old-system", "staff", &["taian-registry"]);
+    assert_eq!(app.get("/v1/tasks", &system).0, 200);
+    let listed = statflow(&["token", "list", "--db", &app.db]);
+    let listing = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listing.lines().any(|l| l.starts_with("old-system\tstaff\ttaian-registry\t")), "{listing}");
+    assert!(!listing.contains("sf_"), "a listing never shows a token");
+    let revoked = statflow(&["token", "revoke", "--db", &app.db, "old-system"]);
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert_eq!(app.get("/v1/tasks", &system).0, 401, "a revoked token is refused");
+    let again = statflow(&["token", "revoke", "--db", &app.db, "old-system"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no token of `old-system`"));
+
+    app.user("zhangsan", "staff", &["taian-registry"], "a long passphrase");
+    let taken = statflow(&["token", "create", "--db", &app.db, "--name", "zhangsan", "--role", "staff", "--org", "x"]);
+    assert_eq!(taken.status.code(), Some(2), "a token cannot take a person's name");
+    let users = String::from_utf8_lossy(&statflow(&["user", "list", "--db", &app.db]).stdout).to_string();
+    assert!(users.contains("zhangsan\tstaff\ttaian-registry"), "{users}");
+    assert!(!users.contains("argon2"), "a listing never shows a password hash");
+    let disabled = statflow(&["user", "disable", "--db", &app.db, "zhangsan"]);
+    assert!(disabled.status.success());
+    let users = String::from_utf8_lossy(&statflow(&["user", "list", "--db", &app.db]).stdout).to_string();
+    assert!(users.contains("zhangsan\tstaff\ttaian-registry (disabled)"), "{users}");
+}

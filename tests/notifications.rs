@@ -498,6 +498,7 @@ fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks
     assert!(zhang[4].1.contains("一、已超过办理期限(1件)") && zhang[4].1.contains(&line(shared, "已超期1个工作日")));
     assert!(zhang.iter().all(|(_, text)| !text.contains(&format!("第{claimed}号"))), "claimed by someone else");
     assert!(zhang[4].1.contains(&format!("https://statflow.example/instances/{shared}")));
+    assert!(zhang[4].1.contains("https://statflow.example/inbox"), "the digest links to the console's inbox");
 
     let wang_digests = digests_to(&sink, "wang@registry.example");
     assert_eq!(wang_digests.len(), 5);

@@ -218,6 +218,10 @@ def admin(browser):
     expect(row).to_have_class(re.compile("row-red"))
     expect(row).to_contain_text("已超期")
     shot(page, "overdue")
+    page.goto(f"{BASE}/overdue?procedure=annual_evaluation")
+    expect(page.locator(f"tr[data-instance='{INSTANCE}']")).to_have_count(0)
+    page.goto(f"{BASE}/overdue?procedure=registration")
+    expect(page.locator(f"tr[data-instance='{INSTANCE}']")).to_have_count(1)
     exported = page.request.get(f"{BASE}/overdue.csv")
     assert exported.status == 200 and "超期" in exported.text() and INSTANCE in exported.text(), exported.text()
 

@@ -16,6 +16,7 @@ const ROWS: u64 = 500;
 #[derive(Deserialize)]
 pub struct BoardQuery {
     org: Option<String>,
+    procedure: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -53,23 +54,25 @@ fn row(organization: &str, red: bool, item: &BoardItem) -> Row {
     }
 }
 
-async fn rows(console: &ConsoleState, viewer: &Viewer, org: Option<&str>) -> Result<Vec<Row>, PageError> {
-    let board = compute(&console.app, &viewer.principal, org, ROWS, 0).await?;
+async fn rows(console: &ConsoleState, viewer: &Viewer, query: &BoardQuery) -> Result<Vec<Row>, PageError> {
+    let board = compute(&console.app, &viewer.principal, chosen(&query.org), ROWS, 0).await?;
+    let procedure = chosen(&query.procedure);
+    let wanted = |item: &&BoardItem| procedure.is_none_or(|p| item.procedure == p);
     let mut rows = Vec::new();
     for organization in &board.organizations {
-        rows.extend(organization.red.iter().map(|item| row(&organization.organization, true, item)));
-        rows.extend(organization.yellow.iter().map(|item| row(&organization.organization, false, item)));
+        rows.extend(organization.red.iter().filter(wanted).map(|item| row(&organization.organization, true, item)));
+        rows.extend(organization.yellow.iter().filter(wanted).map(|item| row(&organization.organization, false, item)));
     }
     Ok(rows)
 }
 
-fn chosen(query: &BoardQuery) -> Option<&str> {
-    query.org.as_deref().map(str::trim).filter(|o| !o.is_empty())
+fn chosen(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|o| !o.is_empty())
 }
 
 pub async fn page(State(console): State<ConsoleState>, viewer: Viewer, Query(query): Query<BoardQuery>) -> Response {
     let shown = async {
-        let rows = rows(&console, &viewer, chosen(&query)).await?;
+        let rows = rows(&console, &viewer, &query).await?;
         let red = rows.iter().filter(|r| r.colour == "red").count();
         let organizations = match viewer.principal.scope() {
             Some(mine) => mine,
@@ -78,12 +81,30 @@ pub async fn page(State(console): State<ConsoleState>, viewer: Viewer, Query(que
                 console.app.store.organizations(all).await?.0.into_iter().map(|o| o.id).collect()
             }
         };
+        let procedures: Vec<(String, String)> = console
+            .app
+            .engine
+            .definitions()
+            .procedures()
+            .into_iter()
+            .filter_map(|(id, _, version)| {
+                Some((id, console.app.engine.definitions().get(&version)?.procedure.title.clone()))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        let export = format!(
+            "org={}&procedure={}",
+            super::session::encode_component(chosen(&query.org).unwrap_or_default()),
+            super::session::encode_component(chosen(&query.procedure).unwrap_or_default())
+        );
         Ok::<_, PageError>(console.render(
             StatusCode::OK,
             "overdue.html",
             minijinja::context! {
-                viewer => viewer.header(), active => "overdue", rows, red, organizations,
-                org => chosen(&query), now => format::date_time(console.app.engine.now()),
+                viewer => viewer.header(), active => "overdue", rows, red, organizations, procedures, export,
+                org => chosen(&query.org), procedure => chosen(&query.procedure),
+                now => format::date_time(console.app.engine.now()),
             },
         ))
     };
@@ -93,7 +114,7 @@ pub async fn page(State(console): State<ConsoleState>, viewer: Viewer, Query(que
 /// The same rows as CSV (UTF-8 with a byte-order mark, so spreadsheet programs read the
 /// Chinese text correctly).
 pub async fn csv(State(console): State<ConsoleState>, viewer: Viewer, Query(query): Query<BoardQuery>) -> Response {
-    let rows = match rows(&console, &viewer, chosen(&query)).await {
+    let rows = match rows(&console, &viewer, &query).await {
         Ok(rows) => rows,
         Err(error) => return error.into_page(&console, Some(&viewer)),
     };
