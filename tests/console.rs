@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::smtp::{eventually, Sink};
+use common::smtp::{config, directory, eventually, Sink};
 use common::{start, Backend, TestApp};
 use serde_json::{json, Value};
 
@@ -97,47 +97,12 @@ fn outsiders_forged_forms_and_guessed_passwords_get_nothing() {
     assert!(!app.log().contains("victim password"), "no password reaches the log");
 }
 
-/// The registry's clerk (whose address bounces until an administrator corrects it), its
-/// supervising bureau and the regulator.
-fn directory(dir: &std::path::Path) -> PathBuf {
-    let path = dir.join("directory.toml");
-    std::fs::write(
-        &path,
-        r#"
-[organizations.taian-registry]
-name = "泰安市数据登记机构"
-email = "duty@registry.example"
-supervisor = "taian-bureau"
-
-[organizations.taian-bureau]
-name = "泰安市大数据局"
-email = "office@bureau.example"
-regulator = "shandong-regulator"
-
-[organizations.shandong-regulator]
-name = "山东省数据监管办公室"
-email = "duty@regulator.example"
-
-[[contacts]]
-organization = "taian-registry"
-name = "张三"
-email = "bounce@registry.example"
-roles = ["registration_agency"]
-"#,
-    )
-    .unwrap();
-    path
-}
-
 #[test]
 fn an_administrator_imports_a_year_moves_the_clock_and_resends_a_failed_notice() {
     let sink = Sink::start();
     let dir = common::scratch("console-admin");
-    let config = format!(
-        "base_url = \"http://statflow.test\"\ndirectory = \"{}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_seconds = 5\n",
-        directory(&dir).display(),
-        sink.port
-    );
+    // The registry's clerk's address bounces until an administrator corrects it.
+    let config = config(&sink, &directory(&dir, "bounce@registry.example"));
     // Three working days from 2026-12-29 run into 2027, whose notice is not loaded yet.
     let app = TestApp::start_configured(Backend::Sqlite, "2026-12-29T10:00:00+08:00", &config);
     app.user("chief", "administrator", &[], "chief password 1");

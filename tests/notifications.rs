@@ -9,56 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::smtp::{eventually, is_digest, is_task_notice, Sink};
+use common::smtp::{config, directory, eventually, is_digest, is_task_notice, Sink};
 use common::{scratch, Backend, TestApp};
 use serde_json::{json, Value};
-
-fn config(sink: &Sink, directory: &Path) -> String {
-    format!(
-        "base_url = \"https://statflow.example\"\ndirectory = \"{}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_seconds = 5\n",
-        directory.display(),
-        sink.port
-    )
-}
-
-/// The registry's clerk, its supervising bureau's director and the regulator's duty address.
-fn directory(dir: &Path, clerk_email: &str) -> PathBuf {
-    let path = dir.join("directory.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[organizations.taian-registry]
-name = "泰安市数据登记机构"
-email = "duty@registry.example"
-supervisor = "taian-bureau"
-
-[organizations.taian-bureau]
-name = "泰安市大数据局"
-email = "office@bureau.example"
-regulator = "shandong-regulator"
-
-[organizations.shandong-regulator]
-name = "山东省数据监管办公室"
-email = "duty@regulator.example"
-
-[[contacts]]
-organization = "taian-registry"
-name = "张三"
-email = "{clerk_email}"
-roles = ["registration_agency"]
-
-[[contacts]]
-organization = "taian-bureau"
-name = "李四"
-email = "li@bureau.example"
-roles = ["supervisor"]
-"#
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// The daemon on 2026-03-02 09:00, delivering to `sink`, with the registry's clerk at
 /// `clerk_email`.
