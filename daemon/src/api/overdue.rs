@@ -9,6 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset};
 use serde::{Deserialize, Serialize};
 use statflow_workflows::calendar::Calendar;
+use statflow_workflows::definition::Step;
 use utoipa::ToSchema;
 
 use super::page::{self, MAX_PER_PAGE};
@@ -26,6 +27,15 @@ const DEFAULT_WINDOW_WORKING_DAYS: i64 = 2;
 /// read at all.
 const LOOKAHEAD_DAYS: i64 = 45;
 
+/// How many working days before its deadline a step's item turns yellow: its earliest
+/// reminder, or [`DEFAULT_WINDOW_WORKING_DAYS`] for a step that sends none.
+fn reminder_window(step: &Step) -> i64 {
+    step.deadline
+        .as_ref()
+        .and_then(|d| d.remind_working_days_before.iter().max().copied())
+        .map_or(DEFAULT_WINDOW_WORKING_DAYS, i64::from)
+}
+
 /// The latest instant a yellow item can be due: the end of the last day within the widest
 /// reminder window of any loaded definition. Instances due later are never read, so the
 /// board costs what is near its deadline, not what is running.
@@ -35,9 +45,7 @@ fn due_by(state: &AppState, now: DateTime<FixedOffset>, calendar: &Calendar) -> 
         .definitions()
         .all()
         .iter()
-        .flat_map(|d| d.procedure.steps.values().filter_map(|s| s.deadline.as_ref()))
-        .filter_map(|d| d.remind_working_days_before.iter().max().copied())
-        .map(i64::from)
+        .flat_map(|d| d.procedure.steps.values().map(reminder_window))
         .fold(DEFAULT_WINDOW_WORKING_DAYS, i64::max);
     let today = statflow_workflows::calendar::local_date(now);
     // One working day more than the window: a limit's last day is the day before its due.
@@ -185,11 +193,7 @@ fn clearly_not_due_soon(app: &AppState, row: &DueRow, now: DateTime<FixedOffset>
     let (false, Some(due), Some(step)) = (row.overdue, row.next_due_at, row.step.as_deref()) else { return false };
     let Some(definition) = app.engine.definitions().get(&row.definition_version) else { return false };
     let Some(spec) = definition.step(step) else { return false };
-    let window = spec
-        .deadline
-        .as_ref()
-        .and_then(|d| d.remind_working_days_before.iter().max().copied())
-        .map_or(DEFAULT_WINDOW_WORKING_DAYS, i64::from);
+    let window = reminder_window(spec);
     let last_day = statflow_workflows::calendar::local_date(crate::store::from_millis(due - 1));
     calendar.remaining_working_days(now, last_day) > window + 1
 }
@@ -209,8 +213,7 @@ fn item(
     };
     let (Some(deadline), Some(spec)) = (&step.deadline, definition.step(&step.name)) else { return Ok(None) };
     let Some(remaining) = deadline.rule.remaining_working_days(now, calendar) else { return Ok(None) };
-    let reminders = spec.deadline.as_ref().map(|d| d.remind_working_days_before.clone()).unwrap_or_default();
-    let window = reminders.iter().max().map_or(DEFAULT_WINDOW_WORKING_DAYS, |w| i64::from(*w));
+    let window = reminder_window(spec);
     let red = deadline.overdue;
     if !red && (remaining > window || deadline.rule.status(calendar).paused) {
         return Ok(None);

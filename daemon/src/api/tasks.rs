@@ -41,7 +41,9 @@ pub async fn list(
     Ok(Json(page.body(views::tasks_with_notices(&state, &rows).await?, total)))
 }
 
-async fn open_task(state: &AppState, principal: &Principal, id: &str) -> Result<TaskRecord, Problem> {
+/// An open task `principal` may see: staff of another organization find none (404), and a
+/// closed one is a conflict. The API and the console both look tasks up this way.
+pub async fn open_task(state: &AppState, principal: &Principal, id: &str) -> Result<TaskRecord, Problem> {
     let task = state
         .store
         .task(id)
@@ -58,7 +60,7 @@ async fn open_task(state: &AppState, principal: &Principal, id: &str) -> Result<
 
 /// Only those who may complete a task may claim it: staff of its organization, and
 /// administrators. A regulator or scheduler holding a task would block the staff who owe it.
-fn may_handle(principal: &Principal, task: &TaskRecord) -> Result<(), Problem> {
+pub fn may_handle(principal: &Principal, task: &TaskRecord) -> Result<(), Problem> {
     match principal.role {
         Role::Administrator => Ok(()),
         Role::Staff if task.organization.as_ref().is_some_and(|o| principal.organizations.contains(o)) => Ok(()),

@@ -12,9 +12,10 @@ use super::session::CsrfForm;
 use super::{format, ConsoleState, PageError, Viewer};
 use crate::api::page::Page;
 use crate::api::problem::Problem;
+use crate::api::tasks::{may_handle, open_task};
 use crate::principal::Role;
 use crate::store::from_millis;
-use crate::store::records::{TaskRecord, TaskStatus};
+use crate::store::records::TaskRecord;
 use crate::store::tasks::TaskFilter;
 
 /// An escalation that reached the regulator: what a regulator's inbox shows first.
@@ -160,22 +161,12 @@ async fn rows(console: &ConsoleState, viewer: &Viewer, tasks: &[TaskRecord]) -> 
     Ok(rows)
 }
 
-/// Loads an open task `viewer` may handle: staff of its organization, or an administrator.
-/// Staff of another organization find no such task; a role that handles no task (regulator,
-/// scheduler) is told so, as the API does.
+/// The open task `viewer` may handle, by the API's own rules: staff of another organization
+/// find no such task, a role that handles none (regulator, scheduler) is told so.
 async fn handled_task(console: &ConsoleState, viewer: &Viewer, id: &str) -> Result<TaskRecord, PageError> {
-    let principal = &viewer.principal;
-    if !principal.acts_on_instances() {
-        return Err(Problem::forbidden("您的角色不承办任务。").into());
-    }
-    let task = console.app.store.task(id).await?.filter(|t| {
-        principal.is_admin() || t.organization.as_ref().is_some_and(|o| principal.organizations.contains(o))
-    });
-    match task {
-        Some(task) if task.status == TaskStatus::Open => Ok(task),
-        Some(_) => Err(Problem::new(StatusCode::CONFLICT, "Task closed", "该任务已办结。").into()),
-        None => Err(Problem::not_found("没有这项任务。").into()),
-    }
+    let task = open_task(&console.app, &viewer.principal, id).await?;
+    may_handle(&viewer.principal, &task)?;
+    Ok(task)
 }
 
 pub async fn claim(
