@@ -18,9 +18,9 @@ use crate::integrity::checks::InstanceChecks;
 use crate::integrity::verify::Verifier;
 use crate::organization;
 use crate::principal::{Principal, Role};
+use crate::store::from_millis;
 use crate::store::instances::InstanceFilter;
 use crate::store::records::{InstanceRecord, InstanceStatus};
-use crate::store::{from_millis, StoreError};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -107,11 +107,7 @@ pub async fn visible(state: &AppState, principal: &Principal, id: i64) -> Result
 /// effects are read, the instance itself is not read again.
 pub async fn view(state: &AppState, principal: &Principal, record: &InstanceRecord) -> Result<InstanceView, Problem> {
     let instance_state = record.state()?;
-    let definition = state
-        .engine
-        .definitions()
-        .get(&record.definition_version)
-        .ok_or_else(|| Problem::from(StoreError::UnknownDefinition(record.definition_version.clone())))?;
+    let definition = state.engine.definitions().require_version(&record.definition_version)?;
     let tasks = state.store.open_tasks_of(record.id).await?;
     let effects = state.store.effects_of(record.id).await?;
     let (calendar, _) = state.engine.calendar();

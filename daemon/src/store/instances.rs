@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 
 use super::entities::{history, instances};
@@ -219,7 +219,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The child a parent started under `key`, if it did.
     /// The ids of the instances `parent`'s steps started (rectifications under an
     /// evaluation), in order, the first 100.
     pub async fn children(&self, parent: i64) -> Result<Vec<i64>, StoreError> {
@@ -234,6 +233,7 @@ impl Store {
             .await?)
     }
 
+    /// The child a parent started under `key`, if it did.
     pub async fn child_of(&self, parent: i64, key: &str) -> Result<Option<i64>, StoreError> {
         Ok(instances::Entity::find()
             .select_only()
@@ -340,10 +340,7 @@ fn filtered(mut select: Select<instances::Entity>, filter: &InstanceFilter) -> S
         select = select.filter(instances::Column::CreatedAt.lt(before));
     }
     if let Some(text) = &filter.containing {
-        // `%`, `_` and the escape character itself are taken literally.
-        let escaped = text.replace('!', "!!").replace('%', "!%").replace('_', "!_");
-        select =
-            select.filter(Expr::col(instances::Column::State).like(LikeExpr::new(format!("%{escaped}%")).escape('!')));
+        select = select.filter(Expr::col(instances::Column::State).like(super::literal_like("%", text, "%")));
     }
     select
 }

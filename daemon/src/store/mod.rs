@@ -206,7 +206,8 @@ impl Store {
             select = select.filter(entities::audit::Column::Principal.eq(principal));
         }
         if let Some(action) = action {
-            select = select.filter(entities::audit::Column::Action.starts_with(action));
+            use sea_orm::sea_query::{Expr, ExprTrait};
+            select = select.filter(Expr::col(entities::audit::Column::Action).like(literal_like("", action, "%")));
         }
         let (rows, total) = read_page(select, slice, &self.db).await?;
         let entries = rows
@@ -221,6 +222,13 @@ impl Store {
             .collect();
         Ok((entries, total))
     }
+}
+
+/// A LIKE pattern matching `text` literally between `before` and `after` (`%` wildcards):
+/// `%`, `_` and the escape character in `text` match only themselves.
+fn literal_like(before: &str, text: &str, after: &str) -> sea_orm::sea_query::LikeExpr {
+    let escaped = text.replace('!', "!!").replace('%', "!%").replace('_', "!_");
+    sea_orm::sea_query::LikeExpr::new(format!("{before}{escaped}{after}")).escape('!')
 }
 
 /// An administrative act as the audit log keeps it.

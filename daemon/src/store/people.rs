@@ -6,7 +6,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
 
 use super::entities::{principals, sessions, users};
-use super::records::Role;
+use super::records::{Role, RowName};
 use super::{Store, StoreError};
 
 /// A person who may sign in (or could, until disabled).
@@ -23,11 +23,12 @@ pub struct UserRecord {
 
 impl UserRecord {
     fn decode(row: users::Model) -> Result<UserRecord, StoreError> {
-        let name = format!("user {}", row.id);
+        let id = row.id;
+        let name = RowName("user", &id);
         let organizations = serde_json::from_str(&row.organizations)
             .map_err(|e| StoreError::Corrupt(format!("{name}: its organizations do not decode: {e}")))?;
         Ok(UserRecord {
-            role: Role::decode(&row.role, &name)?,
+            role: Role::decode(&row.role, name)?,
             id: row.id,
             name: row.name,
             organizations,
@@ -43,7 +44,6 @@ impl UserRecord {
 pub struct SessionRecord {
     pub user: UserRecord,
     pub csrf: String,
-    pub expires_at: i64,
 }
 
 /// A new person to store.
@@ -158,7 +158,7 @@ impl Store {
         if user.disabled {
             return Ok(None);
         }
-        Ok(Some(SessionRecord { user, csrf: session.csrf, expires_at: session.expires_at }))
+        Ok(Some(SessionRecord { user, csrf: session.csrf }))
     }
 
     pub async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {

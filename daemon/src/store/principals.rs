@@ -6,31 +6,11 @@ use super::entities::{principals, users};
 use super::records::{PrincipalRecord, Role};
 use super::{Store, StoreError};
 
-/// A token's holder as listed for administrators (the token itself is never stored).
-#[derive(Clone, Debug)]
-pub struct TokenHolder {
-    pub name: String,
-    pub role: Role,
-    pub organizations: Vec<String>,
-    pub created_at: i64,
-}
-
 impl Store {
-    /// Every token's holder, by name.
-    pub async fn token_holders(&self) -> Result<Vec<TokenHolder>, StoreError> {
+    /// Every token's holder, by name (the tokens themselves are never stored).
+    pub async fn token_holders(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         let rows = principals::Entity::find().order_by_asc(principals::Column::Name).all(&self.db).await?;
-        rows.into_iter()
-            .map(|row| {
-                let created_at = row.created_at;
-                let record = PrincipalRecord::decode(row)?;
-                Ok(TokenHolder {
-                    name: record.name,
-                    role: record.role,
-                    organizations: record.organizations,
-                    created_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(PrincipalRecord::decode).collect()
     }
 
     /// Revokes the token of `name`; false if there is none. Its history entries keep the name.

@@ -346,6 +346,8 @@ pub struct PrincipalRecord {
     pub name: String,
     pub role: Role,
     pub organizations: Vec<String>,
+    /// When its token was created.
+    pub created_at: i64,
 }
 
 impl PrincipalRecord {
@@ -354,7 +356,12 @@ impl PrincipalRecord {
         let name = RowName("principal", &id);
         let organizations = serde_json::from_str(&row.organizations)
             .map_err(|e| StoreError::Corrupt(format!("{name}: its organizations do not decode: {e}")))?;
-        Ok(PrincipalRecord { role: Role::decode(&row.role, name)?, name: row.name, organizations })
+        Ok(PrincipalRecord {
+            role: Role::decode(&row.role, name)?,
+            name: row.name,
+            organizations,
+            created_at: row.created_at,
+        })
     }
 }
 

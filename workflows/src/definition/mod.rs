@@ -140,11 +140,9 @@ impl Definition {
         let mut order: Vec<&str> = vec![self.procedure.initial.get_ref().as_str()];
         let mut next = 0;
         while next < order.len() {
-            if let Some(step) = self.step(order[next]) {
-                for successor in validate::successors(step) {
-                    if !order.contains(&successor) && self.step(successor).is_some() {
-                        order.push(successor);
-                    }
+            for successor in self.successors(order[next]) {
+                if !order.contains(&successor) && self.step(successor).is_some() {
+                    order.push(successor);
                 }
             }
             next += 1;
