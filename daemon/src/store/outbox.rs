@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use super::effects::{Effect, EffectKind};
 use super::entities::outbox;
@@ -90,6 +90,20 @@ impl Store {
             };
         }
         Ok(next)
+    }
+
+    /// How many effects wait to be carried out (retries included), over every kind: what is
+    /// left of a burst, counted on the (kind, status, next attempt) index.
+    pub async fn count_pending_effects(&self) -> Result<u64, StoreError> {
+        let mut pending = 0;
+        for kind in EffectKind::DELIVERED.iter().chain(&EffectKind::INTERNAL) {
+            pending += outbox::Entity::find()
+                .filter(outbox::Column::Kind.eq(kind.as_str()))
+                .filter(outbox::Column::Status.eq(EffectStatus::Pending.as_str()))
+                .count(&self.db)
+                .await?;
+        }
+        Ok(pending)
     }
 
     /// Records how an effect ended, at `now` (the engine's clock).
