@@ -4,8 +4,15 @@
 //! Every message carries a `Message-ID` derived from its idempotency key: if the daemon dies
 //! between sending and recording the send, the redelivered message is recognisably the same
 //! one (and the spool simply rewrites the same file).
+//!
+//! The spool is durable in passes: [`Mailer::send`] writes a message under a temporary name,
+//! and [`Mailer::flush`] syncs every message written since the last flush, then gives each
+//! its final name, so a burst of notices costs one round of flushes rather than a
+//! synchronous write per message, and a reader never sees half a message even after a
+//! crash. A message counts as sent only once flushed.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -50,6 +57,9 @@ pub struct SmtpConfig {
     pub max_connections: Option<usize>,
 }
 
+/// How many spool files are flushed side by side.
+const FLUSHES_AT_ONCE: usize = 8;
+
 /// Messages sent at once when `max_connections` is not set.
 const DEFAULT_MAX_CONNECTIONS: usize = 4;
 
@@ -61,8 +71,19 @@ pub struct Email<'a> {
 }
 
 pub enum Mailer {
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox, domain: String, sending: Semaphore },
-    Spool { directory: PathBuf, from: Mailbox, domain: String },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+        domain: String,
+        sending: Semaphore,
+    },
+    Spool {
+        directory: PathBuf,
+        from: Mailbox,
+        domain: String,
+        /// Messages written since the last flush: (temporary name, final name).
+        unflushed: Mutex<Vec<(PathBuf, PathBuf)>>,
+    },
 }
 
 impl Mailer {
@@ -93,7 +114,7 @@ impl Mailer {
         let from: Mailbox = from.parse().map_err(|e| format!("from address {from:?}: {e}"))?;
         std::fs::create_dir_all(&directory).map_err(|e| format!("mail spool {}: {e}", directory.display()))?;
         let domain = from.email.domain().to_owned();
-        Ok(Mailer::Spool { directory, from, domain })
+        Ok(Mailer::Spool { directory, from, domain, unflushed: Mutex::new(Vec::new()) })
     }
 
     /// The `Message-ID` of the message with idempotency key `key`.
@@ -133,15 +154,57 @@ impl Mailer {
                     Err(error) => Err(Failure::transient(format!("smtp: {error}"))),
                 }
             }
-            Mailer::Spool { directory, .. } => {
-                // Written under a temporary name and renamed, so a reader never sees half a message.
+            Mailer::Spool { directory, unflushed, .. } => {
                 let name = key_digest(email.key);
                 let temporary = directory.join(format!(".{name}.tmp"));
-                std::fs::write(&temporary, message.formatted())
-                    .and_then(|()| std::fs::rename(&temporary, directory.join(format!("{name}.eml"))))
+                let formatted = message.formatted();
+                let written = temporary.clone();
+                tokio::task::spawn_blocking(move || std::fs::write(&written, formatted))
+                    .await
+                    .map_err(|e| Failure::transient(format!("mail spool: {e}")))?
                     .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))?;
+                let done = directory.join(format!("{name}.eml"));
+                unflushed.lock().expect("not poisoned").push((temporary, done));
                 Ok(message_id)
             }
         }
+    }
+
+    /// Makes every message sent since the last flush durable. SMTP needs nothing: a message
+    /// the server accepted is the server's. A failure means none of them counts as sent.
+    pub async fn flush(&self) -> Result<(), Failure> {
+        let Mailer::Spool { directory, unflushed, .. } = self else {
+            return Ok(());
+        };
+        let mut written = std::mem::take(&mut *unflushed.lock().expect("not poisoned"));
+        // A message sent twice before a flush (a retry) is one file.
+        written.sort();
+        written.dedup();
+        if written.is_empty() {
+            return Ok(());
+        }
+        // Flushes issued side by side: the file system commits them together, where one after
+        // another each waits for the disk.
+        let chunk = written.len().div_ceil(FLUSHES_AT_ONCE);
+        let mut syncs = tokio::task::JoinSet::new();
+        for files in written.chunks(chunk) {
+            let files: Vec<PathBuf> = files.iter().map(|(temporary, _)| temporary.clone()).collect();
+            syncs.spawn_blocking(move || files.iter().try_for_each(|f| std::fs::File::open(f)?.sync_data()));
+        }
+        while let Some(sync) = syncs.join_next().await {
+            sync.map_err(|e| Failure::transient(format!("mail spool: {e}")))?
+                .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))?;
+        }
+        let directory = directory.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for (temporary, done) in &written {
+                std::fs::rename(temporary, done)?;
+            }
+            // The renames themselves.
+            std::fs::File::open(&directory)?.sync_all()
+        })
+        .await
+        .map_err(|e| Failure::transient(format!("mail spool: {e}")))?
+        .map_err(|e| Failure::transient(format!("mail spool: {e}")))
     }
 }

@@ -21,6 +21,8 @@
 //! faster than over HTTP), a year later in virtual time so their deadlines do not fall in
 //! the benchmark's clock advance; the seeded file is kept in the temporary directory
 //! (`statflow-load-seed-N.db`) and copied for each run. Mail goes to a spool directory.
+//! `STATFLOW_LOAD_LOG=statflow=debug` keeps the daemon's log (with each worker pass and
+//! its duration) and prints where it is.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -93,6 +95,39 @@ fn main() {
 // ---------------------------------------------------------------------------------------
 // The daemon under test
 
+const DIRECTORY: &str = r#"
+[organizations.taian-registry]
+name = "泰安市数据登记机构"
+email = "duty@registry.example"
+supervisor = "taian-bureau"
+
+[organizations.taian-market]
+name = "泰安市市场监督管理局"
+email = "office@market.example"
+supervisor = "taian-bureau"
+
+[organizations.taian-bureau]
+name = "泰安市大数据局"
+email = "office@bureau.example"
+regulator = "shandong-regulator"
+
+[organizations.shandong-regulator]
+name = "山东省数据监管办公室"
+email = "duty@regulator.example"
+
+[[contacts]]
+organization = "taian-registry"
+name = "张三"
+email = "zhang@registry.example"
+roles = ["registration_agency"]
+
+[[contacts]]
+organization = "taian-market"
+name = "王五"
+email = "wang@market.example"
+roles = ["registrant"]
+"#;
+
 struct Daemon {
     child: Child,
     base: String,
@@ -101,11 +136,15 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// The configuration: mail to a spool, and a directory in which every notice of the
+    /// registration finds its recipient (so each is really written, not given up).
     fn prepare(dir: &Path) -> String {
+        std::fs::write(dir.join("directory.toml"), DIRECTORY).expect("directory file");
         std::fs::write(
             dir.join("statflow.toml"),
             format!(
-                "[mail]\nfrom = \"statflow <statflow@load.example>\"\nspool_dir = \"{}\"\n",
+                "directory = \"{}\"\n[mail]\nfrom = \"statflow <statflow@load.example>\"\nspool_dir = \"{}\"\n",
+                dir.join("directory.toml").display(),
                 dir.join("mail").display()
             ),
         )
@@ -114,20 +153,21 @@ impl Daemon {
     }
 
     fn launch(dir: &Path, db: &str, clock: &str) -> Daemon {
-        let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log")).expect("log file");
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db, "--virtual-clock", clock, "--config"])
             .arg(dir.join("statflow.toml"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("STATFLOW_LOAD_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("statflow starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("first line");
-        let base = line.trim().strip_prefix("statflow listening on http://").unwrap_or_else(|| {
-            panic!("unexpected first line {line:?}; see {}", dir.join("serve.log").display())
-        });
+        let base = line
+            .trim()
+            .strip_prefix("statflow listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}; see {}", dir.join("serve.log").display()));
         Daemon { base: base.to_owned(), child, dir: dir.to_owned(), db: db.to_owned() }
     }
 
@@ -187,7 +227,8 @@ impl Connection {
     async fn open(base: &str, token: &str) -> Connection {
         let stream = tokio::net::TcpStream::connect(base).await.expect("connect to the daemon");
         stream.set_nodelay(true).ok();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(connection);
         Connection { sender, token: format!("Bearer {token}") }
     }
@@ -298,7 +339,10 @@ async fn seeded(count: usize) -> PathBuf {
                 let (engine, definition, next) = (engine.clone(), definition.clone(), next.clone());
                 starters.push(tokio::spawn(async move {
                     while next.fetch_add(1, Ordering::Relaxed) < count {
-                        engine.start_with(&definition, registration_input(), clerk(), Origin::Direct).await.expect("start");
+                        engine
+                            .start_with(&definition, registration_input(), clerk(), Origin::Direct)
+                            .await
+                            .expect("start");
                     }
                 }));
             }
@@ -378,6 +422,7 @@ async fn measure(run: &Run) {
 
     // The clock advance fires every publicity timer; the outbox issues certificates and
     // sends notices. Resident memory is sampled throughout.
+    eprintln!("  (actions done in {:.1} s; advancing the clock)", actions.as_secs_f64());
     let reader = Store::connect(&db).await.expect("a reader on the daemon's database");
     let sampling = Arc::new(AtomicBool::new(true));
     let peak_during_burst = Arc::new(AtomicU64::new(0));
@@ -409,6 +454,7 @@ async fn measure(run: &Run) {
     sampler.join().ok();
     let burst_growth = peak_during_burst.load(Ordering::Relaxed) as f64 / 1024.0 - before_burst;
 
+    eprintln!("  (outbox drained in {:.1} s; confirming rights)", drain.as_secs_f64());
     // The last action.
     let last = Arc::new(Latencies::default());
     let cpu = cpu_seconds(pid);
@@ -479,5 +525,9 @@ async fn measure(run: &Run) {
     println!("  end to end            {:>9.0} registrations/s", n as f64 / end_to_end.as_secs_f64());
     println!("  RSS                   {idle_rss:>9.1} MiB idle at start, {peak_rss:.1} MiB peak, {restarted_rss:.1} MiB after restart");
     println!("  restart to /readyz    {:>9.0} ms", restart.as_secs_f64() * 1e3);
-    std::fs::remove_dir_all(&dir).ok();
+    if std::env::var_os("STATFLOW_LOAD_LOG").is_some() {
+        println!("  the daemon's log      {}", dir.join("serve.log").display());
+    } else {
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -25,6 +25,8 @@ pub mod instances;
 pub mod ledger;
 pub mod outbox;
 pub mod people;
+#[cfg(test)]
+mod plans;
 pub mod principals;
 pub mod records;
 pub mod retention;
@@ -45,6 +47,9 @@ use sea_orm::{
 };
 use statflow_migrations::{Migrator, MigratorTrait};
 use statflow_workflows::calendar::shanghai;
+
+/// Sees each statement a store runs (see [`Store::open_observed`]).
+pub(crate) type Observer = std::sync::Arc<dyn Fn(&sea_orm::Statement) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -129,6 +134,19 @@ impl Store {
 
     /// Connects without migrating.
     pub async fn connect(url: &str) -> Result<Store, DbErr> {
+        Self::connect_observed(url, None).await
+    }
+
+    /// Like [`open`](Self::open), with every statement run (its SQL and values) shown to
+    /// `observer`: the query-plan test collects the statements of the per-call paths.
+    #[cfg(test)]
+    pub(crate) async fn open_observed(url: &str, observer: Observer) -> Result<Store, DbErr> {
+        let store = Self::connect_observed(url, Some(observer)).await?;
+        Migrator::up(&store.db, None).await?;
+        Ok(store)
+    }
+
+    async fn connect_observed(url: &str, observer: Option<Observer>) -> Result<Store, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
         let sqlite = url.starts_with("sqlite:");
@@ -150,7 +168,11 @@ impl Store {
                 // A local file needs no liveness ping before each use.
                 .test_before_acquire(false);
         }
-        let db = Database::connect(options).await?;
+        let mut db = Database::connect(options).await?;
+        if let Some(observer) = observer {
+            // Before the writer takes its copy, so the writer's statements are seen too.
+            db.set_metric_callback(move |info| observer(info.statement));
+        }
         let writer = sqlite.then(|| writer::Writer::spawn(db.clone()));
         Ok(Store { db, writer })
     }

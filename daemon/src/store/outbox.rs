@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 
 use super::effects::{Effect, EffectKind};
 use super::entities::outbox;
@@ -114,14 +116,7 @@ impl Store {
         error: Option<String>,
         now: i64,
     ) -> Result<(), StoreError> {
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::Status, status.as_str().into())
-            .col_expr(outbox::Column::LastError, error.into())
-            .col_expr(outbox::Column::DoneAt, Some(now).into())
-            .filter(outbox::Column::Id.eq(id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        self.write_outbox(OutboxWrite::Finish { id, status, error, at: now }).await
     }
 
     /// Marks effects done, in one statement.
@@ -129,24 +124,21 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::Status, EffectStatus::Done.as_str().into())
-            .col_expr(outbox::Column::DoneAt, Some(now).into())
-            .filter(outbox::Column::Id.is_in(ids.iter().copied()))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        self.write_outbox(OutboxWrite::Done { ids: ids.to_vec(), at: now }).await
     }
 
     pub async fn retry_effect(&self, id: i64, attempts: i32, next: i64, error: &str) -> Result<(), StoreError> {
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::Attempts, attempts.into())
-            .col_expr(outbox::Column::NextAttemptAt, next.into())
-            .col_expr(outbox::Column::LastError, Some(error.to_owned()).into())
-            .filter(outbox::Column::Id.eq(id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        self.write_outbox(OutboxWrite::Retry { id, attempts, next, error: error.to_owned() }).await
+    }
+
+    /// On SQLite the workers' bookkeeping rides in the writer's next group commit: a write of
+    /// its own would wait for the write lock the writer holds (SQLite's busy handler sleeps),
+    /// and pay a flush of its own.
+    async fn write_outbox(&self, write: OutboxWrite) -> Result<(), StoreError> {
+        match &self.writer {
+            Some(writer) => writer.write_outbox(write).await,
+            None => Ok(write.execute(&self.db).await?),
+        }
     }
 
     /// Puts failed deliveries back in the queue, due at `now` with their attempts reset: the
@@ -221,5 +213,40 @@ impl Store {
         }
         let (rows, total) = read_page(select.order_by_desc(outbox::Column::Id), slice, &self.db).await?;
         Ok((rows.into_iter().map(EffectRecord::decode).collect::<Result<_, _>>()?, total))
+    }
+}
+
+/// A change to outbox rows by the workers that carry them out.
+#[derive(Clone, Debug)]
+pub(super) enum OutboxWrite {
+    /// Effects carried out.
+    Done { ids: Vec<i64>, at: i64 },
+    /// An effect that ended otherwise (failed, given up).
+    Finish { id: i64, status: EffectStatus, error: Option<String>, at: i64 },
+    /// An attempt failed; the next is due at `next`.
+    Retry { id: i64, attempts: i32, next: i64, error: String },
+}
+
+impl OutboxWrite {
+    pub(super) async fn execute(&self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        let update = outbox::Entity::update_many();
+        let update = match self {
+            OutboxWrite::Done { ids, at } => update
+                .col_expr(outbox::Column::Status, EffectStatus::Done.as_str().into())
+                .col_expr(outbox::Column::DoneAt, Some(*at).into())
+                .filter(outbox::Column::Id.is_in(ids.iter().copied())),
+            OutboxWrite::Finish { id, status, error, at } => update
+                .col_expr(outbox::Column::Status, status.as_str().into())
+                .col_expr(outbox::Column::LastError, error.clone().into())
+                .col_expr(outbox::Column::DoneAt, Some(*at).into())
+                .filter(outbox::Column::Id.eq(*id)),
+            OutboxWrite::Retry { id, attempts, next, error } => update
+                .col_expr(outbox::Column::Attempts, (*attempts).into())
+                .col_expr(outbox::Column::NextAttemptAt, (*next).into())
+                .col_expr(outbox::Column::LastError, Some(error.clone()).into())
+                .filter(outbox::Column::Id.eq(*id)),
+        };
+        update.exec(db).await?;
+        Ok(())
     }
 }

@@ -5,10 +5,15 @@
 //! [`store_batch`]). A refused transition is simply not stored; if the batch fails, each of
 //! its transitions is stored alone so one bad transition cannot sink the others. No caller
 //! hears back before the transaction holding its transition is durable.
+//!
+//! The workers' outbox bookkeeping (effects done, failed, to be retried) rides in the same
+//! commits: written on its own it would wait for the lock this task holds and pay a flush of
+//! its own for every row.
 
 use sea_orm::{DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
+use super::outbox::OutboxWrite;
 use super::transition::{store_batch, BatchFailure, Outcome, Submission};
 use super::StoreError;
 
@@ -20,10 +25,16 @@ const QUEUE: usize = 4096;
 
 type Reply = oneshot::Sender<Outcome>;
 
+/// What the writer is asked to store.
+enum Job {
+    Transition(Submission, Reply),
+    Outbox(OutboxWrite, oneshot::Sender<Result<(), StoreError>>),
+}
+
 /// The handle through which transitions reach the writer task.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<(Submission, Reply)>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl Writer {
@@ -37,50 +48,86 @@ impl Writer {
     /// Queues a transition and waits until it is durable (or refused, or failed).
     pub async fn submit(&self, transition: Submission) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((transition, reply)).await.map_err(|_| StoreError::WriterStopped)?;
+        self.queue.send(Job::Transition(transition, reply)).await.map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Queues a change to outbox rows and waits until it is durable.
+    pub(super) async fn write_outbox(&self, write: OutboxWrite) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Job::Outbox(write, reply)).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
 
-async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<(Submission, Reply)>) {
+async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&db, std::mem::take(&mut batch)).await;
     }
 }
 
-async fn commit_batch(db: &DatabaseConnection, batch: Vec<(Submission, Reply)>) {
-    let transitions: Vec<&Submission> = batch.iter().map(|(t, _)| t).collect();
-    match commit(db, &transitions).await {
-        Ok(outcomes) => answer(batch, outcomes),
+async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>) {
+    let mut transitions = Vec::with_capacity(batch.len());
+    let mut writes = Vec::new();
+    for job in batch {
+        match job {
+            Job::Transition(transition, reply) => transitions.push((transition, reply)),
+            Job::Outbox(write, reply) => writes.push((write, reply)),
+        }
+    }
+    let submitted: Vec<&Submission> = transitions.iter().map(|(t, _)| t).collect();
+    let bookkeeping: Vec<&OutboxWrite> = writes.iter().map(|(w, _)| w).collect();
+    match commit(db, &submitted, &bookkeeping).await {
+        Ok(outcomes) => {
+            answer(transitions, outcomes);
+            for (_, reply) in writes {
+                reply.send(Ok(())).ok();
+            }
+        }
         // One bad transition must not sink the others: store each alone.
-        Err(error) if batch.len() > 1 => {
-            tracing::warn!(%error, transitions = batch.len(), "a batch failed; storing its transitions one by one");
-            for (transition, reply) in batch {
-                let outcome = match commit(db, &[&transition]).await {
+        Err(error) if submitted.len() + bookkeeping.len() > 1 => {
+            tracing::warn!(%error, transitions = submitted.len(), "a batch failed; storing its parts one by one");
+            for (transition, reply) in transitions {
+                let outcome = match commit(db, &[&transition], &[]).await {
                     Ok(mut outcomes) => outcomes.pop().expect("one outcome per transition"),
                     Err(error) => Err(error),
                 };
                 reply.send(outcome).ok();
             }
+            for (write, reply) in writes {
+                reply.send(commit(db, &[], &[&write]).await.map(|_| ())).ok();
+            }
         }
         Err(error) => {
             tracing::error!(%error, "a transition could not be stored");
-            for (_, reply) in batch {
+            for (_, reply) in transitions {
+                reply.send(Err(clone_error(&error))).ok();
+            }
+            for (_, reply) in writes {
                 reply.send(Err(clone_error(&error))).ok();
             }
         }
     }
 }
 
-/// Stores `transitions` in one transaction and returns their outcomes once it is durable.
-async fn commit(db: &DatabaseConnection, transitions: &[&Submission]) -> Result<Vec<Outcome>, StoreError> {
+/// Stores `transitions` and `writes` in one transaction and returns the transitions'
+/// outcomes once it is durable.
+async fn commit(
+    db: &DatabaseConnection,
+    transitions: &[&Submission],
+    writes: &[&OutboxWrite],
+) -> Result<Vec<Outcome>, StoreError> {
     // IMMEDIATE takes the write lock at BEGIN: a deferred transaction that read first could
     // find its snapshot stale when it tries to write, and SQLite would refuse it outright.
     let options =
         TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
     let txn = db.begin_with_options(options).await?;
-    match store_batch(&txn, transitions, true).await {
+    let stored = match store_batch(&txn, transitions, true).await {
+        Ok(outcomes) => bookkeep(&txn, writes).await.map(|()| outcomes),
+        Err(failure) => Err(failure),
+    };
+    match stored {
         Ok(outcomes) => {
             txn.commit().await?;
             Ok(outcomes)
@@ -94,6 +141,13 @@ async fn commit(db: &DatabaseConnection, transitions: &[&Submission]) -> Result<
             })
         }
     }
+}
+
+async fn bookkeep(txn: &sea_orm::DatabaseTransaction, writes: &[&OutboxWrite]) -> Result<(), BatchFailure> {
+    for write in writes {
+        write.execute(txn).await?;
+    }
+    Ok(())
 }
 
 fn answer(batch: Vec<(Submission, Reply)>, outcomes: Vec<Outcome>) {

@@ -13,7 +13,8 @@
 //! Each outbox row is one message with a stable key: a crash between sending and recording
 //! sends it again with the same Message-ID.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -21,20 +22,21 @@ use statflow_activities::email::{Email, Mailer};
 use statflow_activities::templates::{date_label, DeadlineView, MessageContext, Templates};
 use statflow_activities::webhook::{self, WebhookConfig, WebhookEvent};
 use statflow_activities::{Activity, Failure};
-use statflow_workflows::engine::{DeadlineInfo, Event};
+use statflow_workflows::engine::{DeadlineInfo, Event, Recipient};
 
 use super::outbox::backoff;
 use super::Embedded;
 use crate::engine::supervisor::{Heartbeat, Shutdown};
+use crate::store::directory::Address;
 use crate::store::effects::{Effect, EffectKind};
-use crate::store::records::{EffectRecord, EffectStatus};
-use crate::store::{to_millis, StoreError};
+use crate::store::records::{EffectRecord, EffectStatus, InstanceRecord};
+use crate::store::{to_millis, Store, StoreError};
 
 /// After this many failed attempts a delivery is given up and reported.
 pub const MAX_ATTEMPTS: i32 = 10;
 
 /// How many ready deliveries one pass takes.
-const BATCH: u64 = 64;
+const BATCH: u64 = 256;
 
 /// The channels messages go out on.
 pub struct Channels {
@@ -46,26 +48,46 @@ pub struct Channels {
 }
 
 impl Embedded {
-    /// Delivers the ready notices; returns how many were attempted.
+    /// Delivers the ready notices; returns how many were attempted. The messages of a pass
+    /// are made durable together (the spool's one flush), then the deliveries that reported
+    /// to nobody are marked done in one write.
     pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
         let (count, groups) = self.store.ready_effects(&EffectKind::DELIVERED, now, BATCH).await?;
-        let passes = join_all(groups.into_iter().map(|rows| async move {
+        let mut ids: Vec<i64> = groups.iter().flatten().filter_map(|row| row.instance_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let pass = Pass { instances: self.store.instances_by_id(&ids).await?, addresses: Default::default() };
+        let pass = &pass;
+        let sent = join_all(groups.into_iter().map(|rows| async move {
+            let mut sent = Vec::with_capacity(rows.len());
             for row in rows {
-                let outcome = self.deliver(channels, &row).await;
-                self.record(&row, outcome, now).await?;
+                let outcome = self.deliver(channels, pass, &row).await;
+                sent.push((row, outcome));
             }
-            Ok::<(), StoreError>(())
+            sent
         }))
         .await;
-        for pass in passes {
-            pass?;
+        let mut sent: Vec<(EffectRecord, Result<Value, Failure>)> = sent.into_iter().flatten().collect();
+        if let Err(failure) = channels.mailer.flush().await {
+            // Not durable, so not sent: every message of the pass goes again.
+            for (_, outcome) in sent.iter_mut().filter(|(_, outcome)| outcome.is_ok()) {
+                *outcome = Err(failure.clone());
+            }
         }
+        let recorded = join_all(sent.iter().map(|(row, outcome)| self.record(row, outcome.clone(), now))).await;
+        let mut done = Vec::with_capacity(count);
+        for ((row, _), quiet) in sent.iter().zip(recorded) {
+            if quiet? {
+                done.push(row.id);
+            }
+        }
+        self.store.finish_effects(&done, to_millis(self.clock.now())).await?;
         Ok(count)
     }
 
     /// Sends one row; `Ok` carries what the instance hears as the activity's result.
-    async fn deliver(&self, channels: &Channels, row: &EffectRecord) -> Result<Value, Failure> {
+    async fn deliver(&self, channels: &Channels, pass: &Pass, row: &EffectRecord) -> Result<Value, Failure> {
         match row.effect().map_err(|e| Failure::permanent(e.to_string()))? {
             Effect::Digest(digest) => self.send_digest(channels, row, digest).await,
             Effect::Anchor(anchor) => self.send_anchor(channels, row, anchor).await,
@@ -75,13 +97,19 @@ impl Embedded {
                 Ok(json!({"webhook": config.url, "status": status}))
             }
             Effect::Activity(activity) | Effect::TaskOpened(activity) => {
-                self.send_email(channels, row, &activity).await
+                self.send_email(channels, pass, row, &activity).await
             }
             other => Err(Failure::permanent(format!("the delivery worker does not send {} effects", other.kind()))),
         }
     }
 
-    async fn send_email(&self, channels: &Channels, row: &EffectRecord, activity: &Activity) -> Result<Value, Failure> {
+    async fn send_email(
+        &self,
+        channels: &Channels,
+        pass: &Pass,
+        row: &EffectRecord,
+        activity: &Activity,
+    ) -> Result<Value, Failure> {
         let (to, template, step, deadline, basis, escalation) = match activity {
             Activity::Notify { to, template, step, deadline, basis } => {
                 (to, template.as_str(), step, deadline, basis, None)
@@ -97,7 +125,10 @@ impl Embedded {
             _ => return Err(Failure::permanent("not a notice")),
         };
         let instance_id = row.instance_id.ok_or_else(|| Failure::permanent("the notice names no instance"))?;
-        let instance = self.store.instance(instance_id).await.map_err(|e| Failure::transient(e.to_string()))?;
+        let instance = pass
+            .instances
+            .get(&instance_id)
+            .ok_or_else(|| Failure::permanent(format!("instance {instance_id} does not exist")))?;
         let definition = self.definitions.get(&instance.definition_version);
         let headline = match (&escalation, template) {
             (Some((level, _)), _) => format!("已超过法定办理期限(第{level}级督办)"),
@@ -145,7 +176,7 @@ impl Embedded {
         }
         let mut addresses = Vec::new();
         for recipient in to {
-            addresses.extend(self.store.resolve(recipient).await.map_err(Failure::permanent)?);
+            addresses.extend(pass.resolve(&self.store, recipient).await.map_err(Failure::permanent)?);
         }
         let context = MessageContext {
             procedure: instance.procedure.clone(),
@@ -174,7 +205,9 @@ impl Embedded {
         Ok(json!({"message_id": message_id, "to": emails}))
     }
 
-    async fn record(&self, row: &EffectRecord, outcome: Result<Value, Failure>, now: i64) -> Result<(), StoreError> {
+    /// Records how a delivery went. True when it was sent and the row only remains to be
+    /// marked done (with the rest of the pass).
+    async fn record(&self, row: &EffectRecord, outcome: Result<Value, Failure>, now: i64) -> Result<bool, StoreError> {
         let key = row.activity_key();
         // The instance that waits for this delivery's outcome: none for its webhook copy, a
         // digest, or a task's notice (the engine's own, not the definition's).
@@ -184,7 +217,7 @@ impl Embedded {
                 if let Some(instance) = reports_to {
                     self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
                 }
-                self.store.finish_effect(row.id, EffectStatus::Done, None, to_millis(self.clock.now())).await?;
+                return Ok(true);
             }
             Err(failure) if failure.permanent || row.attempts + 1 >= MAX_ATTEMPTS => {
                 let error = if failure.permanent {
@@ -208,7 +241,7 @@ impl Embedded {
                 self.store.retry_effect(row.id, row.attempts + 1, now + delay, &failure.reason).await?;
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The delivery worker's loop, until shutdown.
@@ -223,6 +256,26 @@ impl Embedded {
             self.deliver_once(&channels)
         })
         .await
+    }
+}
+
+/// What one pass reads once for all its deliveries: their instances (one read), and each
+/// recipient's addresses (a burst of notices goes to a handful of organizations).
+struct Pass {
+    instances: HashMap<i64, InstanceRecord>,
+    addresses: Mutex<HashMap<(String, Option<String>), Result<Vec<Address>, String>>>,
+}
+
+impl Pass {
+    async fn resolve(&self, store: &Store, recipient: &Recipient) -> Result<Vec<Address>, String> {
+        let key = (recipient.role.clone(), recipient.organization.clone());
+        if let Some(known) = self.addresses.lock().expect("not poisoned").get(&key) {
+            return known.clone();
+        }
+        // Two deliveries may look the same recipient up at once; both find the same answer.
+        let found = store.resolve(recipient).await;
+        self.addresses.lock().expect("not poisoned").insert(key, found.clone());
+        found
     }
 }
 

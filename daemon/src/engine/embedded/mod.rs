@@ -177,9 +177,13 @@ impl Embedded {
     {
         while !shutdown.is_set() {
             heartbeat.beat();
+            let began = std::time::Instant::now();
             match pass().await {
                 Ok(0) => {}
-                Ok(_) => continue,
+                Ok(count) => {
+                    tracing::debug!(worker = what, count, ms = began.elapsed().as_millis() as u64, "pass");
+                    continue;
+                }
                 Err(error) => tracing::error!(%error, "{what} pass failed"),
             }
             let next = self.store.next_attempt(kinds).await;

@@ -1,0 +1,236 @@
+//! Query plans of the per-call paths. Every statement the daemon runs while it serves calls
+//! (start, inbox, claim, complete, act, show, list, history, the overdue board) and while
+//! its workers fire timers, carry out effects and deliver notices is collected, then asked
+//! for its plan with SQLite's `EXPLAIN QUERY PLAN` and the values it ran with. A full scan
+//! of a table that grows with the work (instances, their history, tasks, timers, the outbox,
+//! the ledger, the audit log, principals, people, sessions, schedule runs) fails the test,
+//! naming the statement and its plan: at a million open instances such a scan costs every
+//! call tens of milliseconds.
+//!
+//! SQLite plans without statistics assume large tables, so the plans here are the plans a
+//! grown database gets. Tables bounded by configuration (definitions, calendars, the
+//! directory, schedules, the ledger's head, anchors) may be scanned.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{json, Value};
+
+use super::directory::DirectoryFile;
+use super::Store;
+use crate::api;
+use crate::engine::embedded::clock::Clock;
+use crate::engine::embedded::delivery::Channels;
+use crate::engine::embedded::Embedded;
+
+/// Tables whose rows grow with instances, calls or people.
+const GROWING: [&str; 12] = [
+    "instances",
+    "instance_organizations",
+    "history",
+    "timers",
+    "tasks",
+    "outbox",
+    "ledger",
+    "audit",
+    "principals",
+    "users",
+    "sessions",
+    "schedule_runs",
+];
+
+const DIRECTORY: &str = r#"
+[organizations.taian-registry]
+name = "泰安市数据登记机构"
+email = "duty@registry.example"
+supervisor = "taian-bureau"
+
+[organizations.taian-market]
+name = "泰安市市场监督管理局"
+email = "office@market.example"
+supervisor = "taian-bureau"
+
+[organizations.taian-bureau]
+name = "泰安市大数据局"
+email = "office@bureau.example"
+
+[[contacts]]
+organization = "taian-registry"
+name = "张三"
+email = "zhang@registry.example"
+roles = ["registration_agency"]
+"#;
+
+/// Collects each distinct statement (by its SQL) while recording is on.
+#[derive(Default)]
+struct Recorder {
+    on: Mutex<bool>,
+    statements: Mutex<BTreeMap<String, Statement>>,
+}
+
+impl Recorder {
+    fn see(&self, statement: &Statement) {
+        if *self.on.lock().unwrap() {
+            self.statements.lock().unwrap().entry(statement.sql.clone()).or_insert_with(|| statement.clone());
+        }
+    }
+
+    fn set(&self, on: bool) {
+        *self.on.lock().unwrap() = on;
+    }
+}
+
+/// Columns that split a table into a few large parts: an index search constrained by them
+/// alone reads, say, every open task.
+const UNSELECTIVE: [&str; 3] = ["status", "kind", "overdue"];
+
+/// The steps of `plan` (for the statement `sql`) that read a growing table in full or in a
+/// large part: a `SCAN` (even of an index), or a `SEARCH` constrained only by unselective
+/// columns in a statement without `LIMIT` (with one, an index walked in order stops early,
+/// as when the outbox's next due effect is read).
+fn full_scans<'p>(plan: &'p [String], sql: &str) -> Vec<&'p String> {
+    plan.iter()
+        .filter(|detail| {
+            let mut words = detail.split_whitespace();
+            let (step, table) = (words.next(), words.next());
+            if !table.is_some_and(|table| GROWING.contains(&table)) {
+                return false;
+            }
+            match step {
+                Some("SCAN") => true,
+                Some("SEARCH") => {
+                    let constraints = detail.rsplit_once('(').map_or("", |(_, c)| c.trim_end_matches(')'));
+                    let columns = constraints.split(" AND ").map(|c| c.split(['=', '<', '>']).next().unwrap_or(""));
+                    let columns: Vec<&str> = columns.collect();
+                    !sql.contains(" LIMIT ") && columns.iter().all(|column| UNSELECTIVE.contains(column))
+                }
+                _ => false,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn full_scans_are_recognised() {
+    let plan = |lines: &[&str]| lines.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+    let select = "SELECT * FROM tasks WHERE …";
+    assert_eq!(full_scans(&plan(&["SCAN tasks USING INDEX tasks_open"]), select).len(), 1);
+    assert_eq!(full_scans(&plan(&["SCAN instances"]), select).len(), 1);
+    // Every open task, through the (status, organization) index.
+    assert_eq!(full_scans(&plan(&["SEARCH tasks USING INDEX tasks_open_by_org (status=?)"]), select).len(), 1);
+    assert!(full_scans(&plan(&["SEARCH tasks USING INDEX tasks_by_instance (instance_id=? AND status=?)"]), select)
+        .is_empty());
+    let first_due = "SELECT next_attempt_at FROM outbox WHERE kind = ? AND status = ? ORDER BY next_attempt_at LIMIT ?";
+    assert!(full_scans(&plan(&["SEARCH outbox USING INDEX outbox_ready_by_kind (kind=? AND status=?)"]), first_due)
+        .is_empty());
+    assert!(full_scans(&plan(&["SCAN definitions", "USE TEMP B-TREE FOR ORDER BY"]), select).is_empty());
+}
+
+/// Calls the API as an HTTP client would (from a blocking thread: ureq is synchronous).
+async fn call(base: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (url, token, method, path) = (format!("{base}{path}"), token.to_owned(), method.to_owned(), path.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let request = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json");
+        let response = match body {
+            Some(body) => agent.run(request.body(body.to_string()).unwrap()),
+            None => agent.run(request.body(()).unwrap()),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        assert!(status < 300, "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    })
+    .await
+    .unwrap()
+}
+
+/// SQLite's plan for `statement`, run with its values: one line of detail per step.
+async fn plan(store: &Store, statement: &Statement) -> Vec<String> {
+    let explain = Statement {
+        sql: format!("EXPLAIN QUERY PLAN {}", statement.sql),
+        values: statement.values.clone(),
+        db_backend: DbBackend::Sqlite,
+    };
+    let rows = store.db.query_all_raw(explain).await.unwrap_or_else(|e| panic!("explain {}: {e}", statement.sql));
+    rows.iter().map(|row| row.try_get::<String>("", "detail").unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_per_call_statement_scans_a_growing_table() {
+    let dir = std::env::temp_dir().join(format!("statflow-plans-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("plans.db").display());
+    let recorder = Arc::new(Recorder::default());
+    let observer = recorder.clone();
+    let store =
+        Store::open_observed(&url, Arc::new(move |statement: &Statement| observer.see(statement))).await.unwrap();
+    let start = DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00").unwrap();
+    let engine = Embedded::load(store.clone(), Clock::Virtual(Mutex::new(start))).await.unwrap();
+    store.load_directory(&DirectoryFile::parse(DIRECTORY, "directory.toml").unwrap(), 0).await.unwrap();
+    let orgs = ["taian-registry".to_owned(), "taian-market".to_owned()];
+    let clerk = api::auth::create_token(&store, "clerk", "staff", &orgs).await.unwrap();
+    let admin = api::auth::create_token(&store, "admin", "administrator", &[]).await.unwrap();
+    let channels = Channels {
+        mailer: statflow_activities::email::Mailer::spool(dir.join("mail"), "statflow <statflow@plans.example>")
+            .unwrap(),
+        templates: statflow_activities::templates::Templates::new(None),
+        webhook: None,
+        base_url: "http://127.0.0.1".into(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = api::router(engine.clone(), store.clone(), false);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    recorder.set(true);
+    let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
+    let body = json!({"procedure": "registration", "jurisdiction": "taian", "input": input});
+    let id = call(&base, &clerk, "POST", "/v1/instances", Some(body)).await["id"].as_i64().unwrap();
+    let inbox = call(&base, &clerk, "GET", "/v1/tasks", None).await;
+    let task = inbox["items"][0]["id"].as_str().unwrap().to_owned();
+    call(&base, &clerk, "POST", &format!("/v1/tasks/{task}/claim"), Some(json!({}))).await;
+    call(&base, &clerk, "GET", "/v1/tasks?assignee=me", None).await;
+    call(&base, &clerk, "POST", &format!("/v1/tasks/{task}/complete"), Some(json!({"action": "accept"}))).await;
+    let act = |action: &str, data: Value| json!({"action": action, "data": data});
+    let actions = format!("/v1/instances/{id}/actions");
+    let engage = act("engage_third_party", json!({"third_party": "合规服务中心", "reason": "涉及个人信息"}));
+    call(&base, &clerk, "POST", &actions, Some(engage)).await;
+    call(&base, &clerk, "POST", &actions, Some(act("pass", json!({"compliance_report": "合规"})))).await;
+    call(&base, &clerk, "GET", &format!("/v1/instances/{id}"), None).await;
+    call(&base, &clerk, "GET", "/v1/instances?status=running", None).await;
+    call(&base, &admin, "GET", &format!("/v1/instances/{id}/history"), None).await;
+    call(&base, &clerk, "GET", "/v1/overdue", None).await;
+    // The workers: notices of the tasks opened, the publicity timer, the certificate.
+    engine.deliver_once(&channels).await.unwrap();
+    let fired = engine.fire_due(start + TimeDelta::days(14)).await.unwrap();
+    assert!(!fired.is_empty(), "the publicity timer fires");
+    engine.run_outbox_once().await.unwrap();
+    engine.deliver_once(&channels).await.unwrap();
+    assert_eq!(engine.store().instance(id).await.unwrap().step.as_deref(), Some("rights_confirmation"));
+    call(&base, &clerk, "POST", &actions, Some(act("confirm_rights", json!({})))).await;
+    engine.run_outbox_once().await.unwrap();
+    recorder.set(false);
+
+    let statements = std::mem::take(&mut *recorder.statements.lock().unwrap());
+    assert!(statements.len() > 20, "the paths above run many statements: {}", statements.len());
+    // The check itself: a search on an unindexed column is a full scan.
+    let unindexed = Statement::from_string(DbBackend::Sqlite, "SELECT id FROM tasks WHERE title = 'x'");
+    assert!(!full_scans(&plan(&store, &unindexed).await, &unindexed.sql).is_empty(), "a scan of tasks is seen");
+    let mut scanning = Vec::new();
+    for (sql, statement) in &statements {
+        let plan = plan(&store, statement).await;
+        if !full_scans(&plan, sql).is_empty() {
+            scanning.push(format!("{sql}\n    {}", plan.join("\n    ")));
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(scanning.is_empty(), "statements scanning a growing table:\n\n{}", scanning.join("\n\n"));
+}
