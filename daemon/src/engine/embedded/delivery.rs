@@ -263,8 +263,11 @@ impl Embedded {
 /// recipient's addresses (a burst of notices goes to a handful of organizations).
 struct Pass {
     instances: HashMap<i64, InstanceRecord>,
-    addresses: Mutex<HashMap<(String, Option<String>), Result<Vec<Address>, String>>>,
+    addresses: Mutex<HashMap<RecipientKey, Result<Vec<Address>, String>>>,
 }
+
+/// A recipient's role and organization: what its addresses depend on.
+type RecipientKey = (String, Option<String>);
 
 impl Pass {
     async fn resolve(&self, store: &Store, recipient: &Recipient) -> Result<Vec<Address>, String> {
