@@ -21,6 +21,7 @@ use crate::principal::{Principal, Role};
 use crate::store::from_millis;
 use crate::store::instances::InstanceFilter;
 use crate::store::records::{InstanceRecord, InstanceStatus};
+use crate::store::transition::Standing;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -103,13 +104,20 @@ pub async fn visible(state: &AppState, principal: &Principal, id: i64) -> Result
     Ok(record)
 }
 
-/// The view of `record` (as read or as just written) for `principal`: its open tasks and
-/// effects are read, the instance itself is not read again.
+/// The view of `record` as read, for `principal`: its open tasks and effects are read with
+/// it.
 pub async fn view(state: &AppState, principal: &Principal, record: &InstanceRecord) -> Result<InstanceView, Problem> {
-    let instance_state = record.state()?;
-    let definition = state.engine.definitions().require_version(&record.definition_version)?;
     let tasks = state.store.open_tasks_of(record.id).await?;
     let effects = state.store.effects_of(record.id).await?;
+    let standing = Standing { instance: record.clone(), open_tasks: tasks, effects };
+    answer(state, principal, &standing)
+}
+
+/// The view of an instance as a start or an action left it: nothing is read again.
+pub fn answer(state: &AppState, principal: &Principal, standing: &Standing) -> Result<InstanceView, Problem> {
+    let record = &standing.instance;
+    let instance_state = record.state()?;
+    let definition = state.engine.definitions().require_version(&record.definition_version)?;
     let (calendar, _) = state.engine.calendar();
     Ok(views::instance(
         record,
@@ -117,8 +125,8 @@ pub async fn view(state: &AppState, principal: &Principal, record: &InstanceReco
         &definition,
         &calendar,
         state.engine.now(),
-        &tasks,
-        &effects,
+        &standing.open_tasks,
+        &standing.effects,
         principal,
     ))
 }
@@ -128,8 +136,8 @@ pub async fn start(
     principal: Principal,
     Body(request): Body<StartRequest>,
 ) -> Result<(StatusCode, Json<InstanceView>), Problem> {
-    let record = start_checked(&state, &principal, request.procedure, request.jurisdiction, request.input).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, &principal, &record).await?)))
+    let standing = start_checked(&state, &principal, request.procedure, request.jurisdiction, request.input).await?;
+    Ok((StatusCode::CREATED, Json(answer(&state, &principal, &standing)?)))
 }
 
 /// Starts an instance for `principal` after the checks every door applies (the API and the
@@ -142,7 +150,7 @@ pub async fn start_checked(
     procedure: String,
     jurisdiction: String,
     input: Value,
-) -> Result<InstanceRecord, Problem> {
+) -> Result<Standing, Problem> {
     if principal.role == Role::Regulator {
         return Err(Problem::forbidden("regulators do not start instances"));
     }
@@ -243,8 +251,8 @@ pub async fn perform(
     request: ActionRequest,
 ) -> Result<Json<InstanceView>, Problem> {
     let act = ActRequest { instance: id, action: request.action, data: request.data, caller: principal.clone() };
-    let record = state.engine.act(act).await?;
-    Ok(Json(view(state, principal, &record).await?))
+    let standing = state.engine.act(act).await?;
+    Ok(Json(answer(state, principal, &standing)?))
 }
 
 #[derive(Deserialize)]

@@ -292,7 +292,7 @@ pub async fn start(
             }
         };
         match start_checked(&console.app, &viewer.principal, procedure.clone(), jurisdiction.clone(), input).await {
-            Ok(record) => Ok(Redirect::to(&format!("/instances/{}", record.id)).into_response()),
+            Ok(standing) => Ok(Redirect::to(&format!("/instances/{}", standing.instance.id)).into_response()),
             Err(problem) if problem.status.is_server_error() => Err(problem.into()),
             Err(problem) => {
                 // The engine's own refusals (a wrong organization, say) are shown above the form.

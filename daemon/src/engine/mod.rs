@@ -25,7 +25,7 @@ use statflow_workflows::schedules::ScheduleSpec;
 
 use crate::principal::Principal;
 use crate::store::records::InstanceRecord;
-use crate::store::transition::{CallerDenial, Declined};
+use crate::store::transition::{CallerDenial, Declined, Standing};
 use crate::store::StoreError;
 pub use registry::Definitions;
 pub use supervisor::WorkerHealth;
@@ -165,10 +165,12 @@ pub trait Engine: Send + Sync {
     /// The health of the engine's workers; readiness fails while one is down.
     fn health(&self) -> Vec<WorkerHealth>;
 
-    /// Starts an instance on the current version of its procedure.
-    async fn start(&self, request: StartRequest) -> Result<InstanceRecord, EngineError>;
-    /// Takes an action on an instance (completing the task that offers it).
-    async fn act(&self, request: ActRequest) -> Result<InstanceRecord, EngineError>;
+    /// Starts an instance on the current version of its procedure; answers with it as it
+    /// now stands (with its open tasks and effects).
+    async fn start(&self, request: StartRequest) -> Result<Standing, EngineError>;
+    /// Takes an action on an instance (completing the task that offers it); answers with it
+    /// as it now stands.
+    async fn act(&self, request: ActRequest) -> Result<Standing, EngineError>;
     /// Claims an open task for `caller`; false when someone else holds it.
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError>;
     /// Sends a signal to an instance, as another instance's step would.

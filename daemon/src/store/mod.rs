@@ -115,6 +115,49 @@ pub fn from_millis(millis: i64) -> DateTime<FixedOffset> {
     Utc.timestamp_millis_opt(millis).single().unwrap_or_default().with_timezone(&shanghai())
 }
 
+/// Connections reading a SQLite store (the writer has its own).
+const READERS: u32 = 4;
+/// Page cache per reading connection, in KiB.
+const READER_CACHE_KIB: u32 = 8 * 1024;
+/// Prepared statements kept per connection.
+const STATEMENTS_KEPT: usize = 24;
+/// Page cache of the writer's connection, in KiB.
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+
+/// A pool of `connections` to the SQLite file at `url`: every commit reaches the disk before
+/// it is acknowledged (synchronous=FULL), and WAL lets readers run beside the writer.
+fn sqlite_options(url: &str, connections: u32, cache_kib: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(30))
+        .map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .pragma("cache_size", format!("-{cache_kib}"))
+                // Batches and `IN` lists of every size make statements of every size; each
+                // prepared one kept costs memory (a 256-row insert, hundreds of KiB) and is
+                // rarely met again, so only a few are kept.
+                .statement_cache_capacity(STATEMENTS_KEPT)
+        })
+        .min_connections(0)
+        .max_connections(connections)
+        // A local file needs no liveness ping before each use.
+        .test_before_acquire(false);
+    options
+}
+
+/// `db`, with its statements shown to `observer` if there is one.
+fn observed(mut db: DatabaseConnection, observer: &Option<Observer>) -> DatabaseConnection {
+    if let Some(observer) = observer.clone() {
+        db.set_metric_callback(move |info| observer(info.statement));
+    }
+    db
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://FILE?mode=rwc` or `postgres://…`) and runs pending
     /// migrations.
@@ -147,34 +190,18 @@ impl Store {
     }
 
     async fn connect_observed(url: &str, observer: Option<Observer>) -> Result<Store, DbErr> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
-        let sqlite = url.starts_with("sqlite:");
-        if sqlite {
-            // Every commit reaches the disk before it is acknowledged (synchronous=FULL);
-            // WAL lets readers run beside the writer.
-            options
-                .map_sqlx_sqlite_opts(|o| {
-                    o.journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Full)
-                        .busy_timeout(Duration::from_secs(30))
-                        .create_if_missing(true)
-                        .foreign_keys(true)
-                        // 32 MiB of page cache per connection: indexes of a large store stay in
-                        // memory instead of being re-read for every batch.
-                        .pragma("cache_size", "-32768")
-                })
-                .max_connections(8)
-                // A local file needs no liveness ping before each use.
-                .test_before_acquire(false);
+        if !url.starts_with("sqlite:") {
+            let mut options = ConnectOptions::new(url.to_owned());
+            options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
+            let db = observed(Database::connect(options).await?, &observer);
+            return Ok(Store { db, writer: None });
         }
-        let mut db = Database::connect(options).await?;
-        if let Some(observer) = observer {
-            // Before the writer takes its copy, so the writer's statements are seen too.
-            db.set_metric_callback(move |info| observer(info.statement));
-        }
-        let writer = sqlite.then(|| writer::Writer::spawn(db.clone()));
-        Ok(Store { db, writer })
+        // The writer has a connection of its own with a large page cache (the indexes every
+        // batch updates stay in memory); readers share a few with small caches, so memory
+        // stays bounded however many of them a burst keeps busy.
+        let db = observed(Database::connect(sqlite_options(url, READERS, READER_CACHE_KIB)).await?, &observer);
+        let writing = observed(Database::connect(sqlite_options(url, 1, WRITER_CACHE_KIB)).await?, &observer);
+        Ok(Store { db, writer: Some(writer::Writer::spawn(writing)) })
     }
 
     pub async fn migrate(url: &str) -> Result<Vec<String>, DbErr> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, FixedOffset};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, Set, Statement, TransactionTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
 use serde_json::Value;
 use statflow_workflows::calendar::Calendar;
@@ -19,7 +19,9 @@ use statflow_workflows::engine::{self, Activity, Actor, Command, Event, Instance
 use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
 use super::entities::{history, instance_organizations, instances, outbox, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
-use super::records::{decode_state, EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus};
+use super::records::{
+    decode_state, EffectRecord, EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus,
+};
 use super::{from_millis, scope, to_millis, Store, StoreError};
 
 /// The notice template of a task just opened.
@@ -35,10 +37,21 @@ pub struct Applied {
     pub commands: Vec<Command>,
     /// The instance as it now stands, for a start or a caller's action (whose answer shows
     /// it); the engine's own events (timers, results, signals) need no copy of it.
-    pub instance: Option<InstanceRecord>,
+    pub standing: Option<Standing>,
     /// The claimed tasks of an action's instance that the transition closed, as they stood
     /// before (who held them); empty for other transitions.
     pub closed_tasks: Vec<TaskRecord>,
+}
+
+/// An instance as a transition left it, with what the answer to its caller shows: its open
+/// tasks and its effects (in the order they were queued). Worked out in the transaction
+/// that stores the transition, from rows the batch reads once for all its callers, so an
+/// answer needs no read of its own.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    pub instance: InstanceRecord,
+    pub open_tasks: Vec<TaskRecord>,
+    pub effects: Vec<EffectRecord>,
 }
 
 /// Why a transition stored nothing although nothing failed: an answer to the caller.
@@ -212,17 +225,24 @@ pub(super) async fn store_batch(
         })
         .collect();
     if !acting.is_empty() {
-        // The claimed open tasks of the instances acted on, in one read for the batch: only a
-        // claim can turn a caller away, and most tasks are never claimed, so this usually
-        // reads no row at all.
+        // The open tasks and the effects of the instances acted on, in one read each for the
+        // batch: a claim can turn a caller away, and the answer shows both.
         for row in tasks::Entity::find()
             .filter(tasks::Column::InstanceId.is_in(acting.clone()))
             .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
-            .filter(tasks::Column::Assignee.is_not_null())
             .all(txn)
             .await?
         {
-            batch.claimed_tasks.entry(row.instance_id).or_default().push(row);
+            batch.open_tasks.entry(row.instance_id).or_default().push(row);
+        }
+        for row in outbox::Entity::find()
+            .filter(outbox::Column::InstanceId.is_in(acting.clone()))
+            .order_by_asc(outbox::Column::Id)
+            .all(txn)
+            .await?
+        {
+            let instance = row.instance_id.expect("read by instance");
+            batch.stored_effects.entry(instance).or_default().push(row);
         }
     }
     if !ids.is_empty() {
@@ -285,8 +305,10 @@ enum Decision<'a> {
 #[derive(Default)]
 struct Batch {
     instances: HashMap<i64, Open>,
-    /// The claimed open tasks stored before this batch, of the instances acted on.
-    claimed_tasks: HashMap<i64, Vec<tasks::Model>>,
+    /// The open tasks stored before this batch, of the instances acted on.
+    open_tasks: HashMap<i64, Vec<tasks::Model>>,
+    /// The effects stored before this batch, of the instances acted on, oldest first.
+    stored_effects: HashMap<i64, Vec<outbox::Model>>,
     /// The scopes of instances started by this batch.
     scopes: Vec<instance_organizations::ActiveModel>,
     history: Vec<history::Model>,
@@ -298,7 +320,8 @@ struct Batch {
     closed_tasks: BTreeMap<String, i64>,
     /// Tasks stored earlier whose deadline changed: (due, overdue).
     task_deadlines: BTreeMap<String, (Option<i64>, bool)>,
-    outbox: Vec<outbox::ActiveModel>,
+    /// Effects queued by this batch (their ids are given on insert).
+    outbox: Vec<outbox::Model>,
     /// In exclusive mode, the id the next started instance takes; its row is then written
     /// with the others at the end instead of on its own.
     next_id: Option<i64>,
@@ -396,16 +419,16 @@ impl Batch {
         });
         self.scopes.extend(scope::rows(id, &organizations));
         let open = Open { row, organizations, stored_version: 1, changed: true };
-        let instance = match open.record() {
-            Ok(instance) => instance,
-            Err(error) => return Ok(Err(error)),
-        };
         self.instances.insert(id, open);
         self.commands(id, &transition.commands, now, transition_at.task_notices.then_some(definition));
+        let standing = match self.standing(id) {
+            Ok(standing) => standing,
+            Err(error) => return Ok(Err(error)),
+        };
         Ok(Ok(Ok(Applied {
             instance_id: id,
             commands: transition.commands,
-            instance: Some(instance),
+            standing: Some(standing),
             closed_tasks: vec![],
         })))
     }
@@ -445,8 +468,8 @@ impl Batch {
                 open.row.calendar_generation = generation;
                 open.changed = true;
             }
-            let instance = if for_caller { Some(open.record()?) } else { None };
-            return Ok(Ok(Applied { instance_id: id, commands: vec![], instance, closed_tasks: vec![] }));
+            let standing = if for_caller { Some(self.standing(id)?) } else { None };
+            return Ok(Ok(Applied { instance_id: id, commands: vec![], standing, closed_tasks: vec![] }));
         }
         let (status, outcome) = status_of(&transition.state);
         let (next_due_at, overdue) = deadline_of(&transition.state);
@@ -467,7 +490,6 @@ impl Batch {
         row.calendar_generation = row.calendar_generation.max(generation);
         open.changed = true;
         let parent = row.parent_instance_id.map(|parent| (parent, row.parent_key.clone()));
-        let instance = if for_caller { Some(open.record()?) } else { None };
         self.history.push(history::Model { instance_id: id, seq, at, actor, event: event_json, prev_hash, hash });
         if let Event::TimerFired { timer } = &event {
             self.timers.insert(format!("{id}:{timer}"), None);
@@ -482,14 +504,39 @@ impl Batch {
             .into_iter()
             .filter(|t| transition.commands.iter().any(|c| matches!(c, Command::CloseTask { id } if *id == t.task_id)))
             .collect();
-        Ok(Ok(Applied { instance_id: id, commands: transition.commands, instance, closed_tasks }))
+        let standing = if for_caller { Some(self.standing(id)?) } else { None };
+        Ok(Ok(Applied { instance_id: id, commands: transition.commands, standing, closed_tasks }))
     }
 
     /// The claimed open tasks of an instance acted on, as this batch leaves them so far: those
     /// stored before it less the ones it closed (tasks it opened are nobody's yet).
     fn claimed_tasks_of(&self, id: i64) -> Result<Vec<TaskRecord>, StoreError> {
-        let stored = self.claimed_tasks.get(&id).into_iter().flatten();
+        let stored = self.open_tasks.get(&id).into_iter().flatten().filter(|t| t.assignee.is_some());
         stored.filter(|t| !self.closed_tasks.contains_key(&t.id)).map(|t| TaskRecord::decode(t.clone())).collect()
+    }
+
+    /// The instance `id` as this batch leaves it so far, with its open tasks and effects: the
+    /// rows stored before the batch (read for the instances acted on; a started one has
+    /// none) with the batch's changes.
+    fn standing(&self, id: i64) -> Result<Standing, StoreError> {
+        let instance = self.instances.get(&id).ok_or(StoreError::NotFound(id))?.record()?;
+        let stored = self.open_tasks.get(&id).into_iter().flatten().filter(|t| !self.closed_tasks.contains_key(&t.id));
+        let opened = self.new_tasks.values().filter(|t| t.instance_id == id && t.status == TaskStatus::Open.as_str());
+        let open_tasks = stored
+            .chain(opened)
+            .map(|t| {
+                let mut row = t.clone();
+                if let Some((due, overdue)) = self.task_deadlines.get(&t.id) {
+                    (row.due_at, row.overdue) = (*due, *overdue);
+                }
+                TaskRecord::decode(row)
+            })
+            .collect::<Result<_, _>>()?;
+        let stored = self.stored_effects.get(&id).map(Vec::as_slice).unwrap_or_default();
+        // A key already stored is not queued again (the insert skips it).
+        let queued = self.outbox.iter().filter(|e| e.instance_id == Some(id) && !stored.iter().any(|s| s.key == e.key));
+        let effects = stored.iter().chain(queued).cloned().map(EffectRecord::decode).collect::<Result<_, _>>()?;
+        Ok(Standing { instance, open_tasks, effects })
     }
 
     /// Records the rows the interpreter's commands call for; with `notices`, each task opened
@@ -589,18 +636,18 @@ impl Batch {
     }
 
     fn outbox(&mut self, id: i64, key: &str, effect: &Effect, now: DateTime<FixedOffset>) {
-        self.outbox.push(outbox::ActiveModel {
-            instance_id: Set(Some(id)),
-            key: Set(key.to_owned()),
-            kind: Set(effect.kind().as_str().to_owned()),
-            payload: Set(effect.payload()),
-            status: Set(EffectStatus::Pending.as_str().into()),
-            attempts: Set(0),
-            next_attempt_at: Set(to_millis(now)),
-            last_error: Set(None),
-            created_at: Set(to_millis(now)),
-            done_at: Set(None),
-            ..Default::default()
+        self.outbox.push(outbox::Model {
+            id: 0,
+            instance_id: Some(id),
+            key: key.to_owned(),
+            kind: effect.kind().as_str().to_owned(),
+            payload: effect.payload(),
+            status: EffectStatus::Pending.as_str().into(),
+            attempts: 0,
+            next_attempt_at: to_millis(now),
+            last_error: None,
+            created_at: to_millis(now),
+            done_at: None,
         });
     }
 
@@ -696,7 +743,8 @@ impl Batch {
         }
         if !self.outbox.is_empty() {
             // The key is unique: an effect is recorded once, however often its transition is replayed.
-            outbox::Entity::insert_many(self.outbox)
+            let rows = self.outbox.into_iter().map(|row| outbox::ActiveModel { id: NotSet, ..row.into_active_model() });
+            outbox::Entity::insert_many(rows)
                 .on_conflict_do_nothing_on([outbox::Column::Key])
                 .exec_without_returning(txn)
                 .await?;

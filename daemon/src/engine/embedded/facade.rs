@@ -18,7 +18,7 @@ use crate::principal::Principal;
 use crate::store::effects::EffectKind;
 use crate::store::records::{InstanceRecord, TaskRecord};
 use crate::store::to_millis;
-use crate::store::transition::{CallerDenial, Origin, Work};
+use crate::store::transition::{CallerDenial, Origin, Standing, Work};
 
 #[async_trait::async_trait]
 impl Engine for Embedded {
@@ -42,7 +42,7 @@ impl Engine for Embedded {
         self.workers.health()
     }
 
-    async fn start(&self, request: StartRequest) -> Result<InstanceRecord, EngineError> {
+    async fn start(&self, request: StartRequest) -> Result<Standing, EngineError> {
         let definition = self.definitions.require(&request.procedure, &request.jurisdiction)?;
         let caller = &request.caller;
         let actor = Actor {
@@ -52,10 +52,10 @@ impl Engine for Embedded {
             administrator: caller.is_admin(),
         };
         let applied = self.start_with(&definition, request.input, actor, Origin::Direct).await?;
-        Ok(applied.instance.expect("a start answers with its instance"))
+        Ok(applied.standing.expect("a start answers with its instance"))
     }
 
-    async fn act(&self, request: ActRequest) -> Result<InstanceRecord, EngineError> {
+    async fn act(&self, request: ActRequest) -> Result<Standing, EngineError> {
         let ActRequest { instance, action, data, caller } = request;
         let (decider, audited_action) = (caller.clone(), action.clone());
         let decide =
@@ -86,7 +86,7 @@ impl Engine for Embedded {
             let detail = serde_json::json!({"action": audited_action, "claimed_by": assignee});
             self.store.audit(&caller.name, "task.complete_claimed_by_other", &instance.to_string(), detail).await?;
         }
-        Ok(applied.instance.expect("an action answers with its instance"))
+        Ok(applied.standing.expect("an action answers with its instance"))
     }
 
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError> {
