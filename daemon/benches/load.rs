@@ -95,38 +95,7 @@ fn main() {
 // ---------------------------------------------------------------------------------------
 // The daemon under test
 
-const DIRECTORY: &str = r#"
-[organizations.taian-registry]
-name = "泰安市数据登记机构"
-email = "duty@registry.example"
-supervisor = "taian-bureau"
-
-[organizations.taian-market]
-name = "泰安市市场监督管理局"
-email = "office@market.example"
-supervisor = "taian-bureau"
-
-[organizations.taian-bureau]
-name = "泰安市大数据局"
-email = "office@bureau.example"
-regulator = "shandong-regulator"
-
-[organizations.shandong-regulator]
-name = "山东省数据监管办公室"
-email = "duty@regulator.example"
-
-[[contacts]]
-organization = "taian-registry"
-name = "张三"
-email = "zhang@registry.example"
-roles = ["registration_agency"]
-
-[[contacts]]
-organization = "taian-market"
-name = "王五"
-email = "wang@market.example"
-roles = ["registrant"]
-"#;
+const DIRECTORY: &str = include_str!("../../tests/fixtures/taian-directory.toml");
 
 struct Daemon {
     child: Child,

@@ -41,27 +41,7 @@ const GROWING: [&str; 12] = [
     "schedule_runs",
 ];
 
-const DIRECTORY: &str = r#"
-[organizations.taian-registry]
-name = "泰安市数据登记机构"
-email = "duty@registry.example"
-supervisor = "taian-bureau"
-
-[organizations.taian-market]
-name = "泰安市市场监督管理局"
-email = "office@market.example"
-supervisor = "taian-bureau"
-
-[organizations.taian-bureau]
-name = "泰安市大数据局"
-email = "office@bureau.example"
-
-[[contacts]]
-organization = "taian-registry"
-name = "张三"
-email = "zhang@registry.example"
-roles = ["registration_agency"]
-"#;
+const DIRECTORY: &str = include_str!("../../../tests/fixtures/taian-directory.toml");
 
 /// Collects each distinct statement (by its SQL) while recording is on.
 #[derive(Default)]
