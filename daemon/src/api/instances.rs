@@ -106,10 +106,10 @@ pub async fn visible(state: &AppState, principal: &Principal, id: i64) -> Result
 
 /// The view of `record` as read, for `principal`: its open tasks and effects are read with
 /// it.
-pub async fn view(state: &AppState, principal: &Principal, record: &InstanceRecord) -> Result<InstanceView, Problem> {
+pub async fn view(state: &AppState, principal: &Principal, record: InstanceRecord) -> Result<InstanceView, Problem> {
     let tasks = state.store.open_tasks_of(record.id).await?;
     let effects = state.store.effects_of(record.id).await?;
-    let standing = Standing { instance: record.clone(), open_tasks: tasks, effects };
+    let standing = Standing { instance: record, open_tasks: tasks, effects };
     answer(state, principal, &standing)
 }
 
@@ -186,7 +186,7 @@ pub async fn show(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<InstanceView>, Problem> {
     let record = visible(&state, &principal, parse_id(&id)?).await?;
-    Ok(Json(view(&state, &principal, &record).await?))
+    Ok(Json(view(&state, &principal, record).await?))
 }
 
 /// The history as stored, with each verification check reported on its own. A failed
