@@ -12,7 +12,7 @@ use crate::principal::{Principal, Role};
 use crate::store::{Store, StoreError};
 
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
 /// 32 random bytes from the operating system, hex-encoded: tokens, session cookies, CSRF

@@ -33,7 +33,7 @@ pub(crate) fn sha256_hex(parts: &[&str]) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", hasher.finalize())
 }
 
 /// The hash of a history row (formula v2; migration 7 holds a frozen copy).
@@ -107,9 +107,8 @@ pub(super) async fn append(txn: &impl ConnectionTrait, entries: &[Entry]) -> Res
     }
     // Bounded statements: SQLite takes at most 32,766 parameters in one.
     for chunk in rows.chunks(1000) {
-        ledger::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-            .exec_without_returning(txn)
-            .await?;
+        let chunk = chunk.iter().cloned().map(IntoActiveModel::into_active_model).collect();
+        super::bulk::insert::<ledger::Entity>(txn, chunk, super::bulk::Conflict::Fail).await?;
     }
     let mut head = head.into_active_model();
     head.seq = sea_orm::Set(seq);

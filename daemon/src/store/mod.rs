@@ -16,6 +16,7 @@
 //! - `scope`: the organizations an instance involves (a join table).
 //! - [`retention`]: the sweep that removes records past their legal keeping period.
 
+mod bulk;
 pub mod database_url;
 pub mod definitions;
 pub mod directory;
@@ -119,14 +120,18 @@ pub fn from_millis(millis: i64) -> DateTime<FixedOffset> {
 const READERS: u32 = 4;
 /// Page cache per reading connection, in KiB.
 const READER_CACHE_KIB: u32 = 8 * 1024;
-/// Prepared statements kept per connection.
-const STATEMENTS_KEPT: usize = 24;
+/// Prepared statements kept per reading connection.
+const READER_STATEMENTS_KEPT: usize = 24;
+/// Prepared statements kept by the writer: its inserts are one text per table whatever the
+/// row count (`bulk`) and its `IN` lists come in nine sizes, so every statement of a batch
+/// fits and none is parsed twice.
+const WRITER_STATEMENTS_KEPT: usize = 96;
 /// Page cache of the writer's connection, in KiB.
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
 /// A pool of `connections` to the SQLite file at `url`: every commit reaches the disk before
 /// it is acknowledged (synchronous=FULL), and WAL lets readers run beside the writer.
-fn sqlite_options(url: &str, connections: u32, cache_kib: u32) -> ConnectOptions {
+fn sqlite_options(url: &str, connections: u32, cache_kib: u32, statements_kept: usize) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
@@ -138,10 +143,9 @@ fn sqlite_options(url: &str, connections: u32, cache_kib: u32) -> ConnectOptions
                 .create_if_missing(true)
                 .foreign_keys(true)
                 .pragma("cache_size", format!("-{cache_kib}"))
-                // Batches and `IN` lists of every size make statements of every size; each
-                // prepared one kept costs memory (a 256-row insert, hundreds of KiB) and is
-                // rarely met again, so only a few are kept.
-                .statement_cache_capacity(STATEMENTS_KEPT)
+                // Each prepared statement kept costs memory; readers, whose queries vary most,
+                // keep only a few.
+                .statement_cache_capacity(statements_kept)
         })
         .min_connections(0)
         .max_connections(connections)
@@ -199,8 +203,14 @@ impl Store {
         // The writer has a connection of its own with a large page cache (the indexes every
         // batch updates stay in memory); readers share a few with small caches, so memory
         // stays bounded however many of them a burst keeps busy.
-        let db = observed(Database::connect(sqlite_options(url, READERS, READER_CACHE_KIB)).await?, &observer);
-        let writing = observed(Database::connect(sqlite_options(url, 1, WRITER_CACHE_KIB)).await?, &observer);
+        let db = observed(
+            Database::connect(sqlite_options(url, READERS, READER_CACHE_KIB, READER_STATEMENTS_KEPT)).await?,
+            &observer,
+        );
+        let writing = observed(
+            Database::connect(sqlite_options(url, 1, WRITER_CACHE_KIB, WRITER_STATEMENTS_KEPT)).await?,
+            &observer,
+        );
         Ok(Store { db, writer: Some(writer::Writer::spawn(writing)) })
     }
 

@@ -37,7 +37,7 @@ pub(super) async fn of(db: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap
     }
     for chunk in ids.chunks(500) {
         for row in instance_organizations::Entity::find()
-            .filter(instance_organizations::Column::InstanceId.is_in(chunk.iter().copied()))
+            .filter(instance_organizations::Column::InstanceId.is_in(super::bulk::padded(chunk.to_vec())))
             .order_by_asc(instance_organizations::Column::InstanceId)
             .order_by_asc(instance_organizations::Column::Organization)
             .all(db)

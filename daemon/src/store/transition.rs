@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, Statement, TransactionTrait,
@@ -16,6 +15,7 @@ use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::{self, Activity, Actor, Command, Event, InstanceState, Recipient, Refusal, Status};
 
+use super::bulk::{self, padded, Conflict};
 use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
 use super::entities::{history, instance_organizations, instances, outbox, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
@@ -228,7 +228,7 @@ pub(super) async fn store_batch(
         // The open tasks and the effects of the instances acted on, in one read each for the
         // batch: a claim can turn a caller away, and the answer shows both.
         for row in tasks::Entity::find()
-            .filter(tasks::Column::InstanceId.is_in(acting.clone()))
+            .filter(tasks::Column::InstanceId.is_in(padded(acting.clone())))
             .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
             .all(txn)
             .await?
@@ -236,7 +236,7 @@ pub(super) async fn store_batch(
             batch.open_tasks.entry(row.instance_id).or_default().push(row);
         }
         for row in outbox::Entity::find()
-            .filter(outbox::Column::InstanceId.is_in(acting.clone()))
+            .filter(outbox::Column::InstanceId.is_in(padded(acting.clone())))
             .order_by_asc(outbox::Column::Id)
             .all(txn)
             .await?
@@ -250,7 +250,7 @@ pub(super) async fn store_batch(
         // with). Read on its own it is two short columns a row; joined to the instances it
         // would decode each instance row once per organization.
         let mut scopes = scope::of(txn, &acting).await?;
-        for row in instances::Entity::find().filter(instances::Column::Id.is_in(ids)).all(txn).await? {
+        for row in instances::Entity::find().filter(instances::Column::Id.is_in(padded(ids))).all(txn).await? {
             let organizations = scopes.remove(&row.id).unwrap_or_default();
             batch.instances.insert(row.id, Open::stored(row, organizations));
         }
@@ -655,25 +655,21 @@ impl Batch {
     async fn flush(self, txn: &DatabaseTransaction, exclusive: bool) -> Result<(), BatchFailure> {
         let changed: Vec<Open> = self.instances.into_values().filter(|open| open.changed).collect();
         if exclusive && !changed.is_empty() {
-            instances::Entity::insert_many(changed.into_iter().map(|open| open.row.into_active_model()))
-                .on_conflict(
-                    OnConflict::column(instances::Column::Id)
-                        .update_columns([
-                            instances::Column::Status,
-                            instances::Column::Outcome,
-                            instances::Column::Step,
-                            instances::Column::State,
-                            instances::Column::VersionNo,
-                            instances::Column::NextDueAt,
-                            instances::Column::Overdue,
-                            instances::Column::UpdatedAt,
-                            instances::Column::HeadHash,
-                            instances::Column::CalendarGeneration,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(txn)
-                .await?;
+            use instances::Column;
+            let updated = vec![
+                Column::Status,
+                Column::Outcome,
+                Column::Step,
+                Column::State,
+                Column::VersionNo,
+                Column::NextDueAt,
+                Column::Overdue,
+                Column::UpdatedAt,
+                Column::HeadHash,
+                Column::CalendarGeneration,
+            ];
+            let rows = changed.into_iter().map(|open| open.row.into_active_model()).collect();
+            bulk::insert::<instances::Entity>(txn, rows, Conflict::Update(Column::Id, updated)).await?;
         } else {
             for open in changed {
                 update_guarded(txn, open).await?;
@@ -689,38 +685,22 @@ impl Batch {
                 event_hash: row.hash.clone(),
             })
             .collect();
-        if !self.scopes.is_empty() {
-            instance_organizations::Entity::insert_many(self.scopes).exec_without_returning(txn).await?;
-        }
-        if !self.history.is_empty() {
-            history::Entity::insert_many(self.history.into_iter().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(txn)
-                .await?;
-        }
+        bulk::insert::<instance_organizations::Entity>(txn, self.scopes, Conflict::Fail).await?;
+        let history = self.history.into_iter().map(IntoActiveModel::into_active_model).collect();
+        bulk::insert::<history::Entity>(txn, history, Conflict::Fail).await?;
         let (scheduled, cancelled): (Vec<_>, Vec<_>) = self.timers.into_iter().partition(|(_, row)| row.is_some());
         if !cancelled.is_empty() {
             timers::Entity::delete_many()
-                .filter(timers::Column::Id.is_in(cancelled.into_iter().map(|(id, _)| id)))
+                .filter(timers::Column::Id.is_in(padded(cancelled.into_iter().map(|(id, _)| id).collect())))
                 .exec(txn)
                 .await?;
         }
-        if !scheduled.is_empty() {
-            timers::Entity::insert_many(
-                scheduled.into_iter().filter_map(|(_, row)| row.map(IntoActiveModel::into_active_model)),
-            )
-            .on_conflict(
-                OnConflict::column(timers::Column::Id)
-                    .update_columns([timers::Column::DueAt, timers::Column::Kind])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-        }
-        if !self.new_tasks.is_empty() {
-            tasks::Entity::insert_many(self.new_tasks.into_values().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(txn)
-                .await?;
-        }
+        let scheduled =
+            scheduled.into_iter().filter_map(|(_, row)| row.map(IntoActiveModel::into_active_model)).collect();
+        let rescheduled = Conflict::Update(timers::Column::Id, vec![timers::Column::DueAt, timers::Column::Kind]);
+        bulk::insert::<timers::Entity>(txn, scheduled, rescheduled).await?;
+        let new_tasks = self.new_tasks.into_values().map(IntoActiveModel::into_active_model).collect();
+        bulk::insert::<tasks::Entity>(txn, new_tasks, Conflict::Fail).await?;
         let mut closed_at: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for (task, at) in self.closed_tasks {
             closed_at.entry(at).or_default().push(task);
@@ -729,7 +709,7 @@ impl Batch {
             tasks::Entity::update_many()
                 .col_expr(tasks::Column::Status, TaskStatus::Closed.as_str().into())
                 .col_expr(tasks::Column::ClosedAt, Some(at).into())
-                .filter(tasks::Column::Id.is_in(ids))
+                .filter(tasks::Column::Id.is_in(padded(ids)))
                 .exec(txn)
                 .await?;
         }
@@ -741,14 +721,9 @@ impl Batch {
                 .exec(txn)
                 .await?;
         }
-        if !self.outbox.is_empty() {
-            // The key is unique: an effect is recorded once, however often its transition is replayed.
-            let rows = self.outbox.into_iter().map(|row| outbox::ActiveModel { id: NotSet, ..row.into_active_model() });
-            outbox::Entity::insert_many(rows)
-                .on_conflict_do_nothing_on([outbox::Column::Key])
-                .exec_without_returning(txn)
-                .await?;
-        }
+        // The key is unique: an effect is recorded once, however often its transition is replayed.
+        let effects = self.outbox.into_iter().map(|row| outbox::ActiveModel { id: NotSet, ..row.into_active_model() });
+        bulk::insert::<outbox::Entity>(txn, effects.collect(), Conflict::Keep(outbox::Column::Key)).await?;
         // Last: on PostgreSQL this locks the ledger's head until commit.
         ledger::append(txn, &entries).await?;
         Ok(())
