@@ -110,11 +110,33 @@ pub struct DigestContext {
     /// What "due soon" means: due within this many working days.
     pub lookahead_working_days: u32,
     pub total: usize,
+    /// The tasks listed, earliest deadline first; each list holds at most a bounded number
+    /// (its `…_total` counts them all), so a digest stays a readable message however many
+    /// tasks wait.
     pub overdue: Vec<DigestItem>,
     pub due_soon: Vec<DigestItem>,
     pub other: Vec<DigestItem>,
+    /// How many tasks each list stands for (absent in digests queued before lists were
+    /// bounded: then the lists are whole; see [`DigestContext::complete_totals`]).
+    #[serde(default)]
+    pub overdue_total: usize,
+    #[serde(default)]
+    pub due_soon_total: usize,
+    #[serde(default)]
+    pub other_total: usize,
     /// The task inbox.
     pub inbox: String,
+}
+
+impl DigestContext {
+    /// Fills in the totals of a digest queued before they were recorded, whose lists are
+    /// whole.
+    pub fn complete_totals(&mut self) {
+        if self.overdue_total + self.due_soon_total + self.other_total == 0 {
+            (self.overdue_total, self.due_soon_total, self.other_total) =
+                (self.overdue.len(), self.due_soon.len(), self.other.len());
+        }
+    }
 }
 
 /// One open task in a digest.
@@ -360,6 +382,9 @@ mod tests {
             overdue: vec![digest_item(7, Some("2026年3月5日(星期四)24:00"), None, Some(2))],
             due_soon: vec![digest_item(9, Some("2026年3月10日(星期二)24:00"), Some(1), None)],
             other: vec![digest_item(11, None, None, None)],
+            overdue_total: 1,
+            due_soon_total: 1,
+            other_total: 1,
             inbox: "http://statflow.example/v1/tasks".into(),
         };
         let rendered = Templates::new(None).render("digest", &digest).unwrap();
@@ -384,6 +409,38 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_of_more_tasks_than_it_lists_counts_the_rest_and_points_to_the_inbox() {
+        let mut digest = DigestContext {
+            recipient: "张三".into(),
+            date: "2026年3月9日(星期一)".into(),
+            lookahead_working_days: 2,
+            total: 1_000_003,
+            overdue: vec![digest_item(7, Some("2026年3月5日(星期四)24:00"), None, Some(2))],
+            due_soon: vec![digest_item(9, Some("2026年3月10日(星期二)24:00"), Some(1), None)],
+            other: vec![digest_item(11, None, None, None)],
+            overdue_total: 1_000_001,
+            due_soon_total: 1,
+            other_total: 1,
+            inbox: "http://statflow.example/inbox".into(),
+        };
+        let rendered = Templates::new(None).render("digest", &digest).unwrap();
+        assert_eq!(
+            rendered.subject,
+            "【每日待办】2026年3月9日(星期一):待办1000003件,2个工作日内到期1件,已超期1000001件"
+        );
+        assert!(rendered.text.contains("一、已超过办理期限(1000001件)"), "{}", rendered.text);
+        assert!(rendered.text.contains("另有1000000件未列出,请到待办箱查看。"), "{}", rendered.text);
+        assert_eq!(rendered.text.matches("未列出").count(), 1, "only the overdue list is cut: {}", rendered.text);
+        assert!(rendered.html.contains("<h3>已超过办理期限(1000001件)</h3>"), "{}", rendered.html);
+        assert!(rendered.html.contains("<p>另有1000000件未列出,请到待办箱查看。</p>"), "{}", rendered.html);
+
+        // A digest queued before the totals were recorded has whole lists.
+        (digest.overdue_total, digest.due_soon_total, digest.other_total) = (0, 0, 0);
+        digest.complete_totals();
+        assert_eq!((digest.overdue_total, digest.due_soon_total, digest.other_total), (1, 1, 1));
+    }
+
+    #[test]
     fn a_digest_without_overdue_work_numbers_its_sections_from_one() {
         let digest = DigestContext {
             recipient: "李四".into(),
@@ -393,6 +450,9 @@ mod tests {
             overdue: Vec::new(),
             due_soon: vec![digest_item(9, Some("2026年3月10日(星期二)24:00"), Some(1), None)],
             other: Vec::new(),
+            overdue_total: 0,
+            due_soon_total: 1,
+            other_total: 0,
             inbox: "http://statflow.example/v1/tasks".into(),
         };
         let rendered = Templates::new(None).render("digest", &digest).unwrap();

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 
 use super::problem::Problem;
 use super::views::Paged;
-use crate::store::Slice;
+use crate::store::{Slice, Total};
 
 /// The most items one page carries.
 pub const MAX_PER_PAGE: u64 = 500;
@@ -51,9 +51,9 @@ impl Page {
         Slice { offset: self.offset(), limit: self.size }
     }
 
-    /// The list document: `{"items", "page", "per_page", "total"}`.
-    pub fn body<T: utoipa::ToSchema>(self, items: Vec<T>, total: u64) -> Paged<T> {
-        Paged { items, page: self.number, per_page: self.size, total }
+    /// The list document: `{"items", "page", "per_page", "total", "total_exact"}`.
+    pub fn body<T: utoipa::ToSchema>(self, items: Vec<T>, total: Total) -> Paged<T> {
+        Paged { items, page: self.number, per_page: self.size, total: total.count, total_exact: total.exact }
     }
 }
 

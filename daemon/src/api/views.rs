@@ -27,8 +27,10 @@ pub struct Paged<T: ToSchema> {
     pub items: Vec<T>,
     pub page: u64,
     pub per_page: u64,
-    /// How many items the whole list holds.
+    /// How many items the whole list holds, when `total_exact`; otherwise at least this many
+    /// (items are counted only up to 10,000 past this page).
     pub total: u64,
+    pub total_exact: bool,
 }
 
 /// An open (or closed) task: who owes which step of which instance, and by when.

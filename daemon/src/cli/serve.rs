@@ -99,7 +99,7 @@ pub fn token(command: TokenCommand) -> Result<(), Failure> {
                 println!("{token}");
             }
             TokenCommand::List(_) => {
-                for holder in store.token_holders().await.map_err(failed)? {
+                for holder in store.token_holders(None).await.map_err(failed)? {
                     let created = crate::store::from_millis(holder.created_at).format("%Y-%m-%d %H:%M");
                     println!("{}\t{}\t{}\t{created}", holder.name, holder.role, holder.organizations.join(","));
                 }

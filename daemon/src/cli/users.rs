@@ -128,7 +128,7 @@ pub fn run(command: UserCommand) -> Result<(), Failure> {
             UserCommand::Disable(args) => set_disabled(&store, &args.name, true, now).await?,
             UserCommand::Enable(args) => set_disabled(&store, &args.name, false, now).await?,
             UserCommand::List(_) => {
-                for user in store.users().await.map_err(failed)? {
+                for user in store.users(None).await.map_err(failed)? {
                     let state = if user.disabled { " (disabled)" } else { "" };
                     println!("{}\t{}\t{}{state}", user.name, user.role, user.organizations.join(","));
                 }

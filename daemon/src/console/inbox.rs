@@ -14,9 +14,9 @@ use crate::api::page::Page;
 use crate::api::problem::Problem;
 use crate::api::tasks::{may_handle, open_task};
 use crate::principal::Role;
-use crate::store::from_millis;
 use crate::store::records::TaskRecord;
 use crate::store::tasks::TaskFilter;
+use crate::store::{from_millis, Total};
 
 /// An escalation that reached the regulator: what a regulator's inbox shows first.
 #[derive(Serialize)]
@@ -110,7 +110,7 @@ async fn inbox(console: &ConsoleState, viewer: &Viewer, query: InboxQuery) -> Re
         };
         console.app.store.open_tasks(&filter, page.slice()).await?
     } else {
-        (Vec::new(), 0)
+        (Vec::new(), Total::exactly(0))
     };
     let rows = rows(console, viewer, &tasks).await?;
     let escalated = if principal.role == Role::Regulator { escalations(console, viewer).await? } else { Vec::new() };
@@ -120,7 +120,7 @@ async fn inbox(console: &ConsoleState, viewer: &Viewer, query: InboxQuery) -> Re
         _ if rows.is_empty() => Some("目前没有待办任务。"),
         _ => None,
     };
-    let pages = total.div_ceil(page.size).max(1);
+    let pages = total.pages(page.size);
     Ok(console.render(
         StatusCode::OK,
         "inbox.html",

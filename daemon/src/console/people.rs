@@ -43,6 +43,9 @@ pub async fn page(State(console): State<ConsoleState>, viewer: Viewer, Query(que
         .unwrap_or_else(|e| e.into_page(&console, Some(&viewer)))
 }
 
+/// How many people, and how many token holders, the page lists.
+const LISTED: u64 = 1_000;
+
 async fn people_page(
     console: &ConsoleState,
     viewer: &Viewer,
@@ -51,11 +54,13 @@ async fn people_page(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     viewer.require_administrator()?;
-    let people: Vec<PersonRow> = console
-        .app
-        .store
-        .users()
-        .await?
+    // The page lists the first so many of each, by name; the command line lists them all.
+    let mut people = console.app.store.users(Some(LISTED + 1)).await?;
+    let mut tokens = console.app.store.token_holders(Some(LISTED + 1)).await?;
+    let more = people.len() as u64 > LISTED || tokens.len() as u64 > LISTED;
+    people.truncate(LISTED as usize);
+    tokens.truncate(LISTED as usize);
+    let people: Vec<PersonRow> = people
         .into_iter()
         .map(|u| PersonRow {
             role: role_title(u.role),
@@ -65,11 +70,7 @@ async fn people_page(
             name: u.name,
         })
         .collect();
-    let tokens: Vec<TokenRow> = console
-        .app
-        .store
-        .token_holders()
-        .await?
+    let tokens: Vec<TokenRow> = tokens
         .into_iter()
         .map(|t| TokenRow {
             role: role_title(t.role),
@@ -81,7 +82,7 @@ async fn people_page(
     Ok(console.render(
         status,
         "people.html",
-        minijinja::context! { viewer => viewer.header(), active => "people", people, tokens, done, error },
+        minijinja::context! { viewer => viewer.header(), active => "people", people, tokens, more, listed => LISTED, done, error },
     ))
 }
 
@@ -222,7 +223,7 @@ pub async fn audit(State(console): State<ConsoleState>, viewer: Viewer, Query(qu
                 detail: e.detail,
             })
             .collect();
-        let pages = total.div_ceil(page.size).max(1);
+        let pages = total.pages(page.size);
         Ok::<_, PageError>(console.render(
             StatusCode::OK,
             "audit.html",

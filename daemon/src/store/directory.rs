@@ -17,7 +17,7 @@ use statflow_workflows::engine::Recipient;
 
 use super::entities::{contacts, organizations};
 use super::records::{ContactRecord, OrganizationRecord};
-use super::{read_page, Slice, Store, StoreError};
+use super::{read_page, Slice, Store, StoreError, Total};
 
 /// The bootstrap file's layout.
 #[derive(Debug, Default, Deserialize)]
@@ -154,14 +154,14 @@ impl Store {
     }
 
     /// One slice of the organizations, by id.
-    pub async fn organizations(&self, slice: Slice) -> Result<(Vec<OrganizationRecord>, u64), StoreError> {
+    pub async fn organizations(&self, slice: Slice) -> Result<(Vec<OrganizationRecord>, Total), StoreError> {
         let select = organizations::Entity::find().order_by_asc(organizations::Column::Id);
         let (rows, total) = read_page(select, slice, &self.db).await?;
         Ok((rows.into_iter().map(OrganizationRecord::from).collect(), total))
     }
 
     /// One slice of the contacts, by organization.
-    pub async fn contacts_page(&self, slice: Slice) -> Result<(Vec<ContactRecord>, u64), StoreError> {
+    pub async fn contacts_page(&self, slice: Slice) -> Result<(Vec<ContactRecord>, Total), StoreError> {
         let select =
             contacts::Entity::find().order_by_asc(contacts::Column::Organization).order_by_asc(contacts::Column::Id);
         let (rows, total) = read_page(select, slice, &self.db).await?;

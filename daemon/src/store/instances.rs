@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, 
 
 use super::entities::{history, instances};
 use super::records::{HistoryEntry, InstanceRecord, InstanceStatus};
-use super::{read_page, scope, Slice, Store, StoreError};
+use super::{read_page, scope, Slice, Store, StoreError, Total};
 
 /// Which instances a list shows.
 #[derive(Clone, Debug, Default)]
@@ -102,7 +102,7 @@ impl Store {
         &self,
         filter: &InstanceFilter,
         slice: Slice,
-    ) -> Result<(Vec<InstanceRecord>, u64), StoreError> {
+    ) -> Result<(Vec<InstanceRecord>, Total), StoreError> {
         let select = filtered(instances::Entity::find().order_by_asc(instances::Column::Id), filter);
         let (rows, total) = read_page(select, slice, &self.db).await?;
         Ok((self.with_scopes(rows).await?, total))

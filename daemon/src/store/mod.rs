@@ -83,13 +83,40 @@ pub struct Slice {
     pub limit: u64,
 }
 
-/// One slice of `select`'s rows, and how many rows it has in all.
-async fn read_page<E>(select: Select<E>, slice: Slice, db: &DatabaseConnection) -> Result<(Vec<E::Model>, u64), DbErr>
+/// How many rows a list has: counted exactly up to [`COUNTED_AHEAD`] rows past the page
+/// asked for; beyond that `count` is a lower bound and `exact` is false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Total {
+    pub count: u64,
+    pub exact: bool,
+}
+
+impl Total {
+    /// A count known to be exact.
+    pub const fn exactly(count: u64) -> Total {
+        Total { count, exact: true }
+    }
+
+    /// How many pages of `size` the counted rows fill (at least one).
+    pub fn pages(self, size: u64) -> u64 {
+        self.count.div_ceil(size).max(1)
+    }
+}
+
+/// How far past the page asked for a list's rows are counted. Counting every row would make
+/// each page of a list cost as much as the whole list (a million open tasks for an
+/// administrator's inbox); past this many, a person refines the filter instead of paging.
+pub const COUNTED_AHEAD: u64 = 10_000;
+
+/// One slice of `select`'s rows, and how many rows it has (see [`Total`]).
+async fn read_page<E>(select: Select<E>, slice: Slice, db: &DatabaseConnection) -> Result<(Vec<E::Model>, Total), DbErr>
 where
     E: EntityTrait,
     E::Model: Send + Sync,
 {
-    let total = select.clone().count(db).await?;
+    let bound = slice.offset.saturating_add(slice.limit).saturating_add(COUNTED_AHEAD);
+    let counted = select.clone().limit(bound + 1).count(db).await?;
+    let total = Total { count: counted.min(bound), exact: counted <= bound };
     let rows = select.offset(slice.offset).limit(slice.limit).all(db).await?;
     Ok((rows, total))
 }
@@ -258,7 +285,7 @@ impl Store {
         principal: Option<&str>,
         action: Option<&str>,
         slice: Slice,
-    ) -> Result<(Vec<AuditEntry>, u64), StoreError> {
+    ) -> Result<(Vec<AuditEntry>, Total), StoreError> {
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
         let mut select = entities::audit::Entity::find().order_by_desc(entities::audit::Column::Id);
         if let Some(principal) = principal {
@@ -299,4 +326,44 @@ pub struct AuditEntry {
     pub target: String,
     /// JSON text.
     pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::IntoActiveModel;
+
+    #[tokio::test]
+    async fn a_list_is_counted_exactly_up_to_its_bound_and_then_said_to_hold_more() {
+        let dir = std::env::temp_dir().join(format!("statflow-total-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("total.db").display())).await.unwrap();
+        let entry = |id: i64| entities::audit::Model {
+            id,
+            at: id,
+            principal: "admin".into(),
+            action: "token.create".into(),
+            target: format!("t{id}"),
+            detail: "{}".into(),
+        };
+        let add = |ids: std::ops::Range<i64>| {
+            let rows = ids.map(|id| entry(id).into_active_model()).collect();
+            bulk::insert::<entities::audit::Entity>(&store.db, rows, bulk::Conflict::Fail)
+        };
+        add(1..31).await.unwrap();
+        let first = Slice { offset: 0, limit: 10 };
+        let (rows, total) = store.audit_log(None, None, first).await.unwrap();
+        assert_eq!((rows.len(), total), (10, Total::exactly(30)));
+        assert_eq!(rows[0].target, "t30", "newest first");
+
+        let bound = 10 + COUNTED_AHEAD;
+        add(31..bound as i64 + 2).await.unwrap();
+        let (_, total) = store.audit_log(None, None, first).await.unwrap();
+        assert_eq!(total, Total { count: bound, exact: false });
+        // Deeper pages count further.
+        let (_, total) = store.audit_log(None, None, Slice { offset: 100, limit: 10 }).await.unwrap();
+        assert_eq!(total, Total::exactly(bound + 1));
+        assert_eq!(total.pages(10), bound.div_ceil(10) + 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 use super::effects::{Effect, EffectKind};
 use super::entities::outbox;
 use super::records::{EffectRecord, EffectStatus};
-use super::{read_page, Slice, Store, StoreError};
+use super::{read_page, Slice, Store, StoreError, Total};
 
 impl Store {
     pub async fn effects_of(&self, id: i64) -> Result<Vec<EffectRecord>, StoreError> {
@@ -206,7 +206,7 @@ impl Store {
         kinds: &[EffectKind],
         status: Option<EffectStatus>,
         slice: Slice,
-    ) -> Result<(Vec<EffectRecord>, u64), StoreError> {
+    ) -> Result<(Vec<EffectRecord>, Total), StoreError> {
         let mut select = outbox::Entity::find().filter(outbox::Column::Kind.is_in(kinds.iter().map(|k| k.as_str())));
         if let Some(status) = status {
             select = select.filter(outbox::Column::Status.eq(status.as_str()));

@@ -3,7 +3,7 @@
 //! neither secret is ever stored.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr};
 
 use super::entities::{principals, sessions, users};
 use super::records::{Role, RowName};
@@ -90,9 +90,9 @@ impl Store {
             .transpose()
     }
 
-    /// Everyone, by name.
-    pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let rows = users::Entity::find().order_by_asc(users::Column::Name).all(&self.db).await?;
+    /// Everyone by name, or the `first` so many.
+    pub async fn users(&self, first: Option<u64>) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = users::Entity::find().order_by_asc(users::Column::Name).limit(first).all(&self.db).await?;
         rows.into_iter().map(UserRecord::decode).collect()
     }
 

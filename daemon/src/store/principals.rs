@@ -1,15 +1,16 @@
 //! Principals: who may call the API, found by the hash of their token.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr};
 
 use super::entities::{principals, users};
 use super::records::{PrincipalRecord, Role};
 use super::{Store, StoreError};
 
 impl Store {
-    /// Every token's holder, by name (the tokens themselves are never stored).
-    pub async fn token_holders(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
-        let rows = principals::Entity::find().order_by_asc(principals::Column::Name).all(&self.db).await?;
+    /// Every token's holder by name, or the `first` so many (the tokens themselves are never
+    /// stored).
+    pub async fn token_holders(&self, first: Option<u64>) -> Result<Vec<PrincipalRecord>, StoreError> {
+        let rows = principals::Entity::find().order_by_asc(principals::Column::Name).limit(first).all(&self.db).await?;
         rows.into_iter().map(PrincipalRecord::decode).collect()
     }
 

@@ -6,7 +6,7 @@ use statflow_workflows::schedules::{CatchUp, Job, ScheduleSpec};
 
 use super::entities::{schedule_runs, schedules};
 use super::records::{RunRecord, RunStatus};
-use super::{read_page, Slice, Store, StoreError};
+use super::{read_page, Slice, Store, StoreError, Total};
 
 /// A stored schedule, its job and catch-up policy decoded.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ impl Store {
     }
 
     /// One slice of the schedules, by id.
-    pub async fn schedules(&self, slice: Slice) -> Result<(Vec<ScheduleRecord>, u64), StoreError> {
+    pub async fn schedules(&self, slice: Slice) -> Result<(Vec<ScheduleRecord>, Total), StoreError> {
         let (rows, total) =
             read_page(schedules::Entity::find().order_by_asc(schedules::Column::Id), slice, &self.db).await?;
         Ok((rows.into_iter().map(ScheduleRecord::decode).collect::<Result<_, _>>()?, total))
@@ -139,7 +139,7 @@ impl Store {
     }
 
     /// One slice of a schedule's runs, newest first.
-    pub async fn runs_of(&self, schedule: &str, slice: Slice) -> Result<(Vec<RunRecord>, u64), StoreError> {
+    pub async fn runs_of(&self, schedule: &str, slice: Slice) -> Result<(Vec<RunRecord>, Total), StoreError> {
         let select = schedule_runs::Entity::find()
             .filter(schedule_runs::Column::ScheduleId.eq(schedule))
             .order_by_desc(schedule_runs::Column::FireAt);

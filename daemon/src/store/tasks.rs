@@ -4,7 +4,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::entities::tasks;
 use super::records::{TaskRecord, TaskStatus};
-use super::{read_page, Slice, Store, StoreError};
+use super::{read_page, Slice, Store, StoreError, Total};
 
 /// Which open tasks an inbox shows.
 #[derive(Clone, Debug, Default)]
@@ -35,7 +35,7 @@ impl Store {
     }
 
     /// One slice of the open tasks `filter` takes, earliest due first.
-    pub async fn open_tasks(&self, filter: &TaskFilter, slice: Slice) -> Result<(Vec<TaskRecord>, u64), StoreError> {
+    pub async fn open_tasks(&self, filter: &TaskFilter, slice: Slice) -> Result<(Vec<TaskRecord>, Total), StoreError> {
         let mut select = tasks::Entity::find()
             .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
             .order_by_asc(tasks::Column::DueAt)
@@ -61,18 +61,23 @@ impl Store {
         Ok((rows.into_iter().map(TaskRecord::decode).collect::<Result<_, _>>()?, total))
     }
 
-    /// Every open task of `organizations`, earliest due first (the daily digest).
-    pub async fn open_tasks_in(&self, organizations: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
-        tasks::Entity::find()
+    /// Shows `visit` every open task of `organizations`, one row at a time and in no particular
+    /// order (the daily digest): a million open tasks are never held in memory at once.
+    pub async fn visit_open_tasks_in(
+        &self,
+        organizations: &[String],
+        mut visit: impl FnMut(TaskRecord),
+    ) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
+        let mut rows = tasks::Entity::find()
             .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
             .filter(tasks::Column::Organization.is_in(organizations.iter().cloned()))
-            .order_by_asc(tasks::Column::DueAt)
-            .order_by_asc(tasks::Column::InstanceId)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(TaskRecord::decode)
-            .collect()
+            .stream(&self.db)
+            .await?;
+        while let Some(row) = rows.next().await {
+            visit(TaskRecord::decode(row?)?);
+        }
+        Ok(())
     }
 
     /// Claims an open task for `assignee` unless someone else holds it (the condition is part

@@ -54,20 +54,40 @@ impl Embedded {
             return Ok(DigestRun { status: RunStatus::Skipped, result: json!({"date": day, "reason": reason}) });
         }
         let contacts = self.store.contacts().await?;
-        let organizations: BTreeSet<String> = contacts.iter().map(|c| c.organization.clone()).collect();
-        let open = self.store.open_tasks_in(&organizations.into_iter().collect::<Vec<_>>()).await?;
-        let titles = self.procedure_titles(&open).await?;
+        let mut by_organization: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, contact) in contacts.iter().enumerate() {
+            by_organization.entry(contact.organization.as_str()).or_default().push(i);
+        }
+        let organizations: Vec<String> = by_organization.keys().map(|o| (*o).to_owned()).collect();
+        // One pass over the open tasks, each contact keeping only what their digest lists.
+        let mut lists: Vec<Lists> = contacts.iter().map(|_| Lists::default()).collect();
+        self.store
+            .visit_open_tasks_in(&organizations, |task| {
+                let Some(owing) = task.organization.as_deref().and_then(|o| by_organization.get(o)) else { return };
+                let mut entry = None;
+                for &i in owing {
+                    if owes(&contacts[i], &task) {
+                        let (kind, order, item) =
+                            entry.get_or_insert_with(|| classify(&task, now, lookahead_working_days, &calendar));
+                        lists[i].add(*kind, *order, item.clone());
+                    }
+                }
+            })
+            .await?;
+        let lists: Vec<Lists> = lists.into_iter().map(Lists::trimmed).collect();
+        let listed: BTreeSet<i64> = lists.iter().flat_map(Lists::instances).collect();
+        let titles = self.procedure_titles(&listed.into_iter().collect::<Vec<_>>()).await?;
         let mut queued = Vec::new();
-        for contact in &contacts {
-            let mine: Vec<&TaskRecord> = open.iter().filter(|task| owes(contact, task)).collect();
-            if mine.is_empty() {
+        for (contact, lists) in contacts.iter().zip(lists) {
+            let total = lists.total();
+            if total == 0 {
                 continue;
             }
-            let digest = compose(contact, &mine, &titles, now, lookahead_working_days, &calendar);
+            let digest = lists.into_digest(contact, &titles, now, lookahead_working_days);
             let mail = Effect::Digest(DigestMail { to: contact.email.clone(), digest });
             let key = format!("digest/{day}/{}", contact.id);
             self.store.enqueue_effect(None, &key, &mail, to_millis(now)).await?;
-            queued.push(json!({"contact": contact.id, "email": contact.email, "tasks": mine.len()}));
+            queued.push(json!({"contact": contact.id, "email": contact.email, "tasks": total}));
         }
         if !queued.is_empty() {
             self.deliveries_changed.notify_one();
@@ -75,12 +95,11 @@ impl Embedded {
         Ok(DigestRun { status: RunStatus::Done, result: json!({"date": day, "digests": queued}) })
     }
 
-    /// The procedure title of each task's instance, by instance id.
-    async fn procedure_titles(&self, open: &[TaskRecord]) -> Result<HashMap<i64, String>, StoreError> {
-        let ids: Vec<i64> = open.iter().map(|t| t.instance_id).collect::<BTreeSet<_>>().into_iter().collect();
+    /// The procedure title of each of the instances `ids`, by id.
+    async fn procedure_titles(&self, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
         Ok(self
             .store
-            .instance_origins(&ids)
+            .instance_origins(ids)
             .await?
             .into_iter()
             .map(|(id, origin)| {
@@ -101,6 +120,7 @@ impl Embedded {
         mut payload: DigestMail,
     ) -> Result<Value, Failure> {
         let digest = &mut payload.digest;
+        digest.complete_totals();
         digest.inbox = format!("{}{}", channels.base_url, digest.inbox);
         for item in digest.overdue.iter_mut().chain(&mut digest.due_soon).chain(&mut digest.other) {
             item.link = format!("{}{}", channels.base_url, item.link);
@@ -124,46 +144,179 @@ fn owes(contact: &ContactRecord, task: &TaskRecord) -> bool {
     }
 }
 
-/// One contact's digest at `now`, its tasks sorted into overdue, due soon and the rest.
-fn compose(
-    contact: &ContactRecord,
-    tasks: &[&TaskRecord],
-    titles: &HashMap<i64, String>,
+/// How many tasks each list of a digest shows; the rest are counted, and left to the inbox.
+pub const LISTED_PER_LIST: usize = 50;
+
+/// Which list of a digest a task belongs to.
+#[derive(Clone, Copy)]
+enum Kind {
+    Overdue,
+    DueSoon,
+    Other,
+}
+
+/// The order tasks are listed in: earliest deadline first (tasks without one before them,
+/// as the inbox sorts), then by instance.
+type Order = (bool, Option<i64>, i64);
+
+/// One list of a digest as the open tasks are read: every task counted, the first
+/// [`LISTED_PER_LIST`] in [`Order`] kept.
+#[derive(Default)]
+struct List {
+    total: usize,
+    kept: Vec<(Order, DigestItem)>,
+}
+
+impl List {
+    fn add(&mut self, order: Order, item: DigestItem) {
+        self.total += 1;
+        self.kept.push((order, item));
+        // Trimmed now and then rather than on every task: sorting twice the list's length
+        // keeps the pass linear.
+        if self.kept.len() >= 2 * LISTED_PER_LIST {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        self.kept.sort_by_key(|(order, _)| *order);
+        self.kept.truncate(LISTED_PER_LIST);
+    }
+
+    fn items(self, titles: &HashMap<i64, String>) -> Vec<DigestItem> {
+        let mut items: Vec<DigestItem> = self.kept.into_iter().map(|(_, item)| item).collect();
+        for item in &mut items {
+            item.procedure_title = titles.get(&item.instance).cloned().unwrap_or_default();
+        }
+        items
+    }
+}
+
+/// One contact's three lists.
+#[derive(Default)]
+struct Lists {
+    overdue: List,
+    due_soon: List,
+    other: List,
+}
+
+impl Lists {
+    fn add(&mut self, kind: Kind, order: Order, item: DigestItem) {
+        match kind {
+            Kind::Overdue => self.overdue.add(order, item),
+            Kind::DueSoon => self.due_soon.add(order, item),
+            Kind::Other => self.other.add(order, item),
+        }
+    }
+
+    fn trimmed(mut self) -> Lists {
+        for list in [&mut self.overdue, &mut self.due_soon, &mut self.other] {
+            list.trim();
+        }
+        self
+    }
+
+    fn total(&self) -> usize {
+        self.overdue.total + self.due_soon.total + self.other.total
+    }
+
+    /// The instances of the tasks listed.
+    fn instances(&self) -> impl Iterator<Item = i64> + '_ {
+        [&self.overdue, &self.due_soon, &self.other].into_iter().flat_map(|l| l.kept.iter().map(|(_, i)| i.instance))
+    }
+
+    fn into_digest(
+        self,
+        contact: &ContactRecord,
+        titles: &HashMap<i64, String>,
+        now: DateTime<FixedOffset>,
+        lookahead_working_days: u32,
+    ) -> DigestContext {
+        DigestContext {
+            recipient: contact.name.clone(),
+            date: date_label(local_date(now)),
+            lookahead_working_days,
+            total: self.total(),
+            overdue_total: self.overdue.total,
+            due_soon_total: self.due_soon.total,
+            other_total: self.other.total,
+            overdue: self.overdue.items(titles),
+            due_soon: self.due_soon.items(titles),
+            other: self.other.items(titles),
+            inbox: "/inbox".into(),
+        }
+    }
+}
+
+/// Where `task` goes in a digest at `now`, and how it reads there (its procedure's title is
+/// filled in once the listed tasks are known).
+fn classify(
+    task: &TaskRecord,
     now: DateTime<FixedOffset>,
     lookahead_working_days: u32,
     calendar: &Calendar,
-) -> DigestContext {
-    let mut digest = DigestContext {
-        recipient: contact.name.clone(),
-        date: date_label(local_date(now)),
-        lookahead_working_days,
-        total: tasks.len(),
-        overdue: Vec::new(),
-        due_soon: Vec::new(),
-        other: Vec::new(),
-        inbox: "/inbox".into(),
+) -> (Kind, Order, DigestItem) {
+    // A working-day limit is due at the end of its last day, i.e. at 00:00 of the next.
+    let last_day = task.due_at.map(|due| local_date(from_millis(due) - Duration::milliseconds(1)));
+    let remaining = last_day.map(|day| calendar.remaining_working_days(now, day));
+    let overdue = task.overdue || task.due_at.is_some_and(|due| due <= to_millis(now));
+    let item = DigestItem {
+        instance: task.instance_id,
+        procedure_title: String::new(),
+        task_title: task.title.clone(),
+        due: last_day.map(|day| format!("{}24:00", date_label(day))),
+        remaining_working_days: remaining.filter(|_| !overdue).map(|r| r.max(0)),
+        working_days_overdue: remaining.filter(|_| overdue).map(|r| (-r).max(0)),
+        provisional: last_day.is_some_and(|day| !calendar.is_certain(day.year())),
+        claimed: task.assignee.is_some(),
+        link: format!("/instances/{}", task.instance_id),
     };
-    for task in tasks {
-        // A working-day limit is due at the end of its last day, i.e. at 00:00 of the next.
-        let last_day = task.due_at.map(|due| local_date(from_millis(due) - Duration::milliseconds(1)));
-        let remaining = last_day.map(|day| calendar.remaining_working_days(now, day));
-        let overdue = task.overdue || task.due_at.is_some_and(|due| due <= to_millis(now));
-        let item = DigestItem {
-            instance: task.instance_id,
-            procedure_title: titles.get(&task.instance_id).cloned().unwrap_or_default(),
-            task_title: task.title.clone(),
-            due: last_day.map(|day| format!("{}24:00", date_label(day))),
-            remaining_working_days: remaining.filter(|_| !overdue).map(|r| r.max(0)),
-            working_days_overdue: remaining.filter(|_| overdue).map(|r| (-r).max(0)),
-            provisional: last_day.is_some_and(|day| !calendar.is_certain(day.year())),
-            claimed: task.assignee.is_some(),
-            link: format!("/instances/{}", task.instance_id),
-        };
-        match remaining {
-            _ if overdue => digest.overdue.push(item),
-            Some(days) if days <= i64::from(lookahead_working_days) => digest.due_soon.push(item),
-            _ => digest.other.push(item),
+    let kind = match remaining {
+        _ if overdue => Kind::Overdue,
+        Some(days) if days <= i64::from(lookahead_working_days) => Kind::DueSoon,
+        _ => Kind::Other,
+    };
+    (kind, (task.due_at.is_some(), task.due_at, task.instance_id), item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(instance: i64) -> DigestItem {
+        DigestItem {
+            instance,
+            procedure_title: String::new(),
+            task_title: "登记受理".into(),
+            due: None,
+            remaining_working_days: None,
+            working_days_overdue: None,
+            provisional: false,
+            claimed: false,
+            link: format!("/instances/{instance}"),
         }
     }
-    digest
+
+    #[test]
+    fn a_list_counts_every_task_and_keeps_the_earliest_due_in_order() {
+        let mut list = List::default();
+        // Instances 1..=500 in a scrambled order; instance i is due at 1000 - i, and every
+        // tenth has no deadline.
+        for step in 0..500 {
+            let instance = (step * 7919) % 500 + 1;
+            let due = (instance % 10 != 0).then_some(1000 - instance);
+            list.add((due.is_some(), due, instance), item(instance));
+        }
+        list.trim();
+        assert_eq!(list.total, 500);
+        let titles = HashMap::from([(10, "公共数据登记".to_owned())]);
+        let items = list.items(&titles);
+        assert_eq!(items.len(), LISTED_PER_LIST);
+        let undated: Vec<i64> = (1..=500).filter(|i| i % 10 == 0).collect();
+        let mut dated: Vec<i64> = (1..=500).filter(|i| i % 10 != 0).collect();
+        dated.sort_by_key(|i| 1000 - i);
+        let expected: Vec<i64> = undated.into_iter().chain(dated).take(LISTED_PER_LIST).collect();
+        assert_eq!(items.iter().map(|i| i.instance).collect::<Vec<_>>(), expected);
+        assert_eq!(items[0].procedure_title, "公共数据登记", "titles are filled in for the listed tasks");
+    }
 }
