@@ -19,6 +19,7 @@ mod m20261201_000009_instance_organizations;
 mod m20261201_000010_run_results;
 mod m20261201_000011_tasks_by_instance;
 mod m20261202_000012_people;
+mod m20261202_000013_finished_instances;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_run_results::Migration),
             Box::new(m20261201_000011_tasks_by_instance::Migration),
             Box::new(m20261202_000012_people::Migration),
+            Box::new(m20261202_000013_finished_instances::Migration),
         ]
     }
 }

@@ -97,29 +97,36 @@ impl Store {
             years.max(rule(jurisdiction).map_or(0, |r| r.statutory_minimum)).max(1)
         };
         let cutoff = |years: u32| to_millis(now.checked_sub_months(Months::new(12 * years)).expect("in range"));
-        let rows: Vec<(i64, Option<i64>, String, i64, String)> = instances::Entity::find()
+        // Candidates: finished before the shortest period any jurisdiction can have. Each day's
+        // sweep removes what expired since the last, so this is a day's worth of instances.
+        let shortest = by_jurisdiction.values().copied().chain([records_years]).min().unwrap_or(records_years).max(1);
+        let completed = super::records::InstanceStatus::Completed.as_str();
+        let rows: Vec<(i64, Option<i64>, i64, String)> = instances::Entity::find()
             .select_only()
             .column(instances::Column::Id)
             .column(instances::Column::ParentInstanceId)
-            .column(instances::Column::Status)
             .column(instances::Column::UpdatedAt)
             .column(instances::Column::Jurisdiction)
+            .filter(instances::Column::Status.eq(completed))
+            .filter(instances::Column::UpdatedAt.lte(cutoff(shortest)))
             .into_tuple()
             .all(&self.db)
             .await?;
-        let parents: HashMap<i64, Option<i64>> = rows.iter().map(|(id, parent, ..)| (*id, *parent)).collect();
-        let mut removable: HashSet<i64> = rows
+        let parent_of: HashMap<i64, Option<i64>> = rows
             .iter()
-            .filter(|(_, _, status, finished, jurisdiction)| {
-                super::records::InstanceStatus::parse(status) == Some(super::records::InstanceStatus::Completed)
-                    && *finished <= cutoff(years_of(jurisdiction))
-            })
-            .map(|(id, ..)| *id)
+            .filter(|(_, _, finished, jurisdiction)| *finished <= cutoff(years_of(jurisdiction)))
+            .map(|(id, parent, ..)| (*id, *parent))
             .collect();
-        let mut jurisdictions: Vec<&str> =
-            rows.iter().map(|r| r.4.as_str()).chain(RULES.iter().map(|r| r.jurisdiction)).collect();
+        let mut removable: HashSet<i64> = parent_of.keys().copied().collect();
+        let mut jurisdictions: Vec<&str> = rows
+            .iter()
+            .map(|r| r.3.as_str())
+            .chain(RULES.iter().map(|r| r.jurisdiction))
+            .chain(by_jurisdiction.keys().map(String::as_str))
+            .collect();
         jurisdictions.sort_unstable();
         jurisdictions.dedup();
+        // A jurisdiction neither built in nor configured keeps `records_years`.
         let longest = jurisdictions.iter().map(|j| years_of(j)).max().unwrap_or(records_years).max(records_years);
         let records_cutoff = cutoff(longest);
         let periods: serde_json::Map<String, Value> = jurisdictions
@@ -130,21 +137,52 @@ impl Store {
                 ((*j).to_owned(), json!({"years": years_of(j), "kept_since": since, "basis": basis}))
             })
             .collect();
-        // Keep whole families: drop any candidate whose parent or child is kept, until stable.
+        // Keep whole families: a candidate whose parent or child is kept stays, until stable.
+        let mut children_of: HashMap<i64, Vec<i64>> = HashMap::new();
+        let candidates: Vec<i64> = removable.iter().copied().collect();
+        for chunk in candidates.chunks(CHUNK) {
+            let children: Vec<(i64, Option<i64>)> = instances::Entity::find()
+                .select_only()
+                .column(instances::Column::Id)
+                .column(instances::Column::ParentInstanceId)
+                .filter(instances::Column::ParentInstanceId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (child, parent) in children {
+                children_of.entry(parent.expect("selected by parent")).or_default().push(child);
+            }
+        }
+        let outside: Vec<i64> =
+            parent_of.values().flatten().filter(|parent| !removable.contains(parent)).copied().collect();
+        let mut parents_kept: HashSet<i64> = HashSet::new();
+        for chunk in outside.chunks(CHUNK) {
+            let existing: Vec<i64> = instances::Entity::find()
+                .select_only()
+                .column(instances::Column::Id)
+                .filter(instances::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            parents_kept.extend(existing);
+        }
         loop {
-            let kept_links: Vec<i64> = removable
+            let kept: Vec<i64> = removable
                 .iter()
-                .filter(|id| matches!(parents.get(id), Some(Some(parent)) if parents.contains_key(parent) && !removable.contains(parent)))
+                .filter(|id| {
+                    let parent_kept = parent_of[id].is_some_and(|p| {
+                        parents_kept.contains(&p) || parent_of.contains_key(&p) && !removable.contains(&p)
+                    });
+                    let child_kept =
+                        children_of.get(id).is_some_and(|children| children.iter().any(|c| !removable.contains(c)));
+                    parent_kept || child_kept
+                })
                 .copied()
-                .chain(parents.iter().filter_map(|(child, parent)| match parent {
-                    Some(parent) if removable.contains(parent) && !removable.contains(child) => Some(*parent),
-                    _ => None,
-                }))
                 .collect();
-            if kept_links.is_empty() {
+            if kept.is_empty() {
                 break;
             }
-            for id in kept_links {
+            for id in kept {
                 removable.remove(&id);
             }
         }
