@@ -248,3 +248,73 @@ impl Store {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use sea_orm::IntoActiveModel;
+
+    use super::*;
+    use crate::store::bulk::{self, Conflict};
+
+    const DAY: i64 = 86_400_000;
+
+    fn instance(id: i64, parent: Option<i64>, completed: bool, finished_days_ago: i64, now: i64) -> instances::Model {
+        instances::Model {
+            id,
+            procedure: "registration".into(),
+            jurisdiction: "taian".into(),
+            definition_version: "registration/taian@1".into(),
+            status: if completed { "completed" } else { "running" }.into(),
+            outcome: None,
+            step: None,
+            state: "{}".into(),
+            version_no: 1,
+            next_due_at: None,
+            overdue: false,
+            parent_instance_id: parent,
+            parent_key: parent.map(|_| "child".into()),
+            created_at: 0,
+            updated_at: now - finished_days_ago * DAY,
+            head_hash: ledger::GENESIS.into(),
+            start_key: None,
+            calendar_generation: 0,
+            flagged: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_instance_goes_with_its_whole_family_or_not_at_all() {
+        let dir = std::env::temp_dir().join(format!("statflow-retention-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("r.db").display())).await.unwrap();
+        let now = DateTime::parse_from_rfc3339("2030-01-01T09:00:00+08:00").unwrap();
+        let at = to_millis(now);
+        let old = 3 * 365 + 10;
+        let rows = vec![
+            instance(1, None, true, old, at), // its child still runs: both stay
+            instance(2, Some(1), false, 0, at),
+            instance(3, None, true, old, at), // alone and old: goes
+            instance(4, None, true, old, at), // old with an old child: both go
+            instance(5, Some(4), true, old, at),
+            instance(6, Some(7), true, old, at), // its parent finished lately: both stay
+            instance(7, None, true, 30, at),
+            instance(8, None, true, 30, at), // too young
+        ];
+        let rows = rows.into_iter().map(IntoActiveModel::into_active_model).collect();
+        bulk::insert::<instances::Entity>(&store.db, rows, Conflict::Fail).await.unwrap();
+
+        let swept = store.sweep_retention(now, 3, &BTreeMap::new()).await.unwrap();
+        assert_eq!(swept["removed_instances"], 3, "{swept}");
+        let left: Vec<i64> = instances::Entity::find()
+            .select_only()
+            .column(instances::Column::Id)
+            .order_by_asc(instances::Column::Id)
+            .into_tuple()
+            .all(&store.db)
+            .await
+            .unwrap();
+        assert_eq!(left, [1, 2, 6, 7, 8]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
