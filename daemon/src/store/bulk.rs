@@ -4,7 +4,7 @@
 //! SQLite parses and plans it afresh, and the connection's statement cache never hits. The
 //! group commit writes a different number of rows to each table in every batch, so on SQLite
 //! the rows travel as one JSON array bound to a single parameter and unpacked by
-//! `json_each`: one statement text per table, prepared once per connection. PostgreSQL takes
+//! `jsonb_each`: one statement text per table, prepared once per connection. PostgreSQL takes
 //! the ordinary multi-row insert.
 //!
 //! `IN` lists have the same problem; [`padded`] rounds them up to a power of two.

@@ -105,7 +105,7 @@ pub(super) async fn append(txn: &impl ConnectionTrait, entries: &[Entry]) -> Res
         });
         prev = hash;
     }
-    // Bounded statements: SQLite takes at most 32,766 parameters in one.
+    // Bounded statements: PostgreSQL's multi-row insert takes at most 65,535 parameters.
     for chunk in rows.chunks(1000) {
         let chunk = chunk.iter().cloned().map(IntoActiveModel::into_active_model).collect();
         super::bulk::insert::<ledger::Entity>(txn, chunk, super::bulk::Conflict::Fail).await?;

@@ -81,6 +81,38 @@ pub fn too_short(jurisdiction: &str, years: u32) -> Option<String> {
     })
 }
 
+/// `candidates` narrowed to whole families: a candidate stays if its parent or a child of it
+/// is kept, until nothing changes. `parent_of` gives each candidate's parent, `children_of`
+/// the children of candidates, and `outside_parents` the parents that are stored but are not
+/// candidates.
+fn whole_families(
+    mut candidates: HashSet<i64>,
+    parent_of: &HashMap<i64, Option<i64>>,
+    children_of: &HashMap<i64, Vec<i64>>,
+    outside_parents: &HashSet<i64>,
+) -> HashSet<i64> {
+    // A parent is kept if it is stored and not (or no longer) a candidate.
+    let kept = |id: i64, candidates: &HashSet<i64>| {
+        !candidates.contains(&id) && (outside_parents.contains(&id) || parent_of.contains_key(&id))
+    };
+    loop {
+        let staying: Vec<i64> = candidates
+            .iter()
+            .filter(|id| {
+                parent_of[id].is_some_and(|parent| kept(parent, &candidates))
+                    || children_of.get(id).is_some_and(|children| children.iter().any(|c| !candidates.contains(c)))
+            })
+            .copied()
+            .collect();
+        if staying.is_empty() {
+            return candidates;
+        }
+        for id in staying {
+            candidates.remove(&id);
+        }
+    }
+}
+
 impl Store {
     /// Removes finished instances older than their jurisdiction's keeping period at `now`
     /// (`records_years` unless `by_jurisdiction` says otherwise, never under a statutory
@@ -97,8 +129,8 @@ impl Store {
             years.max(rule(jurisdiction).map_or(0, |r| r.statutory_minimum)).max(1)
         };
         let cutoff = |years: u32| to_millis(now.checked_sub_months(Months::new(12 * years)).expect("in range"));
-        // Candidates: finished before the shortest period any jurisdiction can have. Each day's
-        // sweep removes what expired since the last, so this is a day's worth of instances.
+        // Candidates: finished before the shortest period any jurisdiction can have. Each sweep
+        // removes what expired since the one before, so this is a few days' instances.
         let shortest = by_jurisdiction.values().copied().chain([records_years]).min().unwrap_or(records_years).max(1);
         let completed = super::records::InstanceStatus::Completed.as_str();
         let rows: Vec<(i64, Option<i64>, i64, String)> = instances::Entity::find()
@@ -117,7 +149,7 @@ impl Store {
             .filter(|(_, _, finished, jurisdiction)| *finished <= cutoff(years_of(jurisdiction)))
             .map(|(id, parent, ..)| (*id, *parent))
             .collect();
-        let mut removable: HashSet<i64> = parent_of.keys().copied().collect();
+        let removable: HashSet<i64> = parent_of.keys().copied().collect();
         let mut jurisdictions: Vec<&str> = rows
             .iter()
             .map(|r| r.3.as_str())
@@ -155,7 +187,7 @@ impl Store {
         }
         let outside: Vec<i64> =
             parent_of.values().flatten().filter(|parent| !removable.contains(parent)).copied().collect();
-        let mut parents_kept: HashSet<i64> = HashSet::new();
+        let mut outside_parents: HashSet<i64> = HashSet::new();
         for chunk in outside.chunks(CHUNK) {
             let existing: Vec<i64> = instances::Entity::find()
                 .select_only()
@@ -164,28 +196,9 @@ impl Store {
                 .into_tuple()
                 .all(&self.db)
                 .await?;
-            parents_kept.extend(existing);
+            outside_parents.extend(existing);
         }
-        loop {
-            let kept: Vec<i64> = removable
-                .iter()
-                .filter(|id| {
-                    let parent_kept = parent_of[id].is_some_and(|p| {
-                        parents_kept.contains(&p) || parent_of.contains_key(&p) && !removable.contains(&p)
-                    });
-                    let child_kept =
-                        children_of.get(id).is_some_and(|children| children.iter().any(|c| !removable.contains(c)));
-                    parent_kept || child_kept
-                })
-                .copied()
-                .collect();
-            if kept.is_empty() {
-                break;
-            }
-            for id in kept {
-                removable.remove(&id);
-            }
-        }
+        let removable = whole_families(removable, &parent_of, &children_of, &outside_parents);
         let mut ids: Vec<i64> = removable.into_iter().collect();
         ids.sort_unstable();
         for chunk in ids.chunks(CHUNK) {

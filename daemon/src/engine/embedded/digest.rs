@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate};
 use serde_json::{json, Value};
 use statflow_activities::email::Email;
 use statflow_activities::templates::{date_label, DigestContext, DigestItem};
@@ -64,12 +64,11 @@ impl Embedded {
         self.store
             .visit_open_tasks_in(&organizations, |task| {
                 let Some(owing) = task.organization.as_deref().and_then(|o| by_organization.get(o)) else { return };
-                let mut entry = None;
+                let mut placed = None;
                 for &i in owing {
                     if owes(&contacts[i], &task) {
-                        let (kind, order, item) =
-                            entry.get_or_insert_with(|| classify(&task, now, lookahead_working_days, &calendar));
-                        lists[i].add(*kind, *order, item.clone());
+                        let at = placed.get_or_insert_with(|| place(&task, now, lookahead_working_days, &calendar));
+                        lists[i].add(at.kind, at.order, || item(&task, at, &calendar));
                     }
                 }
             })
@@ -165,12 +164,18 @@ type Order = (bool, Option<i64>, i64);
 struct List {
     total: usize,
     kept: Vec<(Order, DigestItem)>,
+    /// Once the list is full, the order of its last task: a task after it is only counted,
+    /// and its item never written out.
+    last_listed: Option<Order>,
 }
 
 impl List {
-    fn add(&mut self, order: Order, item: DigestItem) {
+    fn add(&mut self, order: Order, item: impl FnOnce() -> DigestItem) {
         self.total += 1;
-        self.kept.push((order, item));
+        if self.last_listed.is_some_and(|last| order >= last) {
+            return;
+        }
+        self.kept.push((order, item()));
         // Trimmed now and then rather than on every task: sorting twice the list's length
         // keeps the pass linear.
         if self.kept.len() >= 2 * LISTED_PER_LIST {
@@ -181,6 +186,9 @@ impl List {
     fn trim(&mut self) {
         self.kept.sort_by_key(|(order, _)| *order);
         self.kept.truncate(LISTED_PER_LIST);
+        if self.kept.len() == LISTED_PER_LIST {
+            self.last_listed = self.kept.last().map(|(order, _)| *order);
+        }
     }
 
     fn items(self, titles: &HashMap<i64, String>) -> Vec<DigestItem> {
@@ -201,7 +209,7 @@ struct Lists {
 }
 
 impl Lists {
-    fn add(&mut self, kind: Kind, order: Order, item: DigestItem) {
+    fn add(&mut self, kind: Kind, order: Order, item: impl FnOnce() -> DigestItem) {
         match kind {
             Kind::Overdue => self.overdue.add(order, item),
             Kind::DueSoon => self.due_soon.add(order, item),
@@ -248,19 +256,36 @@ impl Lists {
     }
 }
 
-/// Where `task` goes in a digest at `now`, and how it reads there (its procedure's title is
-/// filled in once the listed tasks are known).
-fn classify(
-    task: &TaskRecord,
-    now: DateTime<FixedOffset>,
-    lookahead_working_days: u32,
-    calendar: &Calendar,
-) -> (Kind, Order, DigestItem) {
+/// Where a task goes in a digest at `now`: worked out for every task owed, so it costs one
+/// calendar lookup; the task's item is written out only if the list keeps it.
+struct Placed {
+    kind: Kind,
+    order: Order,
+    /// The last day of its limit.
+    last_day: Option<NaiveDate>,
+    /// Working days left until then (negative once past).
+    remaining: Option<i64>,
+    overdue: bool,
+}
+
+fn place(task: &TaskRecord, now: DateTime<FixedOffset>, lookahead_working_days: u32, calendar: &Calendar) -> Placed {
     // A working-day limit is due at the end of its last day, i.e. at 00:00 of the next.
     let last_day = task.due_at.map(|due| local_date(from_millis(due) - Duration::milliseconds(1)));
     let remaining = last_day.map(|day| calendar.remaining_working_days(now, day));
     let overdue = task.overdue || task.due_at.is_some_and(|due| due <= to_millis(now));
-    let item = DigestItem {
+    let kind = match remaining {
+        _ if overdue => Kind::Overdue,
+        Some(days) if days <= i64::from(lookahead_working_days) => Kind::DueSoon,
+        _ => Kind::Other,
+    };
+    Placed { kind, order: (task.due_at.is_some(), task.due_at, task.instance_id), last_day, remaining, overdue }
+}
+
+/// How `task` reads in a digest (its procedure's title is filled in once the listed tasks
+/// are known).
+fn item(task: &TaskRecord, placed: &Placed, calendar: &Calendar) -> DigestItem {
+    let Placed { last_day, remaining, overdue, .. } = *placed;
+    DigestItem {
         instance: task.instance_id,
         procedure_title: String::new(),
         task_title: task.title.clone(),
@@ -270,20 +295,14 @@ fn classify(
         provisional: last_day.is_some_and(|day| !calendar.is_certain(day.year())),
         claimed: task.assignee.is_some(),
         link: format!("/instances/{}", task.instance_id),
-    };
-    let kind = match remaining {
-        _ if overdue => Kind::Overdue,
-        Some(days) if days <= i64::from(lookahead_working_days) => Kind::DueSoon,
-        _ => Kind::Other,
-    };
-    (kind, (task.due_at.is_some(), task.due_at, task.instance_id), item)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn item(instance: i64) -> DigestItem {
+    fn digest_item(instance: i64) -> DigestItem {
         DigestItem {
             instance,
             procedure_title: String::new(),
@@ -300,15 +319,20 @@ mod tests {
     #[test]
     fn a_list_counts_every_task_and_keeps_the_earliest_due_in_order() {
         let mut list = List::default();
+        let written = std::cell::Cell::new(0);
         // Instances 1..=500 in a scrambled order; instance i is due at 1000 - i, and every
         // tenth has no deadline.
         for step in 0..500 {
             let instance = (step * 7919) % 500 + 1;
             let due = (instance % 10 != 0).then_some(1000 - instance);
-            list.add((due.is_some(), due, instance), item(instance));
+            list.add((due.is_some(), due, instance), || {
+                written.set(written.get() + 1);
+                digest_item(instance)
+            });
         }
         list.trim();
         assert_eq!(list.total, 500);
+        assert!(written.get() < 500, "tasks after a full list's last are not written out: {}", written.get());
         let titles = HashMap::from([(10, "公共数据登记".to_owned())]);
         let items = list.items(&titles);
         assert_eq!(items.len(), LISTED_PER_LIST);
