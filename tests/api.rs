@@ -20,6 +20,15 @@ macro_rules! on_both_databases {
                 super::$name(super::Backend::Postgres);
             })*
         }
+        mod temporal {
+            $(#[test] fn $name() {
+                if super::common::temporal_address().is_none() {
+                    eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+                    return;
+                }
+                super::$name(super::Backend::Temporal);
+            })*
+        }
     };
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use statflow_activities::email::SmtpConfig;
 use statflow_activities::webhook::WebhookConfig;
 
+use crate::engine::temporal::Settings;
 use crate::integrity::anchors::{AnchorKey, Anchoring};
 
 pub const DEFAULT_DB: &str = "sqlite://statflow.db?mode=rwc";
@@ -45,12 +46,82 @@ pub struct ServeArgs {
     /// `text` or `json` logs.
     #[arg(long, env = "STATFLOW_LOG_FORMAT")]
     pub log_format: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Which engine runs the instances (see docs/engines.md).
+#[derive(Args, Clone, Debug, Default)]
+pub struct EngineArgs {
+    /// `embedded` (the default: in this process, on the database) or `temporal`.
+    #[arg(long, env = "STATFLOW_ENGINE")]
+    pub engine: Option<String>,
+    /// `HOST:PORT` of the Temporal server's frontend (with `--engine temporal`).
+    #[arg(long, env = "STATFLOW_TEMPORAL_ADDRESS")]
+    pub temporal_address: Option<String>,
+    /// The Temporal namespace (default `default`).
+    #[arg(long, env = "STATFLOW_TEMPORAL_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The Temporal task queue statflow's workflows run on (default `statflow`).
+    #[arg(long, env = "STATFLOW_TEMPORAL_TASK_QUEUE")]
+    pub task_queue: Option<String>,
+}
+
+/// The `[temporal]` section.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemporalConfig {
+    address: Option<String>,
+    namespace: Option<String>,
+    task_queue: Option<String>,
+}
+
+impl EngineArgs {
+    /// The Temporal server to run on, or `None` for the embedded engine.
+    fn resolve_with(&self, file: &FileConfig) -> Result<Option<Settings>, String> {
+        let engine = self.engine.clone().or_else(|| file.engine.clone()).unwrap_or_else(|| "embedded".into());
+        let section = file.temporal.clone().unwrap_or_default();
+        match engine.as_str() {
+            "embedded" => Ok(None),
+            "temporal" => {
+                let address =
+                    self.temporal_address.clone().or(section.address).ok_or(
+                        "--engine temporal needs --temporal-address HOST:PORT (or `address` under [temporal])",
+                    )?;
+                let name = |flag: &str, value: Option<String>, default: &str| {
+                    let value = value.unwrap_or_else(|| default.to_owned());
+                    let valid = !value.is_empty() && value.len() <= 200 && !value.chars().any(char::is_whitespace);
+                    if !valid {
+                        return Err(format!("{flag}: `{value}` must be 1 to 200 characters, no spaces"));
+                    }
+                    Ok(value)
+                };
+                Ok(Some(Settings {
+                    address,
+                    namespace: name(
+                        "--namespace",
+                        self.namespace.clone().or(section.namespace),
+                        Settings::DEFAULT_NAMESPACE,
+                    )?,
+                    task_queue: name(
+                        "--task-queue",
+                        self.task_queue.clone().or(section.task_queue),
+                        Settings::DEFAULT_TASK_QUEUE,
+                    )?,
+                }))
+            }
+            other => Err(format!("--engine: `{other}` must be embedded or temporal")),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     db: Option<String>,
+    /// `embedded` or `temporal`.
+    engine: Option<String>,
+    temporal: Option<TemporalConfig>,
     db_connect_timeout: Option<u64>,
     listen: Option<String>,
     log_format: Option<String>,
@@ -147,6 +218,8 @@ pub struct Config {
     pub json_logs: bool,
     pub notifications: Notifications,
     pub anchoring: Anchoring,
+    /// The Temporal server instances run on; `None`: the embedded engine.
+    pub temporal: Option<Settings>,
 }
 
 fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -192,6 +265,7 @@ impl ServeArgs {
     pub fn resolve(&self) -> Result<Config, String> {
         let file = read_file(&self.db.config)?;
         let db = self.db.resolve_with(&file)?;
+        let temporal = self.engine.resolve_with(&file)?;
         let virtual_clock = match &self.virtual_clock {
             Some(text) => Some(DateTime::parse_from_rfc3339(text).map_err(|_| {
                 format!("--virtual-clock: `{text}` is not an RFC 3339 instant such as 2026-03-02T09:00:00+08:00")
@@ -204,6 +278,7 @@ impl ServeArgs {
         }
         let listen = self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         Ok(Config {
+            temporal,
             db: db.url,
             db_connect_timeout: db.connect_timeout,
             virtual_clock,

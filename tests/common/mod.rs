@@ -32,6 +32,14 @@ pub enum Backend {
     Sqlite,
     /// The server named by `STATFLOW_TEST_POSTGRES_URL`; a fresh database per test.
     Postgres,
+    /// SQLite as the read model, instances run by the Temporal engine on the dev server
+    /// named by `STATFLOW_TEST_TEMPORAL_ADDRESS`, on a task queue of the test's own.
+    Temporal,
+}
+
+/// The Temporal dev server for tests, when one is configured.
+pub fn temporal_address() -> Option<String> {
+    std::env::var("STATFLOW_TEST_TEMPORAL_ADDRESS").ok().filter(|a| !a.is_empty())
 }
 
 /// The PostgreSQL server for tests, when one is configured.
@@ -62,6 +70,8 @@ pub struct TestApp {
     pub db: String,
     pub dir: PathBuf,
     virtual_clock: Mutex<String>,
+    /// The engine flags `serve` gets (none: the embedded engine).
+    engine: Vec<String>,
     agent: ureq::Agent,
     /// An administrator's token.
     pub admin: String,
@@ -85,8 +95,18 @@ impl TestApp {
             ),
         )
         .unwrap();
+        let engine = match backend {
+            Backend::Temporal => {
+                let address = temporal_address().expect("only called when configured");
+                let queue = dir.file_name().unwrap().to_string_lossy().into_owned();
+                ["--engine", "temporal", "--temporal-address", &address, "--task-queue", &queue]
+                    .map(String::from)
+                    .to_vec()
+            }
+            _ => vec![],
+        };
         let db = match backend {
-            Backend::Sqlite => format!("sqlite://{}/statflow.db?mode=rwc", dir.display()),
+            Backend::Sqlite | Backend::Temporal => format!("sqlite://{}/statflow.db?mode=rwc", dir.display()),
             Backend::Postgres => fresh_postgres_database(&postgres_url().expect("only called when configured")),
         };
         // One connection per request: a pooled connection the server has just closed would
@@ -100,6 +120,7 @@ impl TestApp {
             db,
             dir,
             virtual_clock: Mutex::new(clock.to_owned()),
+            engine,
             agent,
             admin: String::new(),
         };
@@ -143,6 +164,7 @@ impl TestApp {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("serve.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_statflow"))
             .args(["serve", "--listen", "127.0.0.1:0", "--db", &self.db, "--virtual-clock", &clock])
+            .args(&self.engine)
             .arg("--config")
             .arg(self.dir.join("statflow.toml"))
             .stdout(Stdio::piped())

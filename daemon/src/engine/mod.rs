@@ -12,6 +12,7 @@
 pub mod embedded;
 pub mod registry;
 pub mod supervisor;
+pub mod temporal;
 
 use std::sync::Arc;
 

@@ -131,6 +131,16 @@ pub enum Work {
         decide: Decide,
         definitions: Resolver,
     },
+    /// An event another engine has already applied (a Temporal workflow runs the same
+    /// interpreter): its transition is stored as given, exactly as [`Work::Apply`] would have
+    /// stored it. Recording the same transition twice stores it once (an activity that
+    /// recorded it may be retried).
+    Record {
+        id: i64,
+        event: Event,
+        transition: Box<engine::Transition>,
+        definitions: Resolver,
+    },
 }
 
 /// A caller's check on a stored instance and its open tasks that someone has claimed (a
@@ -208,7 +218,7 @@ pub(super) async fn store_batch(
     let ids: Vec<i64> = transitions
         .iter()
         .filter_map(|t| match &t.work {
-            Work::Apply { id, .. } | Work::Act { id, .. } => Some(*id),
+            Work::Apply { id, .. } | Work::Act { id, .. } | Work::Record { id, .. } => Some(*id),
             Work::Start { .. } => None,
         })
         .collect();
@@ -265,6 +275,9 @@ pub(super) async fn store_batch(
             Work::Act { id, decide, definitions } => {
                 batch.apply(*id, Decision::Caller(decide), transition, definitions)
             }
+            Work::Record { id, event, transition: applied, definitions } => {
+                batch.apply(*id, Decision::Recorded(event, applied), transition, definitions)
+            }
         };
         outcomes.push(outcome);
     }
@@ -299,6 +312,8 @@ enum Decision<'a> {
     Given(&'a Event),
     /// A caller's action, decided on the stored instance and its open tasks.
     Caller(&'a Decide),
+    /// An event with the transition another engine computed for it.
+    Recorded(&'a Event, &'a engine::Transition),
 }
 
 /// The writes of a group of transitions, merged per row so each table takes one statement.
@@ -442,8 +457,24 @@ impl Batch {
         let definition = definitions(&open.row.definition_version)
             .ok_or_else(|| StoreError::UnknownDefinition(open.row.definition_version.clone()))?;
         let for_caller = matches!(decision, Decision::Caller(_));
+        let mut recorded = None;
         let (event, state, claimed) = match decision {
             Decision::Given(event) => (event.clone(), decode_state(id, &open.row.state)?, Vec::new()),
+            Decision::Recorded(event, transition) => {
+                let state = decode_state(id, &open.row.state)?;
+                if state.events >= transition.state.events {
+                    // Recorded already (the events counter only grows).
+                    return Ok(Ok(Applied { instance_id: id, commands: vec![], standing: None, closed_tasks: vec![] }));
+                }
+                if state.events + 1 != transition.state.events {
+                    return Err(StoreError::Corrupt(format!(
+                        "instance {id}: event {} recorded after event {}; the ones between are missing",
+                        transition.state.events, state.events
+                    )));
+                }
+                recorded = Some((*transition).clone());
+                ((*event).clone(), state, Vec::new())
+            }
             Decision::Caller(decide) => {
                 let record = open.record()?;
                 let state = record.state()?;
@@ -458,7 +489,11 @@ impl Batch {
         if let Some(reason) = &open.row.flagged {
             return Err(StoreError::Flagged { id, reason: reason.clone() });
         }
-        let transition = match engine::apply(&definition, &state, &event, now, calendar) {
+        let computed = match recorded {
+            Some(transition) => Ok(transition),
+            None => engine::apply(&definition, &state, &event, now, calendar),
+        };
+        let transition = match computed {
             Ok(transition) => transition,
             Err(refusal) => return Ok(Err(Declined::Refused(refusal))),
         };

@@ -7,10 +7,10 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 use statflow_workflows::calendar::Calendar;
 use statflow_workflows::definition::Definition;
-use statflow_workflows::engine::{Actor, Event};
+use statflow_workflows::engine::{Actor, Command, Event};
 use statflow_workflows::schedules::ScheduleSpec;
 
-use super::Embedded;
+use super::{Embedded, Host};
 use crate::engine::{
     ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, RunReport, StartRequest, WorkerHealth,
 };
@@ -18,7 +18,7 @@ use crate::principal::Principal;
 use crate::store::effects::EffectKind;
 use crate::store::records::{InstanceRecord, TaskRecord};
 use crate::store::to_millis;
-use crate::store::transition::{CallerDenial, Origin, Standing, Work};
+use crate::store::transition::{Applied, CallerDenial, Decide, Declined, Origin, Standing, Work};
 
 #[async_trait::async_trait]
 impl Engine for Embedded {
@@ -58,7 +58,7 @@ impl Engine for Embedded {
     async fn act(&self, request: ActRequest) -> Result<Standing, EngineError> {
         let ActRequest { instance, action, data, caller } = request;
         let (decider, audited_action) = (caller.clone(), action.clone());
-        let decide =
+        let decide: Decide =
             Box::new(move |record: &InstanceRecord, definition: &Definition, state: &_, tasks: &[TaskRecord]| {
                 if !decider.may_see(&record.organizations) {
                     return Err(CallerDenial::Unseen(record.id));
@@ -76,8 +76,12 @@ impl Engine for Embedded {
                 let actor = decider.actor(definition, state);
                 Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
             });
-        let work = Work::Act { id: instance, decide, definitions: self.definitions.resolver() };
-        let applied = self.transition(work).await?;
+        let applied = match self.host() {
+            Some(host) => self.act_hosted(host, instance, &decide).await?,
+            None => {
+                self.transition(Work::Act { id: instance, decide, definitions: self.definitions.resolver() }).await?
+            }
+        };
         // The claim an administrator overrode: the task the action closed, as it stood.
         let overridden = applied.closed_tasks.iter().find_map(|t| {
             t.assignee.clone().filter(|holder| *holder != caller.name && caller.is_admin() && t.offers(&audited_action))
@@ -152,6 +156,35 @@ impl Engine for Embedded {
         let requeued = self.store.requeue_failed(id, &EffectKind::DELIVERED, to_millis(self.clock.now())).await?;
         self.deliveries_changed.notify_one();
         Ok(requeued.len() as u64)
+    }
+}
+
+impl Embedded {
+    /// An action on an instance a host runs: the caller is checked on the instance and its
+    /// claimed tasks as the store shows them, the host applies the event, and the answer is
+    /// read back from the store the host recorded it in.
+    async fn act_hosted(&self, host: &Arc<dyn Host>, id: i64, decide: &Decide) -> Result<Applied, EngineError> {
+        let record = self.store.instance(id).await?;
+        if let Some(reason) = &record.flagged {
+            return Err(EngineError::Flagged { id, reason: reason.clone() });
+        }
+        let definition = self.definitions.require_version(&record.definition_version)?;
+        let state = record.state()?;
+        let claimed: Vec<TaskRecord> =
+            self.store.open_tasks_of(id).await?.into_iter().filter(|t| t.assignee.is_some()).collect();
+        let event =
+            decide(&record, &definition, &state, &claimed).map_err(|d| EngineError::from(Declined::Caller(d)))?;
+        let commands = host.apply(id, &event, self.clock.now()).await?;
+        let closed_tasks = claimed
+            .into_iter()
+            .filter(|t| commands.iter().any(|c| matches!(c, Command::CloseTask { id } if *id == t.task_id)))
+            .collect();
+        let standing = Standing {
+            instance: self.store.instance(id).await?,
+            open_tasks: self.store.open_tasks_of(id).await?,
+            effects: self.store.effects_of(id).await?,
+        };
+        Ok(Applied { instance_id: id, commands, standing: Some(standing), closed_tasks })
     }
 }
 

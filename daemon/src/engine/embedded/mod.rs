@@ -10,6 +10,10 @@
 //! - [`schedules`]: running cron schedules, with catch-up and run keys.
 //! - [`facade`]: the [`Engine`](super::Engine) trait implemented on all of the above.
 //!
+//! Handed a [`Host`] (the Temporal engine), the same engine keeps the store as the read
+//! model and keeps its workers (outbox, delivery, schedules, calendar, clock moves), but every
+//! event of a started instance is applied by the instance's workflow instead of here.
+//!
 //! Nothing needed for recovery lives only in memory: after a restart, open instances,
 //! timers (overdue ones fire at once, in order) and unfinished outbox rows are read back.
 
@@ -65,6 +69,25 @@ pub struct Embedded {
     /// Whether a task opened sends its notice (`[mail] task_notices`, on by default).
     task_notices: std::sync::atomic::AtomicBool,
     workers: Supervisor,
+    /// Where instances' events are applied when not here: set once, at start.
+    host: std::sync::OnceLock<Arc<dyn Host>>,
+}
+
+/// Runs started instances elsewhere (a Temporal workflow each): the embedded engine stores
+/// starts and hands every later event to the host, which applies it with the same
+/// interpreter and records the transition in the store before answering.
+#[async_trait::async_trait]
+pub trait Host: Send + Sync {
+    /// An instance was stored by its start, at `now`: from now on the host runs it.
+    async fn started(&self, id: i64, now: chrono::DateTime<chrono::FixedOffset>) -> Result<(), EngineError>;
+    /// Applies `event` to the instance at `now` and answers, once the transition is in the
+    /// store, with the commands it gave (none when nothing changed).
+    async fn apply(
+        &self,
+        id: i64,
+        event: &Event,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<Vec<Command>, EngineError>;
 }
 
 impl Embedded {
@@ -95,6 +118,7 @@ impl Embedded {
             anchoring: std::sync::OnceLock::new(),
             task_notices: std::sync::atomic::AtomicBool::new(true),
             workers: Supervisor::default(),
+            host: std::sync::OnceLock::new(),
         }))
     }
 
@@ -127,8 +151,18 @@ impl Embedded {
         self.task_notices.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Starts the supervised workers: timers, calendar recomputation, schedules, the
-    /// outbox and delivery.
+    /// Hands the running of started instances to `host`; once, before the workers start.
+    pub fn hand_over(&self, host: Arc<dyn Host>) {
+        self.host.set(host).ok();
+    }
+
+    /// The host running started instances, if not this engine.
+    fn host(&self) -> Option<&Arc<dyn Host>> {
+        self.host.get()
+    }
+
+    /// Starts the supervised workers: timers (unless a host runs them), calendar
+    /// recomputation, schedules, the outbox and delivery.
     pub fn start_workers(self: &Arc<Self>, channels: Arc<Channels>) {
         fn worker<F, Fut>(
             engine: &Arc<Embedded>,
@@ -141,7 +175,9 @@ impl Embedded {
             let engine = engine.clone();
             move |heartbeat, shutdown| Box::pin(body(engine.clone(), heartbeat, shutdown))
         }
-        self.workers.spawn("timers", worker(self, |e, h, s| async move { e.run_timers(h, s).await }));
+        if self.host().is_none() {
+            self.workers.spawn("timers", worker(self, |e, h, s| async move { e.run_timers(h, s).await }));
+        }
         self.workers
             .spawn("calendar_recompute", worker(self, |e, h, s| async move { e.run_calendar_recompute(h, s).await }));
         self.workers.spawn("schedules", worker(self, |e, h, s| async move { e.run_schedules(h, s).await }));
@@ -223,12 +259,39 @@ impl Embedded {
         origin: Origin,
     ) -> Result<Applied, EngineError> {
         let work = Work::Start { definition: definition.clone(), input, actor, origin };
-        self.transition(work).await
+        let applied = self.transition(work).await?;
+        if let Some(host) = self.host() {
+            host.started(applied.instance_id, self.clock.now()).await?;
+        }
+        Ok(applied)
     }
 
     /// Applies an event of the engine's own (a timer, an activity's result, a signal).
     pub async fn apply(&self, id: i64, event: &Event) -> Result<Applied, EngineError> {
+        if let Some(host) = self.host() {
+            let commands = host.apply(id, event, self.clock.now()).await?;
+            return Ok(Applied { instance_id: id, commands, standing: None, closed_tasks: vec![] });
+        }
         self.transition(Work::Apply { id, event: event.clone(), definitions: self.definitions.resolver() }).await
+    }
+
+    /// Stores a transition a host computed for `event` at `now`, as applying it here would
+    /// have, and wakes the workers its commands concern.
+    pub async fn record_hosted(
+        &self,
+        id: i64,
+        event: Event,
+        transition: statflow_workflows::engine::Transition,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<Applied, EngineError> {
+        let work =
+            Work::Record { id, event, transition: Box::new(transition), definitions: self.definitions.resolver() };
+        let (calendar, calendar_generation) = self.calendar.read().expect("not poisoned").clone();
+        let task_notices = self.task_notices.load(std::sync::atomic::Ordering::Relaxed);
+        let submission = Submission { work, now, calendar, calendar_generation, task_notices };
+        let applied = self.store.transition(submission).await??;
+        self.wake(&applied);
+        Ok(applied)
     }
 
     async fn transition(&self, work: Work) -> Result<Applied, EngineError> {

@@ -1,0 +1,183 @@
+//! The Temporal engine (`--engine temporal`): every instance is a Temporal workflow whose code
+//! is statflow's interpreter, through Temporal's official Rust SDK.
+//!
+//! The embedded engine stays in front: it stores starts, checks callers, keeps the store as
+//! the read model and runs the outbox, delivery, schedules and clock moves. It hands every
+//! later event of an instance to [`TemporalHost`], which sends it to the instance's workflow
+//! as an update; the workflow applies it and records the transition before answering.
+//!
+//! - [`workflow`]: the instance workflow (interpreter, timers, the `apply` update).
+//! - [`activities`]: `load` and `record`, between the workflow and the store.
+//!
+//! See docs/engines.md for the mapping and what each failure does.
+
+pub mod activities;
+pub mod workflow;
+
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, FixedOffset};
+use statflow_workflows::engine::{self, Command, Event};
+use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy,
+    WorkflowStartOptions,
+};
+use temporalio_sdk::{Worker, WorkerOptions};
+
+use super::embedded::{Embedded, Host};
+use super::{Engine, EngineError};
+use crate::store::records::InstanceStatus;
+use crate::store::to_millis;
+use activities::Projection;
+use workflow::{workflow_id, Answer, Delivered, InstanceWorkflow, Start};
+
+/// Where the Temporal server is and which of its queues statflow's workflows use.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `HOST:PORT` of the Temporal frontend.
+    pub address: String,
+    pub namespace: String,
+    pub task_queue: String,
+}
+
+impl Settings {
+    pub const DEFAULT_NAMESPACE: &'static str = "default";
+    pub const DEFAULT_TASK_QUEUE: &'static str = "statflow";
+
+    async fn connect(&self) -> Result<Client, String> {
+        let target = url::Url::parse(&format!("http://{}", self.address))
+            .map_err(|e| format!("--temporal-address: `{}`: {e}", self.address))?;
+        let identity = format!("statflow@{}", std::process::id());
+        let connection = Connection::connect(ConnectionOptions::new(target).identity(identity).build())
+            .await
+            .map_err(|e| format!("--temporal-address: {}: {e}", self.address))?;
+        Client::new(connection, ClientOptions::new(self.namespace.clone()).build()).map_err(|e| e.to_string())
+    }
+}
+
+/// The engine the workflow code and activities of this process work with (the definition
+/// versions, the calendar, the store). Workflow code cannot be handed values by its caller,
+/// so the worker sets it once before it runs.
+static WORLD: OnceLock<Arc<Embedded>> = OnceLock::new();
+
+fn world() -> Arc<Embedded> {
+    WORLD.get().expect("the worker sets its engine before it runs").clone()
+}
+
+/// Sends instances' events to their workflows.
+pub struct TemporalHost {
+    client: Client,
+    engine: std::sync::Weak<Embedded>,
+    task_queue: String,
+}
+
+impl TemporalHost {
+    /// Connects to the Temporal server; `engine` is the embedded engine in front.
+    pub async fn connect(settings: &Settings, engine: &Arc<Embedded>) -> Result<TemporalHost, String> {
+        Ok(TemporalHost {
+            client: settings.connect().await?,
+            engine: Arc::downgrade(engine),
+            task_queue: settings.task_queue.clone(),
+        })
+    }
+
+    async fn deliver(&self, id: i64, delivered: &Delivered) -> Result<Answer, WorkflowUpdateError> {
+        let handle = self.client.get_workflow_handle::<InstanceWorkflow>(workflow_id(&self.task_queue, id));
+        handle.execute_update(InstanceWorkflow::apply, delivered.clone(), WorkflowExecuteUpdateOptions::default()).await
+    }
+
+    /// What `event` does to an instance the store shows finished (its workflow has ended):
+    /// the interpreter's answer on the stored state — a refusal for an action or a signal,
+    /// nothing for a late report. `None` while the instance is running.
+    async fn after_the_end(
+        &self,
+        id: i64,
+        event: &Event,
+        now: DateTime<FixedOffset>,
+    ) -> Result<Option<Result<Vec<Command>, EngineError>>, EngineError> {
+        let engine = self.engine.upgrade().ok_or_else(|| EngineError::Unavailable("statflow is stopping".into()))?;
+        let record = engine.store().instance(id).await?;
+        if record.status != InstanceStatus::Completed {
+            return Ok(None);
+        }
+        let definition = engine.definitions().require_version(&record.definition_version)?;
+        let (calendar, _) = engine.calendar();
+        Ok(Some(match engine::apply(&definition, &record.state()?, event, now, &calendar) {
+            Ok(_) => Ok(vec![]),
+            Err(refusal) => Err(EngineError::Refused(refusal)),
+        }))
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> EngineError {
+    EngineError::Unavailable(format!("the Temporal server did not take the event: {error}"))
+}
+
+#[async_trait::async_trait]
+impl Host for TemporalHost {
+    async fn started(&self, id: i64, now: DateTime<FixedOffset>) -> Result<(), EngineError> {
+        // Starting twice is harmless: the running workflow is kept.
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id(&self.task_queue, id))
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .build();
+        match self
+            .client
+            .start_workflow(InstanceWorkflow::run, Start { instance: id, now_millis: to_millis(now) }, options)
+            .await
+        {
+            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn apply(&self, id: i64, event: &Event, now: DateTime<FixedOffset>) -> Result<Vec<Command>, EngineError> {
+        let delivered = Delivered { event: event.clone(), now_millis: to_millis(now) };
+        let mut answer = self.deliver(id, &delivered).await;
+        if answer.is_err() {
+            if let Some(outcome) = self.after_the_end(id, event, now).await? {
+                return outcome;
+            }
+        }
+        if let Err(WorkflowUpdateError::NotFound(_)) = answer {
+            // Stored, but its workflow never started (the process stopped in between).
+            self.started(id, now).await?;
+            answer = self.deliver(id, &delivered).await;
+        }
+        match answer.map_err(unavailable)? {
+            Answer::Applied(commands) => Ok(commands),
+            Answer::Refused(refusal) => Err(EngineError::Refused(refusal)),
+        }
+    }
+}
+
+/// Runs the Temporal worker of statflow's workflows and activities on a thread of its own
+/// (the SDK runs workflow code on a local task set), until the process ends.
+pub fn spawn_worker(settings: Settings, engine: Arc<Embedded>) -> std::thread::JoinHandle<()> {
+    WORLD.set(engine).ok();
+    std::thread::Builder::new()
+        .name("temporal-worker".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => return tracing::error!(%error, "the Temporal worker could not start"),
+            };
+            if let Err(error) = runtime.block_on(run_worker(&settings)) {
+                tracing::error!(%error, "the Temporal worker stopped");
+            }
+        })
+        .expect("a thread can be started")
+}
+
+async fn run_worker(settings: &Settings) -> Result<(), String> {
+    let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
+    let client = settings.connect().await?;
+    let options = WorkerOptions::new(settings.task_queue.clone())
+        .register_activities(Projection)
+        .register_workflow::<InstanceWorkflow>()
+        .map_err(|e| e.to_string())?
+        .build();
+    let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
+    tracing::info!(address = %settings.address, namespace = %settings.namespace, task_queue = %settings.task_queue, "Temporal worker running");
+    worker.run().await.map_err(|e| e.to_string())
+}
