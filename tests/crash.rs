@@ -13,6 +13,9 @@ use common::{Backend, TestApp};
 use serde_json::json;
 
 const INSTANCES: usize = 1000;
+/// On the Temporal engine each call is a round trip to the Temporal server and each timer
+/// an update: fewer instances keep the test as short, with as many crashes.
+const INSTANCES_ON_TEMPORAL: usize = 200;
 const CRASHES: usize = 4;
 const CLOCK: &str = "2026-03-02T09:00:00+08:00";
 
@@ -23,6 +26,10 @@ fn unpredictable_pause() -> Duration {
 }
 
 fn crash_while_a_client_works(backend: Backend) {
+    let instances = match backend {
+        Backend::Temporal => INSTANCES_ON_TEMPORAL,
+        Backend::Sqlite | Backend::Postgres => INSTANCES,
+    };
     let app = TestApp::start(backend, CLOCK);
     let clerk = app.token("clerk", "staff", &["taian-registry"]);
     let done = AtomicBool::new(false);
@@ -31,7 +38,7 @@ fn crash_while_a_client_works(backend: Backend) {
         let client = scope.spawn(|| {
             let mut started: BTreeMap<String, i64> = BTreeMap::new();
             let mut accepted: BTreeSet<i64> = BTreeSet::new();
-            for n in 0..INSTANCES {
+            for n in 0..instances {
                 let marker = format!("resource-{n}");
                 let input = json!({"resource_name": marker, "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
                 let request = json!({"procedure": "registration", "jurisdiction": "taian", "input": input});
@@ -72,7 +79,7 @@ fn crash_while_a_client_works(backend: Backend) {
         client.join().unwrap()
     });
     app.crash_and_restart(CLOCK);
-    assert!(started.len() > INSTANCES / 2, "only {} starts were acknowledged", started.len());
+    assert!(started.len() > instances / 2, "only {} starts were acknowledged", started.len());
 
     // Every instance in the database, once.
     let mut stored: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -115,6 +122,15 @@ fn crash_while_a_client_works(backend: Backend) {
 #[test]
 fn sqlite_survives_sigkill() {
     crash_while_a_client_works(Backend::Sqlite);
+}
+
+#[test]
+fn the_temporal_engine_survives_sigkill() {
+    if common::temporal_address().is_none() {
+        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+        return;
+    }
+    crash_while_a_client_works(Backend::Temporal);
 }
 
 #[test]

@@ -16,12 +16,12 @@ use serde_json::{json, Value};
 /// The daemon on 2026-03-02 09:00, delivering to `sink`, with the registry's clerk at
 /// `clerk_email`.
 fn daemon(sink: &Sink, clerk_email: &str) -> TestApp {
+    daemon_on(Backend::Sqlite, sink, clerk_email)
+}
+
+fn daemon_on(backend: Backend, sink: &Sink, clerk_email: &str) -> TestApp {
     let dir = scratch("notify");
-    TestApp::start_configured(
-        Backend::Sqlite,
-        "2026-03-02T09:00:00+08:00",
-        &config(sink, &directory(&dir, clerk_email)),
-    )
+    TestApp::start_configured(backend, "2026-03-02T09:00:00+08:00", &config(sink, &directory(&dir, clerk_email)))
 }
 
 fn start_registration(app: &TestApp) -> i64 {
@@ -53,8 +53,21 @@ fn subjects_for(messages: &[Value], instance: i64) -> Vec<String> {
 
 #[test]
 fn a_late_acceptance_climbs_to_the_regulator_once_and_acting_in_time_stops_it() {
+    a_late_acceptance_climbs_to_the_regulator(Backend::Sqlite);
+}
+
+#[test]
+fn on_the_temporal_engine_a_late_acceptance_climbs_to_the_regulator_once() {
+    if common::temporal_address().is_none() {
+        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+        return;
+    }
+    a_late_acceptance_climbs_to_the_regulator(Backend::Temporal);
+}
+
+fn a_late_acceptance_climbs_to_the_regulator(backend: Backend) {
     let sink = Sink::start();
-    let app = daemon(&sink, "zhang@registry.example");
+    let app = daemon_on(backend, &sink, "zhang@registry.example");
     let late = start_registration(&app);
     let in_time = start_registration(&app);
 

@@ -11,6 +11,11 @@
 //!
 //! `STATFLOW_BENCH_CLIENTS` sets how many clients act at once (default 64); the database is
 //! a fresh file under the system's temporary directory, removed afterwards.
+//!
+//! With `STATFLOW_BENCH_TEMPORAL=HOST:PORT` (a Temporal server, e.g. the dev server) the same
+//! workload then runs on the Temporal engine too, with `STATFLOW_BENCH_TEMPORAL_N` instances
+//! (default 1,000), a task queue of its own and the worker in this process, and both engines'
+//! figures are printed side by side at the end.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +25,7 @@ use chrono::{DateTime, FixedOffset, TimeDelta};
 use serde_json::{json, Value};
 use statflow::engine::embedded::clock::Clock;
 use statflow::engine::embedded::Embedded;
+use statflow::engine::temporal::{Settings, TemporalHost, TemporalWorker};
 use statflow::engine::{ActRequest, Engine};
 use statflow::principal::{Principal, Role};
 use statflow::store::transition::Origin;
@@ -39,9 +45,35 @@ fn main() {
     let clients: usize = std::env::var("STATFLOW_BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     println!("statflow runtime benchmark: SQLite, WAL, synchronous=FULL, {clients} clients");
+    let mut figures = Vec::new();
     for n in sizes {
-        runtime.block_on(run(n, clients));
+        figures.push(runtime.block_on(run(n, clients, None)));
     }
+    if let Some(address) = std::env::var("STATFLOW_BENCH_TEMPORAL").ok().filter(|a| !a.is_empty()) {
+        let n = std::env::var("STATFLOW_BENCH_TEMPORAL_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        figures.push(runtime.block_on(run(n, clients, Some(&address))));
+    }
+    println!();
+    println!(
+        "{:<34} {:>8} {:>14} {:>12} {:>10} {:>10}",
+        "engine", "N", "transitions/s", "instances/s", "p50 ms", "p99 ms"
+    );
+    for f in &figures {
+        println!(
+            "{:<34} {:>8} {:>14.0} {:>12.1} {:>10.2} {:>10.2}",
+            f.engine, f.n, f.transitions_per_s, f.instances_per_s, f.p50_ms, f.p99_ms
+        );
+    }
+}
+
+/// What one run measured.
+struct Figures {
+    engine: String,
+    n: usize,
+    transitions_per_s: f64,
+    instances_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 /// Latencies of actions, in submission order per client.
@@ -56,13 +88,31 @@ impl Latencies {
     }
 }
 
-async fn run(n: usize, clients: usize) {
+/// Runs the workload on the embedded engine, or on the Temporal server at `temporal`.
+async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     let dir = std::env::temp_dir().join(format!("statflow-bench-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
     let store = Store::open(&url).await.expect("open the store");
     let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(START).unwrap();
     let runtime = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the engine");
+    let worker = match temporal {
+        Some(address) => {
+            let settings = Settings {
+                address: address.to_owned(),
+                namespace: Settings::DEFAULT_NAMESPACE.into(),
+                task_queue: format!("statflow-bench-{}-{n}", std::process::id()),
+            };
+            let host = TemporalHost::connect(&settings, &runtime).await.expect("the Temporal server answers");
+            runtime.hand_over(Arc::new(host));
+            Some(TemporalWorker::spawn(settings, runtime.clone()))
+        }
+        None => None,
+    };
+    let engine = match temporal {
+        Some(address) => format!("Temporal ({address}), SQLite read model"),
+        None => "embedded, SQLite".to_owned(),
+    };
     let definition = runtime.definitions().current("registration", "taian").expect("registration is built in");
     let latencies = Arc::new(Latencies::default());
     let began = Instant::now();
@@ -116,7 +166,7 @@ async fn run(n: usize, clients: usize) {
     assert_eq!(registered, n as u64, "every instance must end registered");
     assert_eq!(fired, n, "one publicity timer per instance");
     println!();
-    println!("N = {n}");
+    println!("N = {n}, {engine}");
     println!("  review phase        {:>10.1} s  (start, accept, pass)", reviewed.as_secs_f64());
     println!("  publicity phase     {:>10.1} s  ({fired} timers, certificates)", (published - reviewed).as_secs_f64());
     println!("  confirmation phase  {:>10.1} s  (confirm rights, status)", (elapsed - published).as_secs_f64());
@@ -126,8 +176,19 @@ async fn run(n: usize, clients: usize) {
     println!("  action latency p50  {:>10.2} ms", latencies.percentile(0.50).as_secs_f64() * 1e3);
     println!("  action latency p99  {:>10.2} ms", latencies.percentile(0.99).as_secs_f64() * 1e3);
     println!("  peak RSS            {:>10.1} MiB", peak_rss_kib() as f64 / 1024.0);
+    if let Some(worker) = worker {
+        worker.stop().await;
+    }
     drop(runtime);
     std::fs::remove_dir_all(&dir).ok();
+    Figures {
+        engine,
+        n,
+        transitions_per_s: transitions as f64 / elapsed.as_secs_f64(),
+        instances_per_s: n as f64 / elapsed.as_secs_f64(),
+        p50_ms: latencies.percentile(0.50).as_secs_f64() * 1e3,
+        p99_ms: latencies.percentile(0.99).as_secs_f64() * 1e3,
+    }
 }
 
 async fn review(runtime: &Embedded, definition: &Arc<Definition>, latencies: &Latencies) -> i64 {

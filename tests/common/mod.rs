@@ -86,6 +86,18 @@ impl TestApp {
     /// Like [`start`](Self::start), with `config` added to the daemon's configuration file
     /// (which always keeps the mail spool inside the test's scratch directory).
     pub fn start_configured(backend: Backend, clock: &str, config: &str) -> TestApp {
+        let address =
+            matches!(backend, Backend::Temporal).then(|| temporal_address().expect("only called when configured"));
+        Self::start_on(backend, clock, config, address.as_deref())
+    }
+
+    /// Like [`start_configured`](Self::start_configured) on the Temporal engine, against the
+    /// Temporal server at `address` (a test's own).
+    pub fn start_on_temporal(address: &str, clock: &str, config: &str) -> TestApp {
+        Self::start_on(Backend::Temporal, clock, config, Some(address))
+    }
+
+    fn start_on(backend: Backend, clock: &str, config: &str, temporal: Option<&str>) -> TestApp {
         let dir = scratch("api");
         std::fs::write(
             dir.join("statflow.toml"),
@@ -95,15 +107,14 @@ impl TestApp {
             ),
         )
         .unwrap();
-        let engine = match backend {
-            Backend::Temporal => {
-                let address = temporal_address().expect("only called when configured");
+        let engine = match temporal {
+            Some(address) => {
                 let queue = dir.file_name().unwrap().to_string_lossy().into_owned();
-                ["--engine", "temporal", "--temporal-address", &address, "--task-queue", &queue]
+                ["--engine", "temporal", "--temporal-address", address, "--task-queue", &queue]
                     .map(String::from)
                     .to_vec()
             }
-            _ => vec![],
+            None => vec![],
         };
         let db = match backend {
             Backend::Sqlite | Backend::Temporal => format!("sqlite://{}/statflow.db?mode=rwc", dir.display()),

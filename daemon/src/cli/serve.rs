@@ -12,7 +12,7 @@ use crate::config::{DbArgs, Notifications, ServeArgs};
 use crate::engine::embedded::clock::Clock;
 use crate::engine::embedded::delivery::Channels;
 use crate::engine::embedded::Embedded;
-use crate::engine::temporal::{self, TemporalHost};
+use crate::engine::temporal::{TemporalHost, TemporalWorker};
 use crate::engine::Engine;
 use crate::store::database_url::{redacted, sqlite_file, SqliteLock};
 use crate::store::directory::DirectoryFile;
@@ -160,13 +160,15 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         for run in engine.catch_up_schedules().await.map_err(|e| Failure::invalid(e.to_string()))? {
             tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
         }
-        if let Some(settings) = &config.temporal {
+        let temporal_worker = if let Some(settings) = &config.temporal {
             // Instances run as Temporal workflows: this process sends them their events and
             // runs a worker for them (docs/engines.md).
             let host = TemporalHost::connect(settings, &engine).await.map_err(Failure::usage)?;
             engine.hand_over(Arc::new(host));
-            temporal::spawn_worker(settings.clone(), engine.clone());
-        }
+            Some(TemporalWorker::spawn(settings.clone(), engine.clone()))
+        } else {
+            None
+        };
         engine.start_workers(Arc::new(channels));
         let address = listener.local_addr().map_err(|e| Failure::invalid(e.to_string()))?;
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
@@ -183,6 +185,9 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         // Requests are answered; now the workers finish their passes.
         tracing::info!("no longer accepting requests; stopping the workers");
         engine.shutdown().await;
+        if let Some(worker) = temporal_worker {
+            worker.stop().await;
+        }
         tracing::info!("statflow stopped");
         served
     })

@@ -20,8 +20,7 @@ use chrono::{DateTime, FixedOffset};
 use statflow_workflows::engine::{self, Command, Event};
 use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy,
-    WorkflowStartOptions,
+    Client, ClientOptions, Connection, ConnectionOptions, WorkflowIdConflictPolicy, WorkflowStartOptions,
 };
 use temporalio_sdk::{Worker, WorkerOptions};
 
@@ -65,6 +64,13 @@ fn world() -> Arc<Embedded> {
     WORLD.get().expect("the worker sets its engine before it runs").clone()
 }
 
+/// How long an event waits for its workflow's answer before the caller is told to look again
+/// (every request gets an answer, also while no worker runs).
+const UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long stopping waits for the worker to finish the tasks it holds.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Sends instances' events to their workflows.
 pub struct TemporalHost {
     client: Client,
@@ -82,9 +88,19 @@ impl TemporalHost {
         })
     }
 
-    async fn deliver(&self, id: i64, delivered: &Delivered) -> Result<Answer, WorkflowUpdateError> {
+    async fn deliver(&self, id: i64, delivered: &Delivered) -> Result<Answer, EngineError> {
         let handle = self.client.get_workflow_handle::<InstanceWorkflow>(workflow_id(&self.task_queue, id));
-        handle.execute_update(InstanceWorkflow::apply, delivered.clone(), WorkflowExecuteUpdateOptions::default()).await
+        let update = handle.execute_update(InstanceWorkflow::apply, delivered.clone(), Default::default());
+        match tokio::time::timeout(UPDATE_WAIT, update).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(WorkflowUpdateError::NotFound(_))) => Err(EngineError::NotFound(id)),
+            Ok(Err(error)) => Err(unavailable(error)),
+            Err(_) => Err(EngineError::Unavailable(format!(
+                "instance {id}'s workflow did not answer within {} s (is a worker running?); \
+                 the event may still be applied: read the instance before trying again",
+                UPDATE_WAIT.as_secs()
+            ))),
+        }
     }
 
     /// What `event` does to an instance the store shows finished (its workflow has ended):
@@ -139,37 +155,61 @@ impl Host for TemporalHost {
                 return outcome;
             }
         }
-        if let Err(WorkflowUpdateError::NotFound(_)) = answer {
+        if let Err(EngineError::NotFound(_)) = answer {
             // Stored, but its workflow never started (the process stopped in between).
             self.started(id, now).await?;
             answer = self.deliver(id, &delivered).await;
         }
-        match answer.map_err(unavailable)? {
+        match answer? {
             Answer::Applied(commands) => Ok(commands),
             Answer::Refused(refusal) => Err(EngineError::Refused(refusal)),
         }
     }
 }
 
-/// Runs the Temporal worker of statflow's workflows and activities on a thread of its own
-/// (the SDK runs workflow code on a local task set), until the process ends.
-pub fn spawn_worker(settings: Settings, engine: Arc<Embedded>) -> std::thread::JoinHandle<()> {
-    WORLD.set(engine).ok();
-    std::thread::Builder::new()
-        .name("temporal-worker".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(error) => return tracing::error!(%error, "the Temporal worker could not start"),
-            };
-            if let Err(error) = runtime.block_on(run_worker(&settings)) {
-                tracing::error!(%error, "the Temporal worker stopped");
-            }
-        })
-        .expect("a thread can be started")
+/// The Temporal worker of this process, running on a thread of its own (the SDK runs workflow
+/// code on a local task set).
+pub struct TemporalWorker {
+    thread: std::thread::JoinHandle<()>,
+    /// Asks the worker to stop polling and finish what it holds; set once it runs.
+    stop: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>>,
 }
 
-async fn run_worker(settings: &Settings) -> Result<(), String> {
+impl TemporalWorker {
+    /// Starts the worker of statflow's workflows and activities for `engine`.
+    pub fn spawn(settings: Settings, engine: Arc<Embedded>) -> TemporalWorker {
+        WORLD.set(engine).ok();
+        let stop: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::default();
+        let stop_set = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("temporal-worker".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => return tracing::error!(%error, "the Temporal worker could not start"),
+                };
+                if let Err(error) = runtime.block_on(run_worker(&settings, &stop_set)) {
+                    tracing::error!(%error, "the Temporal worker stopped");
+                }
+            })
+            .expect("a thread can be started");
+        TemporalWorker { thread, stop }
+    }
+
+    /// Stops the worker once the tasks it holds are done, and waits for it.
+    pub async fn stop(self) {
+        if let Some(stop) = self.stop.get() {
+            stop();
+        }
+        let thread = self.thread;
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(STOP_WAIT, joined).await.is_err() {
+            tracing::warn!("the Temporal worker did not stop within {} s; leaving it", STOP_WAIT.as_secs());
+        }
+    }
+}
+
+async fn run_worker(settings: &Settings, stop: &OnceLock<Box<dyn Fn() + Send + Sync>>) -> Result<(), String> {
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
     let client = settings.connect().await?;
     let options = WorkerOptions::new(settings.task_queue.clone())
@@ -178,6 +218,7 @@ async fn run_worker(settings: &Settings) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
+    stop.set(Box::new(worker.shutdown_handle())).ok();
     tracing::info!(address = %settings.address, namespace = %settings.namespace, task_queue = %settings.task_queue, "Temporal worker running");
     worker.run().await.map_err(|e| e.to_string())
 }

@@ -34,7 +34,7 @@ pub fn workflow_id(task_queue: &str, instance: i64) -> String {
 
 /// How long one `load` or `record` may take before Temporal retries it (it only touches the
 /// store, so a long one means the store is down).
-const PROJECTION_TIMEOUT: Duration = Duration::from_secs(60);
+const PROJECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What starts a workflow: the instance it runs (its start is already in the store), and
 /// the instant the starter's clock read.

