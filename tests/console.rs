@@ -53,14 +53,31 @@ fn registration_input() -> Value {
 
 #[test]
 fn a_clerk_works_a_registration_through_the_console() {
-    let app = TestApp::start(Backend::Sqlite, "2026-02-13T10:00:00+08:00");
+    a_clerk_works_a_registration(Backend::Sqlite, &[]);
+}
+
+#[test]
+fn on_the_temporal_engine_a_clerk_works_a_registration_through_the_console() {
+    if common::temporal_address().is_none() {
+        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+        return;
+    }
+    let screenshots = screenshots_dir().join("temporal");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    a_clerk_works_a_registration(Backend::Temporal, &[("STATFLOW_SCREENSHOTS", screenshots.display().to_string())]);
+}
+
+fn a_clerk_works_a_registration(backend: Backend, env: &[(&str, String)]) {
+    let app = TestApp::start(backend, "2026-02-13T10:00:00+08:00");
     app.user("clerk", "staff", &["taian-registry"], "clerk password 1");
     app.user("outsider", "staff", &["jinan-registry"], "outsider password 1");
     let provider = app.token("provider", "staff", &["taian-market"]);
     let id = start(&app, &provider, "registration", "taian", registration_input());
     let before = app.instance(id);
 
-    browse(&app, "clerk", &[("STATFLOW_INSTANCE", id.to_string())]);
+    let mut env = env.to_vec();
+    env.push(("STATFLOW_INSTANCE", id.to_string()));
+    browse(&app, "clerk", &env);
 
     let after = app.instance(id);
     assert_eq!(after["step"]["name"], "publicity", "the clerk accepted and passed the review: {after}");

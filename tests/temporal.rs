@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{act, scratch, start, TestApp};
+use common::{act, scratch, start, Backend, TestApp};
 use serde_json::{json, Value};
 
 /// A Temporal dev server on a free loopback port, its state in `file`.
@@ -154,4 +154,74 @@ fn instances_run_as_workflows_and_survive_the_temporal_server_being_killed() {
     });
     let ids: std::collections::BTreeSet<&str> = mail.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), mail.len(), "a notice was sent twice: {mail:#?}");
+}
+
+/// `statflow worker` for `app`'s instances, on its database.
+fn worker(app: &TestApp, address: &str) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(app.dir.join("worker.log")).unwrap();
+    let queue = app.task_queue();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statflow"))
+        .args([
+            "worker",
+            "--db",
+            &app.db,
+            "--engine",
+            "temporal",
+            "--temporal-address",
+            address,
+            "--task-queue",
+            &queue,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("the worker starts");
+    // Its first line says it runs.
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.starts_with("statflow worker on"), "{line:?}");
+    child
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn api_and_workers_run_as_separate_processes_and_a_killed_worker_is_replaced() {
+    let (Some(address), Some(_)) = (common::temporal_address(), common::postgres_url()) else {
+        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS and STATFLOW_TEST_POSTGRES_URL are both needed: not run");
+        return;
+    };
+    let app = TestApp::start_api_only(Backend::Postgres, &address, "2026-02-13T10:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    // Two workers on one namespace and task queue share the instances.
+    let (first, second) = (worker(&app, &address), worker(&app, &address));
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    act(&app, &clerk, id, "accept", json!({}));
+
+    // A worker killed in the middle of the procedure: the other one carries on.
+    kill(first);
+    let body =
+        act(&app, &clerk, id, "engage_third_party", json!({"third_party": "合规服务中心", "reason": "涉及个人信息"}));
+    assert_eq!(body["deadline"]["due"], "2026-03-20T00:00:00+08:00");
+
+    // The last worker killed, a new one started: still nothing lost.
+    kill(second);
+    let third = worker(&app, &address);
+    let body = act(&app, &clerk, id, "pass", json!({"compliance_report": "合规"}));
+    assert_eq!(body["step"]["name"], "publicity");
+    app.advance("P14D");
+    app.wait_for(id, "certificate issued", |b| {
+        b["activity_results"].as_object().is_some_and(|r| r.values().any(|v| v["certificate_no"].is_string()))
+    });
+    let body = act(&app, &clerk, id, "confirm_rights", json!({}));
+    assert_eq!(body["outcome"], "registered");
+    let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
+    assert_eq!(history["chain_intact"], true, "{history}");
+    let actions: Vec<&str> =
+        history["events"].as_array().unwrap().iter().filter_map(|e| e["event"]["action"].as_str()).collect();
+    assert_eq!(actions, ["accept", "engage_third_party", "pass", "confirm_rights"], "each action once: {history}");
+    kill(third);
 }

@@ -48,6 +48,51 @@ pub struct ServeArgs {
     pub log_format: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// With `--engine temporal`: run no Temporal worker in this process (`statflow worker`
+    /// runs them elsewhere).
+    #[arg(long, env = "STATFLOW_NO_WORKER")]
+    pub no_worker: bool,
+}
+
+/// `statflow worker`: a Temporal worker of statflow's workflows only.
+#[derive(Args, Clone, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// `text` or `json` logs.
+    #[arg(long, env = "STATFLOW_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The resolved configuration of `statflow worker`.
+pub struct WorkerConfig {
+    pub db: DbSettings,
+    pub temporal: Settings,
+    pub json_logs: bool,
+}
+
+impl WorkerArgs {
+    pub fn resolve(&self) -> Result<WorkerConfig, String> {
+        let file = read_file(&self.db.config)?;
+        let db = self.db.resolve_with(&file)?;
+        let temporal = self
+            .engine
+            .resolve_with(&file)?
+            .ok_or("a worker runs Temporal workflows: give --engine temporal and --temporal-address HOST:PORT")?;
+        let json_logs = log_format(self.log_format.clone().or(file.log_format))? == "json";
+        Ok(WorkerConfig { db, temporal, json_logs })
+    }
+}
+
+/// `text` (the default) or `json`.
+fn log_format(given: Option<String>) -> Result<String, String> {
+    let format = given.unwrap_or_else(|| "text".into());
+    if format != "text" && format != "json" {
+        return Err(format!("--log-format: `{format}` must be text or json"));
+    }
+    Ok(format)
 }
 
 /// Which engine runs the instances (see docs/engines.md).
@@ -220,6 +265,8 @@ pub struct Config {
     pub anchoring: Anchoring,
     /// The Temporal server instances run on; `None`: the embedded engine.
     pub temporal: Option<Settings>,
+    /// Whether this process runs a Temporal worker too (with `temporal`).
+    pub temporal_worker: bool,
 }
 
 fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -272,12 +319,13 @@ impl ServeArgs {
             })?),
             None => None,
         };
-        let log_format = self.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
-        if log_format != "text" && log_format != "json" {
-            return Err(format!("--log-format: `{log_format}` must be text or json"));
+        let log_format = log_format(self.log_format.clone().or(file.log_format))?;
+        if self.no_worker && temporal.is_none() {
+            return Err("--no-worker: only with --engine temporal (the embedded engine runs its own instances)".into());
         }
         let listen = self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         Ok(Config {
+            temporal_worker: !self.no_worker,
             temporal,
             db: db.url,
             db_connect_timeout: db.connect_timeout,

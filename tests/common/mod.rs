@@ -97,6 +97,28 @@ impl TestApp {
         Self::start_on(Backend::Temporal, clock, config, Some(address))
     }
 
+    /// The API on `backend`'s database with instances on the Temporal server at `address`,
+    /// and no worker in the daemon: the test runs `statflow worker` processes itself.
+    pub fn start_api_only(backend: Backend, address: &str, clock: &str) -> TestApp {
+        let mut app = Self::start_on(backend, clock, "", Some(address));
+        app.stop_launched();
+        app.engine.push("--no-worker".into());
+        app.launch();
+        app
+    }
+
+    /// The task queue of this daemon's instances on the Temporal engine.
+    pub fn task_queue(&self) -> String {
+        self.dir.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    fn stop_launched(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     fn start_on(backend: Backend, clock: &str, config: &str, temporal: Option<&str>) -> TestApp {
         let dir = scratch("api");
         std::fs::write(

@@ -30,6 +30,9 @@ enum Command {
     Definitions(definitions::DefinitionsCommand),
     /// Runs the daemon: the HTTP API, timers and effects, on SQLite by default.
     Serve(crate::config::ServeArgs),
+    /// Runs only a Temporal worker of statflow's workflows (`--engine temporal`), beside
+    /// `serve --engine temporal --no-worker` processes on the same PostgreSQL database.
+    Worker(crate::config::WorkerArgs),
     /// Runs pending database migrations and exits.
     Migrate(crate::config::DbArgs),
     /// The directory of organizations and contacts notifications go to (on a running daemon).
@@ -77,6 +80,7 @@ pub fn run() -> i32 {
         Command::Calendar(command) => calendar::run(command),
         Command::Definitions(command) => definitions::run(command),
         Command::Serve(args) => serve::serve(args),
+        Command::Worker(args) => serve::worker(args),
         Command::Migrate(args) => serve::migrate(args),
         Command::Directory(command) => directory::run(command),
         Command::Schedules(command) => schedules::run(command),

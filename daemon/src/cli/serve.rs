@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::api;
-use crate::config::{DbArgs, Notifications, ServeArgs};
+use crate::config::{DbArgs, Notifications, ServeArgs, WorkerArgs};
 use crate::engine::embedded::clock::Clock;
 use crate::engine::embedded::delivery::Channels;
 use crate::engine::embedded::Embedded;
@@ -119,15 +119,7 @@ pub fn token(command: TokenCommand) -> Result<(), Failure> {
 
 pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     let config = args.resolve().map_err(Failure::usage)?;
-    // Logs go to stderr; stdout carries only the listening address.
-    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-    );
-    if config.json_logs {
-        subscriber.json().init();
-    } else {
-        subscriber.init();
-    }
+    init_logs(config.json_logs);
     runtime()?.block_on(async {
         // The address is taken before anything else, so a wrong --listen is said at once and
         // nothing (not even a migration) has happened.
@@ -165,7 +157,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             // runs a worker for them (docs/engines.md).
             let host = TemporalHost::connect(settings, &engine).await.map_err(Failure::usage)?;
             engine.hand_over(Arc::new(host));
-            Some(TemporalWorker::spawn(settings.clone(), engine.clone()))
+            config.temporal_worker.then(|| TemporalWorker::spawn(settings.clone(), engine.clone()))
         } else {
             None
         };
@@ -190,6 +182,61 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
         tracing::info!("statflow stopped");
         served
+    })
+}
+
+/// Logs go to stderr (stdout carries only what a command prints for its caller).
+fn init_logs(json: bool) {
+    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+    );
+    if json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+}
+
+/// How often a worker looks for calendar imports and definition versions stored by the
+/// processes that take them.
+const WORKER_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `statflow worker`: runs the Temporal worker of statflow's workflows and activities only,
+/// against the database the API processes use, until Ctrl-C or SIGTERM.
+pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
+    let config = args.resolve().map_err(Failure::usage)?;
+    init_logs(config.json_logs);
+    runtime()?.block_on(async {
+        if sqlite_file(&config.db.url).is_some() {
+            return Err(Failure::usage(
+                "--db: a SQLite database belongs to one process; a worker of its own needs PostgreSQL \
+                 (or run the worker inside `serve`, without --no-worker)",
+            ));
+        }
+        let store = open(&config.db.url, config.db.connect_timeout).await?;
+        // The worker's engine only records what its workflows decide: it runs none of the
+        // embedded engine's own workers, and its clock is not used.
+        let engine = Embedded::load(store, Clock::System).await.map_err(|e| Failure::invalid(e.to_string()))?;
+        let worker = TemporalWorker::spawn(config.temporal.clone(), engine.clone());
+        println!(
+            "statflow worker on {} (namespace {}, task queue {})",
+            config.temporal.address, config.temporal.namespace, config.temporal.task_queue
+        );
+        let refresh = async {
+            loop {
+                tokio::time::sleep(WORKER_REFRESH).await;
+                if let Err(error) = engine.refresh_from_store().await {
+                    tracing::warn!(%error, "could not read calendar imports and definition versions");
+                }
+            }
+        };
+        tokio::select! {
+            () = shutdown() => {}
+            () = refresh => {}
+        }
+        worker.stop().await;
+        tracing::info!("statflow worker stopped");
+        Ok(())
     })
 }
 

@@ -20,6 +20,35 @@ pub struct Definitions {
     current: RwLock<HashMap<(String, String), String>>,
 }
 
+/// Every stored version, and the version each procedure's new instances start on.
+type Stored = (HashMap<String, Arc<Definition>>, HashMap<(String, String), String>);
+
+/// `known` versions are taken as they are (a version never changes once stored).
+async fn stored(store: &Store, known: &HashMap<String, Arc<Definition>>) -> Result<Stored, StoreError> {
+    let mut versions = HashMap::new();
+    for row in store.definitions().await? {
+        if let Some(definition) = known.get(&row.version) {
+            versions.insert(row.version.clone(), definition.clone());
+            continue;
+        }
+        let definition = Definition::load(&row.source, &row.file).map_err(|errors| {
+            StoreError::Corrupt(format!("stored definition {} no longer loads: {}", row.version, errors[0]))
+        })?;
+        versions.insert(row.version.clone(), Arc::new(definition));
+    }
+    // Built-in versions are current unless an administrator chose another by loading it.
+    let mut current: HashMap<(String, String), String> = Library::built_in()
+        .iter()
+        .map(|d| ((d.id().to_owned(), d.jurisdiction().to_owned()), d.version.clone()))
+        .collect();
+    for (procedure, jurisdiction, version) in store.current_versions().await? {
+        if versions.contains_key(&version) {
+            current.insert((procedure, jurisdiction), version);
+        }
+    }
+    Ok((versions, current))
+}
+
 fn record(definition: &Definition, source: &str) -> DefinitionRecord {
     DefinitionRecord {
         version: definition.version.clone(),
@@ -42,24 +71,24 @@ impl Definitions {
                 .expect("built-in definitions come from BUILT_IN");
             store.save_definition(&record(definition, source), now).await?;
         }
-        let mut versions = HashMap::new();
-        for row in store.definitions().await? {
-            let definition = Definition::load(&row.source, &row.file).map_err(|errors| {
-                StoreError::Corrupt(format!("stored definition {} no longer loads: {}", row.version, errors[0]))
-            })?;
-            versions.insert(row.version.clone(), Arc::new(definition));
-        }
-        // Built-in versions are current unless an administrator chose another by loading it.
-        let mut current: HashMap<(String, String), String> = Library::built_in()
-            .iter()
-            .map(|d| ((d.id().to_owned(), d.jurisdiction().to_owned()), d.version.clone()))
-            .collect();
-        for (procedure, jurisdiction, version) in store.current_versions().await? {
-            if versions.contains_key(&version) {
-                current.insert((procedure, jurisdiction), version);
-            }
-        }
+        let (versions, current) = stored(store, &HashMap::new()).await?;
         Ok(Definitions { versions: Arc::new(RwLock::new(versions)), current: RwLock::new(current) })
+    }
+
+    /// Reads again the stored versions and current choices (another process may have loaded
+    /// a version). Returns whether anything was new.
+    pub async fn refresh(&self, store: &Store) -> Result<bool, StoreError> {
+        let known = self.versions.read().expect("not poisoned").clone();
+        let (versions, current) = stored(store, &known).await?;
+        let new_versions = versions.len() != self.versions.read().expect("not poisoned").len();
+        let new_choices = current != *self.current.read().expect("not poisoned");
+        if new_versions {
+            *self.versions.write().expect("not poisoned") = versions;
+        }
+        if new_choices {
+            *self.current.write().expect("not poisoned") = current;
+        }
+        Ok(new_versions || new_choices)
     }
 
     /// Every loaded version (instances may run on any of them).

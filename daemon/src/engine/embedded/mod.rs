@@ -73,6 +73,20 @@ pub struct Embedded {
     host: std::sync::OnceLock<Arc<dyn Host>>,
 }
 
+/// The official calendar with every stored import, and the newest import's generation.
+async fn stored_calendar(store: &Store) -> Result<(Calendar, i64), StoreError> {
+    let mut calendar = Calendar::official();
+    let mut generation = 0;
+    for row in store.calendar_years().await? {
+        generation = generation.max(row.generation);
+        let corrupt = |e: String| StoreError::Corrupt(format!("calendar year {}: {e}", row.year));
+        for notice in parse_tsv(&row.notice, &row.origin).map_err(|e| corrupt(e.to_string()))? {
+            calendar.import(notice, &row.origin).map_err(|e| corrupt(e.to_string()))?;
+        }
+    }
+    Ok((calendar, generation))
+}
+
 /// Runs started instances elsewhere (a Temporal workflow each): the embedded engine stores
 /// starts and hands every later event to the host, which applies it with the same
 /// interpreter and records the transition in the store before answering.
@@ -94,15 +108,7 @@ impl Embedded {
     /// Loads definitions (storing the built-in library's versions) and calendar years.
     pub async fn load(store: Store, clock: Clock) -> Result<Arc<Embedded>, StoreError> {
         let definitions = Definitions::load(&store, to_millis(clock.now())).await?;
-        let mut calendar = Calendar::official();
-        let mut generation = 0;
-        for row in store.calendar_years().await? {
-            generation = generation.max(row.generation);
-            let corrupt = |e: String| StoreError::Corrupt(format!("calendar year {}: {e}", row.year));
-            for notice in parse_tsv(&row.notice, &row.origin).map_err(|e| corrupt(e.to_string()))? {
-                calendar.import(notice, &row.origin).map_err(|e| corrupt(e.to_string()))?;
-            }
-        }
+        let (calendar, generation) = stored_calendar(&store).await?;
         Ok(Arc::new(Embedded {
             store,
             clock,
@@ -124,6 +130,20 @@ impl Embedded {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Catches up with what another process stored: calendar imports and definition versions
+    /// (a Temporal worker beside the processes that take them). Returns whether anything was
+    /// new.
+    pub async fn refresh_from_store(&self) -> Result<bool, StoreError> {
+        let mut changed = self.definitions.refresh(&self.store).await?;
+        let newest = self.store.calendar_years().await?.iter().map(|row| row.generation).max().unwrap_or(0);
+        if newest > self.calendar_generation() {
+            let (calendar, generation) = stored_calendar(&self.store).await?;
+            *self.calendar.write().expect("not poisoned") = (Arc::new(calendar), generation);
+            changed = true;
+        }
+        Ok(changed)
     }
 
     /// The calendar deadlines are computed with (the facade's `calendar` with its generation).

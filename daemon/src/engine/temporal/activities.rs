@@ -9,6 +9,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::world;
+use crate::engine::Engine;
 use crate::store::from_millis;
 
 /// An instance as the store holds it when its workflow starts.
@@ -36,7 +37,13 @@ pub struct Projection;
 impl Projection {
     #[activity(name = "statflow.load")]
     pub async fn load(_ctx: ActivityContext, instance: i64) -> Result<Loaded, ActivityError> {
-        let record = world().store().instance(instance).await?;
+        let engine = world();
+        let record = engine.store().instance(instance).await?;
+        if engine.definitions().get(&record.definition_version).is_none() {
+            // Loaded by another process after this worker started.
+            engine.refresh_from_store().await?;
+        }
+        engine.definitions().require_version(&record.definition_version)?;
         let state = record.state()?;
         Ok(Loaded { version: record.definition_version, state, updated_at: record.updated_at })
     }

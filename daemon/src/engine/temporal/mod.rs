@@ -148,7 +148,8 @@ impl Host for TemporalHost {
     }
 
     async fn apply(&self, id: i64, event: &Event, now: DateTime<FixedOffset>) -> Result<Vec<Command>, EngineError> {
-        let delivered = Delivered { event: event.clone(), now_millis: to_millis(now) };
+        let generation = self.engine.upgrade().map_or(0, |engine| engine.calendar().1);
+        let delivered = Delivered { event: event.clone(), now_millis: to_millis(now), calendar_generation: generation };
         let mut answer = self.deliver(id, &delivered).await;
         if answer.is_err() {
             if let Some(outcome) = self.after_the_end(id, event, now).await? {

@@ -19,7 +19,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use statflow_workflows::engine::{self, Command, Event, InstanceState, Refusal, Status};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_sdk::{LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
 
 use super::activities::{Loaded, Projection, Recorded};
 use super::world;
@@ -50,6 +50,9 @@ pub struct Start {
 pub struct Delivered {
     pub event: Event,
     pub now_millis: i64,
+    /// The calendar import the sender computes with: a worker behind it catches up first.
+    #[serde(default)]
+    pub calendar_generation: i64,
 }
 
 /// The answer to an event: refused, or applied with the commands it gave (recorded by then).
@@ -91,8 +94,10 @@ impl InstanceWorkflow {
             w.instance = start.instance;
             w.offset = start.now_millis - workflow_now;
         });
-        let options = ActivityOptions::start_to_close_timeout(PROJECTION_TIMEOUT);
-        let loaded: Loaded = ctx.execute_activity(Projection::load, start.instance, options.clone()).await?;
+        // Local activities: run by the worker inside the workflow task that asks for them
+        // (one round trip to the server fewer per event), recorded as markers in the history.
+        let options = LocalActivityOptions::builder().start_to_close_timeout(PROJECTION_TIMEOUT).build();
+        let loaded: Loaded = ctx.execute_local_activity(Projection::load, start.instance, options.clone()).await?;
         ctx.state_mut(|w| {
             w.version = loaded.version;
             w.recorded = loaded.state.events;
@@ -103,7 +108,7 @@ impl InstanceWorkflow {
         loop {
             let queue = ctx.state_mut(|w| std::mem::take(&mut w.queue));
             if let Some(last) = queue.last().map(|r| r.transition_state.events) {
-                ctx.execute_activity(Projection::record, queue, options.clone()).await?;
+                ctx.execute_local_activity(Projection::record, queue, options.clone()).await?;
                 ctx.state_mut(|w| {
                     w.recorded = last;
                     w.changes += 1;
@@ -147,6 +152,16 @@ impl InstanceWorkflow {
     #[update]
     pub async fn apply(ctx: &mut WorkflowContext<Self>, delivered: Delivered) -> Answer {
         if ctx.wait_condition(|w| w.state.is_some()).await.is_err() {
+            return Answer::Applied(vec![]);
+        }
+        let (_, generation) = world().calendar();
+        if generation < delivered.calendar_generation {
+            // This worker has not read the sender's calendar yet: the task fails, nothing of
+            // it is kept, and Temporal hands it out again (this worker catches up meanwhile).
+            ctx.force_task_fail(format!(
+                "the worker's calendar is import {generation}, the event's {}",
+                delivered.calendar_generation
+            ));
             return Answer::Applied(vec![]);
         }
         let workflow_now = workflow_millis(ctx);
