@@ -184,7 +184,9 @@ impl Embedded {
             open_tasks: self.store.open_tasks_of(id).await?,
             effects: self.store.effects_of(id).await?,
         };
-        Ok(Applied { instance_id: id, commands, standing: Some(standing), closed_tasks })
+        let applied = Applied { instance_id: id, commands, standing: Some(standing), closed_tasks };
+        self.wake(&applied);
+        Ok(applied)
     }
 }
 

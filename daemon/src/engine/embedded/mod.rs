@@ -177,7 +177,7 @@ impl Embedded {
     }
 
     /// The host running started instances, if not this engine.
-    fn host(&self) -> Option<&Arc<dyn Host>> {
+    pub(super) fn host(&self) -> Option<&Arc<dyn Host>> {
         self.host.get()
     }
 
@@ -290,7 +290,10 @@ impl Embedded {
     pub async fn apply(&self, id: i64, event: &Event) -> Result<Applied, EngineError> {
         if let Some(host) = self.host() {
             let commands = host.apply(id, event, self.clock.now()).await?;
-            return Ok(Applied { instance_id: id, commands, standing: None, closed_tasks: vec![] });
+            let applied = Applied { instance_id: id, commands, standing: None, closed_tasks: vec![] };
+            // The host may have recorded it in another process, which cannot wake these workers.
+            self.wake(&applied);
+            return Ok(applied);
         }
         self.transition(Work::Apply { id, event: event.clone(), definitions: self.definitions.resolver() }).await
     }

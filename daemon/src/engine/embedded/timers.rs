@@ -80,9 +80,12 @@ impl Embedded {
         what: &str,
         shutdown: &mut Shutdown,
     ) {
+        // With a host, another process (a Temporal worker) also writes effects and cannot
+        // wake this one: look again every second.
+        let longest: i64 = if self.host().is_some() { 1_000 } else { 60_000 };
         let wait = match next {
-            Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, 60_000) as u64),
-            Ok(None) => Duration::from_secs(60),
+            Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, longest) as u64),
+            Ok(None) => Duration::from_millis(longest as u64),
             Err(error) => {
                 tracing::error!(%error, "reading the next {what} failed");
                 Duration::from_secs(1)
