@@ -22,10 +22,9 @@ macro_rules! on_both_databases {
         }
         mod temporal {
             $(#[test] fn $name() {
-                if super::common::temporal_address().is_none() {
-                    eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
-                    return;
-                }
+                if !super::common::temporal_available() {
+        return;
+    }
                 super::$name(super::Backend::Temporal);
             })*
         }

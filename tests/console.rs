@@ -58,8 +58,7 @@ fn a_clerk_works_a_registration_through_the_console() {
 
 #[test]
 fn on_the_temporal_engine_a_clerk_works_a_registration_through_the_console() {
-    if common::temporal_address().is_none() {
-        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+    if !common::temporal_available() {
         return;
     }
     let screenshots = screenshots_dir().join("temporal");

@@ -126,8 +126,7 @@ fn sqlite_survives_sigkill() {
 
 #[test]
 fn the_temporal_engine_survives_sigkill() {
-    if common::temporal_address().is_none() {
-        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+    if !common::temporal_available() {
         return;
     }
     crash_while_a_client_works(Backend::Temporal);

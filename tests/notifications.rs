@@ -58,8 +58,7 @@ fn a_late_acceptance_climbs_to_the_regulator_once_and_acting_in_time_stops_it() 
 
 #[test]
 fn on_the_temporal_engine_a_late_acceptance_climbs_to_the_regulator_once() {
-    if common::temporal_address().is_none() {
-        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+    if !common::temporal_available() {
         return;
     }
     a_late_acceptance_climbs_to_the_regulator(Backend::Temporal);

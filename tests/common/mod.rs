@@ -42,6 +42,15 @@ pub fn temporal_address() -> Option<String> {
     std::env::var("STATFLOW_TEST_TEMPORAL_ADDRESS").ok().filter(|a| !a.is_empty())
 }
 
+/// Whether a test on the Temporal engine can run here; says so when it cannot.
+pub fn temporal_available() -> bool {
+    let available = temporal_address().is_some();
+    if !available {
+        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS is not set: not run on the Temporal engine");
+    }
+    available
+}
+
 /// The PostgreSQL server for tests, when one is configured.
 pub fn postgres_url() -> Option<String> {
     std::env::var("STATFLOW_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
