@@ -221,3 +221,44 @@ fn docs_legal_basis_is_the_traceability_matrix_of_the_library() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--jurisdiction: no procedures for `beijing`"));
 }
+
+#[test]
+fn engine_settings_that_cannot_work_get_one_line_and_exit_code_2() {
+    let dir = scratch();
+    let db = format!("sqlite://{}/statflow.db?mode=rwc", dir.display());
+    let config = dir.join("statflow.toml");
+    std::fs::write(&config, "engine = \"temporal\"\n[temporal]\nadress = \"127.0.0.1:7233\"\n").unwrap();
+    let config = config.display().to_string();
+    for (args, message) in [
+        (
+            vec!["serve", "--db", &db, "--engine", "temporal"],
+            "statflow: --engine temporal needs --temporal-address HOST:PORT (or `address` under [temporal])\n",
+        ),
+        (vec!["serve", "--db", &db, "--engine", "cluster"], "statflow: --engine: `cluster` must be embedded or temporal\n"),
+        (
+            vec!["serve", "--db", &db, "--no-worker"],
+            "statflow: --no-worker: only with --engine temporal (the embedded engine runs its own instances)\n",
+        ),
+        (
+            vec!["serve", "--db", &db, "--engine", "temporal", "--temporal-address", "127.0.0.1:7233", "--task-queue", "a b"],
+            "statflow: --task-queue: `a b` must be 1 to 200 characters, no spaces\n",
+        ),
+        (
+            vec!["worker", "--db", &db],
+            "statflow: a worker runs Temporal workflows: give --engine temporal and --temporal-address HOST:PORT\n",
+        ),
+        (
+            vec!["worker", "--db", &db, "--engine", "temporal", "--temporal-address", "127.0.0.1:7233"],
+            "statflow: --db: a SQLite database belongs to one process; a worker of its own needs PostgreSQL (or run the worker inside `serve`, without --no-worker)\n",
+        ),
+    ] {
+        let out = statflow(&args, &dir);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), message, "{args:?}");
+    }
+    // A key the `[temporal]` section does not have is named with its file and line.
+    let out = statflow(&["serve", "--db", &db, "--config", &config], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let said = stderr(&out);
+    assert!(said.starts_with(&format!("statflow: --config: {config}:3: unknown field `adress`")), "{said}");
+}
