@@ -140,6 +140,9 @@ fn instances_run_as_workflows_and_survive_the_temporal_server_being_killed() {
         b["activity_results"].as_object().is_some_and(|r| r.values().any(|v| v["certificate_no"].is_string()))
     });
     assert_eq!(body["step"]["name"], "rights_confirmation");
+    // The certificate was a Temporal activity of the workflow.
+    let history = serde_json::to_string(&server.history(&workflow)).unwrap();
+    assert!(history.contains("\"statflow.perform\""), "no `statflow.perform` activity in {history}");
     let body = act(&app, &clerk, id, "confirm_rights", json!({}));
     assert_eq!((body["status"].as_str(), body["outcome"].as_str()), (Some("completed"), Some("registered")));
     let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);

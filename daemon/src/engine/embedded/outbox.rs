@@ -35,7 +35,7 @@ impl Embedded {
     /// Carries out the ready internal effects; returns how many were handled.
     pub async fn run_outbox_once(&self) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, groups) = self.store.ready_effects(&EffectKind::INTERNAL, now, BATCH).await?;
+        let (count, groups) = self.store.ready_effects(&self.internal_kinds(), now, BATCH).await?;
         let passes = join_all(groups.into_iter().map(|rows| async move {
             let mut done = Vec::with_capacity(rows.len());
             for row in rows {
@@ -54,6 +54,13 @@ impl Embedded {
         // is why every effect is idempotent by its key.
         self.store.finish_effects(&done, now).await?;
         Ok(count)
+    }
+
+    /// The internal kinds this worker carries out: all of them, but for the [`RECORDS`] a
+    /// host's workflows run themselves.
+    fn internal_kinds(&self) -> Vec<EffectKind> {
+        let hosted = self.host().is_some();
+        EffectKind::INTERNAL.into_iter().filter(|kind| !(hosted && RECORDS.contains(kind))).collect()
     }
 
     /// Carries out one effect; true when it is done (marked with the rest of the pass).
@@ -96,13 +103,9 @@ impl Embedded {
 
     async fn perform(&self, instance: i64, row: &EffectRecord, effect: Effect) -> Result<Done, String> {
         match effect {
-            Effect::Activity(Activity::IssueCertificate { .. }) => {
-                let number = format!("CERT-{instance}-{}", row.id);
-                Ok(Done::Activity(json!({ "certificate_no": number })))
-            }
-            Effect::Activity(
-                Activity::SetStatus { .. } | Activity::ChangeAccess { .. } | Activity::WriteReport { .. },
-            ) => Ok(Done::Activity(json!({ "recorded": true }))),
+            Effect::Activity(activity) => record_result(instance, row.id, &activity)
+                .map(Done::Activity)
+                .ok_or_else(|| format!("the outbox worker does not carry out {} effects", row.kind)),
             Effect::StartChild(start) => self.start_child(instance, start).await.map(|()| Done::Quiet),
             Effect::SignalInstance(signal) => {
                 let target =
@@ -138,10 +141,27 @@ impl Embedded {
 
     /// The outbox worker's loop, until shutdown.
     pub(super) async fn run_outbox(self: Arc<Self>, heartbeat: Heartbeat, shutdown: Shutdown) {
-        self.work_until_stopped(&EffectKind::INTERNAL, &self.outbox_changed, "outbox", heartbeat, shutdown, || {
-            self.run_outbox_once()
-        })
-        .await
+        let kinds = self.internal_kinds();
+        self.work_until_stopped(&kinds, &self.outbox_changed, "outbox", heartbeat, shutdown, || self.run_outbox_once())
+            .await
+    }
+}
+
+/// The effect kinds that only record something (a certificate, a record status, a data-access
+/// change, a report): the Temporal engine runs these as activities of the workflow.
+pub const RECORDS: [EffectKind; 4] =
+    [EffectKind::IssueCertificate, EffectKind::SetStatus, EffectKind::ChangeAccess, EffectKind::WriteReport];
+
+/// What a record-only activity returns to its instance, carried out as effect row `row_id`
+/// (its certificate number names the row, so a repeat gives the same number); `None` for an
+/// activity that is not one of [`RECORDS`].
+pub fn record_result(instance: i64, row_id: i64, activity: &Activity) -> Option<Value> {
+    match activity {
+        Activity::IssueCertificate { .. } => Some(json!({ "certificate_no": format!("CERT-{instance}-{row_id}") })),
+        Activity::SetStatus { .. } | Activity::ChangeAccess { .. } | Activity::WriteReport { .. } => {
+            Some(json!({ "recorded": true }))
+        }
+        Activity::Notify { .. } | Activity::Escalate { .. } => None,
     }
 }
 

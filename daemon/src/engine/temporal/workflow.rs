@@ -19,11 +19,14 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use statflow_workflows::engine::{self, Command, Event, InstanceState, Refusal, Status};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_workflow::RetryPolicy;
 
-use super::activities::{Loaded, Projection, Recorded};
+use super::activities::{Loaded, Perform, Projection, Recorded};
 use super::world;
+use crate::engine::embedded::outbox::RECORDS;
 use crate::engine::Engine;
+use crate::store::effects::EffectKind;
 use crate::store::{from_millis, to_millis};
 
 /// The id of the workflow of `instance`. Instance ids are only unique within one statflow
@@ -62,6 +65,21 @@ pub enum Answer {
     Refused(Refusal),
 }
 
+/// A record-only effect waiting for the transition that asked for it (`recorded_by`, its
+/// events counter) to be recorded.
+#[derive(Clone, Debug)]
+struct Effect {
+    perform: Perform,
+    recorded_by: u64,
+}
+
+/// Up to 8 attempts a second apart doubling, as the outbox worker retries (then the instance
+/// hears `ActivityFailed`).
+fn perform_options() -> ActivityOptions {
+    let retry = RetryPolicy::builder().maximum_attempts(8).build();
+    ActivityOptions::with_start_to_close_timeout(PROJECTION_TIMEOUT).retry_policy(retry).build()
+}
+
 #[workflow]
 #[derive(Default)]
 pub struct InstanceWorkflow {
@@ -83,6 +101,8 @@ pub struct InstanceWorkflow {
     changes: u64,
     /// Updates being handled: the workflow ends only once each has its answer.
     in_flight: u32,
+    /// Record-only effects of recorded transitions, to carry out as activities, oldest first.
+    effects: std::collections::VecDeque<Effect>,
 }
 
 #[workflow_methods]
@@ -102,6 +122,8 @@ impl InstanceWorkflow {
             w.version = loaded.version;
             w.recorded = loaded.state.events;
             w.last_now = loaded.updated_at;
+            let recorded_by = loaded.state.events;
+            w.effects.extend(loaded.pending.into_iter().map(|perform| Effect { perform, recorded_by }));
             w.state = Some(loaded.state);
             w.changes += 1;
         });
@@ -113,6 +135,19 @@ impl InstanceWorkflow {
                     w.recorded = last;
                     w.changes += 1;
                 });
+                continue;
+            }
+            if let Some(effect) = ctx.state_mut(|w| w.next_effect()) {
+                // Quick (it only writes the store), so the loop waits for it.
+                let key = effect.key.clone();
+                let event = match ctx.execute_activity(Projection::perform, effect, perform_options()).await {
+                    Ok(result) => Event::ActivityCompleted { key, result },
+                    Err(error) => Event::ActivityFailed { key, error: error.to_string() },
+                };
+                let now = ctx.state(|w| w.now(workflow_millis(ctx)));
+                if let Err(refusal) = ctx.state_mut(|w| w.take(&event, now)) {
+                    tracing::error!(instance = start.instance, %refusal, "an effect's result was refused");
+                }
                 continue;
             }
             if let Some(outcome) = ctx.state(|w| w.outcome()) {
@@ -203,6 +238,13 @@ impl InstanceWorkflow {
         step.timers.iter().map(|(id, t)| (id.clone(), to_millis(t.at))).min_by_key(|(id, at)| (*at, id.clone()))
     }
 
+    /// The next record-only effect to carry out, once the transition that asked for it is
+    /// recorded (its effect row must be there).
+    fn next_effect(&mut self) -> Option<Perform> {
+        let ready = self.effects.front().is_some_and(|e| e.recorded_by <= self.recorded);
+        ready.then(|| self.effects.pop_front()).flatten().map(|e| e.perform)
+    }
+
     fn drop_timer(&mut self, timer: &str) {
         if let Some(step) = self.state.as_mut().and_then(|s| s.step.as_mut()) {
             step.timers.remove(timer);
@@ -239,6 +281,14 @@ impl InstanceWorkflow {
         }
         let events = transition.state.events;
         let commands = transition.commands.clone();
+        for command in &commands {
+            if let Command::RunActivity { key, activity } = command {
+                if RECORDS.contains(&EffectKind::of_activity(activity)) {
+                    let perform = Perform { instance: self.instance, key: key.clone(), activity: activity.clone() };
+                    self.effects.push_back(Effect { perform, recorded_by: events });
+                }
+            }
+        }
         self.queue.push(Recorded {
             instance: self.instance,
             at_millis: now,
