@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset, TimeDelta};
 use serde_json::{json, Value};
 use statflow::engine::embedded::clock::Clock;
+use statflow::engine::embedded::outbox::RECORDS;
 use statflow::engine::embedded::Embedded;
 use statflow::engine::temporal::{Settings, TemporalHost, TemporalWorker};
 use statflow::engine::{ActRequest, Engine};
@@ -139,6 +140,12 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     // Publicity expires on its timer; the outbox issues the certificates.
     let fired = runtime.fire_due(start + TimeDelta::days(14)).await.expect("timers fire").len();
     drain_outbox(&runtime).await;
+    // On the Temporal engine a certificate's row is done a moment before its workflow has
+    // recorded the result: the phase ends when every instance has its five events (start,
+    // accept, pass, publicity's end, the certificate), so no confirmation overtakes one.
+    while runtime.store().count_events().await.expect("count history") < 5 * n as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let published = began.elapsed();
 
     // Rights confirmed; the outbox records the status.
@@ -232,9 +239,14 @@ fn clerk() -> Actor {
     }
 }
 
-/// Runs the outbox worker's passes until no internal effect is left.
+/// Runs the outbox worker's passes until no internal effect is left; on the Temporal engine
+/// the workflows carry out the record-only ones (certificates, statuses) themselves, so it
+/// also waits until none of those is pending.
 async fn drain_outbox(runtime: &Embedded) {
     while runtime.run_outbox_once().await.expect("outbox pass") > 0 {}
+    while runtime.store().count_pending_of(&RECORDS).await.expect("count the outbox") > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Peak resident set size of this process (VmHWM), in KiB.

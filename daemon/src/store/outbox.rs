@@ -97,8 +97,14 @@ impl Store {
     /// How many effects wait to be carried out (retries included), over every kind: what is
     /// left of a burst, counted on the (kind, status, next attempt) index.
     pub async fn count_pending_effects(&self) -> Result<u64, StoreError> {
+        let every: Vec<EffectKind> = EffectKind::DELIVERED.into_iter().chain(EffectKind::INTERNAL).collect();
+        self.count_pending_of(&every).await
+    }
+
+    /// How many effects of `kinds` wait to be carried out (retries included).
+    pub async fn count_pending_of(&self, kinds: &[EffectKind]) -> Result<u64, StoreError> {
         let mut pending = 0;
-        for kind in EffectKind::DELIVERED.iter().chain(&EffectKind::INTERNAL) {
+        for kind in kinds {
             pending += outbox::Entity::find()
                 .filter(outbox::Column::Kind.eq(kind.as_str()))
                 .filter(outbox::Column::Status.eq(EffectStatus::Pending.as_str()))
