@@ -23,8 +23,8 @@ macro_rules! on_both_databases {
         mod temporal {
             $(#[test] fn $name() {
                 if !super::common::temporal_available() {
-        return;
-    }
+                    return;
+                }
                 super::$name(super::Backend::Temporal);
             })*
         }

@@ -107,8 +107,7 @@ fn instances_run_as_workflows_and_survive_the_temporal_server_being_killed() {
     act(&app, &clerk, id, "accept", json!({}));
 
     // The instance is a workflow, and the action reached it as an update.
-    let queue = app.dir.file_name().unwrap().to_string_lossy().into_owned();
-    let workflow = format!("{queue}/instance/{id}");
+    let workflow = format!("{}/instance/{id}", app.task_queue());
     let events = server.history(&workflow);
     let types: Vec<&str> = events.iter().filter_map(|e| e["eventType"].as_str()).collect();
     assert!(types.iter().any(|t| t.contains("UPDATE_ACCEPTED")), "{types:?}");

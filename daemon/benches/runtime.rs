@@ -172,30 +172,31 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     let registered = runtime.store().count_outcome("registered").await.expect("count instances");
     assert_eq!(registered, n as u64, "every instance must end registered");
     assert_eq!(fired, n, "one publicity timer per instance");
-    println!();
-    println!("N = {n}, {engine}");
-    println!("  review phase        {:>10.1} s  (start, accept, pass)", reviewed.as_secs_f64());
-    println!("  publicity phase     {:>10.1} s  ({fired} timers, certificates)", (published - reviewed).as_secs_f64());
-    println!("  confirmation phase  {:>10.1} s  (confirm rights, status)", (elapsed - published).as_secs_f64());
-    println!("  transitions         {transitions:>10}  ({:.1} per instance)", transitions as f64 / n as f64);
-    println!("  transitions/s       {:>10.0}", transitions as f64 / elapsed.as_secs_f64());
-    println!("  instances/s         {:>10.0}", n as f64 / elapsed.as_secs_f64());
-    println!("  action latency p50  {:>10.2} ms", latencies.percentile(0.50).as_secs_f64() * 1e3);
-    println!("  action latency p99  {:>10.2} ms", latencies.percentile(0.99).as_secs_f64() * 1e3);
-    println!("  peak RSS            {:>10.1} MiB", peak_rss_kib() as f64 / 1024.0);
-    if let Some(worker) = worker {
-        worker.stop().await;
-    }
-    drop(runtime);
-    std::fs::remove_dir_all(&dir).ok();
-    Figures {
+    let figures = Figures {
         engine,
         n,
         transitions_per_s: transitions as f64 / elapsed.as_secs_f64(),
         instances_per_s: n as f64 / elapsed.as_secs_f64(),
         p50_ms: latencies.percentile(0.50).as_secs_f64() * 1e3,
         p99_ms: latencies.percentile(0.99).as_secs_f64() * 1e3,
+    };
+    println!();
+    println!("N = {n}, {}", figures.engine);
+    println!("  review phase        {:>10.1} s  (start, accept, pass)", reviewed.as_secs_f64());
+    println!("  publicity phase     {:>10.1} s  ({fired} timers, certificates)", (published - reviewed).as_secs_f64());
+    println!("  confirmation phase  {:>10.1} s  (confirm rights, status)", (elapsed - published).as_secs_f64());
+    println!("  transitions         {transitions:>10}  ({:.1} per instance)", transitions as f64 / n as f64);
+    println!("  transitions/s       {:>10.0}", figures.transitions_per_s);
+    println!("  instances/s         {:>10.0}", figures.instances_per_s);
+    println!("  action latency p50  {:>10.2} ms", figures.p50_ms);
+    println!("  action latency p99  {:>10.2} ms", figures.p99_ms);
+    println!("  peak RSS            {:>10.1} MiB", peak_rss_kib() as f64 / 1024.0);
+    if let Some(worker) = worker {
+        worker.stop().await;
     }
+    drop(runtime);
+    std::fs::remove_dir_all(&dir).ok();
+    figures
 }
 
 async fn review(runtime: &Embedded, definition: &Arc<Definition>, latencies: &Latencies) -> i64 {

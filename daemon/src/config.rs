@@ -81,18 +81,18 @@ impl WorkerArgs {
             .engine
             .resolve_with(&file)?
             .ok_or("a worker runs Temporal workflows: give --engine temporal and --temporal-address HOST:PORT")?;
-        let json_logs = log_format(self.log_format.clone().or(file.log_format))? == "json";
+        let json_logs = json_logs(self.log_format.clone().or(file.log_format))?;
         Ok(WorkerConfig { db, temporal, json_logs })
     }
 }
 
-/// `text` (the default) or `json`.
-fn log_format(given: Option<String>) -> Result<String, String> {
-    let format = given.unwrap_or_else(|| "text".into());
-    if format != "text" && format != "json" {
-        return Err(format!("--log-format: `{format}` must be text or json"));
+/// Whether logs are JSON: `text` (the default) or `json`.
+fn json_logs(given: Option<String>) -> Result<bool, String> {
+    match given.as_deref().unwrap_or("text") {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        other => Err(format!("--log-format: `{other}` must be text or json")),
     }
-    Ok(format)
 }
 
 /// Which engine runs the instances (see docs/engines.md).
@@ -319,7 +319,7 @@ impl ServeArgs {
             })?),
             None => None,
         };
-        let log_format = log_format(self.log_format.clone().or(file.log_format))?;
+        let json_logs = json_logs(self.log_format.clone().or(file.log_format))?;
         if self.no_worker && temporal.is_none() {
             return Err("--no-worker: only with --engine temporal (the embedded engine runs its own instances)".into());
         }
@@ -330,7 +330,7 @@ impl ServeArgs {
             db: db.url,
             db_connect_timeout: db.connect_timeout,
             virtual_clock,
-            json_logs: log_format == "json",
+            json_logs,
             notifications: Notifications {
                 base_url: file.base_url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned(),
                 templates_dir: file.templates_dir,

@@ -42,6 +42,17 @@ pub fn temporal_address() -> Option<String> {
     std::env::var("STATFLOW_TEST_TEMPORAL_ADDRESS").ok().filter(|a| !a.is_empty())
 }
 
+/// Where a daemon's instances run on the Temporal engine, and whether it runs a worker.
+struct Temporal {
+    address: String,
+    worker: bool,
+}
+
+/// A test daemon's task queue: named after its scratch directory, so tests never share one.
+fn queue_of(dir: &std::path::Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
 /// Whether a test on the Temporal engine can run here; says so when it cannot.
 pub fn temporal_available() -> bool {
     let available = temporal_address().is_some();
@@ -95,40 +106,29 @@ impl TestApp {
     /// Like [`start`](Self::start), with `config` added to the daemon's configuration file
     /// (which always keeps the mail spool inside the test's scratch directory).
     pub fn start_configured(backend: Backend, clock: &str, config: &str) -> TestApp {
-        let address =
-            matches!(backend, Backend::Temporal).then(|| temporal_address().expect("only called when configured"));
-        Self::start_on(backend, clock, config, address.as_deref())
+        let temporal = matches!(backend, Backend::Temporal)
+            .then(|| Temporal { address: temporal_address().expect("only called when configured"), worker: true });
+        Self::start_on(backend, clock, config, temporal)
     }
 
     /// Like [`start_configured`](Self::start_configured) on the Temporal engine, against the
     /// Temporal server at `address` (a test's own).
     pub fn start_on_temporal(address: &str, clock: &str, config: &str) -> TestApp {
-        Self::start_on(Backend::Temporal, clock, config, Some(address))
+        Self::start_on(Backend::Temporal, clock, config, Some(Temporal { address: address.into(), worker: true }))
     }
 
     /// The API on `backend`'s database with instances on the Temporal server at `address`,
     /// and no worker in the daemon: the test runs `statflow worker` processes itself.
     pub fn start_api_only(backend: Backend, address: &str, clock: &str) -> TestApp {
-        let mut app = Self::start_on(backend, clock, "", Some(address));
-        app.stop_launched();
-        app.engine.push("--no-worker".into());
-        app.launch();
-        app
+        Self::start_on(backend, clock, "", Some(Temporal { address: address.into(), worker: false }))
     }
 
-    /// The task queue of this daemon's instances on the Temporal engine.
+    /// The task queue of this daemon's instances on the Temporal engine: one per test.
     pub fn task_queue(&self) -> String {
-        self.dir.file_name().unwrap().to_string_lossy().into_owned()
+        queue_of(&self.dir)
     }
 
-    fn stop_launched(&mut self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn start_on(backend: Backend, clock: &str, config: &str, temporal: Option<&str>) -> TestApp {
+    fn start_on(backend: Backend, clock: &str, config: &str, temporal: Option<Temporal>) -> TestApp {
         let dir = scratch("api");
         std::fs::write(
             dir.join("statflow.toml"),
@@ -139,11 +139,16 @@ impl TestApp {
         )
         .unwrap();
         let engine = match temporal {
-            Some(address) => {
-                let queue = dir.file_name().unwrap().to_string_lossy().into_owned();
-                ["--engine", "temporal", "--temporal-address", address, "--task-queue", &queue]
-                    .map(String::from)
-                    .to_vec()
+            Some(Temporal { address, worker }) => {
+                let queue = queue_of(&dir);
+                let mut args: Vec<String> =
+                    ["--engine", "temporal", "--temporal-address", &address, "--task-queue", &queue]
+                        .map(String::from)
+                        .to_vec();
+                if !worker {
+                    args.push("--no-worker".into());
+                }
+                args
             }
             None => vec![],
         };

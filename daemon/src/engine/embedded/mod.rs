@@ -40,6 +40,7 @@ use super::supervisor::{Shutdown, Supervisor, WorkerFuture};
 use super::EngineError;
 use crate::integrity::anchors::Anchoring;
 use crate::store::effects::EffectKind;
+use crate::store::records::CalendarYearRecord;
 use crate::store::transition::{Applied, Origin, Submission, Work};
 use crate::store::{to_millis, Store, StoreError};
 use clock::Clock;
@@ -73,11 +74,11 @@ pub struct Embedded {
     host: std::sync::OnceLock<Arc<dyn Host>>,
 }
 
-/// The official calendar with every stored import, and the newest import's generation.
-async fn stored_calendar(store: &Store) -> Result<(Calendar, i64), StoreError> {
+/// The official calendar with the stored imports `years`, and the newest import's generation.
+fn calendar_of(years: &[CalendarYearRecord]) -> Result<(Calendar, i64), StoreError> {
     let mut calendar = Calendar::official();
     let mut generation = 0;
-    for row in store.calendar_years().await? {
+    for row in years {
         generation = generation.max(row.generation);
         let corrupt = |e: String| StoreError::Corrupt(format!("calendar year {}: {e}", row.year));
         for notice in parse_tsv(&row.notice, &row.origin).map_err(|e| corrupt(e.to_string()))? {
@@ -108,7 +109,7 @@ impl Embedded {
     /// Loads definitions (storing the built-in library's versions) and calendar years.
     pub async fn load(store: Store, clock: Clock) -> Result<Arc<Embedded>, StoreError> {
         let definitions = Definitions::load(&store, to_millis(clock.now())).await?;
-        let (calendar, generation) = stored_calendar(&store).await?;
+        let (calendar, generation) = calendar_of(&store.calendar_years().await?)?;
         Ok(Arc::new(Embedded {
             store,
             clock,
@@ -137,9 +138,9 @@ impl Embedded {
     /// new.
     pub async fn refresh_from_store(&self) -> Result<bool, StoreError> {
         let mut changed = self.definitions.refresh(&self.store).await?;
-        let newest = self.store.calendar_years().await?.iter().map(|row| row.generation).max().unwrap_or(0);
-        if newest > self.calendar_generation() {
-            let (calendar, generation) = stored_calendar(&self.store).await?;
+        let years = self.store.calendar_years().await?;
+        if years.iter().any(|row| row.generation > self.calendar_generation()) {
+            let (calendar, generation) = calendar_of(&years)?;
             *self.calendar.write().expect("not poisoned") = (Arc::new(calendar), generation);
             changed = true;
         }
@@ -309,18 +310,22 @@ impl Embedded {
     ) -> Result<Applied, EngineError> {
         let work =
             Work::Record { id, event, transition: Box::new(transition), definitions: self.definitions.resolver() };
-        let (calendar, calendar_generation) = self.calendar.read().expect("not poisoned").clone();
-        let task_notices = self.task_notices.load(std::sync::atomic::Ordering::Relaxed);
-        let submission = Submission { work, now, calendar, calendar_generation, task_notices };
-        let applied = self.store.transition(submission).await??;
-        self.wake(&applied);
-        Ok(applied)
+        self.transition_at(work, now).await
     }
 
     async fn transition(&self, work: Work) -> Result<Applied, EngineError> {
+        self.transition_at(work, self.clock.now()).await
+    }
+
+    /// Stores `work` computed at `now` and wakes the workers its commands concern.
+    async fn transition_at(
+        &self,
+        work: Work,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<Applied, EngineError> {
         let (calendar, calendar_generation) = self.calendar.read().expect("not poisoned").clone();
         let task_notices = self.task_notices.load(std::sync::atomic::Ordering::Relaxed);
-        let submission = Submission { work, now: self.clock.now(), calendar, calendar_generation, task_notices };
+        let submission = Submission { work, now, calendar, calendar_generation, task_notices };
         let applied = self.store.transition(submission).await??;
         self.wake(&applied);
         Ok(applied)

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use statflow_workflows::engine::{Activity, Command, Event, InstanceState, Transition};
+use statflow_workflows::engine::{Command, Event, InstanceState, Transition};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -40,12 +40,12 @@ pub struct Recorded {
     pub commands: Vec<Command>,
 }
 
-/// A record-only effect of an instance: its activity key and what it asks for.
+/// A record-only effect of an instance, by its activity key (what it asks for is stored
+/// with it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Perform {
     pub instance: i64,
     pub key: String,
-    pub activity: Activity,
 }
 
 pub struct Projection;
@@ -64,11 +64,8 @@ impl Projection {
         let state = record.state()?;
         let mut pending = Vec::new();
         for row in engine.store().effects_of(instance).await? {
-            if row.status != EffectStatus::Pending || !RECORDS.contains(&row.kind) {
-                continue;
-            }
-            if let Effect::Activity(activity) = row.effect()? {
-                pending.push(Perform { instance, key: row.activity_key(), activity });
+            if row.status == EffectStatus::Pending && RECORDS.contains(&row.kind) {
+                pending.push(Perform { instance, key: row.activity_key() });
             }
         }
         Ok(Loaded { version: record.definition_version, state, updated_at: record.updated_at, pending })
@@ -81,7 +78,8 @@ impl Projection {
         let effects = engine.store().effects_of(effect.instance).await?;
         // Recorded with the transition that asked for it, before this activity was started.
         let row = effects.into_iter().find(|row| row.key == key).ok_or_else(|| missing(&key))?;
-        let result = record_result(effect.instance, row.id, &effect.activity).ok_or_else(|| missing(&key))?;
+        let Effect::Activity(activity) = row.effect()? else { return Err(missing(&key)) };
+        let result = record_result(effect.instance, row.id, &activity).ok_or_else(|| missing(&key))?;
         if row.status == EffectStatus::Pending {
             engine.store().finish_effects(&[row.id], crate::store::to_millis(engine.now())).await?;
         }

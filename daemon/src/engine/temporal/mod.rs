@@ -179,7 +179,8 @@ pub struct TemporalWorker {
 impl TemporalWorker {
     /// Starts the worker of statflow's workflows and activities for `engine`.
     pub fn spawn(settings: Settings, engine: Arc<Embedded>) -> TemporalWorker {
-        WORLD.set(engine).ok();
+        // Workflow code reaches the engine through `WORLD`, so a process has one worker.
+        assert!(WORLD.set(engine).is_ok(), "a process runs one Temporal worker");
         let stop: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::default();
         let stop_set = stop.clone();
         let thread = std::thread::Builder::new()

@@ -65,14 +65,6 @@ pub enum Answer {
     Refused(Refusal),
 }
 
-/// A record-only effect waiting for the transition that asked for it (`recorded_by`, its
-/// events counter) to be recorded.
-#[derive(Clone, Debug)]
-struct Effect {
-    perform: Perform,
-    recorded_by: u64,
-}
-
 /// Up to 8 attempts a second apart doubling, as the outbox worker retries (then the instance
 /// hears `ActivityFailed`).
 fn perform_options() -> ActivityOptions {
@@ -102,7 +94,7 @@ pub struct InstanceWorkflow {
     /// Updates being handled: the workflow ends only once each has its answer.
     in_flight: u32,
     /// Record-only effects of recorded transitions, to carry out as activities, oldest first.
-    effects: std::collections::VecDeque<Effect>,
+    effects: std::collections::VecDeque<Perform>,
 }
 
 #[workflow_methods]
@@ -122,22 +114,24 @@ impl InstanceWorkflow {
             w.version = loaded.version;
             w.recorded = loaded.state.events;
             w.last_now = loaded.updated_at;
-            let recorded_by = loaded.state.events;
-            w.effects.extend(loaded.pending.into_iter().map(|perform| Effect { perform, recorded_by }));
+            w.effects.extend(loaded.pending);
             w.state = Some(loaded.state);
             w.changes += 1;
         });
         loop {
             let queue = ctx.state_mut(|w| std::mem::take(&mut w.queue));
             if let Some(last) = queue.last().map(|r| r.transition_state.events) {
+                // Their effect rows are in the store once recorded: then they can be carried out.
+                let effects: Vec<Perform> = queue.iter().flat_map(record_only_effects).collect();
                 ctx.execute_local_activity(Projection::record, queue, options.clone()).await?;
                 ctx.state_mut(|w| {
                     w.recorded = last;
+                    w.effects.extend(effects);
                     w.changes += 1;
                 });
                 continue;
             }
-            if let Some(effect) = ctx.state_mut(|w| w.next_effect()) {
+            if let Some(effect) = ctx.state_mut(|w| w.effects.pop_front()) {
                 // Quick (it only writes the store), so the loop waits for it.
                 let key = effect.key.clone();
                 let event = match ctx.execute_activity(Projection::perform, effect, perform_options()).await {
@@ -238,13 +232,6 @@ impl InstanceWorkflow {
         step.timers.iter().map(|(id, t)| (id.clone(), to_millis(t.at))).min_by_key(|(id, at)| (*at, id.clone()))
     }
 
-    /// The next record-only effect to carry out, once the transition that asked for it is
-    /// recorded (its effect row must be there).
-    fn next_effect(&mut self) -> Option<Perform> {
-        let ready = self.effects.front().is_some_and(|e| e.recorded_by <= self.recorded);
-        ready.then(|| self.effects.pop_front()).flatten().map(|e| e.perform)
-    }
-
     fn drop_timer(&mut self, timer: &str) {
         if let Some(step) = self.state.as_mut().and_then(|s| s.step.as_mut()) {
             step.timers.remove(timer);
@@ -281,14 +268,6 @@ impl InstanceWorkflow {
         }
         let events = transition.state.events;
         let commands = transition.commands.clone();
-        for command in &commands {
-            if let Command::RunActivity { key, activity } = command {
-                if RECORDS.contains(&EffectKind::of_activity(activity)) {
-                    let perform = Perform { instance: self.instance, key: key.clone(), activity: activity.clone() };
-                    self.effects.push_back(Effect { perform, recorded_by: events });
-                }
-            }
-        }
         self.queue.push(Recorded {
             instance: self.instance,
             at_millis: now,
@@ -301,6 +280,16 @@ impl InstanceWorkflow {
         self.changes += 1;
         Ok(Some((events, commands)))
     }
+}
+
+/// The record-only effects (certificates, statuses…) a recorded transition asked for.
+fn record_only_effects(recorded: &Recorded) -> impl Iterator<Item = Perform> + '_ {
+    recorded.commands.iter().filter_map(|command| match command {
+        Command::RunActivity { key, activity } if RECORDS.contains(&EffectKind::of_activity(activity)) => {
+            Some(Perform { instance: recorded.instance, key: key.clone() })
+        }
+        _ => None,
+    })
 }
 
 /// Workflow time in milliseconds (the same on every replay).
