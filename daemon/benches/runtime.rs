@@ -24,13 +24,16 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset, TimeDelta};
 use serde_json::{json, Value};
 use statflow::engine::embedded::clock::Clock;
-use statflow::engine::embedded::outbox::RECORDS;
+use statflow::engine::embedded::delivery::Channels;
 use statflow::engine::embedded::Embedded;
 use statflow::engine::temporal::{Settings, TemporalHost, TemporalWorker};
 use statflow::engine::{ActRequest, Engine};
 use statflow::principal::{Principal, Role};
+use statflow::store::effects::EffectKind;
 use statflow::store::transition::Origin;
 use statflow::store::Store;
+use statflow_activities::email::Mailer;
+use statflow_activities::templates::Templates;
 use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::Actor;
 
@@ -97,6 +100,13 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     let store = Store::open(&url).await.expect("open the store");
     let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(START).unwrap();
     let runtime = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the engine");
+    // Notices go to a mail spool in the same directory, on both engines.
+    let channels = Arc::new(Channels {
+        mailer: Mailer::spool(dir.join("spool"), "statflow@example.org").expect("a mail spool"),
+        templates: Templates::new(None),
+        webhook: None,
+        base_url: "http://127.0.0.1:8080".into(),
+    });
     let worker = match temporal {
         Some(address) => {
             let settings = Settings {
@@ -106,7 +116,7 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
             };
             let host = TemporalHost::connect(&settings, &runtime).await.expect("the Temporal server answers");
             runtime.hand_over(Arc::new(host));
-            Some(TemporalWorker::spawn(settings, runtime.clone()))
+            Some(TemporalWorker::spawn(settings, runtime.clone(), channels.clone()))
         }
         None => None,
     };
@@ -139,7 +149,7 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
 
     // Publicity expires on its timer; the outbox issues the certificates.
     let fired = runtime.fire_due(start + TimeDelta::days(14)).await.expect("timers fire").len();
-    drain_outbox(&runtime).await;
+    drain_outbox(&runtime, &channels, temporal.is_some()).await;
     // On the Temporal engine a certificate's row is done a moment before its workflow has
     // recorded the result: the phase ends when every instance has its five events (start,
     // accept, pass, publicity's end, the certificate), so no confirmation overtakes one.
@@ -165,7 +175,7 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     for client in clients_done {
         client.await.expect("client");
     }
-    drain_outbox(&runtime).await;
+    drain_outbox(&runtime, &channels, temporal.is_some()).await;
     let elapsed = began.elapsed();
 
     let transitions = runtime.store().count_events().await.expect("count history");
@@ -240,12 +250,19 @@ fn clerk() -> Actor {
     }
 }
 
-/// Runs the outbox worker's passes until no internal effect is left; on the Temporal engine
-/// the workflows carry out the record-only ones (certificates, statuses) themselves, so it
-/// also waits until none of those is pending.
-async fn drain_outbox(runtime: &Embedded) {
-    while runtime.run_outbox_once().await.expect("outbox pass") > 0 {}
-    while runtime.store().count_pending_of(&RECORDS).await.expect("count the outbox") > 0 {
+/// Runs the outbox and delivery workers' passes until no effect is left; on the Temporal
+/// engine the workflows carry their effects out themselves, so it waits until none is pending.
+async fn drain_outbox(runtime: &Embedded, channels: &Channels, hosted: bool) {
+    if !hosted {
+        loop {
+            let internal = runtime.run_outbox_once().await.expect("outbox pass");
+            let delivered = runtime.deliver_once(channels).await.expect("delivery pass");
+            if internal + delivered == 0 {
+                break;
+            }
+        }
+    }
+    while runtime.store().count_pending_of(&EffectKind::OF_INSTANCES).await.expect("count the outbox") > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

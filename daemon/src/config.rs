@@ -71,6 +71,8 @@ pub struct WorkerConfig {
     pub db: DbSettings,
     pub temporal: Settings,
     pub json_logs: bool,
+    /// How the workflows' messages go out (links under `base_url`, which should name the API).
+    pub notifications: Notifications,
 }
 
 impl WorkerArgs {
@@ -81,8 +83,10 @@ impl WorkerArgs {
             .engine
             .resolve_with(&file)?
             .ok_or("a worker runs Temporal workflows: give --engine temporal and --temporal-address HOST:PORT")?;
-        let json_logs = json_logs(self.log_format.clone().or(file.log_format))?;
-        Ok(WorkerConfig { db, temporal, json_logs })
+        let json_logs = json_logs(self.log_format.clone().or(file.log_format.clone()))?;
+        let listen = file.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let notifications = Notifications::of_file(&file, &listen);
+        Ok(WorkerConfig { db, temporal, json_logs, notifications })
     }
 }
 
@@ -253,6 +257,23 @@ pub struct Notifications {
     pub webhook: Option<WebhookConfig>,
 }
 
+impl Notifications {
+    /// The notification settings of the config file; links point under `base_url`, by
+    /// default the daemon at `listen`.
+    fn of_file(file: &FileConfig, listen: &str) -> Notifications {
+        let base_url = file.base_url.clone().unwrap_or_else(|| format!("http://{listen}"));
+        Notifications {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            templates_dir: file.templates_dir.clone(),
+            directory: file.directory.clone(),
+            task_notices: file.task_notices.unwrap_or(true),
+            mail: file.mail.clone(),
+            smtp: file.smtp.clone(),
+            webhook: file.webhook.clone(),
+        }
+    }
+}
+
 /// The resolved configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -319,11 +340,11 @@ impl ServeArgs {
             })?),
             None => None,
         };
-        let json_logs = json_logs(self.log_format.clone().or(file.log_format))?;
+        let json_logs = json_logs(self.log_format.clone().or(file.log_format.clone()))?;
         if self.no_worker && temporal.is_none() {
             return Err("--no-worker: only with --engine temporal (the embedded engine runs its own instances)".into());
         }
-        let listen = self.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = self.listen.clone().or(file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         Ok(Config {
             temporal_worker: !self.no_worker,
             temporal,
@@ -331,15 +352,7 @@ impl ServeArgs {
             db_connect_timeout: db.connect_timeout,
             virtual_clock,
             json_logs,
-            notifications: Notifications {
-                base_url: file.base_url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned(),
-                templates_dir: file.templates_dir,
-                directory: file.directory,
-                task_notices: file.task_notices.unwrap_or(true),
-                mail: file.mail,
-                smtp: file.smtp,
-                webhook: file.webhook,
-            },
+            notifications: Notifications::of_file(&file, &listen),
             anchoring: db.anchoring,
             listen,
         })

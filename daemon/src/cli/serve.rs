@@ -138,7 +138,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         let engine = Embedded::load(store.clone(), clock).await.map_err(|e| Failure::invalid(e.to_string()))?;
         engine.configure_anchoring(config.anchoring.clone());
         engine.configure_task_notices(config.notifications.task_notices);
-        let channels = channels(&config.notifications)?;
+        let channels = Arc::new(channels(&config.notifications)?);
         if let Some(path) = &config.notifications.directory {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Failure::usage(format!("directory: {}: {e}", path.display())))?;
@@ -157,11 +157,11 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             // runs a worker for them (docs/engines.md).
             let host = TemporalHost::connect(settings, &engine).await.map_err(Failure::usage)?;
             engine.hand_over(Arc::new(host));
-            config.temporal_worker.then(|| TemporalWorker::spawn(settings.clone(), engine.clone()))
+            config.temporal_worker.then(|| TemporalWorker::spawn(settings.clone(), engine.clone(), channels.clone()))
         } else {
             None
         };
-        engine.start_workers(Arc::new(channels));
+        engine.start_workers(channels);
         let address = listener.local_addr().map_err(|e| Failure::invalid(e.to_string()))?;
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
         println!("statflow listening on http://{address}");
@@ -214,10 +214,15 @@ pub fn worker(args: WorkerArgs) -> Result<(), Failure> {
             ));
         }
         let store = open(&config.db.url, config.db.connect_timeout).await?;
-        // The worker's engine only records what its workflows decide: it runs none of the
+        // The worker's engine only records what its workflows decide and carries out their
+        // effects (events for other instances go to their workflows): it runs none of the
         // embedded engine's own workers, and its clock is not used.
         let engine = Embedded::load(store, Clock::System).await.map_err(|e| Failure::invalid(e.to_string()))?;
-        let worker = TemporalWorker::spawn(config.temporal.clone(), engine.clone());
+        engine.configure_task_notices(config.notifications.task_notices);
+        let host = TemporalHost::connect(&config.temporal, &engine).await.map_err(Failure::usage)?;
+        engine.hand_over(Arc::new(host));
+        let channels = Arc::new(channels(&config.notifications)?);
+        let worker = TemporalWorker::spawn(config.temporal.clone(), engine.clone(), channels);
         println!(
             "statflow worker on {} (namespace {}, task queue {})",
             config.temporal.address, config.temporal.namespace, config.temporal.task_queue

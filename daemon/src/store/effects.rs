@@ -53,6 +53,42 @@ impl EffectKind {
         EffectKind::ChildCompleted,
     ];
 
+    /// The kinds of an instance's own effects (all but digests and anchors, which belong to
+    /// no instance): the Temporal engine's workflows carry these out as activities.
+    pub const OF_INSTANCES: [EffectKind; 11] = [
+        EffectKind::Notify,
+        EffectKind::Escalate,
+        EffectKind::Webhook,
+        EffectKind::TaskNotice,
+        EffectKind::IssueCertificate,
+        EffectKind::SetStatus,
+        EffectKind::ChangeAccess,
+        EffectKind::WriteReport,
+        EffectKind::StartChild,
+        EffectKind::SignalInstance,
+        EffectKind::ChildCompleted,
+    ];
+
+    /// Whether the delivery worker sends it (a message) rather than the outbox worker.
+    pub fn is_delivered(self) -> bool {
+        EffectKind::DELIVERED.contains(&self)
+    }
+
+    /// Whether the instance waits for its outcome (`ActivityCompleted`/`ActivityFailed`): so
+    /// for the interpreter's activities; not for a notice's webhook copy, a task's notice (the
+    /// engine's own), nor children, signals and reports to parents (quiet once done).
+    pub fn reports(self) -> bool {
+        matches!(
+            self,
+            EffectKind::Notify
+                | EffectKind::Escalate
+                | EffectKind::IssueCertificate
+                | EffectKind::SetStatus
+                | EffectKind::ChangeAccess
+                | EffectKind::WriteReport
+        )
+    }
+
     /// The kind of an interpreter activity.
     pub fn of_activity(activity: &Activity) -> EffectKind {
         match activity {

@@ -150,20 +150,22 @@ impl Store {
     /// Puts failed deliveries back in the queue, due at `now` with their attempts reset: the
     /// one `id` if given, else every failed one of `kinds`. Their key (and so the Message-ID
     /// of a notice) stays, so a receiver can tell a redelivery from a new message. Returns
-    /// the ids requeued.
+    /// the ids requeued, each with its instance's.
     pub async fn requeue_failed(
         &self,
         id: Option<i64>,
         kinds: &[EffectKind],
         now: i64,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<(i64, Option<i64>)>, StoreError> {
         let mut select = outbox::Entity::find()
             .filter(outbox::Column::Status.eq(EffectStatus::Failed.as_str()))
             .filter(outbox::Column::Kind.is_in(kinds.iter().map(|k| k.as_str())));
         if let Some(id) = id {
             select = select.filter(outbox::Column::Id.eq(id));
         }
-        let ids: Vec<i64> = select.all(&self.db).await?.into_iter().map(|row| row.id).collect();
+        let rows: Vec<(i64, Option<i64>)> =
+            select.all(&self.db).await?.into_iter().map(|row| (row.id, row.instance_id)).collect();
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         for chunk in ids.chunks(500) {
             outbox::Entity::update_many()
                 .col_expr(outbox::Column::Status, EffectStatus::Pending.as_str().into())
@@ -175,7 +177,7 @@ impl Store {
                 .exec(&self.db)
                 .await?;
         }
-        Ok(ids)
+        Ok(rows)
     }
 
     /// Queues an effect outside a transition (idempotent by its key).

@@ -53,7 +53,7 @@ impl Embedded {
     /// to nobody are marked done in one write.
     pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, groups) = self.store.ready_effects(&EffectKind::DELIVERED, now, BATCH).await?;
+        let (count, groups) = self.store.ready_effects(&self.delivered_kinds(), now, BATCH).await?;
         let mut ids: Vec<i64> = groups.iter().flatten().filter_map(|row| row.instance_id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -84,6 +84,49 @@ impl Embedded {
         }
         self.store.finish_effects(&done, to_millis(self.clock.now())).await?;
         Ok(count)
+    }
+
+    /// The kinds this worker sends: all, but an instance's own messages under a host (its
+    /// workflow sends them, through [`Embedded::deliver_hosted`]).
+    fn delivered_kinds(&self) -> Vec<EffectKind> {
+        let hosted = self.host().is_some();
+        EffectKind::DELIVERED.into_iter().filter(|kind| !(hosted && EffectKind::OF_INSTANCES.contains(kind))).collect()
+    }
+
+    /// Sends one message of an instance a host's workflow runs (the Temporal engine's
+    /// `statflow.deliver` activity), on its `attempt`, counted from 1. `Err` is a transient
+    /// failure to retry; `Ok(Err(error))` a delivery given up (recorded as the delivery
+    /// worker records it), which the instance hears.
+    pub async fn deliver_hosted(
+        &self,
+        channels: &Channels,
+        row: &EffectRecord,
+        attempt: i32,
+    ) -> Result<Result<Value, String>, String> {
+        let ids: Vec<i64> = row.instance_id.into_iter().collect();
+        let instances = self.store.instances_by_id(&ids).await.map_err(|e| e.to_string())?;
+        let pass = Pass { instances, addresses: Default::default() };
+        let mut outcome = self.deliver(channels, &pass, row).await;
+        if outcome.is_ok() {
+            if let Err(failure) = channels.mailer.flush().await {
+                outcome = Err(failure);
+            }
+        }
+        let now = to_millis(self.clock.now());
+        match outcome {
+            Ok(result) => {
+                self.store.finish_effects(&[row.id], now).await.map_err(|e| e.to_string())?;
+                Ok(Ok(result))
+            }
+            Err(failure) if failure.permanent || attempt >= MAX_ATTEMPTS => {
+                Ok(Err(self.give_up(row, failure, attempt).await.map_err(|e| e.to_string())?))
+            }
+            Err(failure) => {
+                tracing::warn!(instance = row.instance_id, key = %row.key, error = %failure.reason, attempt, "delivery will be retried");
+                self.store.retry_effect(row.id, attempt, now, &failure.reason).await.ok();
+                Err(failure.reason)
+            }
+        }
     }
 
     /// Sends one row; `Ok` carries what the instance hears as the activity's result.
@@ -211,7 +254,7 @@ impl Embedded {
         let key = row.activity_key();
         // The instance that waits for this delivery's outcome: none for its webhook copy, a
         // digest, or a task's notice (the engine's own, not the definition's).
-        let reports_to = row.instance_id.filter(|_| !matches!(row.kind, EffectKind::Webhook | EffectKind::TaskNotice));
+        let reports_to = row.instance_id.filter(|_| row.kind.reports());
         match outcome {
             Ok(result) => {
                 if let Some(instance) = reports_to {
@@ -220,17 +263,7 @@ impl Embedded {
                 return Ok(true);
             }
             Err(failure) if failure.permanent || row.attempts + 1 >= MAX_ATTEMPTS => {
-                let error = if failure.permanent {
-                    failure.reason
-                } else {
-                    format!("gave up after {} attempts: {}", row.attempts + 1, failure.reason)
-                };
-                tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
-                self.store
-                    .finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), to_millis(self.clock.now()))
-                    .await?;
-                let target = row.instance_id.map_or_else(|| row.key.clone(), |id| format!("instance/{id}"));
-                self.store.audit("system", "delivery_failed", &target, json!({"key": row.key, "error": error})).await?;
+                let error = self.give_up(row, failure, row.attempts + 1).await?;
                 if let Some(instance) = reports_to {
                     self.apply(instance, &Event::ActivityFailed { key, error }).await.ok();
                 }
@@ -244,6 +277,23 @@ impl Embedded {
         Ok(false)
     }
 
+    /// Gives a delivery up after `attempts`: recorded on its row, logged and written to the
+    /// audit log. Answers with the error its instance hears.
+    async fn give_up(&self, row: &EffectRecord, failure: Failure, attempts: i32) -> Result<String, StoreError> {
+        let error = if failure.permanent {
+            failure.reason
+        } else {
+            format!("gave up after {attempts} attempts: {}", failure.reason)
+        };
+        tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
+        self.store
+            .finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), to_millis(self.clock.now()))
+            .await?;
+        let target = row.instance_id.map_or_else(|| row.key.clone(), |id| format!("instance/{id}"));
+        self.store.audit("system", "delivery_failed", &target, json!({"key": row.key, "error": error})).await?;
+        Ok(error)
+    }
+
     /// The delivery worker's loop, until shutdown.
     pub(super) async fn run_delivery(
         self: Arc<Self>,
@@ -251,7 +301,7 @@ impl Embedded {
         heartbeat: Heartbeat,
         shutdown: Shutdown,
     ) {
-        let kinds = EffectKind::DELIVERED;
+        let kinds = self.delivered_kinds();
         self.work_until_stopped(&kinds, &self.deliveries_changed, "delivery", heartbeat, shutdown, || {
             self.deliver_once(&channels)
         })

@@ -155,6 +155,15 @@ impl Engine for Embedded {
     async fn retry_deliveries(&self, id: Option<i64>) -> Result<u64, EngineError> {
         let requeued = self.store.requeue_failed(id, &EffectKind::DELIVERED, to_millis(self.clock.now())).await?;
         self.deliveries_changed.notify_one();
+        if let Some(host) = self.host() {
+            // An instance's messages are its workflow's to send.
+            let mut instances: Vec<i64> = requeued.iter().filter_map(|(_, instance)| *instance).collect();
+            instances.sort_unstable();
+            instances.dedup();
+            for instance in instances {
+                host.requeued(instance, self.clock.now()).await?;
+            }
+        }
         Ok(requeued.len() as u64)
     }
 }

@@ -11,8 +11,9 @@
 //! - [`facade`]: the [`Engine`](super::Engine) trait implemented on all of the above.
 //!
 //! Handed a [`Host`] (the Temporal engine), the same engine keeps the store as the read
-//! model and keeps its workers (outbox, delivery, schedules, calendar, clock moves), but every
-//! event of a started instance is applied by the instance's workflow instead of here.
+//! model and keeps the workers that belong to no instance (schedules, digests and anchors,
+//! calendar recomputation, clock moves), but every event of a started instance is applied by
+//! the instance's workflow instead of here, and its timers and effects are the workflow's.
 //!
 //! Nothing needed for recovery lives only in memory: after a restart, open instances,
 //! timers (overdue ones fire at once, in order) and unfinished outbox rows are read back.
@@ -103,6 +104,9 @@ pub trait Host: Send + Sync {
         event: &Event,
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<Vec<Command>, EngineError>;
+    /// Effects of the instance were put back in the queue (failed deliveries retried by an
+    /// administrator): carry them out again, also when the instance has finished.
+    async fn requeued(&self, id: i64, now: chrono::DateTime<chrono::FixedOffset>) -> Result<(), EngineError>;
 }
 
 impl Embedded {
@@ -197,12 +201,13 @@ impl Embedded {
             move |heartbeat, shutdown| Box::pin(body(engine.clone(), heartbeat, shutdown))
         }
         if self.host().is_none() {
+            // A host's workflows keep their instances' timers and carry out their effects.
             self.workers.spawn("timers", worker(self, |e, h, s| async move { e.run_timers(h, s).await }));
+            self.workers.spawn("outbox", worker(self, |e, h, s| async move { e.run_outbox(h, s).await }));
         }
         self.workers
             .spawn("calendar_recompute", worker(self, |e, h, s| async move { e.run_calendar_recompute(h, s).await }));
         self.workers.spawn("schedules", worker(self, |e, h, s| async move { e.run_schedules(h, s).await }));
-        self.workers.spawn("outbox", worker(self, |e, h, s| async move { e.run_outbox(h, s).await }));
         self.workers.spawn(
             "delivery",
             worker(self, move |e, h, s| {
@@ -279,9 +284,11 @@ impl Embedded {
         actor: Actor,
         origin: Origin,
     ) -> Result<Applied, EngineError> {
+        // A child's workflow is started by its parent's (a Temporal child workflow).
+        let child = matches!(origin, Origin::Child { .. });
         let work = Work::Start { definition: definition.clone(), input, actor, origin };
         let applied = self.transition(work).await?;
-        if let Some(host) = self.host() {
+        if let Some(host) = self.host().filter(|_| !child) {
             host.started(applied.instance_id, self.clock.now()).await?;
         }
         Ok(applied)

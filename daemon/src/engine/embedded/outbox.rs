@@ -1,7 +1,9 @@
 //! The outbox worker: carries out the effects committed with each transition, at least once,
 //! and feeds results back as events. This runtime performs the internal effects
 //! (certificates, record status, data access, reports, child instances, signals); notices
-//! and escalations stay queued for the delivery channels.
+//! and escalations stay queued for the delivery channels. Under a host (the Temporal engine)
+//! the worker does not run: each instance's workflow carries its effects out as activities,
+//! through [`Embedded::carry_out_hosted`].
 
 use std::sync::Arc;
 
@@ -18,15 +20,18 @@ use crate::store::records::{EffectRecord, EffectStatus};
 use crate::store::transition::Origin;
 use crate::store::{to_millis, StoreError};
 
-const MAX_ATTEMPTS: i32 = 8;
+/// After this many failed attempts an internal effect is given up and reported.
+pub const MAX_ATTEMPTS: i32 = 8;
 
 /// How many ready effects one pass takes.
 const BATCH: u64 = 256;
 
 /// What an effect led to.
-enum Done {
+pub enum Done {
     /// An activity finished: report it to its instance.
     Activity(Value),
+    /// A child instance was stored (or was already): nothing to report back.
+    Child(i64),
     /// Nothing to report back.
     Quiet,
 }
@@ -35,7 +40,7 @@ impl Embedded {
     /// Carries out the ready internal effects; returns how many were handled.
     pub async fn run_outbox_once(&self) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, groups) = self.store.ready_effects(&self.internal_kinds(), now, BATCH).await?;
+        let (count, groups) = self.store.ready_effects(&EffectKind::INTERNAL, now, BATCH).await?;
         let passes = join_all(groups.into_iter().map(|rows| async move {
             let mut done = Vec::with_capacity(rows.len());
             for row in rows {
@@ -54,13 +59,6 @@ impl Embedded {
         // is why every effect is idempotent by its key.
         self.store.finish_effects(&done, now).await?;
         Ok(count)
-    }
-
-    /// The internal kinds this worker carries out: all of them, but for the [`RECORDS`] a
-    /// host's workflows run themselves.
-    fn internal_kinds(&self) -> Vec<EffectKind> {
-        let hosted = self.host().is_some();
-        EffectKind::INTERNAL.into_iter().filter(|kind| !(hosted && RECORDS.contains(kind))).collect()
     }
 
     /// Carries out one effect; true when it is done (marked with the rest of the pass).
@@ -87,7 +85,7 @@ impl Embedded {
                 self.apply(instance, &Event::ActivityCompleted { key, result }).await.ok();
                 return Ok(true);
             }
-            Ok(Done::Quiet) => return Ok(true),
+            Ok(Done::Quiet | Done::Child(_)) => return Ok(true),
             Err(error) if row.attempts + 1 >= MAX_ATTEMPTS => {
                 self.store.finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), now).await?;
                 let key = row.activity_key();
@@ -106,7 +104,7 @@ impl Embedded {
             Effect::Activity(activity) => record_result(instance, row.id, &activity)
                 .map(Done::Activity)
                 .ok_or_else(|| format!("the outbox worker does not carry out {} effects", row.kind)),
-            Effect::StartChild(start) => self.start_child(instance, start).await.map(|()| Done::Quiet),
+            Effect::StartChild(start) => self.start_child(instance, start).await.map(Done::Child),
             Effect::SignalInstance(signal) => {
                 let target =
                     signal.target.parse::<i64>().map_err(|_| format!("`{}` is not an instance id", signal.target))?;
@@ -129,33 +127,55 @@ impl Embedded {
         }
     }
 
-    async fn start_child(&self, parent: i64, start: ChildStart) -> Result<(), String> {
+    /// Stores the child `start` asks for; answers with its id.
+    async fn start_child(&self, parent: i64, start: ChildStart) -> Result<i64, String> {
         // At least once: a child already started for this key is not started again.
-        if self.store.child_of(parent, &start.key).await.map_err(|e| e.to_string())?.is_some() {
-            return Ok(());
+        if let Some(child) = self.store.child_of(parent, &start.key).await.map_err(|e| e.to_string())? {
+            return Ok(child);
         }
         let definition = self.definitions.require(&start.procedure, &start.jurisdiction).map_err(|e| e.to_string())?;
         let origin = Origin::Child { parent, key: start.key };
-        self.start_with(&definition, start.input, Actor::system(), origin).await.map(|_| ()).map_err(|e| e.to_string())
+        let started = self.start_with(&definition, start.input, Actor::system(), origin).await;
+        started.map(|applied| applied.instance_id).map_err(|e| e.to_string())
+    }
+
+    /// Carries out one internal effect of an instance a host's workflow runs (the Temporal
+    /// engine's `statflow.perform` activity), on its `attempt`, counted from 1. `Err` is a
+    /// failure to retry; `Ok(Err(error))` an effect given up after [`MAX_ATTEMPTS`] (or one
+    /// that can never be carried out), recorded on its row, which the instance hears.
+    pub async fn carry_out_hosted(&self, row: &EffectRecord, attempt: i32) -> Result<Result<Done, String>, String> {
+        let now = to_millis(self.clock.now());
+        let outcome = match (row.instance_id, row.effect()) {
+            (None, _) => Err("an internal effect must belong to an instance".to_owned()),
+            (_, Err(error)) => Err(error.to_string()),
+            (Some(instance), Ok(effect)) => match self.perform(instance, row, effect).await {
+                Err(error) if attempt < MAX_ATTEMPTS => {
+                    self.store.retry_effect(row.id, attempt, now, &error).await.ok();
+                    return Err(error);
+                }
+                outcome => outcome,
+            },
+        };
+        let stored = match &outcome {
+            Ok(_) => self.store.finish_effects(&[row.id], now).await,
+            Err(error) => self.store.finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), now).await,
+        };
+        stored.map_err(|e| e.to_string())?;
+        Ok(outcome)
     }
 
     /// The outbox worker's loop, until shutdown.
     pub(super) async fn run_outbox(self: Arc<Self>, heartbeat: Heartbeat, shutdown: Shutdown) {
-        let kinds = self.internal_kinds();
+        let kinds = EffectKind::INTERNAL;
         self.work_until_stopped(&kinds, &self.outbox_changed, "outbox", heartbeat, shutdown, || self.run_outbox_once())
             .await
     }
 }
 
-/// The effect kinds that only record something (a certificate, a record status, a data-access
-/// change, a report): the Temporal engine runs these as activities of the workflow.
-pub const RECORDS: [EffectKind; 4] =
-    [EffectKind::IssueCertificate, EffectKind::SetStatus, EffectKind::ChangeAccess, EffectKind::WriteReport];
-
-/// What a record-only activity returns to its instance, carried out as effect row `row_id`
-/// (its certificate number names the row, so a repeat gives the same number); `None` for an
-/// activity that is not one of [`RECORDS`].
-pub fn record_result(instance: i64, row_id: i64, activity: &Activity) -> Option<Value> {
+/// What a record-only activity (a certificate, a record status, a data-access change, a
+/// report) returns to its instance, carried out as effect row `row_id` (its certificate
+/// number names the row, so a repeat gives the same number); `None` for a notice.
+fn record_result(instance: i64, row_id: i64, activity: &Activity) -> Option<Value> {
     match activity {
         Activity::IssueCertificate { .. } => Some(json!({ "certificate_no": format!("CERT-{instance}-{row_id}") })),
         Activity::SetStatus { .. } | Activity::ChangeAccess { .. } | Activity::WriteReport { .. } => {

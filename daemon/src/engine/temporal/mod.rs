@@ -6,8 +6,10 @@
 //! later event of an instance to [`TemporalHost`], which sends it to the instance's workflow
 //! as an update; the workflow applies it and records the transition before answering.
 //!
-//! - [`workflow`]: the instance workflow (interpreter, timers, the `apply` update).
-//! - [`activities`]: `load` and `record`, between the workflow and the store.
+//! - [`workflow`]: the instance workflow (interpreter, timers, the `apply` update, its
+//!   effects as activities and its children as child workflows).
+//! - [`activities`]: between the workflow and the store (`load`, `record`, `pending`) and
+//!   the effects (`perform`, `deliver`).
 //!
 //! See docs/engines.md for the mapping and what each failure does.
 
@@ -24,6 +26,7 @@ use temporalio_client::{
 };
 use temporalio_sdk::{Worker, WorkerOptions};
 
+use super::embedded::delivery::Channels;
 use super::embedded::{Embedded, Host};
 use super::{Engine, EngineError};
 use crate::store::records::InstanceStatus;
@@ -55,13 +58,18 @@ impl Settings {
     }
 }
 
-/// The engine the workflow code and activities of this process work with (the definition
-/// versions, the calendar, the store). Workflow code cannot be handed values by its caller,
-/// so the worker sets it once before it runs.
-static WORLD: OnceLock<Arc<Embedded>> = OnceLock::new();
+/// What the workflow code and activities of this process work with: the engine (the
+/// definition versions, the calendar, the store) and the delivery channels. Workflow code
+/// cannot be handed values by its caller, so the worker sets it once before it runs.
+static WORLD: OnceLock<(Arc<Embedded>, Arc<Channels>)> = OnceLock::new();
 
 fn world() -> Arc<Embedded> {
-    WORLD.get().expect("the worker sets its engine before it runs").clone()
+    WORLD.get().expect("the worker sets its engine before it runs").0.clone()
+}
+
+/// The channels messages go out on.
+fn channels() -> Arc<Channels> {
+    WORLD.get().expect("the worker sets its channels before it runs").1.clone()
 }
 
 /// How long an event waits for its workflow's answer before the caller is told to look again
@@ -166,6 +174,21 @@ impl Host for TemporalHost {
             Answer::Refused(refusal) => Err(EngineError::Refused(refusal)),
         }
     }
+
+    async fn requeued(&self, id: i64, now: DateTime<FixedOffset>) -> Result<(), EngineError> {
+        let handle = self.client.get_workflow_handle::<InstanceWorkflow>(workflow_id(&self.task_queue, id));
+        let update = handle.execute_update(InstanceWorkflow::requeued, id, Default::default());
+        match tokio::time::timeout(UPDATE_WAIT, update).await {
+            Ok(Ok(_)) => Ok(()),
+            // A finished instance's workflow has ended: a new run of it carries out what is
+            // pending and ends again.
+            Ok(Err(_)) => self.started(id, now).await,
+            Err(_) => Err(EngineError::Unavailable(format!(
+                "instance {id}'s workflow did not answer within {} s (is a worker running?)",
+                UPDATE_WAIT.as_secs()
+            ))),
+        }
+    }
 }
 
 /// The Temporal worker of this process, running on a thread of its own (the SDK runs workflow
@@ -177,10 +200,11 @@ pub struct TemporalWorker {
 }
 
 impl TemporalWorker {
-    /// Starts the worker of statflow's workflows and activities for `engine`.
-    pub fn spawn(settings: Settings, engine: Arc<Embedded>) -> TemporalWorker {
+    /// Starts the worker of statflow's workflows and activities for `engine`, sending
+    /// messages on `channels`.
+    pub fn spawn(settings: Settings, engine: Arc<Embedded>, channels: Arc<Channels>) -> TemporalWorker {
         // Workflow code reaches the engine through `WORLD`, so a process has one worker.
-        assert!(WORLD.set(engine).is_ok(), "a process runs one Temporal worker");
+        assert!(WORLD.set((engine, channels)).is_ok(), "a process runs one Temporal worker");
         let stop: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::default();
         let stop_set = stop.clone();
         let thread = std::thread::Builder::new()

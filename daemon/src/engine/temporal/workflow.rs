@@ -2,31 +2,43 @@
 //! run as Temporal workflow code.
 //!
 //! The workflow keeps the instance's state; every event reaches it as the `apply` update
-//! (actions, signals, activity results, calendar changes, a virtual clock's timers) or as one
-//! of its own Temporal timers (the step's deadline, reminders, escalations, step timers).
-//! Each transition is queued, and the run loop records the queue in statflow's store (the
-//! read model every page and endpoint reads) with the `record` activity, in order; an update
-//! answers once its transition is recorded, so the caller reads its own write.
+//! (actions, signals, other instances' reports, calendar changes, a virtual clock's timers),
+//! as one of its own Temporal timers (the step's deadline, reminders, escalations, step
+//! timers) or as the result of one of its activities. Each transition is queued, and the run
+//! loop records the queue in statflow's store (the read model every page and endpoint reads)
+//! with the `record` activity, in order; an update answers once its transition is recorded,
+//! so the caller reads its own write.
+//!
+//! The effects a recorded transition stored (notices, escalations, certificates, children,
+//! signals…) are carried out as activities, side by side and beside the loop, so a notice
+//! retried for an hour holds up neither timers nor actions. A child procedure's workflow is
+//! started as a Temporal child workflow of its parent's.
 //!
 //! Determinism: the inputs of `apply` are the state, the event, the instant and the
 //! definition version, all from the workflow's history (the definition version is immutable
 //! once stored), and the calendar (see docs/engines.md for what a calendar import means to a
 //! replay).
 
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, UNIX_EPOCH};
 
 use chrono::{DateTime, FixedOffset};
+use std::future::Future;
+use std::task::Poll;
+
+use futures_util::future::{self, Either, FutureExt, LocalBoxFuture};
 use serde::{Deserialize, Serialize};
 use statflow_workflows::engine::{self, Command, Event, InstanceState, Refusal, Status};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
-use temporalio_workflow::RetryPolicy;
+use temporalio_sdk::{
+    ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+};
+use temporalio_workflow::{ParentClosePolicy, RetryPolicy};
 
-use super::activities::{Loaded, Perform, Projection, Recorded};
+use super::activities::{Loaded, Outcome, Perform, Projection, Recorded};
 use super::world;
-use crate::engine::embedded::outbox::RECORDS;
+use crate::engine::embedded::{delivery, outbox};
 use crate::engine::Engine;
-use crate::store::effects::EffectKind;
 use crate::store::{from_millis, to_millis};
 
 /// The id of the workflow of `instance`. Instance ids are only unique within one statflow
@@ -65,11 +77,23 @@ pub enum Answer {
     Refused(Refusal),
 }
 
-/// Up to 8 attempts a second apart doubling, as the outbox worker retries (then the instance
-/// hears `ActivityFailed`).
-fn perform_options() -> ActivityOptions {
-    let retry = RetryPolicy::builder().maximum_attempts(8).build();
-    ActivityOptions::with_start_to_close_timeout(PROJECTION_TIMEOUT).retry_policy(retry).build()
+/// How an effect's activity is retried: as the embedded engine's workers retry it (a second
+/// apart doubling, to at most an hour), up to their attempts; the activity itself gives up on
+/// the last one and says so, so the instance hears `ActivityFailed` with the reason.
+fn effect_options(effect: &Perform) -> ActivityOptions {
+    let (attempts, timeout) = if effect.kind.is_delivered() {
+        // An SMTP exchange or a webhook call, each bounded by its own timeouts.
+        (delivery::MAX_ATTEMPTS, Duration::from_secs(120))
+    } else {
+        (outbox::MAX_ATTEMPTS, PROJECTION_TIMEOUT)
+    };
+    let retry = RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(1))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(3600))
+        .maximum_attempts(attempts as u32)
+        .build();
+    ActivityOptions::with_start_to_close_timeout(timeout).retry_policy(retry).build()
 }
 
 #[workflow]
@@ -93,14 +117,26 @@ pub struct InstanceWorkflow {
     changes: u64,
     /// Updates being handled: the workflow ends only once each has its answer.
     in_flight: u32,
-    /// Record-only effects of recorded transitions, to carry out as activities, oldest first.
-    effects: std::collections::VecDeque<Perform>,
+    /// Effects to start, oldest first.
+    effects: VecDeque<Perform>,
+    /// The keys of the effects being carried out, so a pending one is started once.
+    carrying_out: BTreeSet<String>,
+    /// Set when effects were put back in the queue: the loop looks them up again.
+    requeued: bool,
+}
+
+/// What one of the loop's side tasks came to.
+enum Finished {
+    Effect(Perform, Result<Outcome, String>),
+    ChildStarted(i64, Result<(), String>),
 }
 
 #[workflow_methods]
 impl InstanceWorkflow {
     #[run(name = "statflow.instance")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, start: Start) -> WorkflowResult<String> {
+        // Every use of the context below reads it, so the side tasks can hold it too.
+        let ctx: &WorkflowContext<Self> = ctx;
         let workflow_now = workflow_millis(ctx);
         ctx.state_mut(|w| {
             w.instance = start.instance;
@@ -114,65 +150,73 @@ impl InstanceWorkflow {
             w.version = loaded.version;
             w.recorded = loaded.state.events;
             w.last_now = loaded.updated_at;
-            w.effects.extend(loaded.pending);
             w.state = Some(loaded.state);
-            w.changes += 1;
+            w.queue_effects(loaded.pending);
         });
+        let mut side_tasks: Vec<LocalBoxFuture<'_, Finished>> = Vec::new();
         loop {
             let queue = ctx.state_mut(|w| std::mem::take(&mut w.queue));
             if let Some(last) = queue.last().map(|r| r.transition_state.events) {
-                // Their effect rows are in the store once recorded: then they can be carried out.
-                let effects: Vec<Perform> = queue.iter().flat_map(record_only_effects).collect();
-                ctx.execute_local_activity(Projection::record, queue, options.clone()).await?;
+                // The effects they stored can be carried out once they are recorded.
+                let pending = ctx.execute_local_activity(Projection::record, queue, options.clone()).await?;
                 ctx.state_mut(|w| {
                     w.recorded = last;
-                    w.effects.extend(effects);
-                    w.changes += 1;
+                    w.queue_effects(pending);
                 });
                 continue;
             }
-            if let Some(effect) = ctx.state_mut(|w| w.effects.pop_front()) {
-                // Quick (it only writes the store), so the loop waits for it.
-                let key = effect.key.clone();
-                let event = match ctx.execute_activity(Projection::perform, effect, perform_options()).await {
-                    Ok(result) => Event::ActivityCompleted { key, result },
-                    Err(error) => Event::ActivityFailed { key, error: error.to_string() },
-                };
-                let now = ctx.state(|w| w.now(workflow_millis(ctx)));
-                if let Err(refusal) = ctx.state_mut(|w| w.take(&event, now)) {
-                    tracing::error!(instance = start.instance, %refusal, "an effect's result was refused");
-                }
-                continue;
+            if ctx.state_mut(|w| std::mem::take(&mut w.requeued)) {
+                let pending = ctx.execute_local_activity(Projection::pending, start.instance, options.clone()).await?;
+                ctx.state_mut(|w| w.queue_effects(pending));
+            }
+            while let Some(effect) = ctx.state_mut(|w| w.effects.pop_front()) {
+                side_tasks.push(carry_out(ctx, effect).boxed_local());
             }
             if let Some(outcome) = ctx.state(|w| w.outcome()) {
                 // Late reports to a finished instance change nothing (as in the embedded
-                // engine), so the workflow can end once every update has its answer.
-                ctx.wait_condition(|w| w.queue.is_empty() && w.in_flight == 0).await?;
-                return Ok(outcome);
+                // engine), so the workflow can end once every update has its answer and every
+                // effect is carried out.
+                if side_tasks.is_empty() && ctx.state(|w| w.queue.is_empty() && w.in_flight == 0) {
+                    return Ok(outcome);
+                }
             }
             let now = ctx.state(|w| w.now(workflow_millis(ctx)));
-            match ctx.state(|w| w.next_timer()) {
-                Some((timer, at)) if at <= now => {
-                    let refused =
-                        ctx.state_mut(|w| w.take(&Event::TimerFired { timer: timer.clone() }, at.max(w.last_now)));
-                    if let Err(refusal) = refused {
-                        // As in the embedded engine, a timer that cannot fire must not block
-                        // the instance: it is dropped, and said.
-                        tracing::error!(instance = start.instance, %timer, %refusal, "timer could not fire");
-                        ctx.state_mut(|w| w.drop_timer(&timer));
+            let next = ctx.state(|w| w.next_timer());
+            if let Some((timer, at)) = next.clone().filter(|(_, at)| *at <= now) {
+                let refused =
+                    ctx.state_mut(|w| w.take(&Event::TimerFired { timer: timer.clone() }, at.max(w.last_now)));
+                if let Err(refusal) = refused {
+                    // As in the embedded engine, a timer that cannot fire must not block the
+                    // instance: it is dropped, and said.
+                    tracing::error!(instance = start.instance, %timer, %refusal, "timer could not fire");
+                    ctx.state_mut(|w| w.drop_timer(&timer));
+                }
+                continue;
+            }
+            let seen = ctx.state(|w| w.changes);
+            let timer = match next {
+                Some((_, at)) => Either::Left(ctx.timer(Duration::from_millis((at - now) as u64))),
+                None => Either::Right(future::pending()),
+            };
+            let finished = temporalio_sdk::workflows::select! {
+                _ = timer.fuse() => None,
+                _ = ctx.wait_condition(|w: &Self| w.changes != seen) => None,
+                finished = next_finished(&mut side_tasks).fuse() => Some(finished),
+            };
+            match finished {
+                Some(Finished::Effect(effect, outcome)) => {
+                    if let Some(child) = outcome.as_ref().ok().and_then(|o| o.child) {
+                        side_tasks.push(start_child(ctx, child).boxed_local());
+                    }
+                    let now = ctx.state(|w| w.now(workflow_millis(ctx)));
+                    if let Err(refusal) = ctx.state_mut(|w| w.effect_done(&effect, outcome, now)) {
+                        tracing::error!(instance = start.instance, key = %effect.key, %refusal, "an effect's result was refused");
                     }
                 }
-                Some((_, at)) => {
-                    let seen = ctx.state(|w| w.changes);
-                    temporalio_sdk::workflows::select! {
-                        _ = ctx.timer(Duration::from_millis((at - now) as u64)) => {},
-                        _ = ctx.wait_condition(|w: &Self| w.changes != seen) => {},
-                    };
+                Some(Finished::ChildStarted(child, Err(error))) => {
+                    tracing::error!(instance = start.instance, child, %error, "the child's workflow did not start");
                 }
-                None => {
-                    let seen = ctx.state(|w| w.changes);
-                    ctx.wait_condition(|w| w.changes != seen).await?;
-                }
+                Some(Finished::ChildStarted(_, Ok(()))) | None => {}
             }
         }
     }
@@ -208,8 +252,22 @@ impl InstanceWorkflow {
                 Answer::Applied(commands)
             }
         };
-        ctx.state_mut(|w| w.in_flight -= 1);
+        ctx.state_mut(|w| {
+            w.in_flight -= 1;
+            w.changes += 1;
+        });
         answer
+    }
+
+    /// Effects of the instance were put back in the queue (failed deliveries an administrator
+    /// retries): the loop looks up its pending effects again.
+    #[update]
+    pub async fn requeued(ctx: &mut WorkflowContext<Self>, _instance: i64) -> bool {
+        ctx.state_mut(|w| {
+            w.requeued = true;
+            w.changes += 1;
+        });
+        true
     }
 
     /// The instance's state as the workflow holds it (applied, perhaps not yet recorded).
@@ -217,6 +275,47 @@ impl InstanceWorkflow {
     pub fn state(&self, _ctx: &WorkflowContextView) -> Option<InstanceState> {
         self.state.clone()
     }
+}
+
+/// The first of `tasks` to finish, taken out of them (pending while there are none). Polled
+/// in order with the workflow's own waker: combinators with wakers of their own (such as
+/// `FuturesUnordered`) are refused by the SDK as nondeterministic.
+fn next_finished<'a, 'b>(
+    tasks: &'a mut Vec<LocalBoxFuture<'b, Finished>>,
+) -> impl Future<Output = Finished> + use<'a, 'b> {
+    future::poll_fn(move |cx| {
+        for index in 0..tasks.len() {
+            if let Poll::Ready(finished) = tasks[index].as_mut().poll(cx) {
+                drop(tasks.remove(index));
+                return Poll::Ready(finished);
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// Carries out one effect as its activity.
+async fn carry_out(ctx: &WorkflowContext<InstanceWorkflow>, effect: Perform) -> Finished {
+    let options = effect_options(&effect);
+    let outcome = if effect.kind.is_delivered() {
+        ctx.execute_activity(Projection::deliver, effect.clone(), options).await
+    } else {
+        ctx.execute_activity(Projection::perform, effect.clone(), options).await
+    };
+    Finished::Effect(effect, outcome.map_err(|e| e.to_string()))
+}
+
+/// Starts the workflow of a child instance its parent stored, as a child workflow. It runs
+/// on after its parent (a rectification outlives nothing, but its record is the store's),
+/// and reports its outcome to the parent as an effect of its own.
+async fn start_child(ctx: &WorkflowContext<InstanceWorkflow>, child: i64) -> Finished {
+    let now = ctx.state(|w| w.now(workflow_millis(ctx)));
+    let options = ChildWorkflowOptions::builder()
+        .workflow_id(workflow_id(ctx.task_queue(), child))
+        .parent_close_policy(ParentClosePolicy::Abandon)
+        .build();
+    let started = ctx.start_child_workflow(InstanceWorkflow::run, Start { instance: child, now_millis: now }, options);
+    Finished::ChildStarted(child, started.await.map(|_| ()).map_err(|e| e.to_string()))
 }
 
 impl InstanceWorkflow {
@@ -243,6 +342,42 @@ impl InstanceWorkflow {
             Status::Completed { outcome } => Some(outcome.clone()),
             _ => None,
         }
+    }
+
+    /// Queues the pending effects not already being carried out.
+    fn queue_effects(&mut self, pending: Vec<Perform>) {
+        for effect in pending {
+            if self.carrying_out.insert(effect.key.clone()) {
+                self.effects.push_back(effect);
+            }
+        }
+        self.changes += 1;
+    }
+
+    /// Takes in what carrying out `effect` came to, at `now`: the instance hears its result
+    /// (if it waits for one), and what it queued in turn is queued.
+    fn effect_done(&mut self, effect: &Perform, outcome: Result<Outcome, String>, now: i64) -> Result<(), Refusal> {
+        self.carrying_out.remove(&effect.key);
+        self.changes += 1;
+        let report = match outcome {
+            Ok(outcome) => {
+                self.queue_effects(outcome.then);
+                outcome.report
+            }
+            // Its retries ran out without the activity saying why (timeouts, a lost worker).
+            Err(error) => Some(Err(error)).filter(|_| effect.kind.reports()),
+        };
+        let key = effect.key.clone();
+        let event = match report {
+            None => return Ok(()),
+            Some(Ok(result)) => Event::ActivityCompleted { key, result },
+            Some(Err(error)) => Event::ActivityFailed { key, error },
+        };
+        if self.outcome().is_some() {
+            // A late report to a finished instance changes nothing.
+            return Ok(());
+        }
+        self.take(&event, now).map(|_| ())
     }
 
     /// Applies `event` at `now` (milliseconds) and queues the transition for recording.
@@ -280,16 +415,6 @@ impl InstanceWorkflow {
         self.changes += 1;
         Ok(Some((events, commands)))
     }
-}
-
-/// The record-only effects (certificates, statuses…) a recorded transition asked for.
-fn record_only_effects(recorded: &Recorded) -> impl Iterator<Item = Perform> + '_ {
-    recorded.commands.iter().filter_map(|command| match command {
-        Command::RunActivity { key, activity } if RECORDS.contains(&EffectKind::of_activity(activity)) => {
-            Some(Perform { instance: recorded.instance, key: key.clone() })
-        }
-        _ => None,
-    })
 }
 
 /// Workflow time in milliseconds (the same on every replay).
