@@ -264,6 +264,15 @@ fn evaluation_suspends_and_restores_an_authorization_through_a_child_and_signals
         children["items"][0]["id"].as_i64()
     });
     assert_eq!(app.instance(child)["parent"], evaluation);
+    if let (Backend::Temporal, Some(address)) = (backend, common::temporal_address()) {
+        // The child's workflow is a Temporal child workflow of the evaluation's.
+        let workflow = |id: i64| format!("{}/instance/{id}", app.task_queue());
+        let parent = serde_json::to_string(&common::temporal_history(&address, &workflow(evaluation))).unwrap();
+        assert!(parent.contains("START_CHILD_WORKFLOW_EXECUTION_INITIATED"), "{parent}");
+        let started = common::temporal_history(&address, &workflow(child)).remove(0);
+        let attributes = &started["workflowExecutionStartedEventAttributes"];
+        assert_eq!(attributes["parentWorkflowExecution"]["workflowId"], workflow(evaluation), "{started}");
+    }
     act(&app, &operator, child, "report_completion", json!({"report": "已整改"}));
     act(&app, &bureau, child, "pass", json!({"findings": "到位"}));
     // The child's outcome reaches the evaluation, which restores the authorization.

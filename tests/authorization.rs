@@ -34,6 +34,7 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("POST",   "/v1/tasks/{id}/complete",             [401, 200, 404, 200, 403, 403]),
     ("POST",   "/v1/admin/clock",                     [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/admin/deliveries",                [401, 403, 403, 200, 403, 403]),
+    ("POST",   "/v1/admin/deliveries/retry",          [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
     ("PUT",    "/v1/directory/organizations/{id}",    [401, 403, 403, 200, 403, 403]),
@@ -101,6 +102,7 @@ fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, V
             (path.replace("{id}", &task_of(instance())), Some(json!({"action": "accept"})))
         }
         ("POST", "/v1/admin/clock") => (path.into(), Some(json!({"advance": "PT1M"}))),
+        ("POST", "/v1/admin/deliveries/retry") => (path.into(), Some(json!({}))),
         ("POST", "/v1/directory") => (
             path.into(),
             Some(json!({"source": "[organizations.matrix-bulk]\nname = \"批量\"\nemail = \"bulk@matrix.example\"\n"})),

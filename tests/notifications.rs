@@ -139,8 +139,22 @@ fn a_late_acceptance_climbs_to_the_regulator(backend: Backend) {
 
 #[test]
 fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_blocking() {
+    messages_wait_out_an_smtp_outage(Backend::Sqlite);
+}
+
+#[test]
+fn on_the_temporal_engine_messages_wait_out_an_smtp_outage_as_retried_activities() {
+    if !common::temporal_available() {
+        return;
+    }
+    messages_wait_out_an_smtp_outage(Backend::Temporal);
+}
+
+/// On the Temporal engine the retries are the activity's, in real time (Temporal's retry
+/// policy), so the clock move after the outage changes nothing there.
+fn messages_wait_out_an_smtp_outage(backend: Backend) {
     let mut sink = Sink::start();
-    let app = daemon(&sink, "zhang@registry.example");
+    let app = daemon_on(backend, &sink, "zhang@registry.example");
     let id = start_registration(&app);
     sink.stop();
     set_clock(&app, "2026-03-04T10:00:00+08:00");
@@ -158,7 +172,7 @@ fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_block
 
     // A clerk whose address the server refuses: the failure is recorded, shown on the
     // instance, reported to administrators, and the procedure goes on.
-    let app = daemon(&sink, "bounce@registry.example");
+    let app = daemon_on(backend, &sink, "bounce@registry.example");
     let id = start_registration(&app);
     set_clock(&app, "2026-03-04T10:00:00+08:00");
     eventually(|| {
@@ -176,6 +190,76 @@ fn messages_wait_out_an_smtp_outage_and_bad_addresses_are_recorded_without_block
     );
     let (status, body) = app.post(&format!("/v1/instances/{id}/actions"), &app.admin, &json!({"action": "accept"}));
     assert_eq!((status, body["step"]["name"].as_str()), (200, Some("substantive_review")), "{body}");
+}
+
+/// The failed notice of `instance`, once there is one.
+fn failed_notice(app: &TestApp, instance: i64) -> Value {
+    app.wait_until("the notice fails", || {
+        let (_, body) = app.get("/v1/admin/deliveries?status=failed&per_page=500", &app.admin);
+        body["items"].as_array()?.iter().find(|d| d["kind"] == "notify" && d["instance"] == instance).cloned()
+    })
+}
+
+#[test]
+fn a_failed_delivery_retried_by_an_administrator_goes_out_once() {
+    a_failed_delivery_retried_goes_out_once(Backend::Sqlite);
+}
+
+#[test]
+fn on_the_temporal_engine_a_failed_delivery_retried_reaches_running_and_finished_instances() {
+    if !common::temporal_available() {
+        return;
+    }
+    a_failed_delivery_retried_goes_out_once(Backend::Temporal);
+}
+
+fn a_failed_delivery_retried_goes_out_once(backend: Backend) {
+    let sink = Sink::start();
+    let app = daemon_on(backend, &sink, "bounce@registry.example");
+    let (running, finished) = (start_registration(&app), start_registration(&app));
+    set_clock(&app, "2026-03-04T10:00:00+08:00");
+    let (first, second) = (failed_notice(&app, running), failed_notice(&app, finished));
+    // One instance finishes meanwhile (its workflow, on Temporal, ends).
+    let reject = json!({"action": "reject", "data": {"reasons": "材料不全"}});
+    let (status, body) = app.post(&format!("/v1/instances/{finished}/actions"), &app.admin, &reject);
+    assert_eq!((status, body["status"].as_str()), (200, Some("completed")), "{body}");
+
+    // The address is corrected, and the two failed reminders are sent again: one through
+    // the API, one through the CLI.
+    let contact = json!({"organization": "taian-registry", "name": "张三", "email": "zhang@registry.example", "roles": ["registration_agency"]});
+    assert_eq!(app.put("/v1/directory/contacts", &app.admin, &contact).0, 200);
+    let (_, listing) = app.get("/v1/directory", &app.admin);
+    let bounce =
+        listing["contacts"].as_array().unwrap().iter().find(|c| c["email"] == "bounce@registry.example").unwrap()["id"]
+            .clone();
+    assert_eq!(app.delete(&format!("/v1/directory/contacts/{bounce}"), &app.admin).0, 204);
+    let (status, body) = app.post("/v1/admin/deliveries/retry", &app.admin, &json!({"kind": "certificate"}));
+    assert_eq!((status, body["field"].as_str()), (422, Some("kind")), "{body}");
+    let (status, body) = app.post("/v1/admin/deliveries/retry", &app.admin, &json!({"id": first["id"]}));
+    assert_eq!((status, body["retried"].as_i64()), (200, Some(1)), "{body}");
+    let (code, out, err) = common::cli(&app, &app.admin, &["deliveries", "retry", &second["id"].to_string()]);
+    assert_eq!((code, out.trim()), (0, "1 put back in the queue"), "{err}");
+
+    let messages = sink.wait_for(2);
+    let reminders: Vec<&Value> = messages.iter().filter(|m| !is_digest(m) && !is_task_notice(m)).collect();
+    assert_eq!(reminders.len(), 2, "each reminder once: {messages:#?}");
+    for id in [running, finished] {
+        assert_eq!(subjects_for(&messages, id).len(), 1, "instance {id}: {messages:#?}");
+    }
+    assert!(reminders.iter().all(|m| m["to"] == json!(["zhang@registry.example"])), "{reminders:#?}");
+    // Both are done now, and the running instance heard of its reminder's Message-ID.
+    eventually(|| {
+        let (_, body) = app.get("/v1/admin/deliveries?status=done&per_page=500", &app.admin);
+        let done = body["items"].as_array().unwrap();
+        [&first, &second].iter().all(|f| done.iter().any(|d| d["id"] == f["id"]))
+    });
+    eventually(|| {
+        let instance = app.instance(running);
+        instance["activity_results"].as_object().is_some_and(|r| r.values().any(|v| v["message_id"].is_string()))
+    });
+    // Retrying what is no longer failed sends nothing.
+    let (status, body) = app.post("/v1/admin/deliveries/retry", &app.admin, &json!({"id": first["id"]}));
+    assert_eq!((status, body["retried"].as_i64()), (200, Some(0)), "{body}");
 }
 
 #[test]
@@ -354,6 +438,18 @@ fn the_directory_is_managed_through_the_api_and_cli_and_notices_follow_it() {
 
 #[test]
 fn the_webhook_hears_of_an_escalation_even_when_its_email_is_refused() {
+    the_webhook_hears_of_an_escalation(Backend::Sqlite);
+}
+
+#[test]
+fn on_the_temporal_engine_the_webhook_call_is_an_activity_of_its_own() {
+    if !common::temporal_available() {
+        return;
+    }
+    the_webhook_hears_of_an_escalation(Backend::Temporal);
+}
+
+fn the_webhook_hears_of_an_escalation(backend: Backend) {
     let sink = Sink::start();
     let receiver = Receiver::start(0);
     let dir = scratch("notify");
@@ -361,7 +457,7 @@ fn the_webhook_hears_of_an_escalation_even_when_its_email_is_refused() {
     let text = std::fs::read_to_string(&file).unwrap().replace("duty@regulator.example", "bounce@regulator.example");
     std::fs::write(&file, text).unwrap();
     let app = TestApp::start_configured(
-        Backend::Sqlite,
+        backend,
         "2026-03-02T09:00:00+08:00",
         &format!("{}{}", config(&sink, &file), receiver.config()),
     );

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{act, scratch, start, Backend, TestApp};
 use serde_json::{json, Value};
+use statflow::engine::temporal::workflow::DELIVERY_TIMEOUT;
 
 /// A Temporal dev server on a free loopback port, its state in `file`.
 struct DevServer {
@@ -65,15 +66,9 @@ impl DevServer {
         }
     }
 
-    /// The events of a workflow's history, as the `temporal` CLI shows them.
+    /// The events of a workflow's history.
     fn history(&self, workflow: &str) -> Vec<Value> {
-        let out = Command::new("temporal")
-            .args(["workflow", "show", "--address", &self.address(), "--workflow-id", workflow, "--output", "json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let history: Value = serde_json::from_slice(&out.stdout).unwrap();
-        history["events"].as_array().cloned().unwrap_or_default()
+        common::temporal_history(&self.address(), workflow)
     }
 }
 
@@ -142,6 +137,8 @@ fn instances_run_as_workflows_and_survive_the_temporal_server_being_killed() {
     // The certificate was a Temporal activity of the workflow.
     let history = serde_json::to_string(&server.history(&workflow)).unwrap();
     assert!(history.contains("\"statflow.perform\""), "no `statflow.perform` activity in {history}");
+    // So were the notices (the task notices to the clerk).
+    assert!(history.contains("\"statflow.deliver\""), "no `statflow.deliver` activity in {history}");
     let body = act(&app, &clerk, id, "confirm_rights", json!({}));
     assert_eq!((body["status"].as_str(), body["outcome"].as_str()), (Some("completed"), Some("registered")));
     let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
@@ -173,6 +170,8 @@ fn worker(app: &TestApp, address: &str) -> Child {
             address,
             "--task-queue",
             &queue,
+            "--config",
+            app.dir.join("statflow.toml").to_str().unwrap(),
         ])
         .stdout(Stdio::piped())
         .stderr(log)
@@ -227,5 +226,18 @@ fn api_and_workers_run_as_separate_processes_and_a_killed_worker_is_replaced() {
     let actions: Vec<&str> =
         history["events"].as_array().unwrap().iter().filter_map(|e| e["event"]["action"].as_str()).collect();
     assert_eq!(actions, ["accept", "engage_third_party", "pass", "confirm_rights"], "each action once: {history}");
+    // The workers carried out its messages as well: none is left pending, not even those the
+    // first worker held when it was killed (another takes them over once their attempt times
+    // out).
+    let deadline = Instant::now() + DELIVERY_TIMEOUT + Duration::from_secs(30);
+    loop {
+        let (_, body) = app.get("/v1/admin/deliveries?status=pending&per_page=500", &app.admin);
+        let pending: Vec<&Value> = body["items"].as_array().unwrap().iter().filter(|d| d["instance"] == id).collect();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left pending: {pending:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     kill(third);
 }

@@ -42,6 +42,18 @@ pub fn temporal_address() -> Option<String> {
     std::env::var("STATFLOW_TEST_TEMPORAL_ADDRESS").ok().filter(|a| !a.is_empty())
 }
 
+/// The events of a workflow's history on the Temporal server at `address`, as the
+/// `temporal` CLI shows them.
+pub fn temporal_history(address: &str, workflow: &str) -> Vec<Value> {
+    let out = Command::new("temporal")
+        .args(["workflow", "show", "--address", address, "--workflow-id", workflow, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    history["events"].as_array().cloned().unwrap_or_default()
+}
+
 /// Where a daemon's instances run on the Temporal engine, and whether it runs a worker.
 struct Temporal {
     address: String,

@@ -2,7 +2,7 @@
 //!   they fall due. Without
 //!   `--virtual-clock` the endpoint does not exist (404).
 //! - /v1/admin/deliveries: notices, escalations and webhook events with their delivery
-//!   state, so administrators see what failed and why.
+//!   state, so administrators see what failed and why; `/retry` sends failed ones again.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -40,6 +40,8 @@ pub struct ClockView {
 /// A notice, escalation, webhook event, digest or anchor, and how its delivery went.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
+    /// What `/v1/admin/deliveries/retry` names it by.
+    pub id: i64,
     pub instance: Option<i64>,
     pub key: String,
     pub kind: EffectKind,
@@ -168,6 +170,7 @@ pub async fn deliveries(
     let deliveries: Vec<DeliveryView> = rows
         .iter()
         .map(|row| DeliveryView {
+            id: row.id,
             instance: row.instance_id,
             key: row.key.clone(),
             kind: row.kind,
@@ -180,6 +183,51 @@ pub async fn deliveries(
         })
         .collect();
     Ok(Json(page.body(deliveries, total)))
+}
+
+/// Which failed deliveries to send again: the one `id`, every failed one of `kind`, or (with
+/// neither) every failed one.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    pub id: Option<i64>,
+    /// `notify`, `escalate`, `webhook`, `digest`, `anchor` or `task_notice`.
+    pub kind: Option<String>,
+}
+
+/// How many deliveries were put back in the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryView {
+    pub retried: u64,
+}
+
+pub async fn retry_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Body(request): Body<RetryRequest>,
+) -> Result<Json<RetryView>, Problem> {
+    if !principal.is_admin() {
+        return Err(Problem::forbidden("only administrators retry deliveries"));
+    }
+    let kind = match request.kind.as_deref() {
+        None => None,
+        Some(text) => Some(EffectKind::parse(text).filter(|k| EffectKind::DELIVERED.contains(k)).ok_or_else(|| {
+            let kinds: Vec<&str> = EffectKind::DELIVERED.iter().map(|k| k.as_str()).collect();
+            Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "kind",
+                format!("`{text}` is not one of {}", kinds.join(", ")),
+            )
+        })?),
+    };
+    if request.id.is_some() && kind.is_some() {
+        return Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "kind", "give `id` or `kind`, not both"));
+    }
+    let retried = state.engine.retry_deliveries(request.id, kind).await?;
+    let target = request.id.map_or_else(|| kind.map_or("all", |k| k.as_str()).to_owned(), |id| id.to_string());
+    let detail = json!({"delivery": request.id, "kind": kind, "retried": retried});
+    state.store.audit(&principal.name, "delivery.retry", &target, detail).await?;
+    Ok(Json(RetryView { retried }))
 }
 
 /// Where a clock move goes: `advance` by a duration (P3D, PT2H) or `set` to a later instant,

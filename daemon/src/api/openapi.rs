@@ -8,7 +8,7 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::admin::{ClockRequest, ClockView, DeliveryView};
+use super::admin::{ClockRequest, ClockView, DeliveryView, RetryRequest, RetryView};
 use super::definitions::{Calendars, DefinitionView, NewCalendar, NewDefinition, Procedures};
 use super::directory::{ContactPut, DirectoryView, LoadRequest, LoadSummary, OrganizationPut};
 use super::instances::{ActionRequest, HistoryView, InstanceSummary, StartRequest};
@@ -35,6 +35,8 @@ use statflow_workflows::schedules::ScheduleSpec;
     ClockRequest,
     ClockView,
     Paged<DeliveryView>,
+    RetryRequest,
+    RetryView,
     DirectoryView,
     LoadRequest,
     LoadSummary,
@@ -271,6 +273,10 @@ pub fn document() -> Value {
     add(
         "/v1/admin/deliveries",
         json!({"get": with_query(operation("Notices, escalations, webhook events, digests and anchors with their delivery state (administrators)", "200", Some("Paged_DeliveryView"), None, &["400", "401", "403"]), delivery_filters)}),
+    );
+    add(
+        "/v1/admin/deliveries/retry",
+        json!({"post": operation("Send failed deliveries again: one by id, all of a kind, or all (administrators); the Message-ID stays", "200", Some("RetryView"), Some("RetryRequest"), &["400", "401", "403", "422"])}),
     );
     add(
         "/v1/admin/clock",

@@ -5,6 +5,7 @@
 mod calendar;
 mod client;
 mod definitions;
+mod deliveries;
 mod directory;
 mod schedules;
 mod serve;
@@ -38,6 +39,10 @@ enum Command {
     /// The directory of organizations and contacts notifications go to (on a running daemon).
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
+    /// Deliveries of notices and escalations, and sending failed ones again (on a running
+    /// daemon).
+    #[command(subcommand)]
+    Deliveries(deliveries::DeliveriesCommand),
     /// Cron schedules that start evaluations, reports and sweeps (on a running daemon).
     #[command(subcommand)]
     Schedules(schedules::SchedulesCommand),
@@ -82,6 +87,7 @@ pub fn run() -> i32 {
         Command::Serve(args) => serve::serve(args),
         Command::Worker(args) => serve::worker(args),
         Command::Migrate(args) => serve::migrate(args),
+        Command::Deliveries(command) => deliveries::run(command),
         Command::Directory(command) => directory::run(command),
         Command::Schedules(command) => schedules::run(command),
         Command::Token(command) => serve::token(command),

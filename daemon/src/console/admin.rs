@@ -239,7 +239,7 @@ pub async fn retry(
             "all" => None,
             text => Some(text.parse::<i64>().map_err(|_| Problem::not_found("没有这项送达记录。"))?),
         };
-        let retried = console.app.engine.retry_deliveries(id).await?;
+        let retried = console.app.engine.retry_deliveries(id, None).await?;
         let detail = serde_json::json!({"delivery": id, "retried": retried});
         console.app.store.audit(&viewer.principal.name, "delivery.retry", &which, detail).await?;
         Ok::<_, PageError>(Redirect::to(&format!("/admin/deliveries?retried={retried}")).into_response())

@@ -194,6 +194,11 @@ pub trait Engine: Send + Sync {
     /// Runs a schedule's job at once, as a fire time of its own (now); its regular fire times
     /// stay as they are.
     async fn run_schedule_now(&self, id: &str) -> Result<RunReport, EngineError>;
-    /// Sends failed deliveries again: the one `id`, or every failed one. Returns how many.
-    async fn retry_deliveries(&self, id: Option<i64>) -> Result<u64, EngineError>;
+    /// Sends failed deliveries again: the one `id`, or every failed one (of `kind` if given).
+    /// Returns how many.
+    async fn retry_deliveries(
+        &self,
+        id: Option<i64>,
+        kind: Option<crate::store::effects::EffectKind>,
+    ) -> Result<u64, EngineError>;
 }

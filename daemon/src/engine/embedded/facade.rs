@@ -152,8 +152,10 @@ impl Engine for Embedded {
         self.run_fire_time(&schedule, to_millis(self.clock.now())).await
     }
 
-    async fn retry_deliveries(&self, id: Option<i64>) -> Result<u64, EngineError> {
-        let requeued = self.store.requeue_failed(id, &EffectKind::DELIVERED, to_millis(self.clock.now())).await?;
+    async fn retry_deliveries(&self, id: Option<i64>, kind: Option<EffectKind>) -> Result<u64, EngineError> {
+        let kinds: Vec<EffectKind> =
+            EffectKind::DELIVERED.into_iter().filter(|k| kind.is_none_or(|kind| kind == *k)).collect();
+        let requeued = self.store.requeue_failed(id, &kinds, to_millis(self.clock.now())).await?;
         self.deliveries_changed.notify_one();
         if let Some(host) = self.host() {
             // An instance's messages are its workflow's to send.

@@ -79,6 +79,10 @@ const UPDATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long stopping waits for the worker to finish the tasks it holds.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a worker that stopped by itself (it panicked, or lost its server for good) waits
+/// before it starts again.
+const RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends instances' events to their workflows.
 pub struct TemporalHost {
     client: Client,
@@ -192,11 +196,26 @@ impl Host for TemporalHost {
 }
 
 /// The Temporal worker of this process, running on a thread of its own (the SDK runs workflow
-/// code on a local task set).
+/// code on a local task set). A worker that stops by itself is started again: the SDK's
+/// worker can panic (after a server restart it has been seen to), and a process whose
+/// worker is gone would hold its instances' work until it is restarted.
 pub struct TemporalWorker {
     thread: std::thread::JoinHandle<()>,
-    /// Asks the worker to stop polling and finish what it holds; set once it runs.
-    stop: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>>,
+    control: Arc<Control>,
+}
+
+/// How the worker's thread is told to stop.
+#[derive(Default)]
+struct Control {
+    stopping: std::sync::atomic::AtomicBool,
+    /// Asks the running worker to stop polling and finish what it holds.
+    shutdown: std::sync::Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl Control {
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl TemporalWorker {
@@ -205,27 +224,20 @@ impl TemporalWorker {
     pub fn spawn(settings: Settings, engine: Arc<Embedded>, channels: Arc<Channels>) -> TemporalWorker {
         // Workflow code reaches the engine through `WORLD`, so a process has one worker.
         assert!(WORLD.set((engine, channels)).is_ok(), "a process runs one Temporal worker");
-        let stop: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::default();
-        let stop_set = stop.clone();
+        let control: Arc<Control> = Arc::default();
+        let thread_control = control.clone();
         let thread = std::thread::Builder::new()
             .name("temporal-worker".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                    Ok(runtime) => runtime,
-                    Err(error) => return tracing::error!(%error, "the Temporal worker could not start"),
-                };
-                if let Err(error) = runtime.block_on(run_worker(&settings, &stop_set)) {
-                    tracing::error!(%error, "the Temporal worker stopped");
-                }
-            })
+            .spawn(move || supervise(&settings, &thread_control))
             .expect("a thread can be started");
-        TemporalWorker { thread, stop }
+        TemporalWorker { thread, control }
     }
 
     /// Stops the worker once the tasks it holds are done, and waits for it.
     pub async fn stop(self) {
-        if let Some(stop) = self.stop.get() {
-            stop();
+        self.control.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(shutdown) = self.control.shutdown.lock().expect("not poisoned").as_ref() {
+            shutdown();
         }
         let thread = self.thread;
         let joined = tokio::task::spawn_blocking(move || thread.join());
@@ -235,7 +247,30 @@ impl TemporalWorker {
     }
 }
 
-async fn run_worker(settings: &Settings, stop: &OnceLock<Box<dyn Fn() + Send + Sync>>) -> Result<(), String> {
+/// Runs the worker, each time on a fresh runtime, until asked to stop.
+fn supervise(settings: &Settings, control: &Control) {
+    while !control.stopping() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => return tracing::error!(%error, "the Temporal worker could not start"),
+        };
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run_worker(settings, control))));
+        runtime.shutdown_timeout(STOP_WAIT);
+        *control.shutdown.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        if control.stopping() {
+            return;
+        }
+        match ran {
+            Ok(Ok(())) => tracing::error!("the Temporal worker stopped by itself; starting it again"),
+            Ok(Err(error)) => tracing::error!(%error, "the Temporal worker stopped; starting it again"),
+            Err(_) => tracing::error!("the Temporal worker panicked; starting it again"),
+        }
+        std::thread::sleep(RESTART_DELAY);
+    }
+}
+
+async fn run_worker(settings: &Settings, control: &Control) -> Result<(), String> {
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
     let client = settings.connect().await?;
     let options = WorkerOptions::new(settings.task_queue.clone())
@@ -244,7 +279,11 @@ async fn run_worker(settings: &Settings, stop: &OnceLock<Box<dyn Fn() + Send + S
         .map_err(|e| e.to_string())?
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
-    stop.set(Box::new(worker.shutdown_handle())).ok();
+    *control.shutdown.lock().expect("not poisoned") = Some(Box::new(worker.shutdown_handle()));
+    if control.stopping() {
+        // Asked to stop while this worker was being made.
+        return Ok(());
+    }
     tracing::info!(address = %settings.address, namespace = %settings.namespace, task_queue = %settings.task_queue, "Temporal worker running");
     worker.run().await.map_err(|e| e.to_string())
 }

@@ -77,13 +77,17 @@ pub enum Answer {
     Refused(Refusal),
 }
 
+/// How long one attempt at a delivery may take before Temporal gives it to another worker.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How an effect's activity is retried: as the embedded engine's workers retry it (a second
 /// apart doubling, to at most an hour), up to their attempts; the activity itself gives up on
 /// the last one and says so, so the instance hears `ActivityFailed` with the reason.
 fn effect_options(effect: &Perform) -> ActivityOptions {
     let (attempts, timeout) = if effect.kind.is_delivered() {
-        // An SMTP exchange or a webhook call, each bounded by its own timeouts.
-        (delivery::MAX_ATTEMPTS, Duration::from_secs(120))
+        // An SMTP exchange or a webhook call, each bounded by its own timeouts (30 s by
+        // default). A worker lost in the middle of one leaves it to another after this.
+        (delivery::MAX_ATTEMPTS, DELIVERY_TIMEOUT)
     } else {
         (outbox::MAX_ATTEMPTS, PROJECTION_TIMEOUT)
     };
