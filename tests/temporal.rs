@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{act, scratch, start, Backend, TestApp};
 use serde_json::{json, Value};
+use statflow::engine::embedded::lease::RENEW_EVERY as LEASE_RENEW;
 use statflow::engine::temporal::workflow::DELIVERY_TIMEOUT;
 
 /// A Temporal dev server on a free loopback port, its state in `file`.
@@ -240,4 +241,84 @@ fn api_and_workers_run_as_separate_processes_and_a_killed_worker_is_replaced() {
         std::thread::sleep(Duration::from_millis(200));
     }
     kill(third);
+}
+
+/// What `/readyz` says of the shared-work lease.
+fn lease_of(app: &TestApp) -> String {
+    let (status, body) = app.get("/readyz", &app.admin);
+    assert_eq!(status, 200, "{body}");
+    body["shared_work"].as_str().unwrap_or("absent").to_owned()
+}
+
+/// Waits until exactly one of `apps` holds the lease; answers which.
+fn one_holder(apps: &[&TestApp]) -> usize {
+    let deadline = Instant::now() + LEASE_RENEW * 5;
+    loop {
+        let leases: Vec<String> = apps.iter().map(|app| lease_of(app)).collect();
+        let holders: Vec<usize> = (0..apps.len()).filter(|i| leases[*i] == "held").collect();
+        assert!(holders.len() <= 1, "two holders at once: {leases:?}");
+        if let [holder] = holders[..] {
+            assert!(leases.iter().all(|l| l == "held" || l == "standby"), "{leases:?}");
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "no holder: {leases:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn several_api_processes_share_one_database_and_one_of_them_does_the_shared_work() {
+    let (Some(address), Some(_)) = (common::temporal_address(), common::postgres_url()) else {
+        eprintln!("STATFLOW_TEST_TEMPORAL_ADDRESS and STATFLOW_TEST_POSTGRES_URL are both needed: not run");
+        return;
+    };
+    let first = TestApp::start_api_only(Backend::Postgres, &address, "2026-02-13T10:00:00+08:00");
+    let second = first.beside();
+    let worker = worker(&first, &address);
+    // Schedules, digests and anchors are done by one process at a time.
+    let holder = one_holder(&[&first, &second]);
+
+    // Actions on one instance through either process: one history, each action once.
+    let clerk = first.token("clerk", "staff", &["taian-registry"]);
+    let id = start(&first, &clerk, "registration", "taian", registration_input());
+    act(&first, &clerk, id, "accept", json!({}));
+    let body = act(
+        &second,
+        &clerk,
+        id,
+        "engage_third_party",
+        json!({"third_party": "合规服务中心", "reason": "涉及个人信息"}),
+    );
+    assert_eq!(body["deadline"]["due"], "2026-03-20T00:00:00+08:00");
+    // The same action sent to both at once is taken once.
+    let pass = json!({"action": "pass", "data": {"compliance_report": "合规"}});
+    let path = format!("/v1/instances/{id}/actions");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| first.post(&path, &clerk, &pass).0);
+        let b = s.spawn(|| second.post(&path, &clerk, &pass).0);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut statuses = [a, b];
+    statuses.sort();
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert_ne!(statuses[1], 200, "the second `pass` is refused: {statuses:?}");
+    let (_, history) = first.get(&format!("/v1/instances/{id}/history"), &first.admin);
+    assert_eq!(history["chain_intact"], true, "{history}");
+    let actions: Vec<&str> =
+        history["events"].as_array().unwrap().iter().filter_map(|e| e["event"]["action"].as_str()).collect();
+    assert_eq!(actions, ["accept", "engage_third_party", "pass"], "{history}");
+
+    // The holder killed: the other takes the lease over; back, the killed one stands by.
+    let (holder, standby) = if holder == 0 { (&first, &second) } else { (&second, &first) };
+    let began = Instant::now();
+    holder.crash();
+    let deadline = Instant::now() + LEASE_RENEW * 5;
+    while lease_of(standby) != "held" {
+        assert!(Instant::now() < deadline, "the lease was not taken over");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("lease taken over {:?} after the kill", began.elapsed());
+    holder.restart("2026-02-13T11:00:00+08:00");
+    assert_eq!(one_holder(&[holder, standby]), 1, "the restarted process stands by");
+    kill(worker);
 }

@@ -107,6 +107,9 @@ pub struct TestApp {
     agent: ureq::Agent,
     /// An administrator's token.
     pub admin: String,
+    /// Whether this daemon's database is its own (dropped with it), not another's it runs
+    /// beside.
+    owns_database: bool,
 }
 
 impl TestApp {
@@ -182,8 +185,27 @@ impl TestApp {
             engine,
             agent,
             admin: String::new(),
+            owns_database: true,
         };
         app.admin = app.token("admin", "administrator", &[]);
+        app.launch();
+        app
+    }
+
+    /// Another daemon process beside this one: the same database, engine flags and
+    /// configuration, listening on a port of its own.
+    pub fn beside(&self) -> TestApp {
+        let app = TestApp {
+            child: Mutex::new(None),
+            base: RwLock::new(String::new()),
+            db: self.db.clone(),
+            dir: self.dir.clone(),
+            virtual_clock: Mutex::new(self.virtual_clock.lock().unwrap().clone()),
+            engine: self.engine.clone(),
+            agent: self.agent.clone(),
+            admin: self.admin.clone(),
+            owns_database: false,
+        };
         app.launch();
         app
     }
@@ -263,10 +285,20 @@ impl TestApp {
     /// Kills the daemon without warning (SIGKILL) and starts it again on the same database,
     /// with its virtual clock at `clock`.
     pub fn crash_and_restart(&self, clock: &str) {
+        self.crash();
+        self.restart(clock);
+    }
+
+    /// Kills the daemon with SIGKILL.
+    pub fn crash(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Starts the daemon again (after [`crash`](Self::crash)) with its virtual clock at `clock`.
+    pub fn restart(&self, clock: &str) {
         *self.virtual_clock.lock().unwrap() = clock.to_owned();
         self.launch();
     }
@@ -438,7 +470,7 @@ impl Drop for TestApp {
             let _ = child.wait();
         }
         if let (Some(server), Some((_, name))) = (postgres_url(), self.db.rsplit_once('/')) {
-            if self.db.starts_with("postgres") && !std::thread::panicking() {
+            if self.db.starts_with("postgres") && self.owns_database && !std::thread::panicking() {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 runtime.block_on(async {
                     use sea_orm::ConnectionTrait;

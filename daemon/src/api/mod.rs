@@ -40,7 +40,7 @@ pub fn router(engine: Arc<dyn Engine>, store: Store, secure_cookies: bool) -> Ro
     let state = AppState { engine, store };
     let console = crate::console::routes(crate::console::Console::new(state.clone(), secure_cookies));
     Router::new()
-        .route("/healthz", get(|| async { Json(Health { status: "ok", workers: Vec::new() }) }))
+        .route("/healthz", get(|| async { Json(Health { status: "ok", workers: Vec::new(), shared_work: None }) }))
         .route("/readyz", get(ready))
         .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/v1/instances", post(instances::start).get(instances::list))
@@ -99,6 +99,11 @@ pub struct Health {
     /// The engine's workers (on `/readyz`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerHealth>,
+    /// With several processes on one database (instances on Temporal): `held` when this one
+    /// does the work that belongs to no instance (schedules, digests, anchors), `standby`
+    /// while another does (on `/readyz`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_work: Option<&'static str>,
 }
 
 /// Ready when the database answers and no worker is down or stalled; a 503 names them.
@@ -116,5 +121,6 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
     if !down.is_empty() {
         return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", down.join("; ")));
     }
-    Ok(Json(Health { status: "ready", workers }))
+    let shared_work = state.engine.shared_work_lease().map(|held| if held { "held" } else { "standby" });
+    Ok(Json(Health { status: "ready", workers, shared_work }))
 }

@@ -146,11 +146,17 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             let now = crate::store::to_millis(engine.now());
             store.load_directory(&file, now).await.map_err(|e| Failure::invalid(e.to_string()))?;
         }
-        // Fire times missed while the daemon was down are settled before it serves, so the
-        // first requests see a settled schedule.
         engine.install_built_in_schedules().await.map_err(|e| Failure::invalid(e.to_string()))?;
-        for run in engine.catch_up_schedules().await.map_err(|e| Failure::invalid(e.to_string()))? {
-            tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
+        if config.temporal.is_some() && sqlite_file(&config.db).is_none() {
+            // Several API processes may share this database: the work that belongs to no
+            // instance (catch-up included) is done by the one holding the lease.
+            engine.share_work_through_lease();
+        } else {
+            // Fire times missed while the daemon was down are settled before it serves, so
+            // the first requests see a settled schedule.
+            for run in engine.catch_up_schedules().await.map_err(|e| Failure::invalid(e.to_string()))? {
+                tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
+            }
         }
         let temporal_worker = if let Some(settings) = &config.temporal {
             // Instances run as Temporal workflows: this process sends them their events and

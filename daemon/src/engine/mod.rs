@@ -165,6 +165,9 @@ pub trait Engine: Send + Sync {
     fn definitions(&self) -> &Definitions;
     /// The health of the engine's workers; readiness fails while one is down.
     fn health(&self) -> Vec<WorkerHealth>;
+    /// With several processes sharing the work that belongs to no instance: whether this one
+    /// holds the lease on it now (`None` when it does that work alone).
+    fn shared_work_lease(&self) -> Option<bool>;
 
     /// Starts an instance on the current version of its procedure; answers with it as it
     /// now stands (with its open tasks and effects).

@@ -23,6 +23,7 @@ pub mod directory;
 pub mod effects;
 mod entities;
 pub mod instances;
+pub mod lease;
 pub mod ledger;
 pub mod outbox;
 pub mod people;

@@ -91,6 +91,10 @@ impl Embedded {
         let mut after = 0;
         while !shutdown.is_set() {
             heartbeat.beat();
+            if !self.shared_work.here() {
+                self.wait_for_shared_work(&mut shutdown).await;
+                continue;
+            }
             match self.recompute_batch(after).await {
                 Ok(Some(last)) => {
                     after = last;

@@ -42,6 +42,10 @@ impl Engine for Embedded {
         self.workers.health()
     }
 
+    fn shared_work_lease(&self) -> Option<bool> {
+        self.shared_work.lease_held()
+    }
+
     async fn start(&self, request: StartRequest) -> Result<Standing, EngineError> {
         let definition = self.definitions.require(&request.procedure, &request.jurisdiction)?;
         let caller = &request.caller;

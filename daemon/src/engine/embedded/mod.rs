@@ -7,6 +7,8 @@
 //! - [`delivery`]: the worker that sends notices and escalations by email and webhook.
 //! - [`digest`]: each staff member's daily digest of open tasks.
 //! - [`anchoring`]: the daily ledger anchor (a schedule job).
+//! - [`lease`]: which of several processes on one database does the work that belongs to no
+//!   instance (under a host only).
 //! - [`schedules`]: running cron schedules, with catch-up and run keys.
 //! - [`facade`]: the [`Engine`](super::Engine) trait implemented on all of the above.
 //!
@@ -24,6 +26,7 @@ pub mod clock;
 pub mod delivery;
 pub mod digest;
 mod facade;
+pub mod lease;
 pub mod outbox;
 pub mod schedules;
 pub mod timers;
@@ -73,6 +76,8 @@ pub struct Embedded {
     workers: Supervisor,
     /// Where instances' events are applied when not here: set once, at start.
     host: std::sync::OnceLock<Arc<dyn Host>>,
+    /// Whether this process does the work that belongs to no instance.
+    shared_work: lease::SharedWork,
 }
 
 /// The official calendar with the stored imports `years`, and the newest import's generation.
@@ -130,6 +135,7 @@ impl Embedded {
             task_notices: std::sync::atomic::AtomicBool::new(true),
             workers: Supervisor::default(),
             host: std::sync::OnceLock::new(),
+            shared_work: lease::SharedWork::default(),
         }))
     }
 
@@ -205,6 +211,9 @@ impl Embedded {
             self.workers.spawn("timers", worker(self, |e, h, s| async move { e.run_timers(h, s).await }));
             self.workers.spawn("outbox", worker(self, |e, h, s| async move { e.run_outbox(h, s).await }));
         }
+        if self.shared_work.lease_held().is_some() {
+            self.workers.spawn("lease", worker(self, |e, h, s| async move { e.run_lease(h, s).await }));
+        }
         self.workers
             .spawn("calendar_recompute", worker(self, |e, h, s| async move { e.run_calendar_recompute(h, s).await }));
         self.workers.spawn("schedules", worker(self, |e, h, s| async move { e.run_schedules(h, s).await }));
@@ -239,6 +248,10 @@ impl Embedded {
     {
         while !shutdown.is_set() {
             heartbeat.beat();
+            if !self.shared_work.here() {
+                self.wait_for_shared_work(&mut shutdown).await;
+                continue;
+            }
             let began = std::time::Instant::now();
             match pass().await {
                 Ok(0) => {}

@@ -286,8 +286,27 @@ impl Embedded {
     /// The schedule worker's loop, until shutdown: sleeps until the next fire time (or a
     /// schedule changes) and runs what is due. With a virtual clock, clock moves run them.
     pub(super) async fn run_schedules(self: Arc<Self>, heartbeat: Heartbeat, mut shutdown: Shutdown) {
+        // Alone, the process caught up before it served; sharing the work, it catches up each
+        // time it takes the lease (the fire times missed meanwhile are its to run).
+        let mut caught_up = self.shared_work.lease_held().is_none();
         while !shutdown.is_set() {
             heartbeat.beat();
+            if !self.shared_work.here() {
+                caught_up = false;
+                self.wait_for_shared_work(&mut shutdown).await;
+                continue;
+            }
+            if !caught_up {
+                match self.catch_up_schedules().await {
+                    Ok(runs) => {
+                        for run in runs {
+                            tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
+                        }
+                        caught_up = true;
+                    }
+                    Err(error) => tracing::error!(%error, "schedule catch-up failed"),
+                }
+            }
             if self.clock.is_virtual() {
                 self.sleep_until(Ok(None), &self.schedules_changed, "fire time", &mut shutdown).await;
                 continue;
