@@ -35,6 +35,7 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("POST",   "/v1/admin/clock",                     [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/admin/deliveries",                [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/admin/deliveries/retry",          [401, 403, 403, 200, 403, 403]),
+    ("GET",    "/v1/audit",                           [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
     ("PUT",    "/v1/directory/organizations/{id}",    [401, 403, 403, 200, 403, 403]),

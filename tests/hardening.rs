@@ -350,6 +350,11 @@ fn readiness_lists_the_workers_and_sigterm_drains_them() {
     let stopped = log.find("statflow stopped").unwrap_or_else(|| panic!("the stop is logged:\n{log}"));
     assert!(stopping < stopped, "workers stop before the process says it stopped");
     assert!(!log.contains("a worker failed"), "no worker failed on the way down:\n{log}");
+    // The start says what runs where; a log file gets no terminal colour codes.
+    let serving = log.lines().find(|l| l.contains(" serving ")).unwrap_or_else(|| panic!("no start line:\n{log}"));
+    assert!(serving.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{serving}");
+    assert!(serving.contains("engine=\"embedded\"") && serving.contains("db=sqlite://"), "{serving}");
+    assert!(!log.contains('\u{1b}'), "ANSI codes in a log file:\n{log}");
 }
 
 /// Tokens are listed and revoked from the command line; a revoked token opens nothing, and

@@ -183,11 +183,10 @@ fn messages_wait_out_an_smtp_outage(backend: Backend) {
     let failed = body["items"].as_array().unwrap().iter().find(|d| d["kind"] == "notify").unwrap();
     assert_eq!(failed["instance"], id);
     assert!(failed["last_error"].as_str().unwrap().contains("550"), "{failed}");
-    let instance = app.instance(id);
-    assert!(
-        instance["activity_failures"][0]["error"].as_str().unwrap().contains("550"),
-        "shown on the instance: {instance:#}"
-    );
+    // Shown on the instance once it has heard of it (a moment after the delivery's record).
+    app.wait_for(id, "the failure is shown", |instance| {
+        instance["activity_failures"][0]["error"].as_str().is_some_and(|e| e.contains("550"))
+    });
     let (status, body) = app.post(&format!("/v1/instances/{id}/actions"), &app.admin, &json!({"action": "accept"}));
     assert_eq!((status, body["step"]["name"].as_str()), (200, Some("substantive_review")), "{body}");
 }
@@ -260,6 +259,21 @@ fn a_failed_delivery_retried_goes_out_once(backend: Backend) {
     // Retrying what is no longer failed sends nothing.
     let (status, body) = app.post("/v1/admin/deliveries/retry", &app.admin, &json!({"id": first["id"]}));
     assert_eq!((status, body["retried"].as_i64()), (200, Some(0)), "{body}");
+
+    // Each retry is in the audit log, newest first, as are the failures that led to them.
+    let (_, audit) = app.get("/v1/audit?action=delivery.retry", &app.admin);
+    let targets: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["target"].as_str().unwrap()).collect();
+    let (first_id, second_id) = (first["id"].to_string(), second["id"].to_string());
+    assert_eq!(targets, [first_id.as_str(), second_id.as_str(), first_id.as_str()], "{audit}");
+    assert_eq!(audit["items"][1]["detail"]["retried"], 1, "{audit}");
+    let (_, failures) = app.get(&format!("/v1/audit?action=delivery_failed&target=instance/{running}"), &app.admin);
+    let keys: Vec<&Value> = failures["items"].as_array().unwrap().iter().map(|e| &e["detail"]["key"]).collect();
+    assert!(keys.contains(&&first["key"]), "the reminder's failure: {failures}");
+    assert!(failures["items"].as_array().unwrap().iter().all(|e| e["target"] == format!("instance/{running}")));
+    let (code, out, err) = common::cli(&app, &app.admin, &["audit", "--action", "delivery.", "--limit", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().all(|l| l.contains("\tdelivery.retry\t")), "{out}");
 }
 
 #[test]

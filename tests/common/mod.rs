@@ -143,8 +143,27 @@ impl TestApp {
         queue_of(&self.dir)
     }
 
+    /// The embedded engine on SQLite, on a copy of the database file `seed` (a backup, say),
+    /// with an administrator's token of its own (`restorer`).
+    pub fn start_from_copy(seed: &std::path::Path, clock: &str) -> TestApp {
+        Self::start_seeded(Backend::Sqlite, clock, "", None, Some(seed))
+    }
+
     fn start_on(backend: Backend, clock: &str, config: &str, temporal: Option<Temporal>) -> TestApp {
+        Self::start_seeded(backend, clock, config, temporal, None)
+    }
+
+    fn start_seeded(
+        backend: Backend,
+        clock: &str,
+        config: &str,
+        temporal: Option<Temporal>,
+        seed: Option<&std::path::Path>,
+    ) -> TestApp {
         let dir = scratch("api");
+        if let Some(seed) = seed {
+            std::fs::copy(seed, dir.join("statflow.db")).unwrap();
+        }
         std::fs::write(
             dir.join("statflow.toml"),
             format!(
@@ -187,7 +206,8 @@ impl TestApp {
             admin: String::new(),
             owns_database: true,
         };
-        app.admin = app.token("admin", "administrator", &[]);
+        // A copied database has its own `admin` already.
+        app.admin = app.token(if seed.is_some() { "restorer" } else { "admin" }, "administrator", &[]);
         app.launch();
         app
     }

@@ -3,6 +3,7 @@
 //!   `--virtual-clock` the endpoint does not exist (404).
 //! - /v1/admin/deliveries: notices, escalations and webhook events with their delivery
 //!   state, so administrators see what failed and why; `/retry` sends failed ones again.
+//! - /v1/audit: the audit log of administrative acts, newest first, with filters.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -183,6 +184,64 @@ pub async fn deliveries(
         })
         .collect();
     Ok(Json(page.body(deliveries, total)))
+}
+
+/// An administrative act as the audit log keeps it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditView {
+    pub at: DateTime<FixedOffset>,
+    /// Who did it (a principal's name, `cli`, `system` or `scheduler`).
+    pub principal: String,
+    /// What was done, e.g. `delivery.retry`, `token.revoke`, `clock.move`.
+    pub action: String,
+    /// What it was done to, e.g. `instance/7`.
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    principal: Option<String>,
+    /// Actions that start with this, e.g. `delivery.`.
+    action: Option<String>,
+    target: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+/// Longest filter value taken (names, actions and targets are far shorter).
+const MAX_FILTER: usize = 200;
+
+pub async fn audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Params(query): Params<AuditQuery>,
+) -> Result<Json<Paged<AuditView>>, Problem> {
+    if !principal.is_admin() {
+        return Err(Problem::forbidden("only administrators read the audit log"));
+    }
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
+    for (field, value) in [("principal", &query.principal), ("action", &query.action), ("target", &query.target)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > MAX_FILTER) {
+            return Err(Problem::field(StatusCode::BAD_REQUEST, field, format!("at most {MAX_FILTER} characters")));
+        }
+    }
+    let (entries, total) = state
+        .store
+        .audit_log(query.principal.as_deref(), query.action.as_deref(), query.target.as_deref(), page.slice())
+        .await?;
+    let items = entries
+        .into_iter()
+        .map(|entry| AuditView {
+            at: from_millis(entry.at),
+            principal: entry.principal,
+            action: entry.action,
+            target: entry.target,
+            detail: serde_json::from_str(&entry.detail).unwrap_or(serde_json::Value::String(entry.detail)),
+        })
+        .collect();
+    Ok(Json(page.body(items, total)))
 }
 
 /// Which failed deliveries to send again: the one `id`, every failed one of `kind`, or (with

@@ -54,6 +54,7 @@ pub fn router(engine: Arc<dyn Engine>, store: Store, secure_cookies: bool) -> Ro
         .route("/v1/admin/clock", post(admin::clock))
         .route("/v1/admin/deliveries", get(admin::deliveries))
         .route("/v1/admin/deliveries/retry", post(admin::retry_deliveries))
+        .route("/v1/audit", get(admin::audit))
         .route("/v1/directory", get(directory::show).post(directory::load))
         .route("/v1/directory/organizations/{id}", axum::routing::put(directory::put_organization))
         .route("/v1/directory/contacts", axum::routing::put(directory::put_contact))

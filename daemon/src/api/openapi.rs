@@ -8,7 +8,7 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::admin::{ClockRequest, ClockView, DeliveryView, RetryRequest, RetryView};
+use super::admin::{AuditView, ClockRequest, ClockView, DeliveryView, RetryRequest, RetryView};
 use super::definitions::{Calendars, DefinitionView, NewCalendar, NewDefinition, Procedures};
 use super::directory::{ContactPut, DirectoryView, LoadRequest, LoadSummary, OrganizationPut};
 use super::instances::{ActionRequest, HistoryView, InstanceSummary, StartRequest};
@@ -35,6 +35,7 @@ use statflow_workflows::schedules::ScheduleSpec;
     ClockRequest,
     ClockView,
     Paged<DeliveryView>,
+    Paged<AuditView>,
     RetryRequest,
     RetryView,
     DirectoryView,
@@ -273,6 +274,12 @@ pub fn document() -> Value {
     add(
         "/v1/admin/deliveries",
         json!({"get": with_query(operation("Notices, escalations, webhook events, digests and anchors with their delivery state (administrators)", "200", Some("Paged_DeliveryView"), None, &["400", "401", "403"]), delivery_filters)}),
+    );
+    let mut audit_filters = vec![query_string("principal"), query_string("action"), query_string("target")];
+    audit_filters.extend(paging());
+    add(
+        "/v1/audit",
+        json!({"get": with_query(operation("The audit log of administrative acts, newest first; `action` matches a prefix (administrators)", "200", Some("Paged_AuditView"), None, &["400", "401", "403"]), audit_filters)}),
     );
     add(
         "/v1/admin/deliveries/retry",

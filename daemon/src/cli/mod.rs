@@ -2,6 +2,8 @@
 //! one line on stderr naming the bad argument, with exit code 2 (usage) or 1 (the thing
 //! checked is invalid).
 
+mod audit;
+mod backup;
 mod calendar;
 mod client;
 mod definitions;
@@ -39,6 +41,10 @@ enum Command {
     /// The directory of organizations and contacts notifications go to (on a running daemon).
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
+    /// A consistent copy of a SQLite database, taken while the daemon runs.
+    Backup(backup::BackupArgs),
+    /// The audit log of administrative acts (on a running daemon).
+    Audit(audit::AuditArgs),
     /// Deliveries of notices and escalations, and sending failed ones again (on a running
     /// daemon).
     #[command(subcommand)]
@@ -87,6 +93,8 @@ pub fn run() -> i32 {
         Command::Serve(args) => serve::serve(args),
         Command::Worker(args) => serve::worker(args),
         Command::Migrate(args) => serve::migrate(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Backup(args) => backup::run(args),
         Command::Deliveries(command) => deliveries::run(command),
         Command::Directory(command) => directory::run(command),
         Command::Schedules(command) => schedules::run(command),

@@ -172,7 +172,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
         println!("statflow listening on http://{address}");
         let engine_name = if config.temporal.is_some() { "temporal" } else { "embedded" };
-        tracing::info!(%address, db = %redacted(&config.db), engine = engine_name, virtual_clock = engine.has_virtual_clock(), "serving");
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), %address, db = %redacted(&config.db), engine = engine_name, virtual_clock = engine.has_virtual_clock(), "serving");
         let served = axum::serve(
             listener,
             api::router(engine.clone(), store, config.notifications.base_url.starts_with("https://")),
@@ -191,11 +191,17 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
     })
 }
 
-/// Logs go to stderr (stdout carries only what a command prints for its caller).
+/// Logs go to stderr (stdout carries only what a command prints for its caller), coloured
+/// only when stderr is a terminal: a log file or the journal gets plain text.
 fn init_logs(json: bool) {
-    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-    );
+    use std::io::IsTerminal;
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+        );
     if json {
         subscriber.json().init();
     } else {

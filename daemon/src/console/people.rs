@@ -212,7 +212,7 @@ pub async fn audit(State(console): State<ConsoleState>, viewer: Viewer, Query(qu
         let page = crate::api::page::Page::parse(query.page.as_deref(), Some("50"))?;
         let principal = Some(query.principal.trim()).filter(|p| !p.is_empty());
         let action = Some(query.action.trim()).filter(|a| !a.is_empty());
-        let (entries, total) = console.app.store.audit_log(principal, action, page.slice()).await?;
+        let (entries, total) = console.app.store.audit_log(principal, action, None, page.slice()).await?;
         let rows: Vec<AuditRow> = entries
             .into_iter()
             .map(|e| AuditRow {

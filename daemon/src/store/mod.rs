@@ -16,6 +16,7 @@
 //! - `scope`: the organizations an instance involves (a join table).
 //! - [`retention`]: the sweep that removes records past their legal keeping period.
 
+pub mod backup;
 mod bulk;
 pub mod database_url;
 pub mod definitions;
@@ -73,6 +74,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the writer has stopped; the daemon is shutting down")]
     WriterStopped,
+    /// Something this kind of database does not do (the message says what to do instead).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
 }
@@ -279,18 +283,22 @@ impl Store {
         Ok(())
     }
 
-    /// One slice of the audit log, newest first, narrowed to one actor and to actions that
-    /// start with `action` (e.g. `user.`) when given.
+    /// One slice of the audit log, newest first, narrowed to one actor, to actions that
+    /// start with `action` (e.g. `user.`) and to one target when given.
     pub async fn audit_log(
         &self,
         principal: Option<&str>,
         action: Option<&str>,
+        target: Option<&str>,
         slice: Slice,
     ) -> Result<(Vec<AuditEntry>, Total), StoreError> {
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
         let mut select = entities::audit::Entity::find().order_by_desc(entities::audit::Column::Id);
         if let Some(principal) = principal {
             select = select.filter(entities::audit::Column::Principal.eq(principal));
+        }
+        if let Some(target) = target {
+            select = select.filter(entities::audit::Column::Target.eq(target));
         }
         if let Some(action) = action {
             use sea_orm::sea_query::{Expr, ExprTrait};
@@ -353,16 +361,16 @@ mod tests {
         };
         add(1..31).await.unwrap();
         let first = Slice { offset: 0, limit: 10 };
-        let (rows, total) = store.audit_log(None, None, first).await.unwrap();
+        let (rows, total) = store.audit_log(None, None, None, first).await.unwrap();
         assert_eq!((rows.len(), total), (10, Total::exactly(30)));
         assert_eq!(rows[0].target, "t30", "newest first");
 
         let bound = 10 + COUNTED_AHEAD;
         add(31..bound as i64 + 2).await.unwrap();
-        let (_, total) = store.audit_log(None, None, first).await.unwrap();
+        let (_, total) = store.audit_log(None, None, None, first).await.unwrap();
         assert_eq!(total, Total { count: bound, exact: false });
         // Deeper pages count further.
-        let (_, total) = store.audit_log(None, None, Slice { offset: 100, limit: 10 }).await.unwrap();
+        let (_, total) = store.audit_log(None, None, None, Slice { offset: 100, limit: 10 }).await.unwrap();
         assert_eq!(total, Total::exactly(bound + 1));
         assert_eq!(total.pages(10), bound.div_ceil(10) + 1);
         std::fs::remove_dir_all(&dir).ok();
