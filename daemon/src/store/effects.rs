@@ -53,21 +53,11 @@ impl EffectKind {
         EffectKind::ChildCompleted,
     ];
 
-    /// The kinds of an instance's own effects (all but digests and anchors, which belong to
+    /// Whether it is an instance's own effect (all but digests and anchors, which belong to
     /// no instance): the Temporal engine's workflows carry these out as activities.
-    pub const OF_INSTANCES: [EffectKind; 11] = [
-        EffectKind::Notify,
-        EffectKind::Escalate,
-        EffectKind::Webhook,
-        EffectKind::TaskNotice,
-        EffectKind::IssueCertificate,
-        EffectKind::SetStatus,
-        EffectKind::ChangeAccess,
-        EffectKind::WriteReport,
-        EffectKind::StartChild,
-        EffectKind::SignalInstance,
-        EffectKind::ChildCompleted,
-    ];
+    pub fn of_an_instance(self) -> bool {
+        !matches!(self, EffectKind::Digest | EffectKind::Anchor)
+    }
 
     /// Whether the delivery worker sends it (a message) rather than the outbox worker.
     pub fn is_delivered(self) -> bool {

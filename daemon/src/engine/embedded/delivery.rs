@@ -90,7 +90,7 @@ impl Embedded {
     /// workflow sends them, through [`Embedded::deliver_hosted`]).
     fn delivered_kinds(&self) -> Vec<EffectKind> {
         let hosted = self.host().is_some();
-        EffectKind::DELIVERED.into_iter().filter(|kind| !(hosted && EffectKind::OF_INSTANCES.contains(kind))).collect()
+        EffectKind::DELIVERED.into_iter().filter(|kind| !(hosted && kind.of_an_instance())).collect()
     }
 
     /// Sends one message of an instance a host's workflow runs (the Temporal engine's

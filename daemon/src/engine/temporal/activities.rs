@@ -157,7 +157,7 @@ async fn pending_of(engine: &Embedded, instance: i64) -> Result<Vec<Perform>, cr
     let effects = engine.store().effects_of(instance).await?;
     Ok(effects
         .iter()
-        .filter(|row| row.status == EffectStatus::Pending && EffectKind::OF_INSTANCES.contains(&row.kind))
+        .filter(|row| row.status == EffectStatus::Pending && row.kind.of_an_instance())
         .filter_map(Perform::of)
         .collect())
 }

@@ -127,6 +127,9 @@ pub struct InstanceWorkflow {
     carrying_out: BTreeSet<String>,
     /// Set when effects were put back in the queue: the loop looks them up again.
     requeued: bool,
+    /// The newest calendar import an event of this instance was computed with: the workflow
+    /// never computes with an older one (a worker behind it fails the task and catches up).
+    calendar_generation: i64,
 }
 
 /// What one of the loop's side tasks came to.
@@ -187,6 +190,10 @@ impl InstanceWorkflow {
             let now = ctx.state(|w| w.now(workflow_millis(ctx)));
             let next = ctx.state(|w| w.next_timer());
             if let Some((timer, at)) = next.clone().filter(|(_, at)| *at <= now) {
+                if !calendar_caught_up(ctx, ctx.state(|w| w.calendar_generation)) {
+                    // Failed: Temporal gives the task out again once this worker caught up.
+                    ctx.wait_condition(|_| false).await?;
+                }
                 let refused =
                     ctx.state_mut(|w| w.take(&Event::TimerFired { timer: timer.clone() }, at.max(w.last_now)));
                 if let Err(refusal) = refused {
@@ -231,16 +238,11 @@ impl InstanceWorkflow {
         if ctx.wait_condition(|w| w.state.is_some()).await.is_err() {
             return Answer::Applied(vec![]);
         }
-        let (_, generation) = world().calendar();
-        if generation < delivered.calendar_generation {
-            // This worker has not read the sender's calendar yet: the task fails, nothing of
-            // it is kept, and Temporal hands it out again (this worker catches up meanwhile).
-            ctx.force_task_fail(format!(
-                "the worker's calendar is import {generation}, the event's {}",
-                delivered.calendar_generation
-            ));
+        let known = ctx.state(|w| w.calendar_generation).max(delivered.calendar_generation);
+        if !calendar_caught_up(ctx, known) {
             return Answer::Applied(vec![]);
         }
+        ctx.state_mut(|w| w.calendar_generation = known);
         let workflow_now = workflow_millis(ctx);
         let taken = ctx.state_mut(|w| {
             w.offset = delivered.now_millis - workflow_now;
@@ -279,6 +281,18 @@ impl InstanceWorkflow {
     pub fn state(&self, _ctx: &WorkflowContextView) -> Option<InstanceState> {
         self.state.clone()
     }
+}
+
+/// Whether this worker's calendar is at least import `generation`; when not, the workflow
+/// task is failed (nothing of it is kept) and Temporal hands it out again, this worker
+/// catching up meanwhile.
+fn calendar_caught_up(ctx: &WorkflowContext<InstanceWorkflow>, generation: i64) -> bool {
+    let (_, current) = world().calendar();
+    if current < generation {
+        ctx.force_task_fail(format!("the worker's calendar is import {current}, the instance's {generation}"));
+        return false;
+    }
+    true
 }
 
 /// The first of `tasks` to finish, taken out of them (pending while there are none). Polled
