@@ -355,6 +355,12 @@ fn readiness_lists_the_workers_and_sigterm_drains_them() {
     assert!(serving.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{serving}");
     assert!(serving.contains("engine=\"embedded\"") && serving.contains("db=sqlite://"), "{serving}");
     assert!(!log.contains('\u{1b}'), "ANSI codes in a log file:\n{log}");
+    // Each request is in the access log with its id, path, status and time taken.
+    let access = log
+        .lines()
+        .find(|l| l.contains("statflow::access") && l.contains("path=/readyz"))
+        .unwrap_or_else(|| panic!("no access line for /readyz:\n{log}"));
+    assert!(access.contains("request_id=") && access.contains("status=200") && access.contains("micros="), "{access}");
 }
 
 /// Tokens are listed and revoked from the command line; a revoked token opens nothing, and

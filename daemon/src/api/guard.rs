@@ -18,10 +18,12 @@ use super::problem::Problem;
 /// Requests larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
-/// Gives the request an id, runs it inside a span carrying that id, and turns a panic into a
-/// 500 problem document that names the id, so the log line and the complaint meet.
+/// Gives the request an id, runs it inside a span carrying that id, turns a panic into a
+/// 500 problem document that names the id, so the log line and the complaint meet, and logs
+/// each answer (the access log, target `statflow::access`: method, path, status, time taken).
 pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    let began = std::time::Instant::now();
     let id = format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let span =
         tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
@@ -46,6 +48,9 @@ pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    let status = response.status().as_u16();
+    let micros = began.elapsed().as_micros() as u64;
+    span.in_scope(|| tracing::info!(target: "statflow::access", status, micros, "answered"));
     response
 }
 
