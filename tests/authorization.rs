@@ -22,6 +22,8 @@ const CALLERS: [&str; 6] = ["nobody", "staff", "other-staff", "administrator", "
 const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("GET",    "/healthz",                            [200, 200, 200, 200, 200, 200]),
     ("GET",    "/readyz",                             [200, 200, 200, 200, 200, 200]),
+    // Not a principal's: the loopback scraper (the default `[metrics]`) reads it.
+    ("GET",    "/metrics",                            [200, 200, 200, 200, 200, 200]),
     ("GET",    "/v1/openapi.json",                    [200, 200, 200, 200, 200, 200]),
     ("POST",   "/v1/instances",                       [401, 201, 403, 201, 201, 403]),
     ("GET",    "/v1/instances",                       [401, 200, 200, 200, 200, 200]),

@@ -24,7 +24,8 @@ fn read_deploy(file: &str) -> String {
 
 /// Whether `tool` can be run here; false (with a note) when it is missing and not required.
 fn have(tool: &str) -> bool {
-    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    let found =
+        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
     if !found {
         assert!(
             std::env::var("STATFLOW_TEST_DEPLOY_TOOLS").as_deref() != Ok("required"),

@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use common::smtp::{self, Sink};
 use common::{act, start, Backend, TestApp};
 use serde_json::json;
 
@@ -67,4 +69,146 @@ fn a_postgresql_database_is_left_to_pg_dump() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("pg_dump"), "{stderr}");
     assert!(!std::path::Path::new("/tmp/statflow-never-written.db").exists());
+}
+
+/// `GET /metrics` as a scraper reads it: each sample as `name{label="value",…}` (labels
+/// sorted) → value.
+fn scrape(app: &TestApp, token: Option<&str>) -> (u16, BTreeMap<String, f64>) {
+    let (status, body, content_type) = app.request("GET", "/metrics", token, None);
+    let text = body.as_str().map(str::to_owned).unwrap_or_default();
+    if status == 200 {
+        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    }
+    (status, samples(&text))
+}
+
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    let mut found = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
+        let key = match series.split_once('{') {
+            Some((name, labels)) => {
+                let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+                labels.sort_unstable();
+                format!("{name}{{{}}}", labels.join(","))
+            }
+            None => series.to_owned(),
+        };
+        found.insert(key, value.parse().unwrap_or_else(|_| panic!("not a number: {line}")));
+    }
+    found
+}
+
+fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *samples.get(key).unwrap_or_else(|| panic!("no {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
+}
+
+#[test]
+fn metrics_count_what_the_daemon_did_and_what_it_holds() {
+    let sink = Sink::start();
+    let dir = common::scratch("metrics");
+    let config = smtp::config(&sink, &smtp::directory(&dir, "zhang@registry.example"));
+    let app = TestApp::start_configured(Backend::Sqlite, "2026-03-02T09:00:00+08:00", &config);
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
+    let ids: Vec<i64> = (0..3).map(|_| start(&app, &clerk, "registration", "taian", input.clone())).collect();
+    act(&app, &clerk, ids[0], "accept", json!({}));
+    // A month on: the others' review deadlines pass, their timers fire and notices go out.
+    let fired = app.advance("P30D");
+    assert!(!fired.is_empty(), "timers fired");
+    let (_, open) = app.get("/v1/instances?procedure=registration&status=running", &app.admin);
+    let (_, overdue) = app.get("/v1/instances?procedure=registration&status=running&overdue=true", &app.admin);
+    let (open, overdue) = (open["total"].as_f64().unwrap(), overdue["total"].as_f64().unwrap());
+    assert!(overdue >= 1.0, "some registration is overdue");
+
+    let sent = "statflow_deliveries_total{kind=\"notify\",outcome=\"sent\"}";
+    let metrics = app.wait_until("notices sent", || {
+        let (status, metrics) = scrape(&app, None);
+        assert_eq!(status, 200, "loopback reads the metrics");
+        metrics.get(sent).is_some_and(|n| *n >= 1.0).then_some(metrics)
+    });
+    // No notice or escalation is counted as sent that the mail server did not take.
+    let mailed = sample(&metrics, sent)
+        + metrics.get("statflow_deliveries_total{kind=\"escalate\",outcome=\"sent\"}").unwrap_or(&0.0);
+    assert!(mailed <= sink.messages().len() as f64, "{mailed} counted, {} received", sink.messages().len());
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(sample(&metrics, &format!("statflow_build_info{{engine=\"embedded\",version=\"{version}\"}}")), 1.0);
+    let transitions = |event: &str| {
+        sample(&metrics, &format!("statflow_transitions_total{{event=\"{event}\",procedure=\"registration\"}}"))
+    };
+    assert_eq!(transitions("started"), 3.0);
+    assert_eq!(transitions("action"), 1.0);
+    assert!(transitions("timer_fired") >= 1.0, "a fired deadline is a transition");
+    assert_eq!(sample(&metrics, "statflow_timers_fired_total"), fired.len() as f64);
+    // The virtual clock stands at each timer's due time: none fired late.
+    assert_eq!(sample(&metrics, "statflow_timer_fire_lateness_seconds_bucket{le=\"0.1\"}"), fired.len() as f64);
+    assert_eq!(sample(&metrics, "statflow_action_duration_seconds_count{operation=\"start\",outcome=\"ok\"}"), 3.0);
+    assert_eq!(sample(&metrics, "statflow_action_duration_seconds_count{operation=\"act\",outcome=\"ok\"}"), 1.0);
+    assert!(sample(&metrics, "statflow_commit_duration_seconds_count{outcome=\"ok\"}") >= 1.0);
+    assert!(sample(&metrics, "statflow_commit_batch_size_sum") >= 4.0, "at least the starts and the action");
+    assert!(sample(&metrics, "statflow_http_requests_total{method=\"POST\",status=\"2xx\"}") >= 5.0);
+    // Both organizations the registrations involve, with the counts the API gives.
+    for org in ["taian-market", "taian-registry"] {
+        let labels = format!("{{organization=\"{org}\",procedure=\"registration\"}}");
+        assert_eq!(sample(&metrics, &format!("statflow_instances_open{labels}")), open, "{org}");
+        assert_eq!(sample(&metrics, &format!("statflow_instances_overdue{labels}")), overdue, "{org}");
+    }
+    let workers: Vec<_> = metrics.iter().filter(|(k, _)| k.starts_with("statflow_worker_up{")).collect();
+    assert!(workers.len() >= 3 && workers.iter().all(|(_, up)| **up == 1.0), "{workers:?}");
+    assert!(metrics.contains_key("statflow_timers_pending"));
+    assert!(
+        metrics.iter().any(|(k, n)| k.starts_with("statflow_schedule_runs_total{") && *n >= 1.0),
+        "a month of daily schedules ran"
+    );
+}
+
+#[test]
+fn metrics_need_their_own_token_when_one_is_set() {
+    let app = TestApp::start_configured(
+        Backend::Sqlite,
+        "2026-03-02T09:00:00+08:00",
+        "[metrics]\ntoken = \"scraper-0123456789abcdef\"\n",
+    );
+    assert_eq!(scrape(&app, None).0, 401, "no token");
+    assert_eq!(scrape(&app, Some("scraper-0123456789abcdeX")).0, 401, "a wrong token");
+    assert_eq!(scrape(&app, Some(&app.admin)).0, 401, "an administrator's API token is not the scraper's");
+    let (status, metrics) = scrape(&app, Some("scraper-0123456789abcdef"));
+    assert_eq!(status, 200);
+    assert!(metrics.keys().any(|k| k.starts_with("statflow_build_info{")));
+    assert!(!app.log().contains("scraper-0123456789abcdef"), "the token is not logged");
+}
+
+#[test]
+fn metrics_are_served_to_this_machine_only_by_default() {
+    // An address of this machine that is not loopback: a request to it comes from it too.
+    let hostname = Command::new("hostname").arg("-I").output().unwrap();
+    let Some(address) = String::from_utf8_lossy(&hostname.stdout)
+        .split_whitespace()
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .map(str::to_owned)
+    else {
+        eprintln!("this machine has no IPv4 address but loopback: not checked");
+        return;
+    };
+    let dir = common::scratch("metrics-access");
+    let db = format!("sqlite://{}/statflow.db?mode=rwc", dir.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statflow"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--db", &db])
+        .env_remove("STATFLOW_CONFIG")
+        .env_remove("STATFLOW_DB")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let status = |host: &str| agent.get(format!("http://{host}:{port}/metrics")).call().unwrap().status().as_u16();
+    let (from_loopback, from_the_network) = (status("127.0.0.1"), status(&address));
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(from_loopback, 200);
+    assert_eq!(from_the_network, 403, "a scrape from {address} is refused");
 }

@@ -90,7 +90,7 @@ async fn run(n: usize) {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = api::router(engine.clone() as Arc<dyn Engine>, store.clone(), false);
+    let router = api::router(engine.clone() as Arc<dyn Engine>, store.clone(), false, Default::default());
     tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
 
     let newest = last.load(std::sync::atomic::Ordering::Relaxed);

@@ -189,6 +189,47 @@ struct FileConfig {
     webhook: Option<WebhookConfig>,
     #[serde(default)]
     integrity: IntegrityConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
+}
+
+/// The `[metrics]` section: who may read `GET /metrics`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsConfig {
+    /// When set, a scrape must carry `Authorization: Bearer <token>`, from any address.
+    token: Option<secrecy::SecretString>,
+    /// Without a token: `true` lets anyone who reaches the port scrape (a private network);
+    /// by default only loopback may.
+    #[serde(default)]
+    open: bool,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Clone, Debug, Default)]
+pub enum MetricsAccess {
+    /// Requests from this machine only (the default).
+    #[default]
+    Loopback,
+    /// Anyone who reaches the port.
+    Open,
+    /// Anyone with this bearer token.
+    Token(secrecy::SecretString),
+}
+
+impl MetricsConfig {
+    fn resolve(self) -> Result<MetricsAccess, String> {
+        use secrecy::ExposeSecret;
+        match (self.token, self.open) {
+            (Some(_), true) => Err("[metrics]: give a token or open = true, not both".into()),
+            (Some(token), false) if token.expose_secret().len() < 16 => {
+                Err("[metrics] token: at least 16 characters".into())
+            }
+            (Some(token), false) => Ok(MetricsAccess::Token(token)),
+            (None, true) => Ok(MetricsAccess::Open),
+            (None, false) => Ok(MetricsAccess::Loopback),
+        }
+    }
 }
 
 /// The `[integrity]` section: where the ledger's daily anchors go besides the database.
@@ -288,6 +329,7 @@ pub struct Config {
     pub temporal: Option<Settings>,
     /// Whether this process runs a Temporal worker too (with `temporal`).
     pub temporal_worker: bool,
+    pub metrics: MetricsAccess,
 }
 
 fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -346,6 +388,7 @@ impl ServeArgs {
         }
         let listen = self.listen.clone().or(file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         Ok(Config {
+            metrics: file.metrics.clone().resolve()?,
             temporal_worker: !self.no_worker,
             temporal,
             db: db.url,

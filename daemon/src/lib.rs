@@ -17,6 +17,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod integrity;
+pub mod metrics;
 pub mod organization;
 pub mod principal;
 pub mod store;

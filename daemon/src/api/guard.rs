@@ -25,8 +25,8 @@ pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let began = std::time::Instant::now();
     let id = format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, %method, path = %request.uri().path());
     let outcome = AssertUnwindSafe(next.run(request).instrument(span.clone())).catch_unwind().await;
     let mut response = match outcome {
         Ok(response) => response,
@@ -49,7 +49,9 @@ pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     let status = response.status().as_u16();
-    let micros = began.elapsed().as_micros() as u64;
+    let took = began.elapsed();
+    crate::metrics::request(method.as_str(), status, took);
+    let micros = took.as_micros() as u64;
     span.in_scope(|| tracing::info!(target: "statflow::access", status, micros, "answered"));
     response
 }

@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod directory;
 pub mod guard;
 pub mod instances;
+pub mod metrics;
 pub mod openapi;
 pub mod overdue;
 pub mod page;
@@ -32,16 +33,25 @@ use problem::Problem;
 pub struct AppState {
     pub engine: Arc<dyn Engine>,
     pub store: Store,
+    pub metrics: Arc<metrics::MetricsPage>,
 }
 
 /// The API under `/v1` and the console beside it, with the guards every request passes.
-/// `secure_cookies`: the console is reached over https, so its cookies say `Secure`.
-pub fn router(engine: Arc<dyn Engine>, store: Store, secure_cookies: bool) -> Router {
-    let state = AppState { engine, store };
+/// `secure_cookies`: the console is reached over https, so its cookies say `Secure`;
+/// `metrics`: who may read `/metrics`.
+pub fn router(
+    engine: Arc<dyn Engine>,
+    store: Store,
+    secure_cookies: bool,
+    metrics: crate::config::MetricsAccess,
+) -> Router {
+    let page = metrics::MetricsPage::new(engine.kind(), metrics);
+    let state = AppState { engine, store, metrics: page };
     let console = crate::console::routes(crate::console::Console::new(state.clone(), secure_cookies));
     Router::new()
         .route("/healthz", get(|| async { Json(Health { status: "ok", workers: Vec::new(), shared_work: None }) }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::page))
         .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/v1/instances", post(instances::start).get(instances::list))
         .route("/v1/instances/{id}", get(instances::show))

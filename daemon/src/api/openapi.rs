@@ -161,6 +161,13 @@ pub fn document() -> Value {
     };
     add("/healthz", json!({"get": public(operation("The process answers", "200", Some("Health"), None, &[]))}));
     add("/readyz", json!({"get": public(operation("The database answers", "200", Some("Health"), None, &[]))}));
+    let mut metrics = public(operation("Metrics in Prometheus text format", "200", None, None, &["401", "403"]));
+    metrics["description"] = json!(
+        "Open to this machine by default; `[metrics] token` asks for a bearer token of its own, `open = true` serves anyone"
+    );
+    metrics["responses"]["200"] = json!({"description": "Prometheus text exposition format 0.0.4",
+        "content": {"text/plain": {"schema": {"type": "string"}}}});
+    add("/metrics", json!({"get": metrics}));
     let mut this = public(operation("This document", "200", None, None, &[]));
     this["responses"]["200"] =
         json!({"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}});

@@ -171,12 +171,11 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         let address = listener.local_addr().map_err(|e| Failure::invalid(e.to_string()))?;
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
         println!("statflow listening on http://{address}");
-        let engine_name = if config.temporal.is_some() { "temporal" } else { "embedded" };
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), %address, db = %redacted(&config.db), engine = engine_name, virtual_clock = engine.has_virtual_clock(), "serving");
-        let served = axum::serve(
-            listener,
-            api::router(engine.clone(), store, config.notifications.base_url.starts_with("https://")),
-        )
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), %address, db = %redacted(&config.db), engine = engine.kind(), virtual_clock = engine.has_virtual_clock(), "serving");
+        let secure_cookies = config.notifications.base_url.starts_with("https://");
+        let router = api::router(engine.clone(), store, secure_cookies, config.metrics.clone());
+        // The peer's address reaches the handlers: `/metrics` serves loopback only by default.
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| Failure::invalid(e.to_string()));

@@ -156,6 +156,8 @@ pub struct Imported {
 /// What every engine offers the API, the CLI and the console.
 #[async_trait::async_trait]
 pub trait Engine: Send + Sync {
+    /// Which engine runs the instances: `embedded`, or `temporal` (on a Temporal cluster).
+    fn kind(&self) -> &'static str;
     /// The engine's clock (virtual under `--virtual-clock`).
     fn now(&self) -> DateTime<FixedOffset>;
     fn has_virtual_clock(&self) -> bool;

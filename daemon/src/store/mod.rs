@@ -23,6 +23,7 @@ pub mod definitions;
 pub mod directory;
 pub mod effects;
 mod entities;
+mod gauges;
 pub mod instances;
 pub mod lease;
 pub mod ledger;

@@ -214,7 +214,7 @@ async fn no_per_call_statement_scans_a_growing_table() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = api::router(engine.clone(), store.clone(), false);
+    let router = api::router(engine.clone(), store.clone(), false, Default::default());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     recorder.set(true);

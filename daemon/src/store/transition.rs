@@ -41,6 +41,9 @@ pub struct Applied {
     /// The claimed tasks of an action's instance that the transition closed, as they stood
     /// before (who held them); empty for other transitions.
     pub closed_tasks: Vec<TaskRecord>,
+    /// The procedure and event kind of the history row stored (for the metrics); `None`
+    /// when the event changed nothing or was recorded before.
+    pub event: Option<(String, &'static str)>,
 }
 
 /// An instance as a transition left it, with what the answer to its caller shows: its open
@@ -445,6 +448,7 @@ impl Batch {
             commands: transition.commands,
             standing: Some(standing),
             closed_tasks: vec![],
+            event: Some((definition.procedure.id.get_ref().clone(), "started")),
         })))
     }
 
@@ -464,7 +468,13 @@ impl Batch {
                 let state = decode_state(id, &open.row.state)?;
                 if state.events >= transition.state.events {
                     // Recorded already (the events counter only grows).
-                    return Ok(Ok(Applied { instance_id: id, commands: vec![], standing: None, closed_tasks: vec![] }));
+                    return Ok(Ok(Applied {
+                        instance_id: id,
+                        commands: vec![],
+                        standing: None,
+                        closed_tasks: vec![],
+                        event: None,
+                    }));
                 }
                 if state.events + 1 != transition.state.events {
                     return Err(StoreError::Corrupt(format!(
@@ -504,7 +514,7 @@ impl Batch {
                 open.changed = true;
             }
             let standing = if for_caller { Some(self.standing(id)?) } else { None };
-            return Ok(Ok(Applied { instance_id: id, commands: vec![], standing, closed_tasks: vec![] }));
+            return Ok(Ok(Applied { instance_id: id, commands: vec![], standing, closed_tasks: vec![], event: None }));
         }
         let (status, outcome) = status_of(&transition.state);
         let (next_due_at, overdue) = deadline_of(&transition.state);
@@ -513,6 +523,7 @@ impl Batch {
         let seq = transition.state.events as i64;
         let hash = history_hash(id, &open.row.head_hash, seq, at, &actor, &event_json);
         let prev_hash = std::mem::replace(&mut open.row.head_hash, hash.clone());
+        let counted = Some((open.row.procedure.clone(), event.kind()));
         let row = &mut open.row;
         row.status = status.as_str().to_owned();
         row.outcome = outcome;
@@ -540,7 +551,7 @@ impl Batch {
             .filter(|t| transition.commands.iter().any(|c| matches!(c, Command::CloseTask { id } if *id == t.task_id)))
             .collect();
         let standing = if for_caller { Some(self.standing(id)?) } else { None };
-        Ok(Ok(Applied { instance_id: id, commands: transition.commands, standing, closed_tasks }))
+        Ok(Ok(Applied { instance_id: id, commands: transition.commands, standing, closed_tasks, event: counted }))
     }
 
     /// The claimed open tasks of an instance acted on, as this batch leaves them so far: those

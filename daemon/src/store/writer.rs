@@ -122,6 +122,7 @@ async fn commit(
     // find its snapshot stale when it tries to write, and SQLite would refuse it outright.
     let options =
         TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    let began = std::time::Instant::now();
     let txn = db.begin_with_options(options).await?;
     let stored = match store_batch(&txn, transitions, true).await {
         Ok(outcomes) => bookkeep(&txn, writes).await.map(|()| outcomes),
@@ -129,11 +130,18 @@ async fn commit(
     };
     match stored {
         Ok(outcomes) => {
-            txn.commit().await?;
+            let committed = txn.commit().await;
+            crate::metrics::commit(began.elapsed(), transitions.len(), committed.is_ok());
+            committed?;
+            // Counted once durable: a batch that failed is stored again part by part.
+            for (procedure, event) in outcomes.iter().filter_map(|o| o.as_ref().ok()?.as_ref().ok()?.event.as_ref()) {
+                crate::metrics::transition(procedure, event);
+            }
             Ok(outcomes)
         }
         Err(failure) => {
             txn.rollback().await.ok();
+            crate::metrics::commit(began.elapsed(), transitions.len(), false);
             Err(match failure {
                 BatchFailure::Db(error) => StoreError::Db(error),
                 // Only this task writes instances, so another process is writing the same file.

@@ -70,6 +70,22 @@ pub enum Event {
     CalendarChanged,
 }
 
+impl Event {
+    /// The event's kind, as its serialized `type` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Started { .. } => "started",
+            Event::Action { .. } => "action",
+            Event::TimerFired { .. } => "timer_fired",
+            Event::ActivityCompleted { .. } => "activity_completed",
+            Event::ActivityFailed { .. } => "activity_failed",
+            Event::ChildCompleted { .. } => "child_completed",
+            Event::Signal { .. } => "signal",
+            Event::CalendarChanged => "calendar_changed",
+        }
+    }
+}
+
 /// Someone to tell: a role of the procedure (in the organization holding it in this
 /// instance) or a built-in recipient (assignee, supervisor, regulator).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

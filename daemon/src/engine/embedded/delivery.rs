@@ -79,6 +79,7 @@ impl Embedded {
         let mut done = Vec::with_capacity(count);
         for ((row, _), quiet) in sent.iter().zip(recorded) {
             if quiet? {
+                crate::metrics::delivery(row.kind, "sent");
                 done.push(row.id);
             }
         }
@@ -116,6 +117,7 @@ impl Embedded {
         match outcome {
             Ok(result) => {
                 self.store.finish_effects(&[row.id], now).await.map_err(|e| e.to_string())?;
+                crate::metrics::delivery(row.kind, "sent");
                 Ok(Ok(result))
             }
             Err(failure) if failure.permanent || attempt >= MAX_ATTEMPTS => {
@@ -123,6 +125,7 @@ impl Embedded {
             }
             Err(failure) => {
                 tracing::warn!(instance = row.instance_id, key = %row.key, error = %failure.reason, attempt, "delivery will be retried");
+                crate::metrics::delivery(row.kind, "retry");
                 self.store.retry_effect(row.id, attempt, now, &failure.reason).await.ok();
                 Err(failure.reason)
             }
@@ -271,6 +274,7 @@ impl Embedded {
             Err(failure) => {
                 let delay = backoff(row.attempts, &row.key);
                 tracing::warn!(instance = row.instance_id, key = %row.key, error = %failure.reason, delay_ms = delay, "delivery will be retried");
+                crate::metrics::delivery(row.kind, "retry");
                 self.store.retry_effect(row.id, row.attempts + 1, now + delay, &failure.reason).await?;
             }
         }
@@ -286,6 +290,7 @@ impl Embedded {
             format!("gave up after {attempts} attempts: {}", failure.reason)
         };
         tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
+        crate::metrics::delivery(row.kind, "failed");
         self.store
             .finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), to_millis(self.clock.now()))
             .await?;

@@ -42,59 +42,30 @@ impl Engine for Embedded {
         self.workers.health()
     }
 
+    fn kind(&self) -> &'static str {
+        if self.host().is_some() {
+            "temporal"
+        } else {
+            "embedded"
+        }
+    }
+
     fn shared_work_lease(&self) -> Option<bool> {
         self.shared_work.lease_held()
     }
 
     async fn start(&self, request: StartRequest) -> Result<Standing, EngineError> {
-        let definition = self.definitions.require(&request.procedure, &request.jurisdiction)?;
-        let caller = &request.caller;
-        let actor = Actor {
-            id: caller.name.clone(),
-            roles: vec![],
-            organizations: caller.organizations.clone(),
-            administrator: caller.is_admin(),
-        };
-        let applied = self.start_with(&definition, request.input, actor, Origin::Direct).await?;
-        Ok(applied.standing.expect("a start answers with its instance"))
+        let began = std::time::Instant::now();
+        let started = self.start_as_asked(request).await;
+        crate::metrics::action("start", began.elapsed(), started.is_ok());
+        started
     }
 
     async fn act(&self, request: ActRequest) -> Result<Standing, EngineError> {
-        let ActRequest { instance, action, data, caller } = request;
-        let (decider, audited_action) = (caller.clone(), action.clone());
-        let decide: Decide =
-            Box::new(move |record: &InstanceRecord, definition: &Definition, state: &_, tasks: &[TaskRecord]| {
-                if !decider.may_see(&record.organizations) {
-                    return Err(CallerDenial::Unseen(record.id));
-                }
-                if !decider.acts_on_instances() {
-                    return Err(CallerDenial::Forbidden(format!("a {} does not act on instances", decider.role)));
-                }
-                // A task claimed by someone is completed by its assignee only; an administrator
-                // may still complete it, and that is recorded (below).
-                if let Some(holder) = claim_held_by_other(tasks, &action, &decider).filter(|_| !decider.is_admin()) {
-                    return Err(CallerDenial::Claimed(format!(
-                    "the task offering `{action}` is claimed by {holder}; only they (or an administrator) complete it"
-                )));
-                }
-                let actor = decider.actor(definition, state);
-                Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
-            });
-        let applied = match self.host() {
-            Some(host) => self.act_hosted(host, instance, &decide).await?,
-            None => {
-                self.transition(Work::Act { id: instance, decide, definitions: self.definitions.resolver() }).await?
-            }
-        };
-        // The claim an administrator overrode: the task the action closed, as it stood.
-        let overridden = applied.closed_tasks.iter().find_map(|t| {
-            t.assignee.clone().filter(|holder| *holder != caller.name && caller.is_admin() && t.offers(&audited_action))
-        });
-        if let Some(assignee) = overridden {
-            let detail = serde_json::json!({"action": audited_action, "claimed_by": assignee});
-            self.store.audit(&caller.name, "task.complete_claimed_by_other", &instance.to_string(), detail).await?;
-        }
-        Ok(applied.standing.expect("an action answers with its instance"))
+        let began = std::time::Instant::now();
+        let acted = self.act_as_asked(request).await;
+        crate::metrics::action("act", began.elapsed(), acted.is_ok());
+        acted
     }
 
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError> {
@@ -199,7 +170,8 @@ impl Embedded {
             open_tasks: self.store.open_tasks_of(id).await?,
             effects: self.store.effects_of(id).await?,
         };
-        let applied = Applied { instance_id: id, commands, standing: Some(standing), closed_tasks };
+        // Stored (and counted) by the host's record of it.
+        let applied = Applied { instance_id: id, commands, standing: Some(standing), closed_tasks, event: None };
         self.wake(&applied);
         Ok(applied)
     }
@@ -212,4 +184,58 @@ fn claim_held_by_other(claimed: &[TaskRecord], action: &str, caller: &Principal)
     let offering: Vec<&TaskRecord> = claimed.iter().filter(|t| t.offers(action)).collect();
     let mine = offering.iter().any(|t| t.assignee.as_deref() == Some(caller.name.as_str()));
     offering.iter().find_map(|t| t.assignee.clone()).filter(|_| !mine)
+}
+
+/// The start and the action as the facade carries them out (timed around by it).
+impl Embedded {
+    async fn start_as_asked(&self, request: StartRequest) -> Result<Standing, EngineError> {
+        let definition = self.definitions.require(&request.procedure, &request.jurisdiction)?;
+        let caller = &request.caller;
+        let actor = Actor {
+            id: caller.name.clone(),
+            roles: vec![],
+            organizations: caller.organizations.clone(),
+            administrator: caller.is_admin(),
+        };
+        let applied = self.start_with(&definition, request.input, actor, Origin::Direct).await?;
+        Ok(applied.standing.expect("a start answers with its instance"))
+    }
+
+    async fn act_as_asked(&self, request: ActRequest) -> Result<Standing, EngineError> {
+        let ActRequest { instance, action, data, caller } = request;
+        let (decider, audited_action) = (caller.clone(), action.clone());
+        let decide: Decide =
+            Box::new(move |record: &InstanceRecord, definition: &Definition, state: &_, tasks: &[TaskRecord]| {
+                if !decider.may_see(&record.organizations) {
+                    return Err(CallerDenial::Unseen(record.id));
+                }
+                if !decider.acts_on_instances() {
+                    return Err(CallerDenial::Forbidden(format!("a {} does not act on instances", decider.role)));
+                }
+                // A task claimed by someone is completed by its assignee only; an administrator
+                // may still complete it, and that is recorded (below).
+                if let Some(holder) = claim_held_by_other(tasks, &action, &decider).filter(|_| !decider.is_admin()) {
+                    return Err(CallerDenial::Claimed(format!(
+                    "the task offering `{action}` is claimed by {holder}; only they (or an administrator) complete it"
+                )));
+                }
+                let actor = decider.actor(definition, state);
+                Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
+            });
+        let applied = match self.host() {
+            Some(host) => self.act_hosted(host, instance, &decide).await?,
+            None => {
+                self.transition(Work::Act { id: instance, decide, definitions: self.definitions.resolver() }).await?
+            }
+        };
+        // The claim an administrator overrode: the task the action closed, as it stood.
+        let overridden = applied.closed_tasks.iter().find_map(|t| {
+            t.assignee.clone().filter(|holder| *holder != caller.name && caller.is_admin() && t.offers(&audited_action))
+        });
+        if let Some(assignee) = overridden {
+            let detail = serde_json::json!({"action": audited_action, "claimed_by": assignee});
+            self.store.audit(&caller.name, "task.complete_claimed_by_other", &instance.to_string(), detail).await?;
+        }
+        Ok(applied.standing.expect("an action answers with its instance"))
+    }
 }

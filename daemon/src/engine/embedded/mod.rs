@@ -311,7 +311,7 @@ impl Embedded {
     pub async fn apply(&self, id: i64, event: &Event) -> Result<Applied, EngineError> {
         if let Some(host) = self.host() {
             let commands = host.apply(id, event, self.clock.now()).await?;
-            let applied = Applied { instance_id: id, commands, standing: None, closed_tasks: vec![] };
+            let applied = Applied { instance_id: id, commands, standing: None, closed_tasks: vec![], event: None };
             // The host may have recorded it in another process, which cannot wake these workers.
             self.wake(&applied);
             return Ok(applied);

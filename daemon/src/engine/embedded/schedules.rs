@@ -207,6 +207,7 @@ impl Embedded {
         };
         let finished = to_millis(self.clock.now());
         self.store.finish_run(&schedule.id, fire_at, status, &result, error.as_deref(), finished).await?;
+        crate::metrics::schedule_run(&schedule.id, status.as_str());
         let detail = json!({"fire_at": fire, "status": status, "result": result});
         self.store.audit("scheduler", "schedule.run", &schedule.id, detail).await?;
         Ok(RunReport { schedule: schedule.id.clone(), fire_at: fire, status: status.to_string(), result })

@@ -35,6 +35,8 @@ impl Embedded {
             for group in due.chunk_by(|a, b| a.due_at == b.due_at) {
                 let at = from_millis(group[0].due_at);
                 self.clock.set(at);
+                // How late they fire (zero on a virtual clock, which stands at their due time).
+                let late = Duration::from_millis((to_millis(self.clock.now()) - group[0].due_at).max(0) as u64);
                 let mut by_instance: BTreeMap<i64, Vec<&TimerRecord>> = BTreeMap::new();
                 for timer in group {
                     by_instance.entry(timer.instance_id).or_default().push(timer);
@@ -53,6 +55,7 @@ impl Embedded {
                 for (timer, outcome) in outcomes {
                     match outcome {
                         Ok(_) => {
+                            crate::metrics::timer_fired(late);
                             fired.push(Fired { instance: timer.instance_id, timer: timer.timer_id.clone(), due: at })
                         }
                         Err(error) => {

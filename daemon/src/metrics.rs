@@ -1,0 +1,180 @@
+//! What `GET /metrics` shows, in Prometheus text format: the names of every metric the
+//! daemon records, in one place, and the functions the engine, the store and the API call
+//! to record them (through the `metrics` facade; `metrics-exporter-prometheus` renders them).
+//!
+//! Counters and histograms are recorded where things happen. The gauges that describe the
+//! stored state (open and overdue instances, pending timers, pending and failed effects) are
+//! counted from the store when the page is asked for, at most once per [`STATE_REFRESH`]:
+//! a scrape every few seconds does not turn into a count of a million rows every few seconds.
+//!
+//! A process records into one global recorder; [`install`] sets it up once and answers with
+//! the handle the page renders from. Before that (in a command that serves nothing) the
+//! recording functions do nothing.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Seconds: 1 ms to 1 min, for request, action and commit latencies.
+const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
+/// Seconds a timer fired after it was due: under a second is on time, hours is an outage.
+const LATENESS_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 86400.0];
+/// Transitions committed together.
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// The stored-state gauges are counted again at most this often.
+pub const STATE_REFRESH: Duration = Duration::from_secs(30);
+
+/// Installs the process's recorder (once; later calls answer with the same handle) and the
+/// build information, and starts the upkeep that keeps histograms from growing between
+/// scrapes (on the current Tokio runtime).
+pub fn install(engine: &'static str) -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(TIMER_LATENESS.into()), &LATENESS_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMMIT_BATCH.into()), &BATCH_BUCKETS))
+                .and_then(PrometheusBuilder::install_recorder)
+                .expect("the metrics recorder is installed once, with valid buckets");
+            gauge!("statflow_build_info", "version" => env!("CARGO_PKG_VERSION"), "engine" => engine).set(1.0);
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            handle
+        })
+        .clone()
+}
+
+const TIMER_LATENESS: &str = "statflow_timer_fire_lateness_seconds";
+const COMMIT_BATCH: &str = "statflow_commit_batch_size";
+
+/// A transition stored: of an instance of `procedure`, on an event of `event`'s kind.
+pub fn transition(procedure: &str, event: &'static str) {
+    counter!("statflow_transitions_total", "procedure" => procedure.to_owned(), "event" => event).increment(1);
+}
+
+/// A group commit of the writer: how long it took and how many transitions it carried.
+pub fn commit(took: Duration, transitions: usize, succeeded: bool) {
+    let outcome = if succeeded { "ok" } else { "failed" };
+    histogram!("statflow_commit_duration_seconds", "outcome" => outcome).record(took.as_secs_f64());
+    histogram!(COMMIT_BATCH).record(transitions as f64);
+}
+
+/// A start or an action answered through the engine facade (`operation`: start, act).
+pub fn action(operation: &'static str, took: Duration, succeeded: bool) {
+    let outcome = if succeeded { "ok" } else { "refused" };
+    histogram!("statflow_action_duration_seconds", "operation" => operation, "outcome" => outcome)
+        .record(took.as_secs_f64());
+}
+
+/// A timer fired `late` after its due time (by the engine's clock).
+pub fn timer_fired(late: Duration) {
+    counter!("statflow_timers_fired_total").increment(1);
+    histogram!(TIMER_LATENESS).record(late.as_secs_f64());
+}
+
+/// What became of one delivery attempt: `sent`, `retry` (a transient failure) or `failed`
+/// (given up).
+pub fn delivery(kind: crate::store::effects::EffectKind, outcome: &'static str) {
+    counter!("statflow_deliveries_total", "kind" => kind.as_str(), "outcome" => outcome).increment(1);
+}
+
+/// A schedule's run finished with `status` (done, failed, skipped…).
+pub fn schedule_run(schedule: &str, status: &str) {
+    counter!("statflow_schedule_runs_total", "schedule" => schedule.to_owned(), "status" => status.to_owned())
+        .increment(1);
+}
+
+/// An HTTP request answered: its method, status class (2xx, 4xx…) and time taken.
+pub fn request(method: &str, status: u16, took: Duration) {
+    let class = format!("{}xx", status / 100);
+    counter!("statflow_http_requests_total", "method" => method.to_owned(), "status" => class).increment(1);
+    histogram!("statflow_http_request_duration_seconds").record(took.as_secs_f64());
+}
+
+/// Whether each of the engine's workers runs (1) or is down or stalled (0).
+pub fn workers(health: &[crate::engine::WorkerHealth]) {
+    for worker in health {
+        gauge!("statflow_worker_up", "worker" => worker.name.to_string()).set(if worker.is_healthy() {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+/// The stored state, as the gauges show it.
+#[derive(Debug, Default)]
+pub struct StoredState {
+    /// (procedure, organization, open, overdue): running instances by what they are and
+    /// whom they involve.
+    pub instances: Vec<(String, String, u64, u64)>,
+    pub timers_pending: u64,
+    /// (kind, status, count) of the effects waiting or given up.
+    pub effects: Vec<(String, String, u64)>,
+}
+
+/// When the stored-state gauges were last counted, so a scrape counts at most once per
+/// [`STATE_REFRESH`], and which label sets they showed.
+#[derive(Default)]
+pub struct StateGauges {
+    counted_at: Mutex<Option<Instant>>,
+    shown: Mutex<Shown>,
+}
+
+#[derive(Default)]
+struct Shown {
+    instances: HashSet<(String, String)>,
+    effects: HashSet<(String, String)>,
+}
+
+impl StateGauges {
+    /// Whether the gauges are due to be counted again; claims the count if so.
+    pub fn due(&self) -> bool {
+        let mut counted_at = self.counted_at.lock().expect("not poisoned");
+        if counted_at.is_some_and(|at| at.elapsed() < STATE_REFRESH) {
+            return false;
+        }
+        *counted_at = Some(Instant::now());
+        true
+    }
+
+    /// Sets the gauges to `state`; a label set shown before and gone now (the last open
+    /// instance of a procedure finished) shows zero rather than its last count.
+    pub fn set(&self, state: &StoredState) {
+        let mut shown = self.shown.lock().expect("not poisoned");
+        let mut instances = HashSet::new();
+        for (procedure, organization, open, overdue) in &state.instances {
+            set_instances(procedure, organization, *open, *overdue);
+            instances.insert((procedure.clone(), organization.clone()));
+        }
+        for (procedure, organization) in shown.instances.difference(&instances) {
+            set_instances(procedure, organization, 0, 0);
+        }
+        let mut effects = HashSet::new();
+        for (kind, status, count) in &state.effects {
+            gauge!("statflow_effects", "kind" => kind.clone(), "status" => status.clone()).set(*count as f64);
+            effects.insert((kind.clone(), status.clone()));
+        }
+        for (kind, status) in shown.effects.difference(&effects) {
+            gauge!("statflow_effects", "kind" => kind.clone(), "status" => status.clone()).set(0.0);
+        }
+        gauge!("statflow_timers_pending").set(state.timers_pending as f64);
+        *shown = Shown { instances, effects };
+    }
+}
+
+fn set_instances(procedure: &str, organization: &str, open: u64, overdue: u64) {
+    let labels = [("procedure", procedure.to_owned()), ("organization", organization.to_owned())];
+    gauge!("statflow_instances_open", &labels).set(open as f64);
+    gauge!("statflow_instances_overdue", &labels).set(overdue as f64);
+}
