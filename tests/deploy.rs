@@ -1,9 +1,11 @@
 //! The deploy folder as an operator gets it: the systemd unit is hardened and verifies, each
 //! example configuration starts the daemon with its paths where the deployment creates them,
-//! and the container, compose and Kubernetes files pass their validators.
+//! and the container, compose and Kubernetes files and the Prometheus alert rules pass their
+//! validators.
 //!
 //! The checkers are `systemd-analyze` (Debian's systemd), `hadolint`, `yamllint` and
-//! `kubernetes-validate` (PyPI) and `docker-compose` (Debian), installed by `.ci/deploy-tools`.
+//! `kubernetes-validate` (PyPI), `docker-compose` and `promtool` (Debian), installed by
+//! `.ci/deploy-tools`.
 //! A checker that is missing is reported and skipped, unless `STATFLOW_TEST_DEPLOY_TOOLS` is
 //! `required` (as in `.ci/run`): then its absence fails the test.
 
@@ -237,4 +239,16 @@ fn the_container_compose_and_kubernetes_files_pass_their_validators() {
     // The probes point at endpoints the daemon has (the start test above reaches both).
     let deployment = read_deploy("kubernetes/deployment.yaml");
     assert!(deployment.contains("path: /healthz") && deployment.contains("path: /readyz"));
+}
+
+#[test]
+fn the_alert_rules_load_and_fire_when_their_tests_say() {
+    let deploy = deploy_dir().join("prometheus");
+    if have("promtool") {
+        let said = check("promtool", &["check", "rules", "alerts.yaml"], &deploy);
+        assert!(said.contains("SUCCESS"), "{said}");
+        // The rules' own unit tests: each alert fires on the series it is meant for, after its
+        // `for`, and not before.
+        check("promtool", &["test", "rules", "alerts.test.yaml"], &deploy);
+    }
 }

@@ -74,12 +74,28 @@ fn a_postgresql_database_is_left_to_pg_dump() {
 /// `GET /metrics` as a scraper reads it: each sample as `name{label="value",…}` (labels
 /// sorted) → value.
 fn scrape(app: &TestApp, token: Option<&str>) -> (u16, BTreeMap<String, f64>) {
+    let (status, text) = scrape_text(app, token);
+    (status, samples(&text))
+}
+
+/// `GET /metrics` as the page's text.
+fn scrape_text(app: &TestApp, token: Option<&str>) -> (u16, String) {
     let (status, body, content_type) = app.request("GET", "/metrics", token, None);
-    let text = body.as_str().map(str::to_owned).unwrap_or_default();
     if status == 200 {
         assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     }
-    (status, samples(&text))
+    (status, body.as_str().map(str::to_owned).unwrap_or_default())
+}
+
+/// Whether Prometheus's `promtool` is here; a missing one fails where the deploy tools are
+/// required (`.ci/deploy-tools` installs it).
+fn have_promtool() -> bool {
+    let found = Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("STATFLOW_TEST_DEPLOY_TOOLS").as_deref() != Ok("required"), "promtool is required here");
+        eprintln!("promtool is not installed: the page's format is not linted");
+    }
+    found
 }
 
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -153,6 +169,9 @@ fn metrics_count_what_the_daemon_did_and_what_it_holds() {
         assert_eq!(sample(&metrics, &format!("statflow_instances_open{labels}")), open, "{org}");
         assert_eq!(sample(&metrics, &format!("statflow_instances_overdue{labels}")), overdue, "{org}");
     }
+    // Effects of every kind show in both states, zero when there are none.
+    assert_eq!(sample(&metrics, "statflow_effects{kind=\"notify\",status=\"failed\"}"), 0.0);
+    assert!(metrics.contains_key("statflow_effects{kind=\"anchor\",status=\"pending\"}"));
     let workers: Vec<_> = metrics.iter().filter(|(k, _)| k.starts_with("statflow_worker_up{")).collect();
     assert!(workers.len() >= 3 && workers.iter().all(|(_, up)| **up == 1.0), "{workers:?}");
     assert!(metrics.contains_key("statflow_timers_pending"));
@@ -160,6 +179,36 @@ fn metrics_count_what_the_daemon_did_and_what_it_holds() {
         metrics.iter().any(|(k, n)| k.starts_with("statflow_schedule_runs_total{") && *n >= 1.0),
         "a month of daily schedules ran"
     );
+
+    // The shipped alert rules watch metrics the daemon serves, under their names.
+    let rules =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/alerts.yaml")).unwrap();
+    let mut watched: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("statflow_"))
+        .collect();
+    watched.dedup();
+    assert!(watched.len() >= 5, "{watched:?}");
+    for name in watched {
+        assert!(
+            metrics.keys().any(|k| k.split('{').next() == Some(name)),
+            "the rules watch {name}, which is not served"
+        );
+    }
+    if have_promtool() {
+        let (_, page) = scrape_text(&app, None);
+        let mut lint = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut lint.stdin.take().unwrap(), page.as_bytes()).unwrap();
+        let linted = lint.wait_with_output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&linted.stdout), String::from_utf8_lossy(&linted.stderr));
+        assert!(linted.status.success(), "promtool check metrics:\n{said}");
+    }
 }
 
 #[test]

@@ -18,6 +18,60 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+const BUILD_INFO: &str = "statflow_build_info";
+const TRANSITIONS: &str = "statflow_transitions_total";
+const COMMIT_DURATION: &str = "statflow_commit_duration_seconds";
+const COMMIT_BATCH: &str = "statflow_commit_batch_size";
+const ACTION_DURATION: &str = "statflow_action_duration_seconds";
+const TIMERS_FIRED: &str = "statflow_timers_fired_total";
+const TIMER_LATENESS: &str = "statflow_timer_fire_lateness_seconds";
+const DELIVERIES: &str = "statflow_deliveries_total";
+const SCHEDULE_RUNS: &str = "statflow_schedule_runs_total";
+const HTTP_REQUESTS: &str = "statflow_http_requests_total";
+const HTTP_DURATION: &str = "statflow_http_request_duration_seconds";
+const WORKER_UP: &str = "statflow_worker_up";
+const EFFECTS: &str = "statflow_effects";
+const TIMERS_PENDING: &str = "statflow_timers_pending";
+const INSTANCES_OPEN: &str = "statflow_instances_open";
+const INSTANCES_OVERDUE: &str = "statflow_instances_overdue";
+
+/// Every metric the page shows: its name, its type and the help text the page gives it.
+const CATALOGUE: [(&str, Kind, &str); 16] = [
+    (BUILD_INFO, Kind::Gauge, "1, labelled with the release and the engine that answer"),
+    (TRANSITIONS, Kind::Counter, "Transitions stored, by procedure and the kind of event"),
+    (COMMIT_DURATION, Kind::Histogram, "Time one group commit of the writer took"),
+    (COMMIT_BATCH, Kind::Histogram, "Transitions carried by one group commit"),
+    (ACTION_DURATION, Kind::Histogram, "Time to answer a start or an action through the engine, commit included"),
+    (TIMERS_FIRED, Kind::Counter, "Timers fired"),
+    (TIMER_LATENESS, Kind::Histogram, "How long after its due time a timer fired"),
+    (DELIVERIES, Kind::Counter, "Delivery attempts by kind and outcome (sent, retry, failed)"),
+    (SCHEDULE_RUNS, Kind::Counter, "Schedule runs finished, by schedule and status"),
+    (HTTP_REQUESTS, Kind::Counter, "HTTP requests answered, by method and status class"),
+    (HTTP_DURATION, Kind::Histogram, "Time to answer an HTTP request"),
+    (WORKER_UP, Kind::Gauge, "1 while the worker runs and beats, 0 while it is down or stalled"),
+    (EFFECTS, Kind::Gauge, "Effects in the outbox waiting (pending) or given up (failed), by kind"),
+    (TIMERS_PENDING, Kind::Gauge, "Timers waiting to fire"),
+    (INSTANCES_OPEN, Kind::Gauge, "Running instances, by procedure and each organization they involve"),
+    (INSTANCES_OVERDUE, Kind::Gauge, "Running instances past a deadline, by procedure and organization"),
+];
+
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Gives each metric its help text (Prometheus's `# HELP`), once the recorder is installed.
+fn describe() {
+    for (name, kind, help) in CATALOGUE {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+}
+
 /// Seconds: 1 ms to 1 min, for request, action and commit latencies.
 const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
 /// Seconds a timer fired after it was due: under a second is on time, hours is an outage.
@@ -41,7 +95,8 @@ pub fn install(engine: &'static str) -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMMIT_BATCH.into()), &BATCH_BUCKETS))
                 .and_then(PrometheusBuilder::install_recorder)
                 .expect("the metrics recorder is installed once, with valid buckets");
-            gauge!("statflow_build_info", "version" => env!("CARGO_PKG_VERSION"), "engine" => engine).set(1.0);
+            describe();
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "engine" => engine).set(1.0);
             let upkeep = handle.clone();
             tokio::spawn(async move {
                 loop {
@@ -54,61 +109,52 @@ pub fn install(engine: &'static str) -> PrometheusHandle {
         .clone()
 }
 
-const TIMER_LATENESS: &str = "statflow_timer_fire_lateness_seconds";
-const COMMIT_BATCH: &str = "statflow_commit_batch_size";
-
 /// A transition stored: of an instance of `procedure`, on an event of `event`'s kind.
 pub fn transition(procedure: &str, event: &'static str) {
-    counter!("statflow_transitions_total", "procedure" => procedure.to_owned(), "event" => event).increment(1);
+    counter!(TRANSITIONS, "procedure" => procedure.to_owned(), "event" => event).increment(1);
 }
 
 /// A group commit of the writer: how long it took and how many transitions it carried.
 pub fn commit(took: Duration, transitions: usize, succeeded: bool) {
     let outcome = if succeeded { "ok" } else { "failed" };
-    histogram!("statflow_commit_duration_seconds", "outcome" => outcome).record(took.as_secs_f64());
+    histogram!(COMMIT_DURATION, "outcome" => outcome).record(took.as_secs_f64());
     histogram!(COMMIT_BATCH).record(transitions as f64);
 }
 
 /// A start or an action answered through the engine facade (`operation`: start, act).
 pub fn action(operation: &'static str, took: Duration, succeeded: bool) {
     let outcome = if succeeded { "ok" } else { "refused" };
-    histogram!("statflow_action_duration_seconds", "operation" => operation, "outcome" => outcome)
-        .record(took.as_secs_f64());
+    histogram!(ACTION_DURATION, "operation" => operation, "outcome" => outcome).record(took.as_secs_f64());
 }
 
 /// A timer fired `late` after its due time (by the engine's clock).
 pub fn timer_fired(late: Duration) {
-    counter!("statflow_timers_fired_total").increment(1);
+    counter!(TIMERS_FIRED).increment(1);
     histogram!(TIMER_LATENESS).record(late.as_secs_f64());
 }
 
 /// What became of one delivery attempt: `sent`, `retry` (a transient failure) or `failed`
 /// (given up).
 pub fn delivery(kind: crate::store::effects::EffectKind, outcome: &'static str) {
-    counter!("statflow_deliveries_total", "kind" => kind.as_str(), "outcome" => outcome).increment(1);
+    counter!(DELIVERIES, "kind" => kind.as_str(), "outcome" => outcome).increment(1);
 }
 
 /// A schedule's run finished with `status` (done, failed, skipped…).
 pub fn schedule_run(schedule: &str, status: &str) {
-    counter!("statflow_schedule_runs_total", "schedule" => schedule.to_owned(), "status" => status.to_owned())
-        .increment(1);
+    counter!(SCHEDULE_RUNS, "schedule" => schedule.to_owned(), "status" => status.to_owned()).increment(1);
 }
 
 /// An HTTP request answered: its method, status class (2xx, 4xx…) and time taken.
 pub fn request(method: &str, status: u16, took: Duration) {
     let class = format!("{}xx", status / 100);
-    counter!("statflow_http_requests_total", "method" => method.to_owned(), "status" => class).increment(1);
-    histogram!("statflow_http_request_duration_seconds").record(took.as_secs_f64());
+    counter!(HTTP_REQUESTS, "method" => method.to_owned(), "status" => class).increment(1);
+    histogram!(HTTP_DURATION).record(took.as_secs_f64());
 }
 
 /// Whether each of the engine's workers runs (1) or is down or stalled (0).
 pub fn workers(health: &[crate::engine::WorkerHealth]) {
     for worker in health {
-        gauge!("statflow_worker_up", "worker" => worker.name.to_string()).set(if worker.is_healthy() {
-            1.0
-        } else {
-            0.0
-        });
+        gauge!(WORKER_UP, "worker" => worker.name.to_string()).set(if worker.is_healthy() { 1.0 } else { 0.0 });
     }
 }
 
@@ -128,13 +174,8 @@ pub struct StoredState {
 #[derive(Default)]
 pub struct StateGauges {
     counted_at: Mutex<Option<Instant>>,
-    shown: Mutex<Shown>,
-}
-
-#[derive(Default)]
-struct Shown {
-    instances: HashSet<(String, String)>,
-    effects: HashSet<(String, String)>,
+    /// The (procedure, organization) pairs the instance gauges showed last.
+    shown_instances: Mutex<HashSet<(String, String)>>,
 }
 
 impl StateGauges {
@@ -151,30 +192,30 @@ impl StateGauges {
     /// Sets the gauges to `state`; a label set shown before and gone now (the last open
     /// instance of a procedure finished) shows zero rather than its last count.
     pub fn set(&self, state: &StoredState) {
-        let mut shown = self.shown.lock().expect("not poisoned");
+        let mut shown = self.shown_instances.lock().expect("not poisoned");
         let mut instances = HashSet::new();
         for (procedure, organization, open, overdue) in &state.instances {
             set_instances(procedure, organization, *open, *overdue);
             instances.insert((procedure.clone(), organization.clone()));
         }
-        for (procedure, organization) in shown.instances.difference(&instances) {
+        for (procedure, organization) in shown.difference(&instances) {
             set_instances(procedure, organization, 0, 0);
         }
-        let mut effects = HashSet::new();
-        for (kind, status, count) in &state.effects {
-            gauge!("statflow_effects", "kind" => kind.clone(), "status" => status.clone()).set(*count as f64);
-            effects.insert((kind.clone(), status.clone()));
+        // Every kind in both states, zero when none: an alert on `status="failed"` reads 0
+        // rather than no data.
+        for kind in crate::store::effects::EffectKind::ALL {
+            for status in ["pending", "failed"] {
+                let count = state.effects.iter().find(|(k, s, _)| k == kind.as_str() && s == status).map_or(0, |e| e.2);
+                gauge!(EFFECTS, "kind" => kind.as_str(), "status" => status).set(count as f64);
+            }
         }
-        for (kind, status) in shown.effects.difference(&effects) {
-            gauge!("statflow_effects", "kind" => kind.clone(), "status" => status.clone()).set(0.0);
-        }
-        gauge!("statflow_timers_pending").set(state.timers_pending as f64);
-        *shown = Shown { instances, effects };
+        gauge!(TIMERS_PENDING).set(state.timers_pending as f64);
+        *shown = instances;
     }
 }
 
 fn set_instances(procedure: &str, organization: &str, open: u64, overdue: u64) {
     let labels = [("procedure", procedure.to_owned()), ("organization", organization.to_owned())];
-    gauge!("statflow_instances_open", &labels).set(open as f64);
-    gauge!("statflow_instances_overdue", &labels).set(overdue as f64);
+    gauge!(INSTANCES_OPEN, &labels).set(open as f64);
+    gauge!(INSTANCES_OVERDUE, &labels).set(overdue as f64);
 }
