@@ -22,7 +22,7 @@ const BUILT_IN: [(&str, &str); 4] = [
 ];
 
 /// What a notice named by a definition says happened, when no template of that name exists.
-const HEADLINES: [(&str, &str); 39] = [
+const HEADLINES: [(&str, &str); 40] = [
     ("access_restored", "数据访问权限已恢复"),
     ("access_suspended", "数据访问权限已暂停"),
     ("accountability_referral", "已移送追究责任"),
@@ -43,6 +43,7 @@ const HEADLINES: [(&str, &str); 39] = [
     ("incident_reported", "安全事件已报告"),
     ("objection_dismissed", "异议经核实不成立"),
     ("objection_upheld", "异议成立,数据已更正"),
+    ("procedure_cancelled", "办件已撤销"),
     ("open_approved", "开放申请已同意"),
     ("rectification_ordered", "已责令整改"),
     ("rectification_plan_received", "整改方案已收到"),

@@ -62,7 +62,9 @@ impl From<Refusal> for Problem {
     fn from(refusal: Refusal) -> Self {
         let (status, title) = match refusal.kind {
             RefusalKind::InvalidData => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid data"),
-            RefusalKind::WrongRole | RefusalKind::WrongOrganization => (StatusCode::FORBIDDEN, "Not permitted"),
+            RefusalKind::WrongRole | RefusalKind::WrongOrganization | RefusalKind::NotAdministrator => {
+                (StatusCode::FORBIDDEN, "Not permitted")
+            }
             RefusalKind::NotAllowed | RefusalKind::NotRunning | RefusalKind::Conflict => {
                 (StatusCode::CONFLICT, "Not allowed now")
             }

@@ -11,7 +11,7 @@ use axum::Form;
 use serde::Serialize;
 use serde_json::Value;
 use statflow_workflows::definition::Definition;
-use statflow_workflows::engine::{self, Event, InstanceState};
+use statflow_workflows::engine::{self, Ending, Event, InstanceState};
 
 use super::deadline::{panel, DeadlinePanel};
 use super::forms::{self, FormField};
@@ -346,6 +346,12 @@ fn describe(definition: &Definition, event: &Event, state: Option<&InstanceState
         Event::ChildCompleted { outcome, .. } => format!("下级办件办结（{outcome}）"),
         Event::Signal { name, .. } => format!("收到关联办件的通知（{name}）"),
         Event::CalendarChanged => "工作日历更新，时限重新计算".into(),
+        Event::Ended { how: Ending::Cancelled, reason, .. } => format!("管理员撤销办件：{reason}"),
+        Event::Ended { how: Ending::Terminated, reason, .. } => format!("管理员终止办件：{reason}"),
+        Event::Moved { step: to, reason, .. } => {
+            let title = definition.step(to).map(|s| s.title.clone()).filter(|t| !t.is_empty());
+            format!("管理员将办件移至「{}」：{reason}", title.unwrap_or_else(|| to.clone()))
+        }
     }
 }
 

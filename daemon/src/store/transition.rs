@@ -82,7 +82,10 @@ pub type Outcome = Result<Result<Applied, Declined>, StoreError>;
 
 fn actor_of(event: &Event) -> String {
     match event {
-        Event::Started { actor, .. } | Event::Action { actor, .. } => actor.id.clone(),
+        Event::Started { actor, .. }
+        | Event::Action { actor, .. }
+        | Event::Ended { actor, .. }
+        | Event::Moved { actor, .. } => actor.id.clone(),
         Event::TimerFired { .. } => "timer".into(),
         _ => "system".into(),
     }

@@ -35,6 +35,10 @@ pub struct Procedure {
     pub input: BTreeMap<Name, Field>,
     #[serde(default)]
     pub escalations: BTreeMap<Name, EscalationPlan>,
+    /// What an administrator's cancellation of a running instance runs (whom it tells),
+    /// in the step the instance stood in; a termination runs nothing.
+    #[serde(default)]
+    pub on_cancel: Vec<Effect>,
     pub steps: BTreeMap<Name, Step>,
 }
 

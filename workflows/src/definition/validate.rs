@@ -100,6 +100,7 @@ impl<'a> Checker<'a> {
                 self.length(name, repeat, "`repeat_every`");
             }
         }
+        self.effects(&p.on_cancel, &p.id);
         for (name, step) in &p.steps {
             self.step(name, step);
         }

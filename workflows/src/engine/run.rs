@@ -38,7 +38,7 @@ impl<'a> Run<'a> {
                 return Err(Refusal::new(RefusalKind::NotRunning, "the instance has already started"));
             }
             Event::Started { .. } => {}
-            Event::Action { .. } | Event::Signal { .. } if !running => {
+            Event::Action { .. } | Event::Signal { .. } | Event::Ended { .. } | Event::Moved { .. } if !running => {
                 return Err(Refusal::new(RefusalKind::NotRunning, self.not_running_message()));
             }
             // Late timers and reports for an instance that has moved on change nothing.
@@ -65,6 +65,8 @@ impl<'a> Run<'a> {
             Event::ChildCompleted { key, outcome } => self.child_completed(key, outcome)?,
             Event::Signal { name, data } => self.signal(name, data)?,
             Event::CalendarChanged => self.calendar_changed(),
+            Event::Ended { actor, how, reason } => self.end(actor, *how, reason)?,
+            Event::Moved { actor, step, reason } => self.move_to(actor, step, reason)?,
         }
         Ok(self.finish())
     }
@@ -298,6 +300,57 @@ impl<'a> Run<'a> {
             .ok_or_else(|| {
                 Refusal::field(field, format!("a time limit counts from field `{field}`, which holds no date"))
             })
+    }
+
+    /// An administrator's repair needs an administrator and a reason for the record.
+    fn administered(actor: &Actor, what: &str, reason: &str) -> Result<(), Refusal> {
+        if !actor.administrator {
+            return Err(Refusal::new(
+                RefusalKind::NotAdministrator,
+                format!("only an administrator may {what} an instance; `{}` is not one", actor.id),
+            ));
+        }
+        if reason.trim().is_empty() {
+            return Err(Refusal::field("reason", format!("say why the instance is to {what}")));
+        }
+        Ok(())
+    }
+
+    /// Ends the instance as an administrator asked: a cancellation tells whom the
+    /// definition's `on_cancel` names (while the step still stands, so `assignee` is the
+    /// task's holder), then the step is left (its timers cancelled, its task closed).
+    fn end(&mut self, actor: &Actor, how: Ending, reason: &str) -> Result<(), Refusal> {
+        let verb = match how {
+            Ending::Cancelled => "cancel",
+            Ending::Terminated => "terminate",
+        };
+        Self::administered(actor, verb, reason)?;
+        if how == Ending::Cancelled {
+            // A notice of the cancellation states no deadline: none runs any more.
+            if let Some(step) = self.state.step.as_mut() {
+                step.deadline = None;
+            }
+            let step = self.state.step_name().expect("running").to_owned();
+            let on_cancel = self.definition.procedure.on_cancel.clone();
+            self.effects(&on_cancel, &step);
+        }
+        self.leave();
+        self.state.status = Status::Completed { outcome: how.as_str().to_owned() };
+        Ok(())
+    }
+
+    /// Moves the instance to `step` as an administrator asked; the step must be one of
+    /// its definition's.
+    fn move_to(&mut self, actor: &Actor, step: &str, reason: &str) -> Result<(), Refusal> {
+        Self::administered(actor, "move", reason)?;
+        if self.definition.step(step).is_none() {
+            let steps: Vec<&str> = self.definition.procedure.steps.keys().map(|s| s.get_ref().as_str()).collect();
+            return Err(Refusal::field(
+                "step",
+                format!("`{}` has no step `{step}`; its steps: {}", self.definition.id(), steps.join(", ")),
+            ));
+        }
+        self.enter(step)
     }
 
     fn leave(&mut self) {

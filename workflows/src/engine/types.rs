@@ -68,6 +68,38 @@ pub enum Event {
     },
     /// A calendar year was imported or replaced: open deadlines are recomputed.
     CalendarChanged,
+    /// An administrator ends a running instance, with the reason: cancelled (the
+    /// procedure's `on_cancel` effects run, so whoever must hear of it is told) or
+    /// terminated (nothing runs: for an instance that should never have been).
+    Ended {
+        actor: Actor,
+        how: Ending,
+        reason: String,
+    },
+    /// An administrator moves a stuck instance to `step`, with the reason. The step is
+    /// entered afresh: its task, deadline, timers and effects begin now.
+    Moved {
+        actor: Actor,
+        step: String,
+        reason: String,
+    },
+}
+
+/// How an administrator ends an instance; its name is the instance's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    Cancelled,
+    Terminated,
+}
+
+impl Ending {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Cancelled => "cancelled",
+            Ending::Terminated => "terminated",
+        }
+    }
 }
 
 impl Event {
@@ -82,6 +114,8 @@ impl Event {
             Event::ChildCompleted { .. } => "child_completed",
             Event::Signal { .. } => "signal",
             Event::CalendarChanged => "calendar_changed",
+            Event::Ended { .. } => "ended",
+            Event::Moved { .. } => "moved",
         }
     }
 }
@@ -335,6 +369,8 @@ pub enum RefusalKind {
     Conflict,
     /// The definition cannot produce what the step needs (e.g. a deadline from absent data).
     Definition,
+    /// Only an administrator may do this (end or move an instance).
+    NotAdministrator,
 }
 
 /// Why an event was refused. Nothing changes when it is.

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use statflow_workflows::calendar::parse_holiday_cn_json;
-use statflow_workflows::engine::{Activity, Command, Event, RefusalKind, TimerKind};
+use statflow_workflows::engine::{Activity, Actor, Command, Ending, Event, RefusalKind, TimerKind};
 
 use crate::support::{t, Scenario};
 
@@ -220,4 +220,98 @@ pub fn provisional_deadline_is_recomputed_when_2027_is_imported() {
     // A second notice of the same content changes nothing.
     s.apply(Event::CalendarChanged).unwrap();
     assert!(s.take().is_empty());
+}
+
+/// An administrator of the agency, acting in no role of its own.
+fn administrator() -> Actor {
+    Actor { id: "admin".into(), roles: vec![], organizations: vec![], administrator: true }
+}
+
+fn end(how: Ending, reason: &str) -> Event {
+    Event::Ended { actor: administrator(), how, reason: reason.into() }
+}
+
+pub fn an_administrator_cancels_or_terminates_with_a_reason() {
+    // Cancelled while the agency reviews it: the registrant and the task's holder are told,
+    // the deadline's timers stop and the task closes.
+    let mut s = registration("2026-03-02T09:00:00+08:00");
+    s.act("clerk", "accept", json!({}));
+    s.take();
+    s.apply(end(Ending::Cancelled, "登记主体撤回申请")).unwrap();
+    assert_eq!(s.outcome(), Some("cancelled"));
+    assert!(s.timers.is_empty(), "no timer outlives the instance: {:?}", s.timers);
+    let commands = s.take();
+    assert!(commands.iter().any(|c| matches!(c, Command::CloseTask { .. })), "{commands:?}");
+    let told: Vec<_> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::RunActivity { activity: Activity::Notify { to, template, deadline, .. }, .. } => {
+                Some((to[0].role.clone(), to[0].organization.clone(), template.clone(), deadline.is_none()))
+            }
+            _ => None,
+        })
+        .collect();
+    let cancelled = |role: &str, org: &str| (role.to_owned(), Some(org.to_owned()), "procedure_cancelled".into(), true);
+    assert_eq!(told, vec![cancelled("registrant", "taian-market"), cancelled("registration_agency", "taian-registry")]);
+    // Over: nothing more is taken, and nothing is done twice.
+    let refused = s.try_act("clerk", "pass", json!({"compliance_report": "合规"})).unwrap_err();
+    assert_eq!(refused.kind, RefusalKind::NotRunning);
+    assert!(refused.message.contains("cancelled"), "{refused:?}");
+    assert_eq!(s.apply(end(Ending::Terminated, "again")).unwrap_err().kind, RefusalKind::NotRunning);
+
+    // Terminated: ended and recorded, and nobody is told.
+    let mut s = registration("2026-03-02T09:00:00+08:00");
+    s.take();
+    s.apply(end(Ending::Terminated, "重复录入")).unwrap();
+    assert_eq!(s.outcome(), Some("terminated"));
+    assert!(s.timers.is_empty());
+    assert!(!s.take().iter().any(|c| matches!(c, Command::RunActivity { .. })));
+}
+
+pub fn only_an_administrator_ends_or_moves_and_always_with_a_reason() {
+    let mut s = registration("2026-03-02T09:00:00+08:00");
+    let clerk = Actor {
+        id: "clerk".into(),
+        roles: vec!["registration_agency".into()],
+        organizations: vec!["taian-registry".into()],
+        administrator: false,
+    };
+    let by_clerk = Event::Ended { actor: clerk.clone(), how: Ending::Cancelled, reason: "不想办了".into() };
+    assert_eq!(s.apply(by_clerk).unwrap_err().kind, RefusalKind::NotAdministrator);
+    let moved_by_clerk = Event::Moved { actor: clerk, step: "publicity".into(), reason: "跳过审查".into() };
+    assert_eq!(s.apply(moved_by_clerk).unwrap_err().kind, RefusalKind::NotAdministrator);
+    let no_reason = s.apply(end(Ending::Cancelled, "  ")).unwrap_err();
+    assert_eq!((no_reason.kind, no_reason.field.as_deref()), (RefusalKind::InvalidData, Some("reason")));
+    let nowhere = Event::Moved { actor: administrator(), step: "approval".into(), reason: "修复".into() };
+    let nowhere = s.apply(nowhere).unwrap_err();
+    assert_eq!(nowhere.field.as_deref(), Some("step"));
+    assert!(nowhere.message.contains("acceptance") && nowhere.message.contains("publicity"), "{nowhere:?}");
+    s.expect_step("acceptance");
+    assert_eq!(s.due(), Some(t("2026-03-06T00:00:00+08:00")), "nothing refused changed the deadline");
+}
+
+pub fn an_administrator_moves_a_stuck_instance_and_its_step_begins_afresh() {
+    // Stuck in substantive review past its limit (the reviewer left); the administrator
+    // sends it back to acceptance on 03-20: a fresh task and a fresh 3-working-day limit.
+    let mut s = registration("2026-03-02T09:00:00+08:00");
+    s.act("clerk", "accept", json!({}));
+    s.advance_to("2026-03-20T10:00:00+08:00");
+    assert!(s.state.step.as_ref().unwrap().deadline.as_ref().unwrap().overdue);
+    s.take();
+    let moved =
+        Event::Moved {
+            actor: administrator(), step: "acceptance".into(), reason: "审查人员离职,重新受理".into()
+        };
+    s.apply(moved).unwrap();
+    s.expect_step("acceptance");
+    assert_eq!(s.due(), Some(t("2026-03-26T00:00:00+08:00")), "3 working days from 03-20");
+    let deadline = s.state.step.as_ref().unwrap().deadline.as_ref().unwrap();
+    assert!(!deadline.overdue);
+    let commands = s.take();
+    assert!(commands.iter().any(|c| matches!(c, Command::CloseTask { .. })));
+    assert!(commands.iter().any(|c| matches!(c, Command::OpenTask { .. })));
+    // The overdue step's escalation timers are gone; the new step's reminders are set.
+    assert!(s.timers.keys().all(|id| !id.contains("substantive_review")), "{:?}", s.timers);
+    // And the procedure goes on from there.
+    s.act("clerk", "accept", json!({})).expect_step("substantive_review");
 }
