@@ -30,6 +30,9 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("GET",    "/v1/instances/{id}",                  [401, 200, 404, 200, 200, 200]),
     ("GET",    "/v1/instances/{id}/history",          [401, 200, 404, 200, 200, 200]),
     ("POST",   "/v1/instances/{id}/actions",          [401, 200, 404, 200, 403, 403]),
+    ("POST",   "/v1/instances/{id}/cancel",           [401, 403, 403, 200, 403, 403]),
+    ("POST",   "/v1/instances/{id}/terminate",        [401, 403, 403, 200, 403, 403]),
+    ("POST",   "/v1/instances/{id}/move",             [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/overdue",                         [401, 200, 200, 200, 200, 200]),
     ("GET",    "/v1/tasks",                           [401, 200, 200, 200, 200, 200]),
     ("POST",   "/v1/tasks/{id}/claim",                [401, 200, 404, 200, 403, 403]),
@@ -99,6 +102,12 @@ fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, V
         }
         ("POST", "/v1/instances/{id}/actions") => {
             (path.replace("{id}", &instance().to_string()), Some(json!({"action": "accept"})))
+        }
+        ("POST", "/v1/instances/{id}/cancel") | ("POST", "/v1/instances/{id}/terminate") => {
+            (path.replace("{id}", &instance().to_string()), Some(json!({"reason": "matrix"})))
+        }
+        ("POST", "/v1/instances/{id}/move") => {
+            (path.replace("{id}", &instance().to_string()), Some(json!({"step": "acceptance", "reason": "matrix"})))
         }
         ("POST", "/v1/tasks/{id}/claim") => (path.replace("{id}", &task_of(instance())), Some(json!({}))),
         ("POST", "/v1/tasks/{id}/complete") => {

@@ -90,7 +90,7 @@ pub struct HistoryView {
     pub events: Vec<EventView>,
 }
 
-fn parse_id(text: &str) -> Result<i64, Problem> {
+pub(super) fn parse_id(text: &str) -> Result<i64, Problem> {
     text.parse().map_err(|_| Problem::not_found(format!("`{text}` is not an instance id")))
 }
 

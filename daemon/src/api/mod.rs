@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod overdue;
 pub mod page;
 pub mod problem;
+pub mod repair;
 pub mod schedules;
 pub mod tasks;
 pub mod views;
@@ -57,6 +58,9 @@ pub fn router(
         .route("/v1/instances/{id}", get(instances::show))
         .route("/v1/instances/{id}/history", get(instances::history))
         .route("/v1/instances/{id}/actions", post(instances::act))
+        .route("/v1/instances/{id}/cancel", post(repair::cancel))
+        .route("/v1/instances/{id}/terminate", post(repair::terminate))
+        .route("/v1/instances/{id}/move", post(repair::move_to))
         .route("/v1/overdue", get(overdue::board))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}/claim", post(tasks::claim))

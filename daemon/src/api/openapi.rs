@@ -13,6 +13,7 @@ use super::definitions::{Calendars, DefinitionView, NewCalendar, NewDefinition, 
 use super::directory::{ContactPut, DirectoryView, LoadRequest, LoadSummary, OrganizationPut};
 use super::instances::{ActionRequest, HistoryView, InstanceSummary, StartRequest};
 use super::overdue::Board;
+use super::repair::{EndRequest, MoveRequest};
 use super::schedules::{RunView, ScheduleDetail, ScheduleView};
 use super::views::{InstanceView, Paged, TaskView};
 use super::Health;
@@ -26,6 +27,8 @@ use statflow_workflows::schedules::ScheduleSpec;
     Health,
     StartRequest,
     ActionRequest,
+    EndRequest,
+    MoveRequest,
     InstanceView,
     Paged<InstanceSummary>,
     HistoryView,
@@ -202,6 +205,24 @@ pub fn document() -> Value {
         "/v1/instances/{id}/actions",
         json!({"parameters": path_string("id"), "post": named(operation("Take an action (409 when the instance is flagged)", "200", Some("InstanceView"), Some("ActionRequest"), &["401", "403", "404", "409", "422"]), "actOnInstance")}),
     );
+    for (verb, summary, body) in [
+        (
+            "cancel",
+            "Cancel a running instance with a reason (administrators): whom its definition names is told",
+            "EndRequest",
+        ),
+        ("terminate", "Terminate a running instance with a reason (administrators): nobody is told", "EndRequest"),
+        (
+            "move",
+            "Move a running instance to a step of its definition, entered afresh, with a reason (administrators)",
+            "MoveRequest",
+        ),
+    ] {
+        add(
+            &format!("/v1/instances/{{id}}/{verb}"),
+            json!({"parameters": path_string("id"), "post": named(operation(summary, "200", Some("InstanceView"), Some(body), &["401", "403", "404", "409", "422"]), &format!("{verb}Instance"))}),
+        );
+    }
     let overdue_parameters = vec![
         query_string("org"),
         json!({"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::page::MAX_PER_PAGE}}),

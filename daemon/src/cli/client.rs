@@ -42,6 +42,33 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// Cancels a running instance (administrators): whom its definition names is told.
+    Cancel {
+        id: String,
+        /// Why; kept in the instance's history and the audit log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Terminates a running instance (administrators): nobody is told.
+    Terminate {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Moves a running instance to a step of its definition (administrators); the step
+    /// begins afresh, with a new task and deadline.
+    Move {
+        id: String,
+        step: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Shows an instance as a timeline: each step, who, when, deadlines with legal basis.
     Show {
         id: String,
@@ -131,6 +158,8 @@ fn describe_event(event: &Value) -> String {
         "child_completed" => format!("child finished: {}", text(&event["outcome"])),
         "signal" => format!("signal {}", text(&event["name"])),
         "calendar_changed" => "calendar changed; deadlines recomputed".into(),
+        "ended" => format!("{} by an administrator: {}", text(&event["how"]), text(&event["reason"])),
+        "moved" => format!("moved to {} by an administrator: {}", text(&event["step"]), text(&event["reason"])),
         other => other.to_owned(),
     }
 }
@@ -209,6 +238,13 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
             )?;
             println!("step: {} ({})", text(&instance["step"]["name"]), text(&instance["status"]));
         }
+        ClientCommand::Cancel { id, reason, server } => repair(&server, &id, "cancel", json!({"reason": reason}))?,
+        ClientCommand::Terminate { id, reason, server } => {
+            repair(&server, &id, "terminate", json!({"reason": reason}))?
+        }
+        ClientCommand::Move { id, step, reason, server } => {
+            repair(&server, &id, "move", json!({"step": step, "reason": reason}))?
+        }
         ClientCommand::Show { id, server } => show(&server, &id)?,
         ClientCommand::Tasks { server } => {
             for task in &server.every("/v1/tasks", "items")? {
@@ -245,6 +281,16 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// An administrator's repair (`cancel`, `terminate`, `move`) of instance `id`.
+fn repair(server: &Server, id: &str, verb: &str, body: Value) -> Result<(), Failure> {
+    let instance = server.call("POST", &format!("/v1/instances/{id}/{verb}"), Some(&body))?;
+    match instance["outcome"].as_str() {
+        Some(outcome) => println!("instance {id}: {outcome}"),
+        None => println!("instance {id}: step {}", text(&instance["step"]["name"])),
     }
     Ok(())
 }

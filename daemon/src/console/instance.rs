@@ -314,7 +314,12 @@ fn timeline(
         }
         if let Some(s) = state.as_ref().filter(|s| matches!(s.status, engine::Status::Completed { .. })) {
             if let engine::Status::Completed { outcome } = &s.status {
-                entries.push(TimelineEntry { at, actor: String::new(), what: format!("办结（{outcome}）") });
+                let said = match outcome.as_str() {
+                    "cancelled" => "已撤销",
+                    "terminated" => "已终止",
+                    other => other,
+                };
+                entries.push(TimelineEntry { at, actor: String::new(), what: format!("办结（{said}）") });
             }
         }
     }

@@ -113,6 +113,36 @@ pub struct ActRequest {
     pub caller: Principal,
 }
 
+/// An administrator's repair of a running instance, with the reason its history keeps.
+#[derive(Clone, Debug)]
+pub struct RepairRequest {
+    pub instance: i64,
+    pub repair: Repair,
+    pub reason: String,
+    pub caller: Principal,
+}
+
+/// What an administrator does to an instance that should not, or cannot, go on as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// Ends it: cancelled (whom the definition names is told) or terminated (nobody is).
+    End(statflow_workflows::engine::Ending),
+    /// Moves it to this step of its definition, entered afresh.
+    MoveTo(String),
+}
+
+impl Repair {
+    /// The audit log's name for it, e.g. `instance.cancel`.
+    pub fn audit_action(&self) -> &'static str {
+        use statflow_workflows::engine::Ending;
+        match self {
+            Repair::End(Ending::Cancelled) => "instance.cancel",
+            Repair::End(Ending::Terminated) => "instance.terminate",
+            Repair::MoveTo(_) => "instance.move",
+        }
+    }
+}
+
 /// A timer that fired during a clock move.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Fired {
@@ -178,6 +208,9 @@ pub trait Engine: Send + Sync {
     /// as it now stands.
     async fn act(&self, request: ActRequest) -> Result<Standing, EngineError>;
     /// Claims an open task for `caller`; false when someone else holds it.
+    /// Cancels, terminates or moves an instance (administrators only), recorded in its
+    /// history and the audit log.
+    async fn repair(&self, request: RepairRequest) -> Result<Standing, EngineError>;
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError>;
     /// Sends a signal to an instance, as another instance's step would.
     async fn signal(&self, instance: i64, name: &str, data: Value) -> Result<InstanceRecord, EngineError>;

@@ -12,7 +12,8 @@ use statflow_workflows::schedules::ScheduleSpec;
 
 use super::{Embedded, Host};
 use crate::engine::{
-    ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, RunReport, StartRequest, WorkerHealth,
+    ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, Repair, RepairRequest, RunReport, StartRequest,
+    WorkerHealth,
 };
 use crate::principal::Principal;
 use crate::store::effects::EffectKind;
@@ -66,6 +67,13 @@ impl Engine for Embedded {
         let acted = self.act_as_asked(request).await;
         crate::metrics::action("act", began.elapsed(), acted.is_ok());
         acted
+    }
+
+    async fn repair(&self, request: RepairRequest) -> Result<Standing, EngineError> {
+        let began = std::time::Instant::now();
+        let repaired = self.repair_as_asked(request).await;
+        crate::metrics::action("repair", began.elapsed(), repaired.is_ok());
+        repaired
     }
 
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError> {
@@ -222,12 +230,7 @@ impl Embedded {
                 let actor = decider.actor(definition, state);
                 Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
             });
-        let applied = match self.host() {
-            Some(host) => self.act_hosted(host, instance, &decide).await?,
-            None => {
-                self.transition(Work::Act { id: instance, decide, definitions: self.definitions.resolver() }).await?
-            }
-        };
+        let applied = self.decided(instance, decide).await?;
         // The claim an administrator overrode: the task the action closed, as it stood.
         let overridden = applied.closed_tasks.iter().find_map(|t| {
             t.assignee.clone().filter(|holder| *holder != caller.name && caller.is_admin() && t.offers(&audited_action))
@@ -237,5 +240,49 @@ impl Embedded {
             self.store.audit(&caller.name, "task.complete_claimed_by_other", &instance.to_string(), detail).await?;
         }
         Ok(applied.standing.expect("an action answers with its instance"))
+    }
+
+    async fn repair_as_asked(&self, request: RepairRequest) -> Result<Standing, EngineError> {
+        let RepairRequest { instance, repair, reason, caller } = request;
+        let (decider, event_reason, event_repair) = (caller.clone(), reason.clone(), repair.clone());
+        let decide: Decide = Box::new(move |record: &InstanceRecord, definition: &Definition, state: &_, _: &[_]| {
+            if !decider.may_see(&record.organizations) {
+                return Err(CallerDenial::Unseen(record.id));
+            }
+            if !decider.is_admin() {
+                return Err(CallerDenial::Forbidden(
+                    "only an administrator cancels, terminates or moves an instance".into(),
+                ));
+            }
+            let actor = decider.actor(definition, state);
+            let reason = event_reason.clone();
+            Ok(match &event_repair {
+                Repair::End(how) => Event::Ended { actor, how: *how, reason },
+                Repair::MoveTo(step) => Event::Moved { actor, step: step.clone(), reason },
+            })
+        });
+        let applied = self.decided(instance, decide).await.map_err(|error| match error {
+            // The interpreter names the request's own fields (`step`, `reason`), not an
+            // action's data.
+            EngineError::Refused(refusal) if refusal.field.is_some() => {
+                EngineError::invalid(refusal.field.as_deref().unwrap_or_default(), refusal.message)
+            }
+            other => other,
+        })?;
+        let mut detail = serde_json::json!({"reason": reason});
+        if let Repair::MoveTo(step) = &repair {
+            detail["step"] = step.clone().into();
+        }
+        self.store.audit(&caller.name, repair.audit_action(), &format!("instance/{instance}"), detail).await?;
+        Ok(applied.standing.expect("a repair answers with its instance"))
+    }
+
+    /// Applies the event `decide` makes of the instance as stored: in the store's write
+    /// path, or through the host whose workflows hold the instances.
+    async fn decided(&self, instance: i64, decide: Decide) -> Result<Applied, EngineError> {
+        match self.host() {
+            Some(host) => self.act_hosted(host, instance, &decide).await,
+            None => self.transition(Work::Act { id: instance, decide, definitions: self.definitions.resolver() }).await,
+        }
     }
 }
