@@ -35,6 +35,8 @@ scenarios!(
     registration::an_administrator_cancels_or_terminates_with_a_reason,
     registration::only_an_administrator_ends_or_moves_and_always_with_a_reason,
     registration::an_administrator_moves_a_stuck_instance_and_its_step_begins_afresh,
+    registration::a_running_instance_migrates_keeping_or_recomputing_its_deadline,
+    registration::a_migration_maps_renamed_steps_and_refuses_what_does_not_fit,
     conditional_open::tianjin_provided_used_and_ended,
     conditional_open::tianjin_breach_confirmed_by_both_stops_service,
     conditional_open::tianjin_refusals_and_overdue_decision,

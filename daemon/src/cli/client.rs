@@ -160,6 +160,11 @@ fn describe_event(event: &Value) -> String {
         "calendar_changed" => "calendar changed; deadlines recomputed".into(),
         "ended" => format!("{} by an administrator: {}", text(&event["how"]), text(&event["reason"])),
         "moved" => format!("moved to {} by an administrator: {}", text(&event["step"]), text(&event["reason"])),
+        "migrated" => format!(
+            "migrated to version {} by an administrator: {}",
+            text(&event["to_version"]),
+            text(&event["reason"])
+        ),
         other => other.to_owned(),
     }
 }

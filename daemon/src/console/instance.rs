@@ -357,6 +357,9 @@ fn describe(definition: &Definition, event: &Event, state: Option<&InstanceState
             let title = definition.step(to).map(|s| s.title.clone()).filter(|t| !t.is_empty());
             format!("管理员将办件移至「{}」：{reason}", title.unwrap_or_else(|| to.clone()))
         }
+        Event::Migrated { to_version, reason, .. } => {
+            format!("管理员将办件迁移至流程定义新版本（{}）：{reason}", &to_version[..to_version.len().min(12)])
+        }
     }
 }
 

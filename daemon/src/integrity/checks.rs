@@ -10,6 +10,8 @@
 //!
 //! These are pure functions of rows already read; the caller decides what to read.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 use statflow_workflows::calendar::Calendar;
@@ -166,33 +168,51 @@ pub fn ledger(history: &[HistoryEntry], entries: &[LedgerEntry], linked: Result<
 pub fn replay(
     row: &InstanceRecord,
     history: &[HistoryEntry],
-    definition: Option<&Definition>,
+    definitions: &dyn Fn(&str) -> Option<Arc<Definition>>,
     calendar: &Calendar,
     stale: bool,
 ) -> Check {
-    let Some(definition) = definition else {
-        return Check::failed(format!("definition version {} is not stored", row.definition_version));
+    let mut events = Vec::with_capacity(history.len());
+    for entry in history {
+        match serde_json::from_str::<Event>(&entry.event) {
+            Ok(event) => events.push(event),
+            Err(error) => return Check::failed(format!("event {} is unreadable: {error}", entry.seq)),
+        }
+    }
+    // An instance migrated to another version began on the version its first migration
+    // left; each migration is applied with the version it goes to.
+    let first_version = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Migrated { from_version, .. } => Some(from_version.as_str()),
+            _ => None,
+        })
+        .unwrap_or(&row.definition_version);
+    let Some(mut definition) = definitions(first_version) else {
+        return Check::failed(format!("definition version {first_version} is not stored"));
     };
     // The interpreter computes deadlines with the calendar of the moment. The calendar an
     // instance ran under before a correction is no longer at hand, so after one the
     // deadlines are left out of the comparison (everything else must still agree).
     let mut calendar_changed = stale;
-    let mut state = InstanceState::new(definition);
-    for row in history {
-        let event: Event = match serde_json::from_str(&row.event) {
-            Ok(event) => event,
-            Err(error) => return Check::failed(format!("event {} is unreadable: {error}", row.seq)),
-        };
+    let mut state = InstanceState::new(&definition);
+    for (entry, event) in history.iter().zip(&events) {
         calendar_changed |= matches!(event, Event::CalendarChanged);
-        match engine::apply(definition, &state, &event, from_millis(row.at), calendar) {
+        if let Some(version) = event.applies_version() {
+            match definitions(version) {
+                Some(next) => definition = next,
+                None => return Check::failed(format!("definition version {version} is not stored")),
+            }
+        }
+        match engine::apply(&definition, &state, event, from_millis(entry.at), calendar) {
             Ok(transition) => state = transition.state,
             Err(refusal) if calendar_changed => {
                 return Check::inconclusive(format!(
                     "event {} is refused on replay with today's calendar ({refusal}); the calendar changed during the instance",
-                    row.seq
+                    entry.seq
                 ))
             }
-            Err(refusal) => return Check::failed(format!("event {} is refused on replay: {refusal}", row.seq)),
+            Err(refusal) => return Check::failed(format!("event {} is refused on replay: {refusal}", entry.seq)),
         }
     }
     let stored: Value = match serde_json::from_str(&row.stored_state) {

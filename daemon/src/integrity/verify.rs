@@ -98,13 +98,13 @@ impl Verifier<'_> {
         entries: &[LedgerEntry],
         linked: Result<(), String>,
     ) -> InstanceChecks {
-        let definition = self.definitions.get(&row.definition_version);
+        let definitions = |version: &str| self.definitions.get(version);
         let stale = row.calendar_generation < self.generation && row.is_running();
         InstanceChecks {
             chain: checks::chain(row.id, history),
             head: checks::head(row, history),
             ledger: checks::ledger(history, entries, linked),
-            replay: checks::replay(row, history, definition.as_deref(), &self.calendar, stale),
+            replay: checks::replay(row, history, &definitions, &self.calendar, stale),
         }
     }
 

@@ -85,7 +85,8 @@ fn actor_of(event: &Event) -> String {
         Event::Started { actor, .. }
         | Event::Action { actor, .. }
         | Event::Ended { actor, .. }
-        | Event::Moved { actor, .. } => actor.id.clone(),
+        | Event::Moved { actor, .. }
+        | Event::Migrated { actor, .. } => actor.id.clone(),
         Event::TimerFired { .. } => "timer".into(),
         _ => "system".into(),
     }
@@ -502,6 +503,11 @@ impl Batch {
         if let Some(reason) = &open.row.flagged {
             return Err(StoreError::Flagged { id, reason: reason.clone() });
         }
+        // A migration is applied with, and leaves the instance on, the version it goes to.
+        let definition = match event.applies_version() {
+            Some(version) => definitions(version).ok_or_else(|| StoreError::UnknownDefinition(version.to_owned()))?,
+            None => definition,
+        };
         let computed = match recorded {
             Some(transition) => Ok(transition),
             None => engine::apply(&definition, &state, &event, now, calendar),
@@ -528,6 +534,7 @@ impl Batch {
         let prev_hash = std::mem::replace(&mut open.row.head_hash, hash.clone());
         let counted = Some((open.row.procedure.clone(), event.kind()));
         let row = &mut open.row;
+        row.definition_version.clone_from(&definition.version);
         row.status = status.as_str().to_owned();
         row.outcome = outcome;
         row.step = transition.state.step_name().map(str::to_owned);
@@ -789,6 +796,7 @@ fn stored_instant(now: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
 async fn update_guarded(txn: &DatabaseTransaction, open: Open) -> Result<(), BatchFailure> {
     let row = open.row;
     let updated = instances::Entity::update_many()
+        .col_expr(instances::Column::DefinitionVersion, row.definition_version.into())
         .col_expr(instances::Column::Status, row.status.into())
         .col_expr(instances::Column::Outcome, row.outcome.into())
         .col_expr(instances::Column::Step, row.step.into())

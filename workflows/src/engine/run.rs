@@ -8,7 +8,7 @@ use super::data;
 use super::types::*;
 use super::Transition;
 use crate::calendar::{Calendar, Deadline, Period};
-use crate::definition::model::{Amount, Effect, Length, Step};
+use crate::definition::model::{Amount, DeadlineSpec, Effect, Length, Step};
 use crate::definition::Definition;
 
 pub(crate) struct Run<'a> {
@@ -38,7 +38,13 @@ impl<'a> Run<'a> {
                 return Err(Refusal::new(RefusalKind::NotRunning, "the instance has already started"));
             }
             Event::Started { .. } => {}
-            Event::Action { .. } | Event::Signal { .. } | Event::Ended { .. } | Event::Moved { .. } if !running => {
+            Event::Action { .. }
+            | Event::Signal { .. }
+            | Event::Ended { .. }
+            | Event::Moved { .. }
+            | Event::Migrated { .. }
+                if !running =>
+            {
                 return Err(Refusal::new(RefusalKind::NotRunning, self.not_running_message()));
             }
             // Late timers and reports for an instance that has moved on change nothing.
@@ -67,6 +73,10 @@ impl<'a> Run<'a> {
             Event::CalendarChanged => self.calendar_changed(),
             Event::Ended { actor, how, reason } => self.end(actor, *how, reason)?,
             Event::Moved { actor, step, reason } => self.move_to(actor, step, reason)?,
+            Event::Migrated { actor, from_version, to_version, steps, deadline, reason } => {
+                Self::administered(actor, "migrate", reason)?;
+                self.migrate(from_version, to_version, steps, *deadline)?
+            }
         }
         Ok(self.finish())
     }
@@ -386,28 +396,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         if let Some(spec) = &step.deadline {
-            // An agreed last day, where the data holds one, takes the place of the length.
-            let agreed = spec.until.as_ref().and_then(|field| self.optional_date(field.get_ref()));
-            let period = match agreed {
-                Some(day) => Period::Through(day),
-                None => self.period(&spec.length())?,
-            };
-            let from = match spec.from.as_ref().map(|f| f.get_ref().as_str()) {
-                Some("started") => self.state.started_at.unwrap_or(self.now),
-                Some(reference) if reference.starts_with('$') => self.date_field(reference)?,
-                _ => self.now,
-            };
-            let rule = Deadline::new(period, from);
-            let status = rule.status(self.calendar);
-            let deadline = DeadlineState {
-                rule,
-                basis: deadline_basis(spec),
-                due: status.due,
-                last_day: status.last_day,
-                provisional: status.provisional,
-                overdue: false,
-                escalations_sent: 0,
-            };
+            let deadline = self.new_deadline(spec, self.now)?;
             self.state.step.as_mut().expect("just entered").deadline = Some(deadline);
         }
         if let Some(task) = &step.task {
@@ -454,6 +443,114 @@ impl<'a> Run<'a> {
             self.state.step.as_mut().expect("just entered").child = Some(key);
         }
         Ok(())
+    }
+
+    /// The period a step's limit runs for in this instance: the agreed last day, where the
+    /// data holds one, or the length.
+    fn limit_period(&self, spec: &DeadlineSpec) -> Result<Period, Refusal> {
+        match spec.until.as_ref().and_then(|field| self.optional_date(field.get_ref())) {
+            Some(day) => Ok(Period::Through(day)),
+            None => self.period(&spec.length()),
+        }
+    }
+
+    /// A step's deadline as it stands when it begins; `step_began` is when the step was
+    /// entered, the default start of its count.
+    fn new_deadline(&self, spec: &DeadlineSpec, step_began: DateTime<FixedOffset>) -> Result<DeadlineState, Refusal> {
+        let period = self.limit_period(spec)?;
+        let from = match spec.from.as_ref().map(|f| f.get_ref().as_str()) {
+            Some("started") => self.state.started_at.unwrap_or(step_began),
+            Some(reference) if reference.starts_with('$') => self.date_field(reference)?,
+            _ => step_began,
+        };
+        let rule = Deadline::new(period, from);
+        let status = rule.status(self.calendar);
+        Ok(DeadlineState {
+            rule,
+            basis: deadline_basis(spec),
+            due: status.due,
+            last_day: status.last_day,
+            provisional: status.provisional,
+            overdue: false,
+            escalations_sent: 0,
+        })
+    }
+
+    /// Carries the instance over to `to_version` (the definition this run applies). The
+    /// step keeps its visit, task and timers under its new name; the deadline is kept or
+    /// recomputed, and its reminders and escalations follow the new version.
+    fn migrate(
+        &mut self,
+        from_version: &str,
+        to_version: &str,
+        steps: &std::collections::BTreeMap<String, String>,
+        deadline: MigratedDeadline,
+    ) -> Result<(), Refusal> {
+        let definition = self.definition;
+        if self.state.version != from_version {
+            return Err(Refusal::field(
+                "from_version",
+                format!("the instance runs version {}, not {from_version}", self.state.version),
+            ));
+        }
+        if definition.version != to_version
+            || definition.id() != self.state.procedure
+            || definition.jurisdiction() != self.state.jurisdiction
+        {
+            return Err(Refusal::field(
+                "to_version",
+                format!(
+                    "version {to_version} is not a version of {}/{}",
+                    self.state.procedure, self.state.jurisdiction
+                ),
+            ));
+        }
+        if from_version == to_version {
+            return Err(Refusal::field("to_version", format!("the instance already runs version {to_version}")));
+        }
+        let from = self.state.step_name().expect("running").to_owned();
+        let to = steps.get(&from).cloned().unwrap_or_else(|| from.clone());
+        let Some(step) = definition.step(&to) else {
+            return Err(Refusal::field(
+                "steps",
+                format!(
+                    "step `{from}` has no step `{to}` to go to in version {to_version}: map it (\"{from}\": \"…\")"
+                ),
+            ));
+        };
+        if step.outcome.is_some() {
+            return Err(Refusal::field("steps", format!("step `{from}` maps to `{to}`, which ends the procedure")));
+        }
+        let current = self.state.step.as_ref().expect("running");
+        let task_role = |task: Option<&TaskState>| task.map(|t| t.role.clone());
+        let new_role = step.task.as_ref().map(|t| t.role.get_ref().clone());
+        if task_role(current.task.as_ref()) != new_role {
+            return Err(Refusal::field(
+                "steps",
+                format!(
+                    "step `{from}`'s task is for {} and `{to}`'s in version {to_version} for {}: migrate the instance from another step",
+                    task_role(current.task.as_ref()).unwrap_or_else(|| "no role".into()),
+                    new_role.unwrap_or_else(|| "no role".into())
+                ),
+            ));
+        }
+        let began = current.entered_at;
+        let recomputed = match (&step.deadline, current.deadline.clone()) {
+            (None, _) => None,
+            (Some(spec), None) => Some(self.new_deadline(spec, began)?),
+            (Some(_), Some(kept)) if deadline == MigratedDeadline::Keep => Some(kept),
+            // The count goes on from where it began, with its stops and extension.
+            (Some(spec), Some(mut recounted)) => {
+                recounted.rule.period = self.limit_period(spec)?;
+                recounted.basis = deadline_basis(spec);
+                Some(recounted)
+            }
+        };
+        self.state.version = to_version.to_owned();
+        let current = self.state.step.as_mut().expect("running");
+        current.name = to;
+        current.deadline = recomputed;
+        self.deadline_moved()
     }
 
     fn action(&mut self, actor: &Actor, action_name: &str, data: &Value) -> Result<(), Refusal> {

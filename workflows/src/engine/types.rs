@@ -83,6 +83,42 @@ pub enum Event {
         step: String,
         reason: String,
     },
+    /// An administrator moves a running instance from `from_version` of its definition to
+    /// `to_version` (applied with the new version). Its step carries over under the same
+    /// name, or the one `steps` maps it to; its deadline is kept or recomputed with the new
+    /// version's limit from when the step began.
+    Migrated {
+        actor: Actor,
+        from_version: String,
+        to_version: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        steps: BTreeMap<String, String>,
+        deadline: MigratedDeadline,
+        reason: String,
+    },
+}
+
+/// What a migration does with the current step's deadline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigratedDeadline {
+    /// As it stands: due when it was due (reminders and escalations follow the new version).
+    #[default]
+    Keep,
+    /// The new version's limit, counted from when the step began, its pauses and extension
+    /// kept.
+    Recompute,
+}
+
+impl Event {
+    /// The definition version the event is applied with when it is not the instance's own:
+    /// a migration is applied with the version it migrates to.
+    pub fn applies_version(&self) -> Option<&str> {
+        match self {
+            Event::Migrated { to_version, .. } => Some(to_version),
+            _ => None,
+        }
+    }
 }
 
 /// How an administrator ends an instance; its name is the instance's outcome.
@@ -116,6 +152,7 @@ impl Event {
             Event::CalendarChanged => "calendar_changed",
             Event::Ended { .. } => "ended",
             Event::Moved { .. } => "moved",
+            Event::Migrated { .. } => "migrated",
         }
     }
 }

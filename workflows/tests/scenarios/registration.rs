@@ -2,7 +2,8 @@
 
 use serde_json::json;
 use statflow_workflows::calendar::parse_holiday_cn_json;
-use statflow_workflows::engine::{Activity, Actor, Command, Ending, Event, RefusalKind, TimerKind};
+use statflow_workflows::definition::Definition;
+use statflow_workflows::engine::{Activity, Actor, Command, Ending, Event, MigratedDeadline, RefusalKind, TimerKind};
 
 use crate::support::{t, Scenario};
 
@@ -314,4 +315,113 @@ pub fn an_administrator_moves_a_stuck_instance_and_its_step_begins_afresh() {
     assert!(s.timers.keys().all(|id| !id.contains("substantive_review")), "{:?}", s.timers);
     // And the procedure goes on from there.
     s.act("clerk", "accept", json!({})).expect_step("substantive_review");
+}
+
+/// A corrected registration: the substantive review runs 20 working days, and publicity is
+/// renamed `public_notice`.
+fn corrected_registration() -> &'static Definition {
+    let text = include_str!("../../procedures/registration.taian.toml")
+        .replace(
+            "[steps.substantive_review.deadline]\nworking_days = 5",
+            "[steps.substantive_review.deadline]\nworking_days = 20",
+        )
+        .replace("steps.publicity", "steps.public_notice")
+        .replace("\"publicity\"", "\"public_notice\"");
+    let definition = Definition::load(&text, "registration.taian.toml").unwrap_or_else(|e| panic!("{e:?}"));
+    Box::leak(Box::new(definition))
+}
+
+fn migration(s: &Scenario, to: &Definition, steps: &[(&str, &str)], deadline: MigratedDeadline) -> Event {
+    Event::Migrated {
+        actor: administrator(),
+        from_version: s.state.version.clone(),
+        to_version: to.version.clone(),
+        steps: steps.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect(),
+        deadline,
+        reason: "定义更正".into(),
+    }
+}
+
+/// Applies `event` with `definition`, as a runtime applies a migration.
+fn migrate(
+    s: &mut Scenario,
+    definition: &'static Definition,
+    event: Event,
+) -> Result<(), statflow_workflows::engine::Refusal> {
+    let before = s.definition;
+    s.definition = definition;
+    let applied = s.apply(event);
+    if applied.is_err() {
+        s.definition = before;
+    }
+    applied
+}
+
+pub fn a_running_instance_migrates_keeping_or_recomputing_its_deadline() {
+    let corrected = corrected_registration();
+    // In substantive review since Monday 03-02 11:00: due after 5 working days (03-09 ends).
+    let start = |s: &mut Scenario| {
+        s.advance_to("2026-03-02T11:00:00+08:00").act("clerk", "accept", json!({}));
+        s.advance_to("2026-03-04T10:00:00+08:00");
+        s.take();
+    };
+    let mut kept = registration("2026-03-02T09:00:00+08:00");
+    start(&mut kept);
+    assert_eq!(kept.due(), Some(t("2026-03-10T00:00:00+08:00")));
+    let event = migration(&kept, corrected, &[], MigratedDeadline::Keep);
+    migrate(&mut kept, corrected, event).unwrap();
+    assert_eq!(kept.state.version, corrected.version);
+    kept.expect_step("substantive_review");
+    assert_eq!(kept.due(), Some(t("2026-03-10T00:00:00+08:00")), "kept as it stood");
+    assert!(!kept.take().iter().any(|c| matches!(c, Command::OpenTask { .. } | Command::CloseTask { .. })));
+
+    // Recomputed: 20 working days from acceptance on 03-02 end with 03-30.
+    let mut recounted = registration("2026-03-02T09:00:00+08:00");
+    start(&mut recounted);
+    let event = migration(&recounted, corrected, &[], MigratedDeadline::Recompute);
+    migrate(&mut recounted, corrected, event).unwrap();
+    assert_eq!(recounted.due(), Some(t("2026-03-31T00:00:00+08:00")));
+    let moved = recounted.take();
+    assert!(moved.iter().any(|c| matches!(c, Command::DeadlineChanged { .. })), "{moved:?}");
+    assert_eq!(recounted.timers.get("v2.deadline").map(|t| t.0), Some(t("2026-03-31T00:00:00+08:00")));
+    // The same task goes on, and the procedure with it, on the new version.
+    recounted.act("clerk", "pass", json!({"compliance_report": "合规"})).expect_step("public_notice");
+}
+
+pub fn a_migration_maps_renamed_steps_and_refuses_what_does_not_fit() {
+    let corrected = corrected_registration();
+    let mut s = registration("2026-03-02T09:00:00+08:00");
+    s.act("clerk", "accept", json!({})).act("clerk", "pass", json!({"compliance_report": "合规"}));
+    s.expect_step("publicity");
+    let due = s.due();
+    s.take();
+    // Unmapped, the renamed step has nowhere to go; nothing changes.
+    let unmapped = migration(&s, corrected, &[], MigratedDeadline::Keep);
+    let unmapped = migrate(&mut s, corrected, unmapped).unwrap_err();
+    assert_eq!(unmapped.field.as_deref(), Some("steps"), "{unmapped:?}");
+    assert!(unmapped.message.contains("`publicity`"), "{unmapped:?}");
+    // Mapped to a final step, or by someone who is not an administrator: refused.
+    let to_end = migration(&s, corrected, &[("publicity", "registered")], MigratedDeadline::Keep);
+    assert_eq!(migrate(&mut s, corrected, to_end).unwrap_err().field.as_deref(), Some("steps"));
+    let mut by_clerk = migration(&s, corrected, &[("publicity", "public_notice")], MigratedDeadline::Keep);
+    if let Event::Migrated { actor, .. } = &mut by_clerk {
+        actor.administrator = false;
+    }
+    assert_eq!(migrate(&mut s, corrected, by_clerk).unwrap_err().kind, RefusalKind::NotAdministrator);
+    // From a version it does not run, or to the one it runs: refused.
+    let mut stale = migration(&s, corrected, &[("publicity", "public_notice")], MigratedDeadline::Keep);
+    if let Event::Migrated { from_version, .. } = &mut stale {
+        *from_version = "0000".into();
+    }
+    assert_eq!(migrate(&mut s, corrected, stale).unwrap_err().field.as_deref(), Some("from_version"));
+    s.expect_step("publicity");
+
+    let mapped = migration(&s, corrected, &[("publicity", "public_notice")], MigratedDeadline::Keep);
+    migrate(&mut s, corrected, mapped).unwrap();
+    s.expect_step("public_notice");
+    assert_eq!(s.due(), due, "the publicity period runs on");
+    let again = migration(&s, corrected, &[], MigratedDeadline::Keep);
+    assert_eq!(migrate(&mut s, corrected, again).unwrap_err().field.as_deref(), Some("to_version"));
+    // Its expiry takes it on as the new version says.
+    s.advance_to("2026-03-20T08:00:00+08:00").expect_step("rights_confirmation");
 }

@@ -116,7 +116,8 @@ impl Scenario {
         let Some((from, visit)) = before else { return };
         let to = after.step.as_ref().map(|s| s.name.clone()).unwrap_or_default();
         let moved = after.step.as_ref().map(|s| s.visit) != Some(visit);
-        let step = self.definition.step(&from).unwrap();
+        // A migration may rename the step it left; it is no transition of the definition.
+        let Some(step) = self.definition.step(&from) else { return };
         let trigger = match event {
             Event::Action { action, .. } => {
                 let joins = step.all_of.as_ref().is_some_and(|j| j.actions.iter().any(|a| a.get_ref() == action));
