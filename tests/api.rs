@@ -43,6 +43,7 @@ on_both_databases!(
     an_official_notice_is_replaced_only_by_a_plausible_correction,
     the_overdue_board_shows_yellow_and_red_items_by_organization,
     an_administrator_cancels_terminates_and_moves_instances,
+    running_instances_migrate_to_a_corrected_definition_after_a_dry_run,
 );
 use serde_json::{json, Value};
 
@@ -811,4 +812,114 @@ fn an_administrator_cancels_terminates_and_moves_instances(backend: Backend) {
 
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
+}
+
+/// The registration as corrected: the substantive review runs 20 working days, and
+/// publicity is renamed `public_notice`.
+fn corrected_registration() -> String {
+    include_str!("../workflows/procedures/registration.taian.toml")
+        .replace(
+            "[steps.substantive_review.deadline]\nworking_days = 5",
+            "[steps.substantive_review.deadline]\nworking_days = 20",
+        )
+        .replace("steps.publicity", "steps.public_notice")
+        .replace("\"publicity\"", "\"public_notice\"")
+}
+
+fn running_instances_migrate_to_a_corrected_definition_after_a_dry_run(backend: Backend) {
+    let app = TestApp::start(backend, "2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    // One in substantive review (accepted 03-02: due after 5 working days), one in publicity.
+    let [reviewed, published] = [(); 2].map(|_| start(&app, &clerk, "registration", "taian", registration_input()));
+    act(&app, &clerk, reviewed, "accept", json!({}));
+    act(&app, &clerk, published, "accept", json!({}));
+    act(&app, &clerk, published, "pass", json!({"compliance_report": "合规"}));
+    let old_version = app.instance(reviewed)["definition_version"].as_str().unwrap().to_owned();
+    assert_eq!(app.instance(reviewed)["deadline"]["due"], "2026-03-10T00:00:00+08:00");
+    let load = json!({"file": "registration.taian.toml", "source": corrected_registration()});
+    let (status, loaded) = app.post("/v1/definitions", &app.admin, &load);
+    assert_eq!(status, 201, "{loaded}");
+    let new_version = loaded["version"].as_str().unwrap().to_owned();
+    let started_new = start(&app, &clerk, "registration", "taian", registration_input());
+
+    let migrate = |token: &str, extra: Value| {
+        let mut body = json!({"procedure": "registration", "jurisdiction": "taian", "deadline": "recompute", "reason": "第九条第(三)项时限更正"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        app.post("/v1/admin/migrations", token, &body)
+    };
+    assert_eq!(migrate(&clerk, json!({"dry_run": true})).0, 403);
+    if backend == Backend::Temporal {
+        let (status, problem) = migrate(&app.admin, json!({"dry_run": true}));
+        assert_eq!(status, 403, "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("Temporal engine does not migrate"), "{problem}");
+        return;
+    }
+    let (status, problem) = migrate(&app.admin, json!({"to_version": "not-a-version"}));
+    assert_eq!((status, problem["field"].as_str()), (422, Some("to_version")), "{problem}");
+
+    // The dry run lists what would change, and changes nothing.
+    let histories = [reviewed, published].map(|id| history_len(&app, id));
+    let (status, dry) = migrate(&app.admin, json!({"dry_run": true}));
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!((dry["dry_run"].as_bool(), dry["to_version"].as_str()), (Some(true), Some(new_version.as_str())));
+    let items = dry["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "the instance already on the new version is not taken: {dry}");
+    assert_eq!(items[0]["instance"], reviewed);
+    assert_eq!(items[0]["outcome"], "would_migrate");
+    assert_eq!(items[0]["to_step"], "substantive_review");
+    assert_eq!(
+        (items[0]["due_before"].as_str(), items[0]["due_after"].as_str()),
+        (Some("2026-03-10T00:00:00+08:00"), Some("2026-03-31T00:00:00+08:00"))
+    );
+    assert_eq!(items[1]["outcome"], "refused");
+    assert!(items[1]["problem"].as_str().unwrap().contains("`publicity`"), "{dry}");
+    assert_eq!((dry["migrated"].as_u64(), dry["refused"].as_u64()), (Some(1), Some(1)));
+    assert_eq!([reviewed, published].map(|id| history_len(&app, id)), histories, "a dry run changes nothing");
+    assert_eq!(app.instance(reviewed)["definition_version"], old_version.as_str());
+    // The same from the command line.
+    let dry_run = ["migrate-instances", "registration", "--jurisdiction", "taian", "--recompute-deadline"];
+    let (code, out, err) = cli(&app, &app.admin, &[&dry_run[..], &["--reason", "更正", "--dry-run"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let line = format!("#{reviewed}\tsubstantive_review -> substantive_review\tdue 2026-03-10T00:00:00+08:00 -> 2026-03-31T00:00:00+08:00\twould_migrate");
+    assert!(out.lines().any(|l| l == line), "{out}");
+    assert!(out.ends_with(&format!("1 would migrate to version {new_version}, 1 refused, 0 remaining\n")), "{out}");
+    let (code, _, err) = cli(&app, &app.admin, &[&dry_run[..], &["--reason", "更正", "--map", "publicity"]].concat());
+    assert_eq!(code, 2, "a step pair without its new name: {err}");
+    assert!(err.contains("OLD=NEW"), "{err}");
+
+    // For real: the one that fits migrates, the other is refused and stays as it was…
+    let (_, done) = migrate(&app.admin, json!({}));
+    assert_eq!((done["migrated"].as_u64(), done["refused"].as_u64()), (Some(1), Some(1)), "{done}");
+    let migrated = app.instance(reviewed);
+    assert_eq!(migrated["definition_version"], new_version.as_str());
+    assert_eq!(migrated["deadline"]["due"], "2026-03-31T00:00:00+08:00");
+    assert_eq!(app.instance(published)["definition_version"], old_version.as_str());
+    // …until its renamed step is mapped.
+    let (_, mapped) = migrate(&app.admin, json!({"steps": {"publicity": "public_notice"}, "deadline": "keep"}));
+    assert_eq!(mapped["items"].as_array().unwrap().len(), 1, "{mapped}");
+    assert_eq!(
+        (mapped["items"][0]["instance"].as_i64(), mapped["items"][0]["to_step"].as_str()),
+        (Some(published), Some("public_notice"))
+    );
+    let (_, nothing_left) = migrate(&app.admin, json!({"dry_run": true}));
+    assert!(nothing_left["items"].as_array().unwrap().is_empty(), "{nothing_left}");
+
+    // Each history records the migration, replays through both versions, and goes on.
+    let (_, history) = app.get(&format!("/v1/instances/{reviewed}/history"), &app.admin);
+    assert_eq!(history["checks"]["replay"]["verdict"], "passed", "{history}");
+    let event = history["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == "migrated").unwrap();
+    assert_eq!(
+        (event["event"]["from_version"].as_str(), event["event"]["to_version"].as_str()),
+        (Some(old_version.as_str()), Some(new_version.as_str()))
+    );
+    assert_eq!(
+        act(&app, &clerk, reviewed, "pass", json!({"compliance_report": "合规"}))["step"]["name"],
+        "public_notice"
+    );
+    app.advance("P14D");
+    assert_eq!(app.instance(published)["step"]["name"], "rights_confirmation");
+    assert_eq!(app.instance(started_new)["definition_version"], new_version.as_str());
+    let (_, audit) = app.get("/v1/audit?action=instance.migrate", &app.admin);
+    let targets: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|a| a["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, [format!("instance/{published}"), format!("instance/{reviewed}")]);
 }

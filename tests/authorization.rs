@@ -40,6 +40,7 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("POST",   "/v1/admin/clock",                     [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/admin/deliveries",                [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/admin/deliveries/retry",          [401, 403, 403, 200, 403, 403]),
+    ("POST",   "/v1/admin/migrations",                [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/audit",                           [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
@@ -115,6 +116,10 @@ fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, V
         }
         ("POST", "/v1/admin/clock") => (path.into(), Some(json!({"advance": "PT1M"}))),
         ("POST", "/v1/admin/deliveries/retry") => (path.into(), Some(json!({}))),
+        ("POST", "/v1/admin/migrations") => (
+            path.into(),
+            Some(json!({"procedure": "registration", "jurisdiction": "taian", "reason": "matrix", "dry_run": true})),
+        ),
         ("POST", "/v1/directory") => (
             path.into(),
             Some(json!({"source": "[organizations.matrix-bulk]\nname = \"批量\"\nemail = \"bulk@matrix.example\"\n"})),

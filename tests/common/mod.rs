@@ -27,7 +27,7 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 /// Which database a test runs on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     /// The server named by `STATFLOW_TEST_POSTGRES_URL`; a fresh database per test.

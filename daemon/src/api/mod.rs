@@ -68,6 +68,7 @@ pub fn router(
         .route("/v1/admin/clock", post(admin::clock))
         .route("/v1/admin/deliveries", get(admin::deliveries))
         .route("/v1/admin/deliveries/retry", post(admin::retry_deliveries))
+        .route("/v1/admin/migrations", post(repair::migrate))
         .route("/v1/audit", get(admin::audit))
         .route("/v1/directory", get(directory::show).post(directory::load))
         .route("/v1/directory/organizations/{id}", axum::routing::put(directory::put_organization))

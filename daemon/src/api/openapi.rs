@@ -13,11 +13,11 @@ use super::definitions::{Calendars, DefinitionView, NewCalendar, NewDefinition, 
 use super::directory::{ContactPut, DirectoryView, LoadRequest, LoadSummary, OrganizationPut};
 use super::instances::{ActionRequest, HistoryView, InstanceSummary, StartRequest};
 use super::overdue::Board;
-use super::repair::{EndRequest, MoveRequest};
+use super::repair::{EndRequest, MigrationBody, MoveRequest};
 use super::schedules::{RunView, ScheduleDetail, ScheduleView};
 use super::views::{InstanceView, Paged, TaskView};
 use super::Health;
-use crate::engine::Imported;
+use crate::engine::{Imported, MigrationReport};
 use crate::store::directory::{ContactEntry, OrganizationEntry};
 use statflow_workflows::schedules::ScheduleSpec;
 
@@ -29,6 +29,8 @@ use statflow_workflows::schedules::ScheduleSpec;
     ActionRequest,
     EndRequest,
     MoveRequest,
+    MigrationBody,
+    MigrationReport,
     InstanceView,
     Paged<InstanceSummary>,
     HistoryView,
@@ -312,6 +314,10 @@ pub fn document() -> Value {
     add(
         "/v1/admin/deliveries/retry",
         json!({"post": operation("Send failed deliveries again: one by id, all of a kind, or all (administrators); the Message-ID stays", "200", Some("RetryView"), Some("RetryRequest"), &["400", "401", "403", "422"])}),
+    );
+    add(
+        "/v1/admin/migrations",
+        json!({"post": operation("Migrate running instances of a procedure to another version of its definition, or list what that would do (`dry_run`) (administrators; not on the Temporal engine)", "200", Some("MigrationReport"), Some("MigrationBody"), &["400", "401", "403", "422"])}),
     );
     add(
         "/v1/admin/clock",

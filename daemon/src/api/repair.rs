@@ -1,19 +1,20 @@
-//! An administrator's repairs of a running instance: cancel it (whom its definition names is
-//! told), terminate it (nobody is), or move it to a step. Each needs a reason, which the
-//! instance's history and the audit log keep with who gave it.
+//! An administrator's repairs of running instances: cancel one (whom its definition names is
+//! told), terminate it (nobody is), move it to a step, or migrate many to another version
+//! of their definition. Each needs a reason, which the instance's history and the audit log
+//! keep with who gave it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use statflow_workflows::engine::Ending;
+use statflow_workflows::engine::{Ending, MigratedDeadline};
 use utoipa::ToSchema;
 
 use super::instances::{answer, parse_id};
 use super::problem::{Body, PathParams, Problem};
 use super::views::InstanceView;
 use super::AppState;
-use crate::engine::{Repair, RepairRequest};
+use crate::engine::{MigrationReport, MigrationRequest, Repair, RepairRequest, MIGRATION_BATCH};
 use crate::principal::Principal;
 
 /// The longest reason kept, in characters.
@@ -39,6 +40,118 @@ pub struct MoveRequest {
     pub step: String,
     #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
+}
+
+/// The most step renamings one migration takes.
+const MAX_STEP_MAP: usize = 200;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"procedure": "registration", "jurisdiction": "taian", "steps": {"publicity": "public_notice"}, "deadline": "recompute", "reason": "第九条时限更正", "dry_run": true}))]
+pub struct MigrationBody {
+    #[schema(min_length = 1, max_length = 128)]
+    pub procedure: String,
+    #[schema(min_length = 1, max_length = 128)]
+    pub jurisdiction: String,
+    /// The version to go to; the current one by default.
+    #[serde(default)]
+    #[schema(max_length = 128)]
+    pub to_version: Option<String>,
+    /// Only instances on this version; every other version by default.
+    #[serde(default)]
+    #[schema(max_length = 128)]
+    pub from_version: Option<String>,
+    /// Only these instances (at most 1000); every running one by default.
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub instances: Option<Vec<i64>>,
+    /// Current step → step of the new version, where the names differ (same name otherwise).
+    #[serde(default)]
+    pub steps: std::collections::BTreeMap<String, String>,
+    /// Keep (the default) or recompute the current step's deadline.
+    #[serde(default)]
+    pub deadline: DeadlineChoice,
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: String,
+    /// List what would change, and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a migration does with the current step's deadline.
+#[derive(Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineChoice {
+    /// Due when it was due.
+    #[default]
+    Keep,
+    /// The new version's limit, counted from when the step began.
+    Recompute,
+}
+
+impl From<DeadlineChoice> for MigratedDeadline {
+    fn from(choice: DeadlineChoice) -> Self {
+        match choice {
+            DeadlineChoice::Keep => MigratedDeadline::Keep,
+            DeadlineChoice::Recompute => MigratedDeadline::Recompute,
+        }
+    }
+}
+
+pub async fn migrate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Body(body): Body<MigrationBody>,
+) -> Result<Json<MigrationReport>, Problem> {
+    if !principal.is_admin() {
+        return Err(Problem::forbidden("only an administrator migrates instances"));
+    }
+    let invalid = |field: &str, message: String| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, message);
+    let name_ok = |name: &str| !name.trim().is_empty() && name.chars().count() <= MAX_STEP;
+    for (field, value) in [("procedure", Some(&body.procedure)), ("jurisdiction", Some(&body.jurisdiction))]
+        .into_iter()
+        .chain([("to_version", body.to_version.as_ref()), ("from_version", body.from_version.as_ref())])
+    {
+        if value.is_some_and(|v| !name_ok(v)) {
+            return Err(invalid(field, format!("1 to {MAX_STEP} characters")));
+        }
+    }
+    if body.instances.as_ref().is_some_and(|ids| ids.is_empty() || ids.len() > MIGRATION_BATCH) {
+        return Err(invalid("instances", format!("list 1 to {MIGRATION_BATCH} instance ids, or leave it out")));
+    }
+    if body.steps.len() > MAX_STEP_MAP || body.steps.iter().any(|(from, to)| !name_ok(from) || !name_ok(to)) {
+        return Err(invalid(
+            "steps",
+            format!("at most {MAX_STEP_MAP} pairs of step names of 1 to {MAX_STEP} characters"),
+        ));
+    }
+    let reason = valid_reason(&body.reason)?;
+    let request = MigrationRequest {
+        procedure: body.procedure,
+        jurisdiction: body.jurisdiction,
+        to_version: body.to_version,
+        from_version: body.from_version,
+        instances: body.instances,
+        steps: body.steps,
+        deadline: body.deadline.into(),
+        reason,
+        dry_run: body.dry_run,
+        caller: principal,
+    };
+    Ok(Json(state.engine.migrate(request).await?))
+}
+
+/// A reason as kept: trimmed, 1 to [`MAX_REASON`] characters.
+fn valid_reason(reason: &str) -> Result<String, Problem> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return Err(Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+            format!("say why, in 1 to {MAX_REASON} characters"),
+        ));
+    }
+    Ok(reason.to_owned())
 }
 
 pub async fn cancel(
@@ -88,15 +201,8 @@ async fn repair(
         return Err(Problem::forbidden("only an administrator cancels, terminates or moves an instance"));
     }
     let id = parse_id(id)?;
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON {
-        return Err(Problem::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reason",
-            format!("say why, in 1 to {MAX_REASON} characters"),
-        ));
-    }
-    let request = RepairRequest { instance: id, repair, reason: reason.to_owned(), caller: principal.clone() };
+    let reason = valid_reason(reason)?;
+    let request = RepairRequest { instance: id, repair, reason, caller: principal.clone() };
     let standing = state.engine.repair(request).await?;
     Ok(Json(answer(state, principal, &standing)?))
 }

@@ -69,6 +69,34 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// Migrates running instances of a procedure to another version of its definition
+    /// (administrators); `--dry-run` lists what would change and changes nothing.
+    MigrateInstances {
+        procedure: String,
+        #[arg(long)]
+        jurisdiction: String,
+        /// The version to go to (the current one by default).
+        #[arg(long = "to")]
+        to_version: Option<String>,
+        /// Only instances on this version.
+        #[arg(long = "from")]
+        from_version: Option<String>,
+        /// Only this instance (repeatable).
+        #[arg(long = "instance")]
+        instances: Vec<i64>,
+        /// A step whose name differs in the new version: OLD=NEW (repeatable).
+        #[arg(long = "map", value_parser = step_pair)]
+        steps: Vec<(String, String)>,
+        /// Recompute the current step's deadline with the new version's limit (kept otherwise).
+        #[arg(long)]
+        recompute_deadline: bool,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Shows an instance as a timeline: each step, who, when, deadlines with legal basis.
     Show {
         id: String,
@@ -250,6 +278,28 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
         ClientCommand::Move { id, step, reason, server } => {
             repair(&server, &id, "move", json!({"step": step, "reason": reason}))?
         }
+        ClientCommand::MigrateInstances {
+            procedure,
+            jurisdiction,
+            to_version,
+            from_version,
+            instances,
+            steps,
+            recompute_deadline,
+            reason,
+            dry_run,
+            server,
+        } => {
+            let mut body = json!({
+                "procedure": procedure, "jurisdiction": jurisdiction, "to_version": to_version,
+                "from_version": from_version, "steps": steps.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "deadline": if recompute_deadline { "recompute" } else { "keep" }, "reason": reason, "dry_run": dry_run,
+            });
+            if !instances.is_empty() {
+                body["instances"] = json!(instances);
+            }
+            migration_report(&server.call("POST", "/v1/admin/migrations", Some(&body))?);
+        }
         ClientCommand::Show { id, server } => show(&server, &id)?,
         ClientCommand::Tasks { server } => {
             for task in &server.every("/v1/tasks", "items")? {
@@ -288,6 +338,38 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `OLD=NEW`, a step renamed by a migration.
+fn step_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((old, new)) if !old.is_empty() && !new.is_empty() => Ok((old.to_owned(), new.to_owned())),
+        _ => Err(format!("`{text}`: give OLD=NEW, a step of the running version and its name in the new one")),
+    }
+}
+
+/// A migration's report: one line per instance, then the totals.
+fn migration_report(report: &Value) {
+    for item in report["items"].as_array().into_iter().flatten() {
+        let problem = item["problem"].as_str().map(|p| format!(": {p}")).unwrap_or_default();
+        println!(
+            "#{}	{} -> {}	due {} -> {}	{}{problem}",
+            item["instance"],
+            text(&item["step"]),
+            text(&item["to_step"]),
+            text(&item["due_before"]),
+            text(&item["due_after"]),
+            text(&item["outcome"]),
+        );
+    }
+    let done = if report["dry_run"] == true { "would migrate" } else { "migrated" };
+    println!(
+        "{} {done} to version {}, {} refused, {} remaining",
+        report["migrated"],
+        text(&report["to_version"]),
+        report["refused"],
+        report["remaining"]
+    );
 }
 
 /// An administrator's repair (`cancel`, `terminate`, `move`) of instance `id`.

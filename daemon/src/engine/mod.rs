@@ -143,6 +143,60 @@ impl Repair {
     }
 }
 
+/// A migration of running instances of one procedure to another version of its definition,
+/// or (`dry_run`) the list of what it would do.
+#[derive(Clone, Debug)]
+pub struct MigrationRequest {
+    pub procedure: String,
+    pub jurisdiction: String,
+    /// The version to go to: the current one when not given.
+    pub to_version: Option<String>,
+    /// Only instances on this version (every other version otherwise).
+    pub from_version: Option<String>,
+    /// Only these instances (every running one otherwise).
+    pub instances: Option<Vec<i64>>,
+    /// Current step → step of the new version, where the names differ.
+    pub steps: std::collections::BTreeMap<String, String>,
+    pub deadline: statflow_workflows::engine::MigratedDeadline,
+    pub reason: String,
+    pub dry_run: bool,
+    pub caller: Principal,
+}
+
+/// At most this many instances are migrated by one request; the report says how many more
+/// the same request would take.
+pub const MIGRATION_BATCH: usize = 1000;
+
+/// What a migration did, or would do, instance by instance.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MigrationReport {
+    pub dry_run: bool,
+    pub to_version: String,
+    pub items: Vec<MigrationItem>,
+    /// Instances migrated (or, in a dry run, that would be).
+    pub migrated: usize,
+    /// Instances that cannot be migrated as asked (each item says why).
+    pub refused: usize,
+    /// Instances the request takes beyond this batch: send it again for them.
+    pub remaining: usize,
+}
+
+/// One instance in a migration: where it stands and where it goes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MigrationItem {
+    pub instance: i64,
+    pub from_version: String,
+    pub step: Option<String>,
+    /// The step it is (or would be) in on the new version.
+    pub to_step: Option<String>,
+    pub due_before: Option<DateTime<FixedOffset>>,
+    pub due_after: Option<DateTime<FixedOffset>>,
+    /// `migrated`, `would_migrate` or `refused`.
+    pub outcome: &'static str,
+    /// Why it was refused.
+    pub problem: Option<String>,
+}
+
 /// A timer that fired during a clock move.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Fired {
@@ -211,6 +265,9 @@ pub trait Engine: Send + Sync {
     /// Cancels, terminates or moves an instance (administrators only), recorded in its
     /// history and the audit log.
     async fn repair(&self, request: RepairRequest) -> Result<Standing, EngineError>;
+    /// Migrates running instances to another version of their definition (administrators),
+    /// or lists what that would do.
+    async fn migrate(&self, request: MigrationRequest) -> Result<MigrationReport, EngineError>;
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError>;
     /// Sends a signal to an instance, as another instance's step would.
     async fn signal(&self, instance: i64, name: &str, data: Value) -> Result<InstanceRecord, EngineError>;

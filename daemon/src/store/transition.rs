@@ -712,7 +712,9 @@ impl Batch {
         let changed: Vec<Open> = self.instances.into_values().filter(|open| open.changed).collect();
         if exclusive && !changed.is_empty() {
             use instances::Column;
+            // Every column a transition may change (a migration changes the version).
             let updated = vec![
+                Column::DefinitionVersion,
                 Column::Status,
                 Column::Outcome,
                 Column::Step,

@@ -27,7 +27,8 @@ type Reply = oneshot::Sender<Outcome>;
 
 /// What the writer is asked to store.
 enum Job {
-    Transition(Submission, Reply),
+    // Boxed: a submission (its event) is large beside the outbox's bookkeeping.
+    Transition(Box<Submission>, Reply),
     Outbox(OutboxWrite, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -48,7 +49,7 @@ impl Writer {
     /// Queues a transition and waits until it is durable (or refused, or failed).
     pub async fn submit(&self, transition: Submission) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job::Transition(transition, reply)).await.map_err(|_| StoreError::WriterStopped)?;
+        self.queue.send(Job::Transition(Box::new(transition), reply)).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
@@ -76,7 +77,7 @@ async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>) {
             Job::Outbox(write, reply) => writes.push((write, reply)),
         }
     }
-    let submitted: Vec<&Submission> = transitions.iter().map(|(t, _)| t).collect();
+    let submitted: Vec<&Submission> = transitions.iter().map(|(t, _)| &**t).collect();
     let bookkeeping: Vec<&OutboxWrite> = writes.iter().map(|(w, _)| w).collect();
     match commit(db, &submitted, &bookkeeping).await {
         Ok(outcomes) => {
@@ -158,7 +159,7 @@ async fn bookkeep(txn: &sea_orm::DatabaseTransaction, writes: &[&OutboxWrite]) -
     Ok(())
 }
 
-fn answer(batch: Vec<(Submission, Reply)>, outcomes: Vec<Outcome>) {
+fn answer(batch: Vec<(Box<Submission>, Reply)>, outcomes: Vec<Outcome>) {
     for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
         // A submitter that stopped waiting no longer needs the answer; its transition stands.
         reply.send(outcome).ok();

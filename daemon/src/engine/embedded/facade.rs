@@ -12,8 +12,8 @@ use statflow_workflows::schedules::ScheduleSpec;
 
 use super::{Embedded, Host};
 use crate::engine::{
-    ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, Repair, RepairRequest, RunReport, StartRequest,
-    WorkerHealth,
+    ActRequest, ClockMove, Definitions, Engine, EngineError, Imported, MigrationReport, MigrationRequest, Repair,
+    RepairRequest, RunReport, StartRequest, WorkerHealth,
 };
 use crate::principal::Principal;
 use crate::store::effects::EffectKind;
@@ -74,6 +74,10 @@ impl Engine for Embedded {
         let repaired = self.repair_as_asked(request).await;
         crate::metrics::action("repair", began.elapsed(), repaired.is_ok());
         repaired
+    }
+
+    async fn migrate(&self, request: MigrationRequest) -> Result<MigrationReport, EngineError> {
+        self.migrate_as_asked(request).await
     }
 
     async fn claim(&self, task: &str, caller: &Principal) -> Result<bool, EngineError> {
@@ -279,7 +283,7 @@ impl Embedded {
 
     /// Applies the event `decide` makes of the instance as stored: in the store's write
     /// path, or through the host whose workflows hold the instances.
-    async fn decided(&self, instance: i64, decide: Decide) -> Result<Applied, EngineError> {
+    pub(super) async fn decided(&self, instance: i64, decide: Decide) -> Result<Applied, EngineError> {
         match self.host() {
             Some(host) => self.act_hosted(host, instance, &decide).await,
             None => self.transition(Work::Act { id: instance, decide, definitions: self.definitions.resolver() }).await,

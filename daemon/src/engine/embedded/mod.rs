@@ -27,6 +27,7 @@ pub mod delivery;
 pub mod digest;
 mod facade;
 pub mod lease;
+mod migration;
 pub mod outbox;
 pub mod schedules;
 pub mod timers;

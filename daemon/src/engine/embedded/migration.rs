@@ -1,0 +1,190 @@
+//! Migrating running instances to another version of their definition: which instances a
+//! request takes, what each would become (a dry run applies the migration in memory only),
+//! and the migration itself, one transition per instance, each recorded in its history and
+//! the audit log.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use statflow_workflows::definition::Definition;
+use statflow_workflows::engine::{self, Event, InstanceState};
+
+use super::Embedded;
+use crate::engine::{EngineError, MigrationItem, MigrationReport, MigrationRequest, MIGRATION_BATCH};
+use crate::principal::Principal;
+use crate::store::instances::RunningSelection;
+use crate::store::records::InstanceRecord;
+use crate::store::transition::{CallerDenial, Decide};
+
+impl Embedded {
+    pub(super) async fn migrate_as_asked(&self, request: MigrationRequest) -> Result<MigrationReport, EngineError> {
+        if !request.caller.is_admin() {
+            return Err(EngineError::Forbidden("only an administrator migrates instances".into()));
+        }
+        if self.host().is_some() {
+            // A workflow holds its definition for its whole run; switching it midway is not
+            // something the Temporal workflows do (yet).
+            return Err(EngineError::Forbidden(
+                "the Temporal engine does not migrate running instances; run the migration on the embedded engine"
+                    .into(),
+            ));
+        }
+        let target = self.migration_target(&request)?;
+        let selection =
+            RunningSelection { procedure: &request.procedure, jurisdiction: &request.jurisdiction, steps: None };
+        let mut candidates: Vec<InstanceRecord> = self
+            .store
+            .running(&selection)
+            .await?
+            .into_iter()
+            .filter(|r| r.definition_version != target.version)
+            .filter(|r| request.from_version.as_ref().is_none_or(|v| *v == r.definition_version))
+            .filter(|r| request.instances.as_ref().is_none_or(|ids| ids.contains(&r.id)))
+            .collect();
+        let remaining = candidates.len().saturating_sub(MIGRATION_BATCH);
+        candidates.truncate(MIGRATION_BATCH);
+        let mut items = Vec::with_capacity(candidates.len());
+        for record in candidates {
+            let item = if request.dry_run {
+                self.would_migrate(&record, &target, &request)?
+            } else {
+                self.migrate_one(&record, &target, &request).await?
+            };
+            items.push(item);
+        }
+        let refused = items.iter().filter(|i| i.outcome == REFUSED).count();
+        Ok(MigrationReport {
+            dry_run: request.dry_run,
+            to_version: target.version.clone(),
+            migrated: items.len() - refused,
+            refused,
+            remaining,
+            items,
+        })
+    }
+
+    /// The version asked for (the current one by default), which must be one of the
+    /// procedure's.
+    fn migration_target(&self, request: &MigrationRequest) -> Result<Arc<Definition>, EngineError> {
+        let current = self.definitions.require(&request.procedure, &request.jurisdiction)?;
+        let Some(version) = &request.to_version else {
+            return Ok(current);
+        };
+        self.definitions
+            .get(version)
+            .filter(|d| d.id() == current.id() && d.jurisdiction() == current.jurisdiction())
+            .ok_or_else(|| {
+                EngineError::invalid(
+                    "to_version",
+                    format!("{version} is not a loaded version of {}/{}", request.procedure, request.jurisdiction),
+                )
+            })
+    }
+
+    /// What migrating `record` would do, computed by the interpreter and stored nowhere.
+    fn would_migrate(
+        &self,
+        record: &InstanceRecord,
+        target: &Definition,
+        request: &MigrationRequest,
+    ) -> Result<MigrationItem, EngineError> {
+        let state = record.state()?;
+        let event = migration_event(&request.caller, target, &state, request);
+        let (calendar, _) = self.calendar.read().expect("not poisoned").clone();
+        let mut item = item_before(record, &state);
+        match engine::apply(target, &state, &event, self.clock.now(), &calendar) {
+            Ok(transition) => {
+                (item.to_step, item.due_after) = standing(&transition.state);
+                item.outcome = WOULD_MIGRATE;
+            }
+            Err(refusal) => refuse(&mut item, refusal.to_string()),
+        }
+        Ok(item)
+    }
+
+    /// Migrates `record` as one transition; a refusal (or a race lost) is reported on its
+    /// item, and the others go on.
+    async fn migrate_one(
+        &self,
+        record: &InstanceRecord,
+        target: &Arc<Definition>,
+        request: &MigrationRequest,
+    ) -> Result<MigrationItem, EngineError> {
+        let mut item = item_before(record, &record.state()?);
+        let (caller, target_for_event, asked) = (request.caller.clone(), target.clone(), request.clone());
+        let decide: Decide = Box::new(move |_: &InstanceRecord, _: &Definition, state: &InstanceState, _: &[_]| {
+            if !caller.is_admin() {
+                return Err(CallerDenial::Forbidden("only an administrator migrates instances".into()));
+            }
+            Ok(migration_event(&caller, &target_for_event, state, &asked))
+        });
+        match self.decided(record.id, decide).await {
+            Ok(applied) => {
+                let migrated = applied.standing.expect("a migration answers with its instance").instance;
+                (item.to_step, item.due_after) = standing(&migrated.state()?);
+                item.outcome = MIGRATED;
+                let detail = serde_json::json!({
+                    "reason": request.reason,
+                    "from_version": item.from_version,
+                    "to_version": target.version,
+                    "step": item.step,
+                    "to_step": item.to_step,
+                    "deadline": request.deadline,
+                });
+                self.store
+                    .audit(&request.caller.name, "instance.migrate", &format!("instance/{}", record.id), detail)
+                    .await?;
+            }
+            Err(error @ (EngineError::Refused(_) | EngineError::Conflict | EngineError::Flagged { .. })) => {
+                refuse(&mut item, error.to_string())
+            }
+            Err(other) => return Err(other),
+        }
+        Ok(item)
+    }
+}
+
+const MIGRATED: &str = "migrated";
+const WOULD_MIGRATE: &str = "would_migrate";
+const REFUSED: &str = "refused";
+
+fn migration_event(
+    caller: &Principal,
+    target: &Definition,
+    state: &InstanceState,
+    request: &MigrationRequest,
+) -> Event {
+    Event::Migrated {
+        actor: caller.actor(target, state),
+        from_version: state.version.clone(),
+        to_version: target.version.clone(),
+        steps: request.steps.clone(),
+        deadline: request.deadline,
+        reason: request.reason.clone(),
+    }
+}
+
+/// The step a state stands in and when its deadline is due.
+fn standing(state: &InstanceState) -> (Option<String>, Option<DateTime<FixedOffset>>) {
+    let step = state.step.as_ref();
+    (step.map(|s| s.name.clone()), step.and_then(|s| s.deadline.as_ref()).and_then(|d| d.due))
+}
+
+fn item_before(record: &InstanceRecord, state: &InstanceState) -> MigrationItem {
+    let (step, due_before) = standing(state);
+    MigrationItem {
+        instance: record.id,
+        from_version: record.definition_version.clone(),
+        step,
+        to_step: None,
+        due_before,
+        due_after: None,
+        outcome: REFUSED,
+        problem: None,
+    }
+}
+
+fn refuse(item: &mut MigrationItem, problem: String) {
+    item.outcome = REFUSED;
+    item.problem = Some(problem);
+}
