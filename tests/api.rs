@@ -836,10 +836,13 @@ fn running_instances_migrate_to_a_corrected_definition_after_a_dry_run(backend: 
     act(&app, &clerk, published, "pass", json!({"compliance_report": "合规"}));
     let old_version = app.instance(reviewed)["definition_version"].as_str().unwrap().to_owned();
     assert_eq!(app.instance(reviewed)["deadline"]["due"], "2026-03-10T00:00:00+08:00");
-    let load = json!({"file": "registration.taian.toml", "source": corrected_registration()});
-    let (status, loaded) = app.post("/v1/definitions", &app.admin, &load);
-    assert_eq!(status, 201, "{loaded}");
-    let new_version = loaded["version"].as_str().unwrap().to_owned();
+    let corrected = app.dir.join("registration.taian.toml");
+    std::fs::write(&corrected, corrected_registration()).unwrap();
+    let (code, out, err) = cli(&app, &app.admin, &["definitions", "load", corrected.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let new_version =
+        out.trim().strip_prefix("registration/taian version ").unwrap().strip_suffix(" is current").unwrap();
+    let new_version = new_version.to_owned();
     let started_new = start(&app, &clerk, "registration", "taian", registration_input());
 
     let migrate = |token: &str, extra: Value| {
@@ -922,4 +925,32 @@ fn running_instances_migrate_to_a_corrected_definition_after_a_dry_run(backend: 
     let (_, audit) = app.get("/v1/audit?action=instance.migrate", &app.admin);
     let targets: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|a| a["target"].as_str().unwrap()).collect();
     assert_eq!(targets, [format!("instance/{published}"), format!("instance/{reviewed}")]);
+}
+
+#[test]
+fn a_request_id_leads_from_the_answer_to_the_history_and_the_log() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let id = start(&app, &clerk, "registration", "taian", registration_input());
+    let accept = json!({"action": "accept"});
+    let (status, _, request) =
+        app.request_identified("POST", &format!("/v1/instances/{id}/actions"), &clerk, Some(&accept));
+    assert_eq!(status, 200);
+    // The history's record of who acted names the request…
+    let (_, history) = app.get(&format!("/v1/instances/{id}/history"), &app.admin);
+    let action = history["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == "action").unwrap();
+    assert_eq!(action["event"]["actor"]["request"], request.as_str(), "{action}");
+    assert_eq!(history["checks"]["replay"]["verdict"], "passed");
+    // …as does every problem document, and the access log's line.
+    let reject = json!({"action": "reject"});
+    let (status, problem, refused) =
+        app.request_identified("POST", &format!("/v1/instances/{id}/actions"), &clerk, Some(&reject));
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["request_id"], refused.as_str());
+    assert_ne!(refused, request, "each request has its own id");
+    let log = app.log();
+    assert!(
+        log.lines().any(|l| l.contains("statflow::access") && l.contains(&request) && l.contains("status=200")),
+        "{log}"
+    );
 }

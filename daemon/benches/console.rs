@@ -46,8 +46,13 @@ async fn run(n: usize) {
     let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(START).unwrap();
     let engine = Embedded::load(store.clone(), Clock::Virtual(Mutex::new(start))).await.expect("load the engine");
     let definition = engine.definitions().current("registration", "taian").expect("registration is built in");
-    let actor =
-        Actor { id: "clerk".into(), roles: vec![], organizations: vec!["taian-registry".into()], administrator: false };
+    let actor = Actor {
+        id: "clerk".into(),
+        roles: vec![],
+        organizations: vec!["taian-registry".into()],
+        administrator: false,
+        request: None,
+    };
     let began = Instant::now();
     let mut starts = tokio::task::JoinSet::new();
     let last = Arc::new(std::sync::atomic::AtomicI64::new(0));

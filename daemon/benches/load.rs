@@ -334,6 +334,7 @@ fn clerk() -> Actor {
         roles: vec!["registration_agency".into(), "registrant".into()],
         organizations: vec!["taian-registry".into(), "taian-market".into()],
         administrator: false,
+        request: None,
     }
 }
 

@@ -263,6 +263,7 @@ fn principal() -> Principal {
         name: "clerk".into(),
         role: Role::Staff,
         organizations: vec!["taian-registry".into(), "taian-market".into()],
+        request: None,
     }
 }
 
@@ -272,6 +273,7 @@ fn clerk() -> Actor {
         roles: vec!["registration_agency".into(), "registrant".into()],
         organizations: vec!["taian-registry".into(), "taian-market".into()],
         administrator: false,
+        request: None,
     }
 }
 

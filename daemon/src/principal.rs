@@ -13,6 +13,8 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub organizations: Vec<String>,
+    /// The request it acts through (`x-request-id`), kept with what it does in a history.
+    pub request: Option<String>,
 }
 
 impl Principal {
@@ -57,6 +59,7 @@ impl Principal {
             roles,
             organizations: self.organizations.clone(),
             administrator: self.is_admin(),
+            request: self.request.clone(),
         }
     }
 }

@@ -237,6 +237,32 @@ impl TestApp {
 
     /// Requests with any method, for the authorization matrix: (status, body, content type).
     pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value, String) {
+        let (status, body, headers) = self.exchange(method, path, token, body);
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        (status, body, content_type)
+    }
+
+    /// Like [`request`](Self::request), answering with the request id the daemon gave it
+    /// (`x-request-id`) instead of the content type.
+    pub fn request_identified(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value, String) {
+        let (status, body, headers) = self.exchange(method, path, Some(token), body);
+        let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("every answer names its request");
+        (status, body, id.to_owned())
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value, ureq::http::HeaderMap) {
         let url = format!("{}{path}", self.base());
         let mut request = ureq::http::Request::builder().method(method).uri(url);
         if let Some(token) = token {
@@ -249,10 +275,9 @@ impl TestApp {
             None => self.agent.run(request.body(()).unwrap()),
         }
         .unwrap();
-        let content_type =
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let headers = response.headers().clone();
         let (status, body) = Self::read(response);
-        (status, body, content_type)
+        (status, body, headers)
     }
 
     pub fn base(&self) -> String {

@@ -139,7 +139,7 @@ proptest! {
                 Op::Act { action, valid, admin } if !actions.is_empty() => {
                     let (name, fields) = &actions[action % actions.len()];
                     let data = if valid { valid_data(fields) } else { json!({}) };
-                    let actor = Actor { id: "someone".into(), roles: vec![], organizations: vec![], administrator: admin };
+                    let actor = Actor { id: "someone".into(), roles: vec![], organizations: vec![], administrator: admin, request: None };
                     run.apply(Event::Action { actor, action: name.clone(), data });
                 }
                 Op::Act { .. } => {}

@@ -80,6 +80,11 @@ impl FromRequestParts<AppState> for Principal {
             .principal_by_token(&token_hash(token.trim()))
             .await?
             .ok_or_else(|| unauthorized("the token is not valid"))?;
-        Ok(Principal { name: record.name, role: record.role, organizations: record.organizations })
+        Ok(Principal {
+            name: record.name,
+            role: record.role,
+            organizations: record.organizations,
+            request: super::guard::current_request_id(),
+        })
     }
 }

@@ -1,5 +1,6 @@
-//! What stands around every request: an id (`x-request-id`, echoed in the answer and in every
-//! log line the request causes), a problem document instead of a dropped connection when a
+//! What stands around every request: an id (`x-request-id`, echoed in the answer, in every
+//! problem document and log line the request causes, and in the history's record of who
+//! acted), a problem document instead of a dropped connection when a
 //! handler panics, and a refusal of bodies declared larger than the limit before any of it is
 //! read.
 
@@ -15,6 +16,16 @@ use tracing::Instrument;
 
 use super::problem::Problem;
 
+tokio::task_local! {
+    /// The id of the request being answered, for whatever answers it.
+    static REQUEST_ID: String;
+}
+
+/// The id of the request this code runs for, if it runs for one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// Requests larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
@@ -27,7 +38,8 @@ pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
     let id = format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let method = request.method().clone();
     let span = tracing::info_span!("request", request_id = %id, %method, path = %request.uri().path());
-    let outcome = AssertUnwindSafe(next.run(request).instrument(span.clone())).catch_unwind().await;
+    let answering = REQUEST_ID.scope(id.clone(), next.run(request));
+    let outcome = AssertUnwindSafe(answering.instrument(span.clone())).catch_unwind().await;
     let mut response = match outcome {
         Ok(response) => response,
         Err(panic) => {
@@ -37,12 +49,12 @@ pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             span.in_scope(|| tracing::error!(panic = %message, "the request panicked"));
-            Problem::new(
+            let problem = Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",
                 format!("the request failed unexpectedly; it is logged under request id {id}"),
-            )
-            .into_response()
+            );
+            REQUEST_ID.sync_scope(id.clone(), || problem.into_response())
         }
     };
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -152,6 +152,7 @@ fn problem_schema() -> Value {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"},
         "field": {"type": "string", "description": "the field at fault, e.g. data.reasons"},
+        "request_id": {"type": "string", "description": "the request's id, as in X-Request-Id and the log"},
         "errors": {"type": "array", "items": {"type": "object"}, "description": "a definition's errors, each with file and line"}}})
 }
 

@@ -54,6 +54,9 @@ impl IntoResponse for Problem {
         if let Some(field) = self.field {
             body["field"] = json!(field);
         }
+        if let Some(id) = super::guard::current_request_id() {
+            body["request_id"] = json!(id);
+        }
         (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
     }
 }

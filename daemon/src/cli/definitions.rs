@@ -1,5 +1,6 @@
-//! `statflow definitions`: validate definition files, draw a procedure as a Mermaid diagram,
-//! print the traceability matrix of the library.
+//! `statflow definitions`: validate definition files, load one into the running daemon as
+//! its procedure's new current version, draw a procedure as a Mermaid diagram, print the
+//! traceability matrix of the library.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,13 @@ pub enum DefinitionsCommand {
     /// library; with no PATH, the built-in library itself. Exit 0 when all are valid, 1 with
     /// one `file:line: message` per problem otherwise.
     Validate { paths: Vec<PathBuf> },
+    /// Loads a definition file into the running daemon (administrators): new instances of its
+    /// procedure start on it; running ones keep theirs until migrated (`migrate-instances`).
+    Load {
+        file: PathBuf,
+        #[command(flatten)]
+        server: super::client::Server,
+    },
     /// Prints the Mermaid state diagram of a built-in procedure: ID or ID/JURISDICTION.
     Graph { id: String },
     /// Prints the traceability matrix of the built-in library as Markdown: per source, each
@@ -43,6 +51,16 @@ fn collect(path: &Path, files: &mut Vec<(String, String)>) -> Result<(), Failure
 
 pub fn run(command: DefinitionsCommand) -> Result<(), Failure> {
     match command {
+        DefinitionsCommand::Load { file, server } => {
+            let source =
+                std::fs::read_to_string(&file).map_err(|e| Failure::usage(format!("FILE: {}: {e}", file.display())))?;
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let body = serde_json::json!({"file": name, "source": source});
+            let loaded = server.call("POST", "/v1/definitions", Some(&body))?;
+            let text = |key: &str| loaded[key].as_str().unwrap_or_default().to_owned();
+            println!("{}/{} version {} is current", text("procedure"), text("jurisdiction"), text("version"));
+            Ok(())
+        }
         DefinitionsCommand::Validate { paths } => {
             let mut files = Vec::new();
             for path in &paths {

@@ -125,7 +125,12 @@ impl FromRequestParts<ConsoleState> for Viewer {
         let session = console.app.store.session(&session_hash, now_millis()).await?.ok_or_else(sign_in)?;
         let user = session.user;
         Ok(Viewer {
-            principal: Principal { name: user.name, role: user.role, organizations: user.organizations },
+            principal: Principal {
+                name: user.name,
+                role: user.role,
+                organizations: user.organizations,
+                request: crate::api::guard::current_request_id(),
+            },
             csrf: session.csrf,
             session_hash,
             virtual_clock: console.app.engine.has_virtual_clock(),

@@ -22,12 +22,16 @@ pub struct Actor {
     pub organizations: Vec<String>,
     #[serde(default)]
     pub administrator: bool,
+    /// The request the action came through (its `x-request-id`), when it came through one:
+    /// the history then leads to the access log's line and the caller's own records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 impl Actor {
     /// The runtime itself (scheduler, timers, other instances).
     pub fn system() -> Actor {
-        Actor { id: "system".into(), roles: vec![], organizations: vec![], administrator: true }
+        Actor { id: "system".into(), roles: vec![], organizations: vec![], administrator: true, request: None }
     }
 }
 

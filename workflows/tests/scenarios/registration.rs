@@ -225,7 +225,7 @@ pub fn provisional_deadline_is_recomputed_when_2027_is_imported() {
 
 /// An administrator of the agency, acting in no role of its own.
 fn administrator() -> Actor {
-    Actor { id: "admin".into(), roles: vec![], organizations: vec![], administrator: true }
+    Actor { id: "admin".into(), roles: vec![], organizations: vec![], administrator: true, request: None }
 }
 
 fn end(how: Ending, reason: &str) -> Event {
@@ -276,6 +276,7 @@ pub fn only_an_administrator_ends_or_moves_and_always_with_a_reason() {
         roles: vec!["registration_agency".into()],
         organizations: vec!["taian-registry".into()],
         administrator: false,
+        request: None,
     };
     let by_clerk = Event::Ended { actor: clerk.clone(), how: Ending::Cancelled, reason: "不想办了".into() };
     assert_eq!(s.apply(by_clerk).unwrap_err().kind, RefusalKind::NotAdministrator);

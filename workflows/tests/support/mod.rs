@@ -72,6 +72,7 @@ impl Scenario {
             roles: vec![role.into()],
             organizations: vec![organization.into()],
             administrator: false,
+            request: None,
         };
         self.actors.insert(name.into(), actor);
         self

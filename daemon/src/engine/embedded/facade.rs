@@ -208,6 +208,7 @@ impl Embedded {
             roles: vec![],
             organizations: caller.organizations.clone(),
             administrator: caller.is_admin(),
+            request: caller.request.clone(),
         };
         let applied = self.start_with(&definition, request.input, actor, Origin::Direct).await?;
         Ok(applied.standing.expect("a start answers with its instance"))
