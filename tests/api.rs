@@ -954,3 +954,28 @@ fn a_request_id_leads_from_the_answer_to_the_history_and_the_log() {
         "{log}"
     );
 }
+
+#[test]
+fn bulk_cancellation_lists_first_and_then_takes_only_what_it_listed() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let clerk = app.token("clerk", "staff", &["taian-registry"]);
+    let ids: Vec<i64> = (0..3).map(|_| start(&app, &clerk, "registration", "taian", registration_input())).collect();
+    app.advance("P10D");
+    act(&app, &clerk, ids[2], "accept", json!({})); // on time again, in substantive review
+    let bulk = ["cancel", "--procedure", "registration", "--overdue", "--reason", "批量撤回"];
+    let (code, out, err) = cli(&app, &app.admin, &[&bulk[..], &["--dry-run"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(listed[0].starts_with(&format!("#{}\tregistration/taian\tacceptance\tdue ", ids[0])), "{out}");
+    assert!(out.ends_with("2 would be cancelled\n"), "{out}");
+    assert!(ids.iter().all(|id| app.instance(*id)["status"] == "running"), "a dry run changes nothing");
+
+    let (code, _, err) = cli(&app, &clerk, &bulk);
+    assert_eq!((code, err.as_str()), (1, "statflow: only an administrator cancels, terminates or moves an instance\n"));
+    let (code, out, err) = cli(&app, &app.admin, &bulk);
+    assert_eq!((code, out), (0, format!("instance {}: cancelled\ninstance {}: cancelled\n", ids[0], ids[1])), "{err}");
+    assert_eq!(app.instance(ids[2])["status"], "running");
+    let (code, _, err) = cli(&app, &app.admin, &["terminate", "--overdue", "--reason", "x"]);
+    assert_eq!(code, 2, "a filter needs its procedure: {err}");
+}

@@ -234,6 +234,16 @@ fn a_failed_delivery_retried_goes_out_once(backend: Backend) {
     assert_eq!(app.delete(&format!("/v1/directory/contacts/{bounce}"), &app.admin).0, 204);
     let (status, body) = app.post("/v1/admin/deliveries/retry", &app.admin, &json!({"kind": "certificate"}));
     assert_eq!((status, body["field"].as_str()), (422, Some("kind")), "{body}");
+    // A dry run lists the failed notices it would send, and sends none.
+    let (code, out, err) = common::cli(&app, &app.admin, &["deliveries", "retry", "--kind", "notify", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    // (The rejection's notice to the registrant, who is not in the directory, failed too.)
+    let listed = out.lines().filter(|l| l.contains("\tnotify\tfailed\t")).count();
+    assert!(out.ends_with(&format!("{listed} would be put back in the queue\n")), "{out}");
+    for failed in [&first, &second] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("{}\t", failed["id"]))), "{out}");
+    }
+    assert!(sink.messages().is_empty(), "nothing was sent by the dry run");
     let (status, body) = app.post("/v1/admin/deliveries/retry", &app.admin, &json!({"id": first["id"]}));
     assert_eq!((status, body["retried"].as_i64()), (200, Some(1)), "{body}");
     let (code, out, err) = common::cli(&app, &app.admin, &["deliveries", "retry", &second["id"].to_string()]);

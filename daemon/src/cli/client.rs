@@ -42,18 +42,26 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: Server,
     },
-    /// Cancels a running instance (administrators): whom its definition names is told.
+    /// Cancels a running instance (administrators): whom its definition names is told. With
+    /// `--procedure` instead of an ID, every running instance the filter takes.
     Cancel {
-        id: String,
+        #[arg(required_unless_present = "procedure")]
+        id: Option<String>,
+        #[command(flatten)]
+        filter: Selection,
         /// Why; kept in the instance's history and the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         server: Server,
     },
-    /// Terminates a running instance (administrators): nobody is told.
+    /// Terminates a running instance (administrators): nobody is told. With `--procedure`
+    /// instead of an ID, every running instance the filter takes.
     Terminate {
-        id: String,
+        #[arg(required_unless_present = "procedure")]
+        id: Option<String>,
+        #[command(flatten)]
+        filter: Selection,
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -113,6 +121,24 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: Server,
     },
+}
+
+/// Which running instances a bulk repair takes (instead of one ID), and whether only to
+/// list them.
+#[derive(Args, Clone)]
+pub struct Selection {
+    /// Every running instance of this procedure…
+    #[arg(long, conflicts_with = "id")]
+    procedure: Option<String>,
+    /// …involving this organization…
+    #[arg(long, requires = "procedure")]
+    org: Option<String>,
+    /// …and past its deadline.
+    #[arg(long, requires = "procedure")]
+    overdue: bool,
+    /// List what would be done, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 impl Server {
@@ -271,10 +297,8 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
             )?;
             println!("step: {} ({})", text(&instance["step"]["name"]), text(&instance["status"]));
         }
-        ClientCommand::Cancel { id, reason, server } => repair(&server, &id, "cancel", json!({"reason": reason}))?,
-        ClientCommand::Terminate { id, reason, server } => {
-            repair(&server, &id, "terminate", json!({"reason": reason}))?
-        }
+        ClientCommand::Cancel { id, filter, reason, server } => end(&server, id, &filter, "cancel", &reason)?,
+        ClientCommand::Terminate { id, filter, reason, server } => end(&server, id, &filter, "terminate", &reason)?,
         ClientCommand::Move { id, step, reason, server } => {
             repair(&server, &id, "move", json!({"step": step, "reason": reason}))?
         }
@@ -370,6 +394,50 @@ fn migration_report(report: &Value) {
         report["refused"],
         report["remaining"]
     );
+}
+
+/// Cancels or terminates (`verb`) instance `id`, or every running one `filter` takes; with
+/// `--dry-run` lists them and changes nothing.
+fn end(server: &Server, id: Option<String>, filter: &Selection, verb: &str, reason: &str) -> Result<(), Failure> {
+    let ids = match (id, &filter.procedure) {
+        (Some(id), _) => vec![id],
+        (None, Some(procedure)) => {
+            let mut path = format!("/v1/instances?status=running&procedure={procedure}");
+            if let Some(org) = &filter.org {
+                path.push_str(&format!("&org={org}"));
+            }
+            if filter.overdue {
+                path.push_str("&overdue=true");
+            }
+            let instances = server.every(&path, "items")?;
+            if filter.dry_run {
+                for instance in &instances {
+                    println!(
+                        "#{}\t{}/{}\t{}\tdue {}",
+                        instance["id"],
+                        text(&instance["procedure"]),
+                        text(&instance["jurisdiction"]),
+                        text(&instance["step"]),
+                        text(&instance["due"])
+                    );
+                }
+                println!("{} would be {verb}{}", instances.len(), if verb == "cancel" { "led" } else { "d" });
+                return Ok(());
+            }
+            instances.iter().map(|i| i["id"].to_string()).collect()
+        }
+        (None, None) => return Err(Failure::usage("give an instance's ID, or --procedure to select running ones")),
+    };
+    if filter.dry_run {
+        for id in &ids {
+            println!("#{id} would be {verb}{}", if verb == "cancel" { "led" } else { "d" });
+        }
+        return Ok(());
+    }
+    for id in &ids {
+        repair(server, id, verb, json!({"reason": reason}))?;
+    }
+    Ok(())
 }
 
 /// An administrator's repair (`cancel`, `terminate`, `move`) of instance `id`.

@@ -26,6 +26,9 @@ pub enum DeliveriesCommand {
         kind: Option<String>,
         #[arg(long, conflicts_with_all = ["id", "kind"])]
         all: bool,
+        /// List the failed deliveries that would be sent again, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         server: Server,
     },
@@ -40,9 +43,22 @@ pub fn run(command: DeliveriesCommand) -> Result<(), Failure> {
                 print_delivery(&delivery);
             }
         }
-        DeliveriesCommand::Retry { id, kind, all, server } => {
+        DeliveriesCommand::Retry { id, kind, all, dry_run, server } => {
             if id.is_none() && kind.is_none() && !all {
                 return Err(Failure::usage("give a delivery's ID, --kind KIND or --all"));
+            }
+            if dry_run {
+                let failed = server.every("/v1/admin/deliveries?status=failed", "items")?;
+                let chosen: Vec<&Value> = failed
+                    .iter()
+                    .filter(|d| id.is_none_or(|id| d["id"] == id))
+                    .filter(|d| kind.as_ref().is_none_or(|kind| d["kind"] == kind.as_str()))
+                    .collect();
+                for delivery in &chosen {
+                    print_delivery(delivery);
+                }
+                println!("{} would be put back in the queue", chosen.len());
+                return Ok(());
             }
             let body = json!({"id": id, "kind": kind});
             let answer = server.call("POST", "/v1/admin/deliveries/retry", Some(&body))?;
