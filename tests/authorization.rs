@@ -41,6 +41,8 @@ const EXPECTED: &[(&str, &str, [u16; 6])] = &[
     ("GET",    "/v1/admin/deliveries",                [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/admin/deliveries/retry",          [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/admin/migrations",                [401, 403, 403, 200, 403, 403]),
+    ("GET",    "/v1/admin/tokens",                    [401, 403, 403, 200, 403, 403]),
+    ("DELETE", "/v1/admin/tokens/{name}",             [401, 403, 403, 204, 403, 403]),
     ("GET",    "/v1/audit",                           [401, 403, 403, 200, 403, 403]),
     ("GET",    "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
     ("POST",   "/v1/directory",                       [401, 403, 403, 200, 403, 403]),
@@ -116,6 +118,11 @@ fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, V
         }
         ("POST", "/v1/admin/clock") => (path.into(), Some(json!({"advance": "PT1M"}))),
         ("POST", "/v1/admin/deliveries/retry") => (path.into(), Some(json!({}))),
+        ("DELETE", "/v1/admin/tokens/{name}") => {
+            let name = fresh("holder");
+            app.token(&name, "staff", &["taian-registry"]);
+            (path.replace("{name}", &name), None)
+        }
         ("POST", "/v1/admin/migrations") => (
             path.into(),
             Some(json!({"procedure": "registration", "jurisdiction": "taian", "reason": "matrix", "dry_run": true})),

@@ -363,6 +363,41 @@ fn readiness_lists_the_workers_and_sigterm_drains_them() {
     assert!(access.contains("request_id=") && access.contains("status=200") && access.contains("micros="), "{access}");
 }
 
+/// A token made to expire works through its last day, by the daemon's clock, and not after.
+#[test]
+fn a_token_works_through_its_last_day_and_not_after() {
+    let app = TestApp::start(Backend::Sqlite, "2026-03-02T09:00:00+08:00");
+    let args =
+        ["token", "create", "--db", &app.db, "--name", "auditor", "--role", "regulator", "--expires", "2026-03-04"];
+    let created = statflow(&args);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert_eq!(app.get("/v1/instances", &token).0, 200);
+    let (_, tokens) = app.get("/v1/admin/tokens", &app.admin);
+    let auditor = tokens["items"].as_array().unwrap().iter().find(|t| t["name"] == "auditor").unwrap().clone();
+    assert_eq!(
+        (auditor["expires_at"].as_str(), auditor["expired"].as_bool()),
+        (Some("2026-03-05T00:00:00+08:00"), Some(false))
+    );
+    let listed = String::from_utf8_lossy(&statflow(&["token", "list", "--db", &app.db]).stdout).to_string();
+    assert!(
+        listed.lines().any(|l| l.starts_with("auditor\tregulator\t") && l.ends_with("expires 2026-03-05 00:00")),
+        "{listed}"
+    );
+    app.advance("PT62H59M"); // 03-04 23:59
+    assert_eq!(app.get("/v1/instances", &token).0, 200, "the last day is whole");
+    app.advance("PT1M");
+    let (status, problem) = app.get("/v1/instances", &token);
+    assert_eq!(status, 401);
+    assert_eq!(problem["detail"], "the token expired at the end of 2026-03-04");
+    let (_, tokens) = app.get("/v1/admin/tokens", &app.admin);
+    assert!(tokens["items"].as_array().unwrap().iter().any(|t| t["name"] == "auditor" && t["expired"] == true));
+    let bad =
+        statflow(&["token", "create", "--db", &app.db, "--name", "x", "--role", "staff", "--expires", "next week"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a date (YYYY-MM-DD)"));
+}
+
 /// Tokens are listed and revoked from the command line; a revoked token opens nothing, and
 /// its holder's history keeps the name. People are created with a password read from
 /// standard input, and a name is taken by a person or a token, never both.
@@ -381,6 +416,17 @@ fn tokens_are_listed_and_revoked_and_names_are_one_actor_each() {
     let again = statflow(&["token", "revoke", "--db", &app.db, "old-system"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("no token of `old-system`"));
+
+    // Revoked through the API too, and recorded.
+    let second = app.token("second-system", "staff", &["taian-registry"]);
+    let (_, tokens) = app.get("/v1/admin/tokens", &app.admin);
+    let names: Vec<&str> = tokens["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["admin", "second-system"], "{tokens}");
+    assert_eq!(app.delete("/v1/admin/tokens/second-system", &app.admin).0, 204);
+    assert_eq!(app.get("/v1/tasks", &second).0, 401);
+    assert_eq!(app.delete("/v1/admin/tokens/second-system", &app.admin).0, 404);
+    let (_, audit) = app.get("/v1/audit?action=token.revoke", &app.admin);
+    assert_eq!(audit["items"][0]["principal"], "admin");
 
     app.user("zhangsan", "staff", &["taian-registry"], "a long passphrase");
     let taken = statflow(&["token", "create", "--db", &app.db, "--name", "zhangsan", "--role", "staff", "--org", "x"]);

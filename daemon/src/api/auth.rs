@@ -49,17 +49,37 @@ pub fn check_identity(name: &str, role: &str, organizations: &[String]) -> Resul
 }
 
 /// Creates a principal and returns its token, which is not stored and cannot be shown again.
-pub async fn create_token(store: &Store, name: &str, role: &str, organizations: &[String]) -> Result<String, String> {
+/// Creates a principal and answers with its token (shown once); with `expires`, the token
+/// works through the end of that day (24:00 Asia/Shanghai) and not after.
+pub async fn create_token(
+    store: &Store,
+    name: &str,
+    role: &str,
+    organizations: &[String],
+    expires: Option<chrono::NaiveDate>,
+) -> Result<String, String> {
     let role = check_identity(name, role, organizations)?;
-    let token = new_token().map_err(|e| format!("no randomness available: {e}"))?;
     let now = chrono::Utc::now().timestamp_millis();
-    store.create_principal(name, role, organizations, &token_hash(&token), now).await.map_err(|e| match e {
-        StoreError::Exists(_) => format!("--name: a principal named `{name}` already exists"),
-        other => other.to_string(),
-    })?;
-    let detail = serde_json::json!({"role": role, "organizations": organizations});
+    let expires_at = expires.map(|day| crate::store::to_millis(end_of_day(day)));
+    // Not refused: a daemon on a virtual clock may stand before it.
+    if expires_at.is_some_and(|at| at <= now) {
+        eprintln!("note: {} has passed by this machine's clock; the token works only on a daemon whose clock stands before it", expires.expect("given"));
+    }
+    let token = new_token().map_err(|e| format!("no randomness available: {e}"))?;
+    store.create_principal(name, role, organizations, &token_hash(&token), now, expires_at).await.map_err(
+        |e| match e {
+            StoreError::Exists(_) => format!("--name: a principal named `{name}` already exists"),
+            other => other.to_string(),
+        },
+    )?;
+    let detail = serde_json::json!({"role": role, "organizations": organizations, "expires": expires});
     store.audit("cli", "token.create", name, detail).await.map_err(|e| e.to_string())?;
     Ok(token)
+}
+
+/// 24:00 of `day` in Asia/Shanghai: the instant a token valid through that day stops.
+fn end_of_day(day: chrono::NaiveDate) -> chrono::DateTime<chrono::FixedOffset> {
+    statflow_workflows::calendar::start_of_day(day.succ_opt().unwrap_or(day))
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -80,6 +100,11 @@ impl FromRequestParts<AppState> for Principal {
             .principal_by_token(&token_hash(token.trim()))
             .await?
             .ok_or_else(|| unauthorized("the token is not valid"))?;
+        // Expiry follows the daemon's clock (a virtual clock included).
+        if let Some(expires_at) = record.expires_at.filter(|at| *at <= crate::store::to_millis(state.engine.now())) {
+            let last_day = crate::store::from_millis(expires_at) - chrono::Duration::days(1);
+            return Err(unauthorized(&format!("the token expired at the end of {}", last_day.format("%Y-%m-%d"))));
+        }
         Ok(Principal {
             name: record.name,
             role: record.role,

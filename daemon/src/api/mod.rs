@@ -16,6 +16,7 @@ pub mod problem;
 pub mod repair;
 pub mod schedules;
 pub mod tasks;
+pub mod tokens;
 pub mod views;
 
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub fn router(
         .route("/v1/admin/deliveries", get(admin::deliveries))
         .route("/v1/admin/deliveries/retry", post(admin::retry_deliveries))
         .route("/v1/admin/migrations", post(repair::migrate))
+        .route("/v1/admin/tokens", get(tokens::list))
+        .route("/v1/admin/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route("/v1/audit", get(admin::audit))
         .route("/v1/directory", get(directory::show).post(directory::load))
         .route("/v1/directory/organizations/{id}", axum::routing::put(directory::put_organization))

@@ -15,6 +15,7 @@ use super::instances::{ActionRequest, HistoryView, InstanceSummary, StartRequest
 use super::overdue::Board;
 use super::repair::{EndRequest, MigrationBody, MoveRequest};
 use super::schedules::{RunView, ScheduleDetail, ScheduleView};
+use super::tokens::TokenList;
 use super::views::{InstanceView, Paged, TaskView};
 use super::Health;
 use crate::engine::{Imported, MigrationReport};
@@ -31,6 +32,7 @@ use statflow_workflows::schedules::ScheduleSpec;
     MoveRequest,
     MigrationBody,
     MigrationReport,
+    TokenList,
     InstanceView,
     Paged<InstanceSummary>,
     HistoryView,
@@ -315,6 +317,14 @@ pub fn document() -> Value {
     add(
         "/v1/admin/deliveries/retry",
         json!({"post": operation("Send failed deliveries again: one by id, all of a kind, or all (administrators); the Message-ID stays", "200", Some("RetryView"), Some("RetryRequest"), &["400", "401", "403", "422"])}),
+    );
+    add(
+        "/v1/admin/tokens",
+        json!({"get": operation("Who holds an API token, with its expiry (administrators)", "200", Some("TokenList"), None, &["401", "403"])}),
+    );
+    add(
+        "/v1/admin/tokens/{name}",
+        json!({"parameters": path_string("name"), "delete": operation("Revoke a token (administrators); recorded in the audit log", "204", None, None, &["401", "403", "404"])}),
     );
     add(
         "/v1/admin/migrations",

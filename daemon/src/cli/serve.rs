@@ -56,6 +56,14 @@ pub struct TokenArgs {
     /// An organization the principal belongs to (repeatable).
     #[arg(long = "org")]
     organizations: Vec<String>,
+    /// The last day the token works (YYYY-MM-DD, through 24:00 Asia/Shanghai); it never
+    /// expires without one.
+    #[arg(long, value_parser = expiry_day)]
+    expires: Option<chrono::NaiveDate>,
+}
+
+fn expiry_day(text: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("`{text}` is not a date (YYYY-MM-DD)"))
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -94,7 +102,7 @@ pub fn token(command: TokenCommand) -> Result<(), Failure> {
         let failed = |e: crate::store::StoreError| Failure::invalid(e.to_string());
         match command {
             TokenCommand::Create(args) => {
-                let token = api::auth::create_token(&store, &args.name, &args.role, &args.organizations)
+                let token = api::auth::create_token(&store, &args.name, &args.role, &args.organizations, args.expires)
                     .await
                     .map_err(Failure::usage)?;
                 println!("{token}");
@@ -102,7 +110,16 @@ pub fn token(command: TokenCommand) -> Result<(), Failure> {
             TokenCommand::List(_) => {
                 for holder in store.token_holders(None).await.map_err(failed)? {
                     let created = crate::store::from_millis(holder.created_at).format("%Y-%m-%d %H:%M");
-                    println!("{}\t{}\t{}\t{created}", holder.name, holder.role, holder.organizations.join(","));
+                    let expires = holder.expires_at.map_or_else(
+                        || "never expires".to_owned(),
+                        |at| format!("expires {}", crate::store::from_millis(at).format("%Y-%m-%d %H:%M")),
+                    );
+                    println!(
+                        "{}\t{}\t{}\t{created}\t{expires}",
+                        holder.name,
+                        holder.role,
+                        holder.organizations.join(",")
+                    );
                 }
             }
             TokenCommand::Revoke(args) => {

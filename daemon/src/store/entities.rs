@@ -234,6 +234,8 @@ pub mod principals {
         pub organizations: String,
         pub token_hash: String,
         pub created_at: i64,
+        /// When the token stops working (UTC milliseconds); never when none.
+        pub expires_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

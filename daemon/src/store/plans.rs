@@ -201,8 +201,8 @@ async fn no_per_call_statement_scans_a_growing_table() {
     let engine = Embedded::load(store.clone(), Clock::Virtual(Mutex::new(start))).await.unwrap();
     store.load_directory(&DirectoryFile::parse(DIRECTORY, "directory.toml").unwrap(), 0).await.unwrap();
     let orgs = ["taian-registry".to_owned(), "taian-market".to_owned()];
-    let clerk = api::auth::create_token(&store, "clerk", "staff", &orgs).await.unwrap();
-    let admin = api::auth::create_token(&store, "admin", "administrator", &[]).await.unwrap();
+    let clerk = api::auth::create_token(&store, "clerk", "staff", &orgs, None).await.unwrap();
+    let admin = api::auth::create_token(&store, "admin", "administrator", &[], None).await.unwrap();
     let clerk_session = sign_in(&store, "console-clerk", Role::Staff, &orgs).await;
     let chief_session = sign_in(&store, "console-chief", Role::Administrator, &[]).await;
     let channels = Channels {

@@ -38,6 +38,7 @@ impl Store {
         organizations: &[String],
         token_hash: &str,
         now: i64,
+        expires_at: Option<i64>,
     ) -> Result<(), StoreError> {
         // One name, one actor: a token may not take a person's name.
         if users::Entity::find().filter(users::Column::Name.eq(name)).one(&self.db).await?.is_some() {
@@ -49,6 +50,7 @@ impl Store {
             organizations: Set(serde_json::to_string(organizations).expect("serializes")),
             token_hash: Set(token_hash.to_owned()),
             created_at: Set(now),
+            expires_at: Set(expires_at),
             ..Default::default()
         }
         .insert(&self.db)

@@ -348,6 +348,8 @@ pub struct PrincipalRecord {
     pub organizations: Vec<String>,
     /// When its token was created.
     pub created_at: i64,
+    /// When its token stops working, if it does.
+    pub expires_at: Option<i64>,
 }
 
 impl PrincipalRecord {
@@ -361,6 +363,7 @@ impl PrincipalRecord {
             name: row.name,
             organizations,
             created_at: row.created_at,
+            expires_at: row.expires_at,
         })
     }
 }
