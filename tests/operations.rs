@@ -261,3 +261,50 @@ fn metrics_are_served_to_this_machine_only_by_default() {
     assert_eq!(from_loopback, 200);
     assert_eq!(from_the_network, 403, "a scrape from {address} is refused");
 }
+
+/// An upgrade: a database as the previous release left it (every migration but the newest)
+/// is migrated when the daemon starts, and what it held keeps working.
+#[test]
+fn a_database_of_the_previous_release_is_upgraded_at_start() {
+    use sea_orm::ConnectionTrait;
+    use sha2::{Digest, Sha256};
+    use statflow_migrations::{Migrator, MigratorTrait};
+
+    let dir = common::scratch("upgrade");
+    let seed = dir.join("previous.db");
+    let token = "sf_issued-by-the-previous-release";
+    let hash = format!("{:x}", Sha256::digest(token.as_bytes()));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let applied_before = runtime.block_on(async {
+        let db = sea_orm::Database::connect(format!("sqlite://{}?mode=rwc", seed.display())).await.unwrap();
+        let previous = Migrator::migrations().len() as u32 - 1;
+        Migrator::up(&db, Some(previous)).await.unwrap();
+        // A token as that release stored it.
+        let insert = format!(
+            "INSERT INTO principals (name, role, organizations, token_hash, created_at) \
+             VALUES ('old-admin', 'administrator', '[]', '{hash}', 0)"
+        );
+        db.execute_unprepared(&insert).await.unwrap();
+        let applied = Migrator::get_applied_migrations(&db).await.unwrap().len();
+        db.close().await.unwrap();
+        applied
+    });
+    let app = TestApp::start_from_copy(&seed, "2026-03-02T09:00:00+08:00");
+    assert_eq!(app.get("/v1/tasks", token).0, 200, "the previous release's token still works");
+    let (_, tokens) = app.get("/v1/admin/tokens", token);
+    let old = tokens["items"].as_array().unwrap().iter().find(|t| t["name"] == "old-admin").unwrap().clone();
+    assert_eq!((old["expires_at"].clone(), old["expired"].as_bool()), (serde_json::Value::Null, Some(false)));
+    start(
+        &app,
+        token,
+        "registration",
+        "taian",
+        json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"}),
+    );
+    // Every migration is applied now, the newest included.
+    let applied_after = runtime.block_on(async {
+        let db = sea_orm::Database::connect(&app.db).await.unwrap();
+        Migrator::get_applied_migrations(&db).await.unwrap().len()
+    });
+    assert_eq!((applied_before + 1, applied_after), (Migrator::migrations().len(), Migrator::migrations().len()));
+}
