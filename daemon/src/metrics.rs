@@ -41,7 +41,7 @@ const CATALOGUE: [(&str, Kind, &str); 16] = [
     (TRANSITIONS, Kind::Counter, "Transitions stored, by procedure and the kind of event"),
     (COMMIT_DURATION, Kind::Histogram, "Time one group commit of the writer took"),
     (COMMIT_BATCH, Kind::Histogram, "Transitions carried by one group commit"),
-    (ACTION_DURATION, Kind::Histogram, "Time to answer a start or an action through the engine, commit included"),
+    (ACTION_DURATION, Kind::Histogram, "Time to answer a start, action or repair through the engine, commit included"),
     (TIMERS_FIRED, Kind::Counter, "Timers fired"),
     (TIMER_LATENESS, Kind::Histogram, "How long after its due time a timer fired"),
     (DELIVERIES, Kind::Counter, "Delivery attempts by kind and outcome (sent, retry, failed)"),
@@ -121,7 +121,8 @@ pub fn commit(took: Duration, transitions: usize, succeeded: bool) {
     histogram!(COMMIT_BATCH).record(transitions as f64);
 }
 
-/// A start or an action answered through the engine facade (`operation`: start, act).
+/// A start, action or repair answered through the engine facade (`operation`: start, act,
+/// repair).
 pub fn action(operation: &'static str, took: Duration, succeeded: bool) {
     let outcome = if succeeded { "ok" } else { "refused" };
     histogram!(ACTION_DURATION, "operation" => operation, "outcome" => outcome).record(took.as_secs_f64());
@@ -203,8 +204,9 @@ impl StateGauges {
         }
         // Every kind in both states, zero when none: an alert on `status="failed"` reads 0
         // rather than no data.
+        use crate::store::records::EffectStatus;
         for kind in crate::store::effects::EffectKind::ALL {
-            for status in ["pending", "failed"] {
+            for status in [EffectStatus::Pending.as_str(), EffectStatus::Failed.as_str()] {
                 let count = state.effects.iter().find(|(k, s, _)| k == kind.as_str() && s == status).map_or(0, |e| e.2);
                 gauge!(EFFECTS, "kind" => kind.as_str(), "status" => status).set(count as f64);
             }

@@ -48,9 +48,9 @@ pub fn check_identity(name: &str, role: &str, organizations: &[String]) -> Resul
     Ok(role)
 }
 
-/// Creates a principal and returns its token, which is not stored and cannot be shown again.
-/// Creates a principal and answers with its token (shown once); with `expires`, the token
-/// works through the end of that day (24:00 Asia/Shanghai) and not after.
+/// Creates a principal and returns its token, which is not stored and cannot be shown again;
+/// with `expires`, the token works through the end of that day (24:00 Asia/Shanghai) and not
+/// after.
 pub async fn create_token(
     store: &Store,
     name: &str,

@@ -15,7 +15,7 @@ use super::instances::{ActionRequest, HistoryView, InstanceSummary, StartRequest
 use super::overdue::Board;
 use super::repair::{EndRequest, MigrationBody, MoveRequest};
 use super::schedules::{RunView, ScheduleDetail, ScheduleView};
-use super::tokens::TokenList;
+use super::tokens::TokenView;
 use super::views::{InstanceView, Paged, TaskView};
 use super::Health;
 use crate::engine::{Imported, MigrationReport};
@@ -32,7 +32,7 @@ use statflow_workflows::schedules::ScheduleSpec;
     MoveRequest,
     MigrationBody,
     MigrationReport,
-    TokenList,
+    Paged<TokenView>,
     InstanceView,
     Paged<InstanceSummary>,
     HistoryView,
@@ -320,7 +320,7 @@ pub fn document() -> Value {
     );
     add(
         "/v1/admin/tokens",
-        json!({"get": operation("Who holds an API token, with its expiry (administrators)", "200", Some("TokenList"), None, &["401", "403"])}),
+        json!({"get": with_query(operation("Who holds an API token, with its expiry, by name (administrators)", "200", Some("Paged_TokenView"), None, &["400", "401", "403"]), paging())}),
     );
     add(
         "/v1/admin/tokens/{name}",

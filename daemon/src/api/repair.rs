@@ -19,8 +19,8 @@ use crate::principal::Principal;
 
 /// The longest reason kept, in characters.
 pub const MAX_REASON: usize = 2000;
-/// The longest step name looked up, in characters.
-const MAX_STEP: usize = 128;
+/// The longest name (of a step, procedure, jurisdiction or version) looked up, in characters.
+const MAX_NAME: usize = 128;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -107,22 +107,21 @@ pub async fn migrate(
         return Err(Problem::forbidden("only an administrator migrates instances"));
     }
     let invalid = |field: &str, message: String| Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, message);
-    let name_ok = |name: &str| !name.trim().is_empty() && name.chars().count() <= MAX_STEP;
-    for (field, value) in [("procedure", Some(&body.procedure)), ("jurisdiction", Some(&body.jurisdiction))]
-        .into_iter()
-        .chain([("to_version", body.to_version.as_ref()), ("from_version", body.from_version.as_ref())])
-    {
-        if value.is_some_and(|v| !name_ok(v)) {
-            return Err(invalid(field, format!("1 to {MAX_STEP} characters")));
+    valid_name("procedure", &body.procedure)?;
+    valid_name("jurisdiction", &body.jurisdiction)?;
+    for (field, version) in [("to_version", &body.to_version), ("from_version", &body.from_version)] {
+        if let Some(version) = version {
+            valid_name(field, version)?;
         }
     }
     if body.instances.as_ref().is_some_and(|ids| ids.is_empty() || ids.len() > MIGRATION_BATCH) {
         return Err(invalid("instances", format!("list 1 to {MIGRATION_BATCH} instance ids, or leave it out")));
     }
-    if body.steps.len() > MAX_STEP_MAP || body.steps.iter().any(|(from, to)| !name_ok(from) || !name_ok(to)) {
+    let names_ok = body.steps.iter().all(|(from, to)| valid_name("steps", from).and(valid_name("steps", to)).is_ok());
+    if body.steps.len() > MAX_STEP_MAP || !names_ok {
         return Err(invalid(
             "steps",
-            format!("at most {MAX_STEP_MAP} pairs of step names of 1 to {MAX_STEP} characters"),
+            format!("at most {MAX_STEP_MAP} pairs of step names of 1 to {MAX_NAME} characters"),
         ));
     }
     let reason = valid_reason(&body.reason)?;
@@ -139,6 +138,15 @@ pub async fn migrate(
         caller: principal,
     };
     Ok(Json(state.engine.migrate(request).await?))
+}
+
+/// A name of `field` as looked up: trimmed, 1 to [`MAX_NAME`] characters.
+fn valid_name<'a>(field: &str, name: &'a str) -> Result<&'a str, Problem> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, format!("1 to {MAX_NAME} characters")));
+    }
+    Ok(name)
 }
 
 /// A reason as kept: trimmed, 1 to [`MAX_REASON`] characters.
@@ -160,7 +168,7 @@ pub async fn cancel(
     PathParams(id): PathParams<String>,
     Body(request): Body<EndRequest>,
 ) -> Result<Json<InstanceView>, Problem> {
-    repair(&state, &principal, &id, Repair::End(Ending::Cancelled), &request.reason).await
+    repair(&state, &principal, &id, &request.reason, || Ok(Repair::End(Ending::Cancelled))).await
 }
 
 pub async fn terminate(
@@ -169,7 +177,7 @@ pub async fn terminate(
     PathParams(id): PathParams<String>,
     Body(request): Body<EndRequest>,
 ) -> Result<Json<InstanceView>, Problem> {
-    repair(&state, &principal, &id, Repair::End(Ending::Terminated), &request.reason).await
+    repair(&state, &principal, &id, &request.reason, || Ok(Repair::End(Ending::Terminated))).await
 }
 
 pub async fn move_to(
@@ -178,29 +186,25 @@ pub async fn move_to(
     PathParams(id): PathParams<String>,
     Body(request): Body<MoveRequest>,
 ) -> Result<Json<InstanceView>, Problem> {
-    let step = request.step.trim();
-    if step.is_empty() || step.chars().count() > MAX_STEP {
-        return Err(Problem::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "step",
-            format!("name a step of the instance's definition (1 to {MAX_STEP} characters)"),
-        ));
-    }
-    repair(&state, &principal, &id, Repair::MoveTo(step.to_owned()), &request.reason).await
+    let to = || Ok(Repair::MoveTo(valid_name("step", &request.step)?.to_owned()));
+    repair(&state, &principal, &id, &request.reason, to).await
 }
 
+/// Carries out the repair `what` reads from the request, once the caller is known to be an
+/// administrator.
 async fn repair(
     state: &AppState,
     principal: &Principal,
     id: &str,
-    repair: Repair,
     reason: &str,
+    what: impl FnOnce() -> Result<Repair, Problem>,
 ) -> Result<Json<InstanceView>, Problem> {
-    // Who, before what: a non-administrator learns nothing of the instance.
+    // Who, before what: a non-administrator learns nothing of the instance or the request.
     if !principal.is_admin() {
         return Err(Problem::forbidden("only an administrator cancels, terminates or moves an instance"));
     }
     let id = parse_id(id)?;
+    let repair = what()?;
     let reason = valid_reason(reason)?;
     let request = RepairRequest { instance: id, repair, reason, caller: principal.clone() };
     let standing = state.engine.repair(request).await?;

@@ -1,5 +1,5 @@
-//! `GET /v1/admin/tokens` and `DELETE /v1/admin/tokens/{name}`: who holds an API token, until
-//! when, and revoking one (administrators). Tokens themselves are never shown again: only
+//! `GET /v1/admin/tokens` (paged) and `DELETE /v1/admin/tokens/{name}`: who holds an API
+//! token, until when, and revoking one (administrators). Tokens themselves are never shown again: only
 //! their hashes are stored, and they are made with `statflow token create`.
 
 use axum::extract::State;
@@ -9,13 +9,12 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::problem::{PathParams, Problem};
+use super::page::Page;
+use super::problem::{Params, PathParams, Problem};
+use super::views::Paged;
 use super::AppState;
 use crate::principal::Principal;
 use crate::store::{from_millis, to_millis};
-
-/// The most holders listed.
-const LISTED: u64 = 10_000;
 
 /// A token's holder.
 #[derive(Serialize, ToSchema)]
@@ -31,20 +30,25 @@ pub struct TokenView {
     pub expired: bool,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct TokenList {
-    pub items: Vec<TokenView>,
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
-pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<TokenList>, Problem> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Params(query): Params<ListQuery>,
+) -> Result<Json<Paged<TokenView>>, Problem> {
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators see who holds tokens"));
     }
+    let page = Page::parse(query.page.as_deref(), query.per_page.as_deref())?;
     let now = to_millis(state.engine.now());
-    let items = state
-        .store
-        .token_holders(Some(LISTED))
-        .await?
+    let (holders, total) = state.store.token_holders_page(page.slice()).await?;
+    let items = holders
         .into_iter()
         .map(|holder| TokenView {
             role: holder.role.as_str().to_owned(),
@@ -55,7 +59,7 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
             organizations: holder.organizations,
         })
         .collect();
-    Ok(Json(TokenList { items }))
+    Ok(Json(page.body(items, total)))
 }
 
 pub async fn revoke(
@@ -66,9 +70,8 @@ pub async fn revoke(
     if !principal.is_admin() {
         return Err(Problem::forbidden("only administrators revoke tokens"));
     }
-    if !state.store.revoke_token(&name).await? {
+    if !state.store.revoke_token(&name, &principal.name).await? {
         return Err(Problem::not_found(format!("no token of `{name}`")));
     }
-    state.store.audit(&principal.name, "token.revoke", &name, serde_json::json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -44,29 +44,10 @@ pub enum ClientCommand {
     },
     /// Cancels a running instance (administrators): whom its definition names is told. With
     /// `--procedure` instead of an ID, every running instance the filter takes.
-    Cancel {
-        #[arg(required_unless_present = "procedure")]
-        id: Option<String>,
-        #[command(flatten)]
-        filter: Selection,
-        /// Why; kept in the instance's history and the audit log.
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        server: Server,
-    },
+    Cancel(EndArgs),
     /// Terminates a running instance (administrators): nobody is told. With `--procedure`
     /// instead of an ID, every running instance the filter takes.
-    Terminate {
-        #[arg(required_unless_present = "procedure")]
-        id: Option<String>,
-        #[command(flatten)]
-        filter: Selection,
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        server: Server,
-    },
+    Terminate(EndArgs),
     /// Moves a running instance to a step of its definition (administrators); the step
     /// begins afresh, with a new task and deadline.
     Move {
@@ -121,6 +102,20 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: Server,
     },
+}
+
+/// What ends an instance (or many): which, and why.
+#[derive(Args, Clone)]
+pub struct EndArgs {
+    #[arg(required_unless_present = "procedure")]
+    id: Option<String>,
+    #[command(flatten)]
+    filter: Selection,
+    /// Why; kept in the instance's history and the audit log.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    server: Server,
 }
 
 /// Which running instances a bulk repair takes (instead of one ID), and whether only to
@@ -297,8 +292,8 @@ pub fn run(command: ClientCommand) -> Result<(), Failure> {
             )?;
             println!("step: {} ({})", text(&instance["step"]["name"]), text(&instance["status"]));
         }
-        ClientCommand::Cancel { id, filter, reason, server } => end(&server, id, &filter, "cancel", &reason)?,
-        ClientCommand::Terminate { id, filter, reason, server } => end(&server, id, &filter, "terminate", &reason)?,
+        ClientCommand::Cancel(args) => end("cancel", "cancelled", args)?,
+        ClientCommand::Terminate(args) => end("terminate", "terminated", args)?,
         ClientCommand::Move { id, step, reason, server } => {
             repair(&server, &id, "move", json!({"step": step, "reason": reason}))?
         }
@@ -398,8 +393,9 @@ fn migration_report(report: &Value) {
 
 /// Cancels or terminates (`verb`) instance `id`, or every running one `filter` takes; with
 /// `--dry-run` lists them and changes nothing.
-fn end(server: &Server, id: Option<String>, filter: &Selection, verb: &str, reason: &str) -> Result<(), Failure> {
-    let ids = match (id, &filter.procedure) {
+fn end(verb: &str, done: &str, args: EndArgs) -> Result<(), Failure> {
+    let EndArgs { id, filter, reason, server } = args;
+    let ids: Vec<String> = match (id, &filter.procedure) {
         (Some(id), _) => vec![id],
         (None, Some(procedure)) => {
             let mut path = format!("/v1/instances?status=running&procedure={procedure}");
@@ -410,32 +406,26 @@ fn end(server: &Server, id: Option<String>, filter: &Selection, verb: &str, reas
                 path.push_str("&overdue=true");
             }
             let instances = server.every(&path, "items")?;
-            if filter.dry_run {
-                for instance in &instances {
-                    println!(
-                        "#{}\t{}/{}\t{}\tdue {}",
-                        instance["id"],
-                        text(&instance["procedure"]),
-                        text(&instance["jurisdiction"]),
-                        text(&instance["step"]),
-                        text(&instance["due"])
-                    );
-                }
-                println!("{} would be {verb}{}", instances.len(), if verb == "cancel" { "led" } else { "d" });
-                return Ok(());
+            for instance in instances.iter().filter(|_| filter.dry_run) {
+                println!(
+                    "#{}\t{}/{}\t{}\tdue {}",
+                    instance["id"],
+                    text(&instance["procedure"]),
+                    text(&instance["jurisdiction"]),
+                    text(&instance["step"]),
+                    text(&instance["due"])
+                );
             }
             instances.iter().map(|i| i["id"].to_string()).collect()
         }
         (None, None) => return Err(Failure::usage("give an instance's ID, or --procedure to select running ones")),
     };
     if filter.dry_run {
-        for id in &ids {
-            println!("#{id} would be {verb}{}", if verb == "cancel" { "led" } else { "d" });
-        }
+        println!("{} would be {done}", ids.len());
         return Ok(());
     }
     for id in &ids {
-        repair(server, id, verb, json!({"reason": reason}))?;
+        repair(&server, id, verb, json!({"reason": reason}))?;
     }
     Ok(())
 }

@@ -123,10 +123,9 @@ pub fn token(command: TokenCommand) -> Result<(), Failure> {
                 }
             }
             TokenCommand::Revoke(args) => {
-                if !store.revoke_token(&args.name).await.map_err(failed)? {
+                if !store.revoke_token(&args.name, "cli").await.map_err(failed)? {
                     return Err(Failure::usage(format!("no token of `{}`", args.name)));
                 }
-                store.audit("cli", "token.revoke", &args.name, serde_json::json!({})).await.map_err(failed)?;
                 println!("the token of {} is revoked", args.name);
             }
         }

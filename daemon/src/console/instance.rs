@@ -315,8 +315,8 @@ fn timeline(
         if let Some(s) = state.as_ref().filter(|s| matches!(s.status, engine::Status::Completed { .. })) {
             if let engine::Status::Completed { outcome } = &s.status {
                 let said = match outcome.as_str() {
-                    "cancelled" => "已撤销",
-                    "terminated" => "已终止",
+                    o if o == Ending::Cancelled.as_str() => "已撤销",
+                    o if o == Ending::Terminated.as_str() => "已终止",
                     other => other,
                 };
                 entries.push(TimelineEntry { at, actor: String::new(), what: format!("办结（{said}）") });
@@ -358,7 +358,7 @@ fn describe(definition: &Definition, event: &Event, state: Option<&InstanceState
             format!("管理员将办件移至「{}」：{reason}", title.unwrap_or_else(|| to.clone()))
         }
         Event::Migrated { to_version, reason, .. } => {
-            format!("管理员将办件迁移至流程定义新版本（{}）：{reason}", &to_version[..to_version.len().min(12)])
+            format!("管理员将办件迁移至流程定义新版本（{to_version}）：{reason}")
         }
     }
 }

@@ -177,10 +177,9 @@ pub async fn revoke_token(
     let result = async {
         viewer.require_administrator()?;
         viewer.check_csrf(&form.csrf)?;
-        if !console.app.store.revoke_token(&name).await? {
+        if !console.app.store.revoke_token(&name, &viewer.principal.name).await? {
             return Err(Problem::not_found("没有这个令牌。").into());
         }
-        console.app.store.audit(&viewer.principal.name, "token.revoke", &name, serde_json::json!({})).await?;
         let done = format!("已吊销 {name} 的令牌。");
         Ok::<_, PageError>(super::redirect_saying("/admin/people", "done", &done))
     };

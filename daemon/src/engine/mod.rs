@@ -191,10 +191,20 @@ pub struct MigrationItem {
     pub to_step: Option<String>,
     pub due_before: Option<DateTime<FixedOffset>>,
     pub due_after: Option<DateTime<FixedOffset>>,
-    /// `migrated`, `would_migrate` or `refused`.
-    pub outcome: &'static str,
+    pub outcome: MigrationOutcome,
     /// Why it was refused.
     pub problem: Option<String>,
+}
+
+/// What became of one instance in a migration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationOutcome {
+    Migrated,
+    /// In a dry run: it would be migrated.
+    WouldMigrate,
+    /// It cannot be migrated as asked (`problem` says why); it is left as it was.
+    Refused,
 }
 
 /// A timer that fired during a clock move.

@@ -5,6 +5,7 @@
 
 use sea_orm::{ConnectionTrait, Statement};
 
+use super::records::{EffectStatus, InstanceStatus};
 use super::{Store, StoreError};
 use crate::metrics::StoredState;
 
@@ -13,12 +14,13 @@ impl Store {
         let backend = self.db.get_database_backend();
         let query = |sql: &str| self.db.query_all_raw(Statement::from_string(backend, sql.to_owned()));
         // An instance that involves no organization is counted under the empty one.
-        let instances = query(
+        let instances = query(&format!(
             "SELECT i.procedure AS procedure, COALESCE(o.organization, '') AS organization, \
              COUNT(*) AS open, SUM(CASE WHEN i.overdue THEN 1 ELSE 0 END) AS overdue \
              FROM instances i LEFT JOIN instance_organizations o ON o.instance_id = i.id \
-             WHERE i.status = 'running' GROUP BY i.procedure, COALESCE(o.organization, '')",
-        )
+             WHERE i.status = '{}' GROUP BY i.procedure, COALESCE(o.organization, '')",
+            InstanceStatus::Running.as_str()
+        ))
         .await?
         .iter()
         .map(|row| {
@@ -32,10 +34,11 @@ impl Store {
         .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
         let timers = query("SELECT COUNT(*) AS pending FROM timers").await?;
         let timers_pending = timers.first().map(|row| row.try_get::<i64>("", "pending")).transpose()?.unwrap_or(0);
-        let effects = query(
-            "SELECT kind, status, COUNT(*) AS effects FROM outbox \
-             WHERE status IN ('pending', 'failed') GROUP BY kind, status",
-        )
+        let effects = query(&format!(
+            "SELECT kind, status, COUNT(*) AS effects FROM outbox WHERE status IN ('{}', '{}') GROUP BY kind, status",
+            EffectStatus::Pending.as_str(),
+            EffectStatus::Failed.as_str()
+        ))
         .await?
         .iter()
         .map(|row| {

@@ -186,6 +186,33 @@ impl Store {
         self.with_scopes(rows).await
     }
 
+    /// The running instances of (procedure, jurisdiction) a migration to `to_version` takes:
+    /// those on any other version, or on `from_version` only, or only `ids`; the first
+    /// `limit` in id order, and how many it takes in all.
+    pub async fn migration_candidates(
+        &self,
+        selection: &RunningSelection<'_>,
+        to_version: &str,
+        from_version: Option<&str>,
+        ids: Option<&[i64]>,
+        limit: u64,
+    ) -> Result<(Vec<InstanceRecord>, u64), StoreError> {
+        let mut select = instances::Entity::find()
+            .filter(instances::Column::Status.eq(InstanceStatus::Running.as_str()))
+            .filter(instances::Column::Procedure.eq(selection.procedure))
+            .filter(instances::Column::Jurisdiction.eq(selection.jurisdiction))
+            .filter(instances::Column::DefinitionVersion.ne(to_version));
+        if let Some(version) = from_version {
+            select = select.filter(instances::Column::DefinitionVersion.eq(version));
+        }
+        if let Some(ids) = ids {
+            select = select.filter(instances::Column::Id.is_in(ids.iter().copied()));
+        }
+        let total = select.clone().count(&self.db).await?;
+        let rows = select.order_by_asc(instances::Column::Id).limit(limit).all(&self.db).await?;
+        Ok((self.with_scopes(rows).await?, total))
+    }
+
     async fn with_scopes(&self, rows: Vec<instances::Model>) -> Result<Vec<InstanceRecord>, StoreError> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let mut scopes = scope::of(&self.db, &ids).await?;

@@ -4,7 +4,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use super::entities::{principals, users};
 use super::records::{PrincipalRecord, Role};
-use super::{Store, StoreError};
+use super::{read_page, Slice, Store, StoreError, Total};
 
 impl Store {
     /// Every token's holder by name, or the `first` so many (the tokens themselves are never
@@ -14,11 +14,23 @@ impl Store {
         rows.into_iter().map(PrincipalRecord::decode).collect()
     }
 
-    /// Revokes the token of `name`; false if there is none. Its history entries keep the name.
-    pub async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+    /// One slice of the tokens' holders by name, and how many there are.
+    pub async fn token_holders_page(&self, slice: Slice) -> Result<(Vec<PrincipalRecord>, Total), StoreError> {
+        let select = principals::Entity::find().order_by_asc(principals::Column::Name);
+        let (rows, total) = read_page(select, slice, &self.db).await?;
+        Ok((rows.into_iter().map(PrincipalRecord::decode).collect::<Result<_, _>>()?, total))
+    }
+
+    /// Revokes the token of `name` on the word of `by`, recorded in the audit log; false if
+    /// there is none. Its history entries keep the name.
+    pub async fn revoke_token(&self, name: &str, by: &str) -> Result<bool, StoreError> {
         let deleted =
             principals::Entity::delete_many().filter(principals::Column::Name.eq(name)).exec(&self.db).await?;
-        Ok(deleted.rows_affected > 0)
+        if deleted.rows_affected == 0 {
+            return Ok(false);
+        }
+        self.audit(by, "token.revoke", name, serde_json::json!({})).await?;
+        Ok(true)
     }
 
     pub async fn principal_by_token(&self, token_hash: &str) -> Result<Option<PrincipalRecord>, StoreError> {

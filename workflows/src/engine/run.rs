@@ -74,8 +74,7 @@ impl<'a> Run<'a> {
             Event::Ended { actor, how, reason } => self.end(actor, *how, reason)?,
             Event::Moved { actor, step, reason } => self.move_to(actor, step, reason)?,
             Event::Migrated { actor, from_version, to_version, steps, deadline, reason } => {
-                Self::administered(actor, "migrate", reason)?;
-                self.migrate(from_version, to_version, steps, *deadline)?
+                self.migrate(actor, reason, from_version, to_version, steps, *deadline)?
             }
         }
         Ok(self.finish())
@@ -481,11 +480,14 @@ impl<'a> Run<'a> {
     /// recomputed, and its reminders and escalations follow the new version.
     fn migrate(
         &mut self,
+        actor: &Actor,
+        reason: &str,
         from_version: &str,
         to_version: &str,
         steps: &std::collections::BTreeMap<String, String>,
         deadline: MigratedDeadline,
     ) -> Result<(), Refusal> {
+        Self::administered(actor, "migrate", reason)?;
         let definition = self.definition;
         if self.state.version != from_version {
             return Err(Refusal::field(
@@ -522,15 +524,15 @@ impl<'a> Run<'a> {
             return Err(Refusal::field("steps", format!("step `{from}` maps to `{to}`, which ends the procedure")));
         }
         let current = self.state.step.as_ref().expect("running");
-        let task_role = |task: Option<&TaskState>| task.map(|t| t.role.clone());
-        let new_role = step.task.as_ref().map(|t| t.role.get_ref().clone());
-        if task_role(current.task.as_ref()) != new_role {
+        let old_role = current.task.as_ref().map(|t| t.role.as_str());
+        let new_role = step.task.as_ref().map(|t| t.role.get_ref().as_str());
+        if old_role != new_role {
             return Err(Refusal::field(
                 "steps",
                 format!(
                     "step `{from}`'s task is for {} and `{to}`'s in version {to_version} for {}: migrate the instance from another step",
-                    task_role(current.task.as_ref()).unwrap_or_else(|| "no role".into()),
-                    new_role.unwrap_or_else(|| "no role".into())
+                    old_role.unwrap_or("no role"),
+                    new_role.unwrap_or("no role")
                 ),
             ));
         }

@@ -56,24 +56,15 @@ impl Engine for Embedded {
     }
 
     async fn start(&self, request: StartRequest) -> Result<Standing, EngineError> {
-        let began = std::time::Instant::now();
-        let started = self.start_as_asked(request).await;
-        crate::metrics::action("start", began.elapsed(), started.is_ok());
-        started
+        timed("start", self.start_as_asked(request)).await
     }
 
     async fn act(&self, request: ActRequest) -> Result<Standing, EngineError> {
-        let began = std::time::Instant::now();
-        let acted = self.act_as_asked(request).await;
-        crate::metrics::action("act", began.elapsed(), acted.is_ok());
-        acted
+        timed("act", self.act_as_asked(request)).await
     }
 
     async fn repair(&self, request: RepairRequest) -> Result<Standing, EngineError> {
-        let began = std::time::Instant::now();
-        let repaired = self.repair_as_asked(request).await;
-        crate::metrics::action("repair", began.elapsed(), repaired.is_ok());
-        repaired
+        timed("repair", self.repair_as_asked(request)).await
     }
 
     async fn migrate(&self, request: MigrationRequest) -> Result<MigrationReport, EngineError> {
@@ -187,6 +178,17 @@ impl Embedded {
         self.wake(&applied);
         Ok(applied)
     }
+}
+
+/// Runs `work`, a start, action or repair, and records how long it took and how it ended.
+async fn timed<T>(
+    operation: &'static str,
+    work: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    let began = std::time::Instant::now();
+    let done = work.await;
+    crate::metrics::action(operation, began.elapsed(), done.is_ok());
+    done
 }
 
 /// Who holds the task offering `action`, when it is someone other than `caller`. `claimed`

@@ -10,11 +10,11 @@ use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::{self, Event, InstanceState};
 
 use super::Embedded;
-use crate::engine::{EngineError, MigrationItem, MigrationReport, MigrationRequest, MIGRATION_BATCH};
+use crate::engine::{EngineError, MigrationItem, MigrationOutcome, MigrationReport, MigrationRequest, MIGRATION_BATCH};
 use crate::principal::Principal;
 use crate::store::instances::RunningSelection;
 use crate::store::records::InstanceRecord;
-use crate::store::transition::{CallerDenial, Decide};
+use crate::store::transition::Decide;
 
 impl Embedded {
     pub(super) async fn migrate_as_asked(&self, request: MigrationRequest) -> Result<MigrationReport, EngineError> {
@@ -32,17 +32,17 @@ impl Embedded {
         let target = self.migration_target(&request)?;
         let selection =
             RunningSelection { procedure: &request.procedure, jurisdiction: &request.jurisdiction, steps: None };
-        let mut candidates: Vec<InstanceRecord> = self
+        let (candidates, total) = self
             .store
-            .running(&selection)
-            .await?
-            .into_iter()
-            .filter(|r| r.definition_version != target.version)
-            .filter(|r| request.from_version.as_ref().is_none_or(|v| *v == r.definition_version))
-            .filter(|r| request.instances.as_ref().is_none_or(|ids| ids.contains(&r.id)))
-            .collect();
-        let remaining = candidates.len().saturating_sub(MIGRATION_BATCH);
-        candidates.truncate(MIGRATION_BATCH);
+            .migration_candidates(
+                &selection,
+                &target.version,
+                request.from_version.as_deref(),
+                request.instances.as_deref(),
+                MIGRATION_BATCH as u64,
+            )
+            .await?;
+        let remaining = (total as usize).saturating_sub(candidates.len());
         let mut items = Vec::with_capacity(candidates.len());
         for record in candidates {
             let item = if request.dry_run {
@@ -52,7 +52,7 @@ impl Embedded {
             };
             items.push(item);
         }
-        let refused = items.iter().filter(|i| i.outcome == REFUSED).count();
+        let refused = items.iter().filter(|i| i.outcome == MigrationOutcome::Refused).count();
         Ok(MigrationReport {
             dry_run: request.dry_run,
             to_version: target.version.clone(),
@@ -95,7 +95,7 @@ impl Embedded {
         match engine::apply(target, &state, &event, self.clock.now(), &calendar) {
             Ok(transition) => {
                 (item.to_step, item.due_after) = standing(&transition.state);
-                item.outcome = WOULD_MIGRATE;
+                item.outcome = MigrationOutcome::WouldMigrate;
             }
             Err(refusal) => refuse(&mut item, refusal.to_string()),
         }
@@ -111,18 +111,17 @@ impl Embedded {
         request: &MigrationRequest,
     ) -> Result<MigrationItem, EngineError> {
         let mut item = item_before(record, &record.state()?);
-        let (caller, target_for_event, asked) = (request.caller.clone(), target.clone(), request.clone());
+        // The caller was checked once, for the whole request (`migrate_as_asked`); the
+        // interpreter refuses an actor who is no administrator all the same.
+        let (target_for_event, asked) = (target.clone(), request.clone());
         let decide: Decide = Box::new(move |_: &InstanceRecord, _: &Definition, state: &InstanceState, _: &[_]| {
-            if !caller.is_admin() {
-                return Err(CallerDenial::Forbidden("only an administrator migrates instances".into()));
-            }
-            Ok(migration_event(&caller, &target_for_event, state, &asked))
+            Ok(migration_event(&asked.caller, &target_for_event, state, &asked))
         });
         match self.decided(record.id, decide).await {
             Ok(applied) => {
                 let migrated = applied.standing.expect("a migration answers with its instance").instance;
                 (item.to_step, item.due_after) = standing(&migrated.state()?);
-                item.outcome = MIGRATED;
+                item.outcome = MigrationOutcome::Migrated;
                 let detail = serde_json::json!({
                     "reason": request.reason,
                     "from_version": item.from_version,
@@ -143,10 +142,6 @@ impl Embedded {
         Ok(item)
     }
 }
-
-const MIGRATED: &str = "migrated";
-const WOULD_MIGRATE: &str = "would_migrate";
-const REFUSED: &str = "refused";
 
 fn migration_event(
     caller: &Principal,
@@ -179,12 +174,12 @@ fn item_before(record: &InstanceRecord, state: &InstanceState) -> MigrationItem 
         to_step: None,
         due_before,
         due_after: None,
-        outcome: REFUSED,
+        outcome: MigrationOutcome::Refused,
         problem: None,
     }
 }
 
 fn refuse(item: &mut MigrationItem, problem: String) {
-    item.outcome = REFUSED;
+    item.outcome = MigrationOutcome::Refused;
     item.problem = Some(problem);
 }
