@@ -191,6 +191,25 @@ fn messages_wait_out_an_smtp_outage(backend: Backend) {
     assert_eq!((status, body["step"]["name"].as_str()), (200, Some("substantive_review")), "{body}");
 }
 
+#[test]
+fn a_cancellation_tells_the_task_holder_why_by_email() {
+    let sink = Sink::start();
+    let app = daemon(&sink, "zhang@registry.example");
+    let id = start_registration(&app);
+    let reason = "登记主体撤回申请";
+    let (status, body) = app.post(&format!("/v1/instances/{id}/cancel"), &app.admin, &json!({"reason": reason}));
+    assert_eq!(status, 200, "{body}");
+    let told = app.wait_until("the clerk hears of the cancellation", || {
+        sink.messages().into_iter().find(|m| {
+            m["to"] == json!(["zhang@registry.example"]) && subjects_for(&[m.clone()], id) != Vec::<String>::new()
+        })
+    });
+    assert_eq!(told["subject"], format!("【公共数据登记】办件已撤销(第{id}号)"));
+    let text = told["text"].as_str().unwrap();
+    assert!(text.lines().any(|line| line.trim_end() == format!("原因:{reason}")), "{text}");
+    assert!(!text.contains("办理期限"), "a cancelled instance has no deadline to state: {text}");
+}
+
 /// The failed notice of `instance`, once there is one.
 fn failed_notice(app: &TestApp, instance: i64) -> Value {
     app.wait_until("the notice fails", || {

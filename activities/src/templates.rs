@@ -92,6 +92,9 @@ pub struct MessageContext {
     pub level: Option<u32>,
     pub deadline: Option<DeadlineView>,
     pub basis: Option<String>,
+    /// Why an administrator did what the message tells of (a cancellation's reason).
+    #[serde(default)]
+    pub reason: Option<String>,
     pub link: String,
     /// How the message addresses its readers, e.g. `泰安市大数据局`.
     pub recipient: String,
@@ -275,6 +278,7 @@ mod tests {
                 overdue: false,
             }),
             basis: Some("《泰安市公共数据开发利用管理办法(试行)》第九条第(二)项".into()),
+            reason: None,
             link: "http://statflow.example/instances/7".into(),
             recipient: "taian-registry 登记机构".into(),
             source_notices: vec![],
@@ -310,6 +314,22 @@ mod tests {
         // minijinja's HTML escaping writes `/` as `&#x2f;`, which browsers read back as `/`.
         assert!(
             rendered.html.contains("<a href=\"http:&#x2f;&#x2f;statflow.example&#x2f;instances&#x2f;7\">"),
+            "{}",
+            rendered.html
+        );
+    }
+
+    #[test]
+    fn a_notice_says_the_reason_an_administrator_gave_and_only_then() {
+        let mut context = context();
+        context.headline = Templates::headline("procedure_cancelled");
+        let without = Templates::new(None).render("procedure_cancelled", &context).unwrap();
+        assert!(!without.text.contains("原因"), "{}", without.text);
+        context.reason = Some("登记主体撤回申请 <重复>".into());
+        let rendered = Templates::new(None).render("procedure_cancelled", &context).unwrap();
+        assert!(rendered.text.contains("原因:登记主体撤回申请 <重复>\n"), "{}", rendered.text);
+        assert!(
+            rendered.html.contains("<th align=\"left\">原因</th><td>登记主体撤回申请 &lt;重复&gt;</td>"),
             "{}",
             rendered.html
         );

@@ -233,6 +233,7 @@ mod tests {
                 step: "acceptance".into(),
                 deadline: None,
                 basis: None,
+                reason: Some("登记主体撤回申请".into()),
             }),
         ];
         for effect in effects {

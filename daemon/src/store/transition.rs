@@ -641,6 +641,7 @@ impl Batch {
                             step: step.clone(),
                             deadline: deadline.clone(),
                             basis: deadline.as_ref().map(|d| d.basis.clone()),
+                            reason: None,
                         };
                         self.outbox(id, &format!("{id}:{task}.opened"), &Effect::TaskOpened(notice), now);
                     }

@@ -173,6 +173,12 @@ impl<'a> Run<'a> {
     }
 
     pub(super) fn effects(&mut self, effects: &[Effect], step: &str) {
+        self.effects_because(effects, step, None);
+    }
+
+    /// Runs `effects` on behalf of an administrator's act: the notices among them say
+    /// `reason`, so whoever hears of a cancellation hears why.
+    fn effects_because(&mut self, effects: &[Effect], step: &str, reason: Option<&str>) {
         for effect in effects {
             let basis = self.basis_text(&effect.basis);
             if let Some(to) = &effect.notify {
@@ -183,6 +189,7 @@ impl<'a> Run<'a> {
                     step: step.to_owned(),
                     deadline: self.deadline_info(),
                     basis,
+                    reason: reason.map(str::to_owned),
                 };
                 self.run_activity(activity);
             } else if let Some(to) = &effect.escalate {
@@ -341,7 +348,7 @@ impl<'a> Run<'a> {
             }
             let step = self.state.step_name().expect("running").to_owned();
             let on_cancel = self.definition.procedure.on_cancel.clone();
-            self.effects(&on_cancel, &step);
+            self.effects_because(&on_cancel, &step, Some(reason));
         }
         self.leave();
         self.state.status = Status::Completed { outcome: how.as_str().to_owned() };
@@ -706,6 +713,7 @@ impl<'a> Run<'a> {
                     step: step_name,
                     deadline: self.deadline_info(),
                     basis: self.deadline_info().map(|d| d.basis),
+                    reason: None,
                 };
                 self.run_activity(activity);
             }

@@ -191,6 +191,9 @@ pub enum Activity {
         step: String,
         deadline: Option<DeadlineInfo>,
         basis: Option<String>,
+        /// Why an administrator did what the notice tells of (a cancellation's reason).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Escalate {
         level: u32,

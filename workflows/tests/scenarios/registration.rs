@@ -233,8 +233,8 @@ fn end(how: Ending, reason: &str) -> Event {
 }
 
 pub fn an_administrator_cancels_or_terminates_with_a_reason() {
-    // Cancelled while the agency reviews it: the registrant and the task's holder are told,
-    // the deadline's timers stop and the task closes.
+    // Cancelled while the agency reviews it: the registrant and the task's holder are told
+    // why, the deadline's timers stop and the task closes.
     let mut s = registration("2026-03-02T09:00:00+08:00");
     s.act("clerk", "accept", json!({}));
     s.take();
@@ -246,7 +246,8 @@ pub fn an_administrator_cancels_or_terminates_with_a_reason() {
     let told: Vec<_> = commands
         .iter()
         .filter_map(|c| match c {
-            Command::RunActivity { activity: Activity::Notify { to, template, deadline, .. }, .. } => {
+            Command::RunActivity { activity: Activity::Notify { to, template, deadline, reason, .. }, .. } => {
+                assert_eq!(reason.as_deref(), Some("登记主体撤回申请"));
                 Some((to[0].role.clone(), to[0].organization.clone(), template.clone(), deadline.is_none()))
             }
             _ => None,

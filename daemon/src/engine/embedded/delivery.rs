@@ -156,17 +156,17 @@ impl Embedded {
         row: &EffectRecord,
         activity: &Activity,
     ) -> Result<Value, Failure> {
-        let (to, template, step, deadline, basis, escalation) = match activity {
-            Activity::Notify { to, template, step, deadline, basis } => {
-                (to, template.as_str(), step, deadline, basis, None)
+        let (to, template, step, deadline, basis, reason, escalation) = match activity {
+            Activity::Notify { to, template, step, deadline, basis, reason } => {
+                (to, template.as_str(), step, deadline, basis, reason, None)
             }
             // Level 0: a definition's own report upwards (e.g. a terminated authorization), told
             // with the notice template it names; not an overdue escalation.
             Activity::Escalate { level: 0, title, to, step, deadline, basis } => {
-                (to, title.as_str(), step, deadline, basis, None)
+                (to, title.as_str(), step, deadline, basis, &None, None)
             }
             Activity::Escalate { level, title, to, step, deadline, basis } => {
-                (to, "escalation", step, deadline, basis, Some((*level, title.clone())))
+                (to, "escalation", step, deadline, basis, &None, Some((*level, title.clone())))
             }
             _ => return Err(Failure::permanent("not a notice")),
         };
@@ -241,6 +241,7 @@ impl Embedded {
             level: escalation.as_ref().map(|(level, _)| *level),
             deadline: deadline.as_ref().map(deadline_view),
             basis: basis.clone(),
+            reason: reason.clone(),
             link,
             recipient: addresses.iter().map(|a| a.label.as_str()).collect::<Vec<_>>().join("、"),
             source_notices: instance.state().map_err(|e| Failure::permanent(e.to_string()))?.source_notices,

@@ -21,14 +21,6 @@ impl Embedded {
         if !request.caller.is_admin() {
             return Err(EngineError::Forbidden("only an administrator migrates instances".into()));
         }
-        if self.host().is_some() {
-            // A workflow holds its definition for its whole run; switching it midway is not
-            // something the Temporal workflows do (yet).
-            return Err(EngineError::Forbidden(
-                "the Temporal engine does not migrate running instances; run the migration on the embedded engine"
-                    .into(),
-            ));
-        }
         let target = self.migration_target(&request)?;
         let selection =
             RunningSelection { procedure: &request.procedure, jurisdiction: &request.jurisdiction, steps: None };

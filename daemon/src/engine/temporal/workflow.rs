@@ -16,7 +16,7 @@
 //!
 //! Determinism: the inputs of `apply` are the state, the event, the instant and the
 //! definition version, all from the workflow's history (the definition version is immutable
-//! once stored), and the calendar (see docs/engines.md for what a calendar import means to a
+//! once stored; a migration names the one it goes to in its event), and the calendar (see docs/engines.md for what a calendar import means to a
 //! replay).
 
 use std::collections::{BTreeSet, VecDeque};
@@ -409,16 +409,20 @@ impl InstanceWorkflow {
             }
         }
         let world = world();
+        // A migration is applied with, and leaves the workflow on, the version it goes to
+        // (carried in the event, so a replay takes the same one: a stored version never changes).
+        let version = event.applies_version().unwrap_or(&self.version).to_owned();
         let definition = world
             .definitions()
-            .get(&self.version)
-            .unwrap_or_else(|| panic!("definition version {} is not loaded on this worker", self.version));
+            .get(&version)
+            .unwrap_or_else(|| panic!("definition version {version} is not loaded on this worker"));
         let (calendar, _) = world.calendar();
         let at: DateTime<FixedOffset> = from_millis(now);
         let transition = engine::apply(&definition, state, event, at, &calendar)?;
         if transition.state == *state && transition.commands.is_empty() {
             return Ok(None);
         }
+        self.version = version;
         let events = transition.state.events;
         let commands = transition.commands.clone();
         self.queue.push(Recorded {
