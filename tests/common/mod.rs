@@ -95,6 +95,9 @@ fn fresh_postgres_database(server: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The request id every test request sends, which the daemon must not take as its own.
+const CALLERS_REQUEST_ID: &str = "chosen-by-the-caller";
+
 pub struct TestApp {
     child: Mutex<Option<Child>>,
     /// Where the daemon listens; it changes when the daemon is restarted.
@@ -253,6 +256,7 @@ impl TestApp {
     ) -> (u16, Value, String) {
         let (status, body, headers) = self.exchange(method, path, Some(token), body);
         let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("every answer names its request");
+        assert_ne!(id, CALLERS_REQUEST_ID, "the daemon names its requests itself");
         (status, body, id.to_owned())
     }
 
@@ -264,7 +268,9 @@ impl TestApp {
         body: Option<&Value>,
     ) -> (u16, Value, ureq::http::HeaderMap) {
         let url = format!("{}{path}", self.base());
-        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        // The daemon gives every request an id of its own: one the caller sends is dropped.
+        let mut request =
+            ureq::http::Request::builder().method(method).uri(url).header("x-request-id", CALLERS_REQUEST_ID);
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }

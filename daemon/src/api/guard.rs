@@ -1,18 +1,22 @@
-//! What stands around every request: an id (`x-request-id`, echoed in the answer, in every
-//! problem document and log line the request causes, and in the history's record of who
-//! acted), a problem document instead of a dropped connection when a
-//! handler panics, and a refusal of bodies declared larger than the limit before any of it is
-//! read.
+//! What stands around every request (tower-http's layers, plus two of statflow's own): an id
+//! (`x-request-id`, echoed in the answer, in every problem document and log line the request
+//! causes, and in the history's record of who acted), the access log, a problem document
+//! instead of a dropped connection when a handler panics, and a refusal of bodies declared
+//! larger than the limit before any of it is read.
 
-use std::panic::AssertUnwindSafe;
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Response};
-use futures_util::FutureExt;
-use tracing::Instrument;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use super::problem::Problem;
 
@@ -29,49 +33,93 @@ pub fn current_request_id() -> Option<String> {
 /// Requests larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
-/// Gives the request an id, runs it inside a span carrying that id, turns a panic into a
-/// 500 problem document that names the id, so the log line and the complaint meet, and logs
-/// each answer (the access log, target `statflow::access`: method, path, status, time taken).
-pub async fn request_id_and_panics(request: Request, next: Next) -> Response {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let began = std::time::Instant::now();
-    let id = format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %id, %method, path = %request.uri().path());
-    let answering = REQUEST_ID.scope(id.clone(), next.run(request));
-    let outcome = AssertUnwindSafe(answering.instrument(span.clone())).catch_unwind().await;
-    let mut response = match outcome {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            span.in_scope(|| tracing::error!(panic = %message, "the request panicked"));
-            let problem = Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error",
-                format!("the request failed unexpectedly; it is logged under request id {id}"),
-            );
-            REQUEST_ID.sync_scope(id.clone(), || problem.into_response())
-        }
-    };
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `router` in what stands around every request. Outermost first: the caller's own
+/// `x-request-id` is dropped (an id goes into the tamper-evident history, so it is the
+/// daemon's to choose), a fresh one is set on the request and echoed on the answer, the
+/// request's span carries it and the access log (target `statflow::access`) closes it, the
+/// id is made known to whatever answers, a panic becomes a 500 problem document naming the
+/// id, and bodies over the limit are refused.
+pub fn around_every_request(router: Router) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(request_span)
+        .on_request(())
+        .on_response(access_line)
+        // The access line says the status of every answer, failures included.
+        .on_failure(());
+    router
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn(refuse_declared_oversize))
+        .layer(CatchPanicLayer::custom(answer_panic))
+        .layer(from_fn(known_to_whatever_answers))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, ProcessAndCounter))
+        .layer(from_fn(drop_callers_request_id))
+}
+
+/// Request ids unique across the daemon's restarts in practice: the process id and a count.
+#[derive(Clone, Copy)]
+struct ProcessAndCounter;
+
+impl MakeRequestId for ProcessAndCounter {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
-    let status = response.status().as_u16();
-    let took = began.elapsed();
-    crate::metrics::request(method.as_str(), status, took);
-    let micros = took.as_micros() as u64;
-    span.in_scope(|| tracing::info!(target: "statflow::access", status, micros, "answered"));
+}
+
+async fn drop_callers_request_id(mut request: Request, next: Next) -> Response {
+    request.headers_mut().remove(REQUEST_ID_HEADER);
+    next.run(request).await
+}
+
+fn id_of<B>(request: &axum::http::Request<B>) -> &str {
+    request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default()
+}
+
+fn request_span<B>(request: &axum::http::Request<B>) -> Span {
+    tracing::info_span!("request", request_id = %id_of(request), method = %request.method(), path = %request.uri().path())
+}
+
+fn access_line<B>(response: &Response<B>, took: Duration, _: &Span) {
+    let (status, micros) = (response.status().as_u16(), took.as_micros() as u64);
+    tracing::info!(target: "statflow::access", status, micros, "answered");
+}
+
+/// Runs the request with its id known to problem documents and history records, and counts
+/// its answer in the metrics.
+async fn known_to_whatever_answers(request: Request, next: Next) -> Response {
+    let began = Instant::now();
+    let (id, method) = (id_of(&request).to_owned(), request.method().clone());
+    let response = REQUEST_ID.scope(id, next.run(request)).await;
+    crate::metrics::request(method.as_str(), response.status().as_u16(), began.elapsed());
     response
+}
+
+/// The answer to a handler that panicked (run where the request's id is known).
+fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "the request panicked");
+    let id = current_request_id().unwrap_or_default();
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal error",
+        format!("the request failed unexpectedly; it is logged under request id {id}"),
+    )
+    .into_response()
 }
 
 /// Answers 413 from a declared length over the limit before any of the body is read, so a
 /// client sending a huge body hears why at once. Bodies without a declared length are cut
 /// off by axum's `DefaultBodyLimit` while they are read.
-pub async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -98,8 +146,7 @@ mod tests {
         async fn broken() -> &'static str {
             panic!("a bug in a handler")
         }
-        let app =
-            Router::new().route("/broken", get(broken)).layer(axum::middleware::from_fn(super::request_id_and_panics));
+        let app = super::around_every_request(Router::new().route("/broken", get(broken)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -21,7 +21,7 @@ pub mod views;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,7 +50,7 @@ pub fn router(
     let page = metrics::MetricsPage::new(engine.kind(), metrics);
     let state = AppState { engine, store, metrics: page };
     let console = crate::console::routes(crate::console::Console::new(state.clone(), secure_cookies));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(|| async { Json(Health { status: "ok", workers: Vec::new(), shared_work: None }) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::page))
@@ -91,10 +91,8 @@ pub fn router(
                 "Method not allowed",
                 "this endpoint does not take that method",
             )
-        })
-        .layer(DefaultBodyLimit::max(guard::BODY_LIMIT))
-        .layer(axum::middleware::from_fn(guard::refuse_declared_oversize))
-        .layer(axum::middleware::from_fn(guard::request_id_and_panics))
+        });
+    guard::around_every_request(routes)
 }
 
 /// A browser asking for a page the console does not have gets the console's page for it;
