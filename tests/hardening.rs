@@ -363,6 +363,30 @@ fn readiness_lists_the_workers_and_sigterm_drains_them() {
     assert!(access.contains("request_id=") && access.contains("status=200") && access.contains("micros="), "{access}");
 }
 
+/// With `log_format = "json"` every line the daemon logs is one JSON object, and a request's
+/// access line carries its id from the request's span.
+#[test]
+fn json_logs_are_one_object_a_line_and_the_access_line_names_its_request() {
+    let app = TestApp::start_configured(Backend::Sqlite, "2026-03-02T09:00:00+08:00", "log_format = \"json\"\n");
+    let (status, _, id) = app.request_identified("GET", "/v1/instances", &app.admin, None);
+    assert_eq!(status, 200);
+    assert!(app.terminate().success());
+    let log = app.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "statflow::access" && l["span"]["request_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no access line for request {id}:\n{log}"));
+    assert_eq!(
+        (access["fields"]["status"].as_u64(), access["span"]["path"].as_str()),
+        (Some(200), Some("/v1/instances"))
+    );
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "statflow stopped"), "{log}");
+}
+
 /// A token made to expire works through its last day, by the daemon's clock, and not after.
 #[test]
 fn a_token_works_through_its_last_day_and_not_after() {
