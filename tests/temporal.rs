@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{act, scratch, start, Backend, TestApp};
+use common::{act, scratch, start, Backend, TestApp, LEASE};
 use serde_json::{json, Value};
-use statflow::engine::embedded::lease::RENEW_EVERY as LEASE_RENEW;
 use statflow::engine::temporal::workflow::DELIVERY_TIMEOUT;
 
 /// A Temporal dev server on a free loopback port, its state in `file`.
@@ -252,7 +251,7 @@ fn lease_of(app: &TestApp) -> String {
 
 /// Waits until exactly one of `apps` holds the lease; answers which.
 fn one_holder(apps: &[&TestApp]) -> usize {
-    let deadline = Instant::now() + LEASE_RENEW * 5;
+    let deadline = Instant::now() + LEASE * 5;
     loop {
         let leases: Vec<String> = apps.iter().map(|app| lease_of(app)).collect();
         let holders: Vec<usize> = (0..apps.len()).filter(|i| leases[*i] == "held").collect();
@@ -312,7 +311,7 @@ fn several_api_processes_share_one_database_and_one_of_them_does_the_shared_work
     let (holder, standby) = if holder == 0 { (&first, &second) } else { (&second, &first) };
     let began = Instant::now();
     holder.crash();
-    let deadline = Instant::now() + LEASE_RENEW * 5;
+    let deadline = Instant::now() + LEASE * 5;
     while lease_of(standby) != "held" {
         assert!(Instant::now() < deadline, "the lease was not taken over");
         std::thread::sleep(Duration::from_millis(100));

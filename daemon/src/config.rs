@@ -11,6 +11,7 @@ use serde::Deserialize;
 use statflow_activities::email::SmtpConfig;
 use statflow_activities::webhook::WebhookConfig;
 
+use crate::engine::embedded::lease::LeaseSettings;
 use crate::engine::temporal::Settings;
 use crate::integrity::anchors::{AnchorKey, Anchoring};
 
@@ -52,6 +53,14 @@ pub struct ServeArgs {
     /// runs them elsewhere).
     #[arg(long, env = "STATFLOW_NO_WORKER")]
     pub no_worker: bool,
+    /// This node's name among several on one PostgreSQL database (default: host name and
+    /// process id).
+    #[arg(long, env = "STATFLOW_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds the work lease lasts unrenewed (several nodes on one PostgreSQL database): a
+    /// standby takes the work over about this long after its holder dies (default 15).
+    #[arg(long, env = "STATFLOW_LEASE_SECONDS")]
+    pub lease_seconds: Option<u64>,
 }
 
 /// `statflow worker`: a Temporal worker of statflow's workflows only.
@@ -191,6 +200,8 @@ struct FileConfig {
     integrity: IntegrityConfig,
     #[serde(default)]
     metrics: MetricsConfig,
+    node_id: Option<String>,
+    lease_seconds: Option<u64>,
 }
 
 /// The `[metrics]` section: who may read `GET /metrics`.
@@ -330,6 +341,8 @@ pub struct Config {
     /// Whether this process runs a Temporal worker too (with `temporal`).
     pub temporal_worker: bool,
     pub metrics: MetricsAccess,
+    /// This node and its work lease (used with PostgreSQL).
+    pub lease: LeaseSettings,
 }
 
 fn read_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -387,7 +400,18 @@ impl ServeArgs {
             return Err("--no-worker: only with --engine temporal (the embedded engine runs its own instances)".into());
         }
         let listen = self.listen.clone().or(file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let ttl = match self.lease_seconds.or(file.lease_seconds) {
+            None => LeaseSettings::DEFAULT_TTL,
+            Some(seconds @ 1..=600) => std::time::Duration::from_secs(seconds),
+            Some(other) => return Err(format!("--lease-seconds: {other} is not from 1 to 600 seconds")),
+        };
+        let node = match self.node_id.clone().or(file.node_id.clone()) {
+            None => LeaseSettings::default_node(),
+            Some(node) if (1..=100).contains(&node.len()) && !node.chars().any(char::is_control) => node,
+            Some(_) => return Err("--node-id: give 1 to 100 printable characters".into()),
+        };
         Ok(Config {
+            lease: LeaseSettings { node, ttl },
             metrics: file.metrics.clone().resolve()?,
             temporal_worker: !self.no_worker,
             temporal,

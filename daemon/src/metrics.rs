@@ -34,9 +34,11 @@ const EFFECTS: &str = "statflow_effects";
 const TIMERS_PENDING: &str = "statflow_timers_pending";
 const INSTANCES_OPEN: &str = "statflow_instances_open";
 const INSTANCES_OVERDUE: &str = "statflow_instances_overdue";
+const WORK_LEASE_HELD: &str = "statflow_work_lease_held";
+const WORK_LEASE_TAKEN: &str = "statflow_work_lease_taken_total";
 
 /// Every metric the page shows: its name, its type and the help text the page gives it.
-const CATALOGUE: [(&str, Kind, &str); 16] = [
+const CATALOGUE: [(&str, Kind, &str); 18] = [
     (BUILD_INFO, Kind::Gauge, "1, labelled with the release and the engine that answer"),
     (TRANSITIONS, Kind::Counter, "Transitions stored, by procedure and the kind of event"),
     (COMMIT_DURATION, Kind::Histogram, "Time one group commit of the writer took"),
@@ -53,6 +55,8 @@ const CATALOGUE: [(&str, Kind, &str); 16] = [
     (TIMERS_PENDING, Kind::Gauge, "Timers waiting to fire"),
     (INSTANCES_OPEN, Kind::Gauge, "Running instances, by procedure and each organization they involve"),
     (INSTANCES_OVERDUE, Kind::Gauge, "Running instances past a deadline, by procedure and organization"),
+    (WORK_LEASE_HELD, Kind::Gauge, "1 while this node holds the work lease (several nodes on one database), else 0"),
+    (WORK_LEASE_TAKEN, Kind::Counter, "Times this node took the work lease (at start, or over from a node gone)"),
 ];
 
 enum Kind {
@@ -150,6 +154,16 @@ pub fn request(method: &str, status: u16, took: Duration) {
     let class = format!("{}xx", status / 100);
     counter!(HTTP_REQUESTS, "method" => method.to_owned(), "status" => class).increment(1);
     histogram!(HTTP_DURATION).record(took.as_secs_f64());
+}
+
+/// Whether this node holds the work lease now.
+pub fn work_lease(held: bool) {
+    gauge!(WORK_LEASE_HELD).set(if held { 1.0 } else { 0.0 });
+}
+
+/// This node took the work lease.
+pub fn work_lease_taken() {
+    counter!(WORK_LEASE_TAKEN).increment(1);
 }
 
 /// Whether each of the engine's workers runs (1) or is down or stalled (0).

@@ -21,6 +21,7 @@ mod m20261201_000011_tasks_by_instance;
 mod m20261202_000012_people;
 mod m20261202_000013_finished_instances;
 mod m20261203_000014_token_expiry;
+mod m20261203_000015_work_leases;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_people::Migration),
             Box::new(m20261202_000013_finished_instances::Migration),
             Box::new(m20261203_000014_token_expiry::Migration),
+            Box::new(m20261203_000015_work_leases::Migration),
         ]
     }
 }

@@ -95,6 +95,9 @@ fn fresh_postgres_database(server: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The work lease of the test daemons: short, so takeovers come quickly.
+pub const LEASE: Duration = Duration::from_secs(2);
+
 /// The request id every test request sends, which the daemon must not take as its own.
 const CALLERS_REQUEST_ID: &str = "chosen-by-the-caller";
 
@@ -299,6 +302,8 @@ impl TestApp {
             .args(&self.engine)
             .arg("--config")
             .arg(self.dir.join("statflow.toml"))
+            // Several nodes on one database take work over from one gone this long after.
+            .env("STATFLOW_LEASE_SECONDS", LEASE.as_secs().to_string())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

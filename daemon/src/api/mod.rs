@@ -51,7 +51,10 @@ pub fn router(
     let state = AppState { engine, store, metrics: page };
     let console = crate::console::routes(crate::console::Console::new(state.clone(), secure_cookies));
     let routes = Router::new()
-        .route("/healthz", get(|| async { Json(Health { status: "ok", workers: Vec::new(), shared_work: None }) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(Health { status: "ok", workers: Vec::new(), shared_work: None, lease: None }) }),
+        )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::page))
         .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
@@ -116,11 +119,14 @@ pub struct Health {
     /// The engine's workers (on `/readyz`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerHealth>,
-    /// With several processes on one database (instances on Temporal): `held` when this one
-    /// does the work that belongs to no instance (schedules, digests, anchors), `standby`
-    /// while another does (on `/readyz`).
+    /// With several nodes on one PostgreSQL database: `held` when this one does the work that
+    /// answers no request (timers, the outbox, deliveries, schedules, digests, anchors),
+    /// `standby` while another does (on `/readyz`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_work: Option<&'static str>,
+    /// This node's work lease, with several nodes on one database (on `/readyz`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::engine::WorkLease>,
 }
 
 /// Ready when the database answers and no worker is down or stalled; a 503 names them.
@@ -138,6 +144,7 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
     if !down.is_empty() {
         return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", down.join("; ")));
     }
-    let shared_work = state.engine.shared_work_lease().map(|held| if held { "held" } else { "standby" });
-    Ok(Json(Health { status: "ready", workers, shared_work }))
+    let lease = state.engine.work_lease();
+    let shared_work = lease.as_ref().map(|lease| if lease.held { "held" } else { "standby" });
+    Ok(Json(Health { status: "ready", workers, shared_work, lease }))
 }

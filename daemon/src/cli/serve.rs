@@ -163,10 +163,12 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             store.load_directory(&file, now).await.map_err(|e| Failure::invalid(e.to_string()))?;
         }
         engine.install_built_in_schedules().await.map_err(|e| Failure::invalid(e.to_string()))?;
-        if config.temporal.is_some() && sqlite_file(&config.db).is_none() {
-            // Several API processes may share this database: the work that belongs to no
-            // instance (catch-up included) is done by the one holding the lease.
-            engine.share_work_through_lease();
+        if sqlite_file(&config.db).is_none() {
+            // Several nodes may share this database: the work that answers no request
+            // (catch-up included) is done by the one holding the work lease, and what the
+            // others store reaches this one (a shared virtual clock included) before it serves.
+            engine.share_work_through_lease(config.lease.clone());
+            engine.refresh_from_store().await.map_err(|e| Failure::invalid(e.to_string()))?;
         } else {
             // Fire times missed while the daemon was down are settled before it serves, so
             // the first requests see a settled schedule.
@@ -187,7 +189,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         let address = listener.local_addr().map_err(|e| Failure::invalid(e.to_string()))?;
         // The first line says where to connect (useful with --listen 127.0.0.1:0).
         println!("statflow listening on http://{address}");
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), %address, db = %redacted(&config.db), engine = engine.kind(), virtual_clock = engine.has_virtual_clock(), "serving");
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), %address, db = %redacted(&config.db), engine = engine.kind(), virtual_clock = engine.has_virtual_clock(), node = %config.lease.node, "serving");
         let secure_cookies = config.notifications.base_url.starts_with("https://");
         let router = api::router(engine.clone(), store, secure_cookies, config.metrics.clone());
         // The peer's address reaches the handlers: `/metrics` serves loopback only by default.

@@ -163,6 +163,20 @@ pub struct MigrationRequest {
     pub caller: Principal,
 }
 
+/// A node's work lease, as readiness reports it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WorkLease {
+    /// This node's name.
+    pub node: String,
+    /// Whether this node holds the lease now (and so runs timers, the outbox, deliveries
+    /// and schedules).
+    pub held: bool,
+    /// The lease's epoch when this node last held it (0: never): raised at every takeover.
+    pub epoch: i64,
+    /// How long the lease lasts unrenewed.
+    pub seconds: u64,
+}
+
 /// At most this many instances are migrated by one request; the report says how many more
 /// the same request would take.
 pub const MIGRATION_BATCH: usize = 1000;
@@ -261,9 +275,9 @@ pub trait Engine: Send + Sync {
     fn definitions(&self) -> &Definitions;
     /// The health of the engine's workers; readiness fails while one is down.
     fn health(&self) -> Vec<WorkerHealth>;
-    /// With several processes sharing the work that belongs to no instance: whether this one
-    /// holds the lease on it now (`None` when it does that work alone).
-    fn shared_work_lease(&self) -> Option<bool>;
+    /// With several nodes sharing the work that answers no request: this node's work lease
+    /// (`None` when it does that work alone).
+    fn work_lease(&self) -> Option<WorkLease>;
 
     /// Starts an instance on the current version of its procedure; answers with it as it
     /// now stands (with its open tasks and effects).

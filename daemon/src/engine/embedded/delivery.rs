@@ -38,6 +38,11 @@ pub const MAX_ATTEMPTS: i32 = 10;
 /// How many ready deliveries one pass takes.
 const BATCH: u64 = 256;
 
+/// How many one pass takes when several nodes share the work: a pass is acknowledged as a
+/// whole, so a node that dies in the middle of one has the node taking over send its
+/// messages again (same Message-IDs); a smaller pass repeats fewer of them.
+pub const SHARED_BATCH: u64 = 16;
+
 /// The channels messages go out on.
 pub struct Channels {
     pub mailer: Mailer,
@@ -53,7 +58,8 @@ impl Embedded {
     /// to nobody are marked done in one write.
     pub async fn deliver_once(&self, channels: &Channels) -> Result<usize, StoreError> {
         let now = to_millis(self.clock.now());
-        let (count, groups) = self.store.ready_effects(&self.delivered_kinds(), now, BATCH).await?;
+        let batch = if self.shared_work.lease_held().is_some() { SHARED_BATCH } else { BATCH };
+        let (count, groups) = self.store.ready_effects(&self.delivered_kinds(), now, batch).await?;
         let mut ids: Vec<i64> = groups.iter().flatten().filter_map(|row| row.instance_id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -62,6 +68,9 @@ impl Embedded {
         let sent = join_all(groups.into_iter().map(|rows| async move {
             let mut sent = Vec::with_capacity(rows.len());
             for row in rows {
+                if !self.shared_work.here() {
+                    break;
+                }
                 let outcome = self.deliver(channels, pass, &row).await;
                 sent.push((row, outcome));
             }
@@ -74,6 +83,15 @@ impl Embedded {
             for (_, outcome) in sent.iter_mut().filter(|(_, outcome)| outcome.is_ok()) {
                 *outcome = Err(failure.clone());
             }
+        }
+        if !self.shared_work.here() {
+            // The lease ran out during the pass: the node holding it now sends these again,
+            // with the same Message-IDs (a redelivery of a send never acknowledged).
+            tracing::warn!(
+                deliveries = sent.len(),
+                "the work lease ran out during a delivery pass; leaving it to the holder"
+            );
+            return Ok(count);
         }
         let recorded = join_all(sent.iter().map(|(row, outcome)| self.record(row, outcome.clone(), now))).await;
         let mut done = Vec::with_capacity(count);

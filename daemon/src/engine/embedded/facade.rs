@@ -51,8 +51,14 @@ impl Engine for Embedded {
         }
     }
 
-    fn shared_work_lease(&self) -> Option<bool> {
-        self.shared_work.lease_held()
+    fn work_lease(&self) -> Option<crate::engine::WorkLease> {
+        let (settings, epoch) = self.shared_work.lease()?;
+        Some(crate::engine::WorkLease {
+            node: settings.node.clone(),
+            held: self.shared_work.here(),
+            epoch,
+            seconds: settings.ttl.as_secs(),
+        })
     }
 
     async fn start(&self, request: StartRequest) -> Result<Standing, EngineError> {
@@ -87,6 +93,8 @@ impl Engine for Embedded {
         // One move at a time: two interleaved moves would fire timers out of order.
         let _moving = self.clock_moves.lock().await;
         let moved = self.advance_to(to).await?;
+        // Other nodes on the database read the same clock (within a second).
+        self.store.advance_shared_virtual_clock(to_millis(self.clock.now())).await?;
         // Retries waiting for the (virtual) time just passed are due now.
         self.outbox_changed.notify_one();
         self.deliveries_changed.notify_one();

@@ -144,11 +144,22 @@ impl Embedded {
         &self.store
     }
 
-    /// Catches up with what another process stored: calendar imports and definition versions
-    /// (a Temporal worker beside the processes that take them). Returns whether anything was
-    /// new.
+    /// Catches up with what another process stored: calendar imports, definition versions
+    /// and a shared virtual clock's moves (a Temporal worker beside the processes that take
+    /// them, or another node on the same database). Returns whether anything was new.
     pub async fn refresh_from_store(&self) -> Result<bool, StoreError> {
         let mut changed = self.definitions.refresh(&self.store).await?;
+        if self.clock.is_virtual() {
+            if let Some(at) = self.store.shared_virtual_clock().await? {
+                if at > to_millis(self.clock.now()) {
+                    self.clock.set(crate::store::from_millis(at));
+                    // Retries waiting for the time just passed are due now.
+                    self.outbox_changed.notify_one();
+                    self.deliveries_changed.notify_one();
+                    changed = true;
+                }
+            }
+        }
         let years = self.store.calendar_years().await?;
         if years.iter().any(|row| row.generation > self.calendar_generation()) {
             let (calendar, generation) = calendar_of(&years)?;
@@ -156,6 +167,21 @@ impl Embedded {
             changed = true;
         }
         Ok(changed)
+    }
+
+    /// The refresh worker's loop (several nodes on one database), until shutdown: every
+    /// second, what the other nodes stored.
+    async fn run_refresh(self: Arc<Self>, heartbeat: super::supervisor::Heartbeat, mut shutdown: Shutdown) {
+        while !shutdown.is_set() {
+            heartbeat.beat();
+            if let Err(error) = self.refresh_from_store().await {
+                tracing::warn!(%error, "could not read what other nodes stored");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = shutdown.wait() => {}
+            }
+        }
     }
 
     /// The calendar deadlines are computed with (the facade's `calendar` with its generation).
@@ -214,6 +240,9 @@ impl Embedded {
         }
         if self.shared_work.lease_held().is_some() {
             self.workers.spawn("lease", worker(self, |e, h, s| async move { e.run_lease(h, s).await }));
+            // What another node stores (definition versions, calendar imports, a shared
+            // virtual clock's moves) reaches this one within a second.
+            self.workers.spawn("refresh", worker(self, |e, h, s| async move { e.run_refresh(h, s).await }));
         }
         self.workers
             .spawn("calendar_recompute", worker(self, |e, h, s| async move { e.run_calendar_recompute(h, s).await }));
@@ -230,6 +259,7 @@ impl Embedded {
     /// Tells every worker to stop and waits for them to finish their current pass.
     pub async fn shutdown(&self) {
         self.workers.shutdown(SHUTDOWN_GRACE).await;
+        self.release_lease().await;
     }
 
     /// The loop of the worker of effects of `kinds`: runs `pass` while it finds work, then

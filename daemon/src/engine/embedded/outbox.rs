@@ -44,6 +44,9 @@ impl Embedded {
         let passes = join_all(groups.into_iter().map(|rows| async move {
             let mut done = Vec::with_capacity(rows.len());
             for row in rows {
+                if !self.shared_work.here() {
+                    break;
+                }
                 if self.handle(&row, now).await? {
                     done.push(row.id);
                 }
@@ -54,6 +57,15 @@ impl Embedded {
         let mut done = Vec::with_capacity(count);
         for pass in passes {
             done.extend(pass?);
+        }
+        if !self.shared_work.here() {
+            // The lease ran out during the pass (the process was paused, say): the node
+            // holding it now carries these effects out again, by the same keys.
+            tracing::warn!(
+                effects = done.len(),
+                "the work lease ran out during an outbox pass; leaving it to the holder"
+            );
+            return Ok(count);
         }
         // One write marks the whole pass done. A crash before it repeats these effects, which
         // is why every effect is idempotent by its key.

@@ -83,9 +83,10 @@ impl Embedded {
         what: &str,
         shutdown: &mut Shutdown,
     ) {
-        // With a host, another process (a Temporal worker) also writes effects and cannot
-        // wake this one: look again every second.
-        let longest: i64 = if self.host().is_some() { 1_000 } else { 60_000 };
+        // With a host, or other nodes on the database, another process also writes timers
+        // and effects and cannot wake this one: look again every second.
+        let shared = self.host().is_some() || self.shared_work.lease_held().is_some();
+        let longest: i64 = if shared { 1_000 } else { 60_000 };
         let wait = match next {
             Ok(Some(due)) => Duration::from_millis((due - to_millis(self.clock.now())).clamp(0, longest) as u64),
             Ok(None) => Duration::from_millis(longest as u64),
@@ -108,6 +109,10 @@ impl Embedded {
             heartbeat.beat();
             if self.clock.is_virtual() {
                 self.sleep_until(Ok(None), &self.timers_changed, "timer", &mut shutdown).await;
+                continue;
+            }
+            if !self.shared_work.here() {
+                self.wait_for_shared_work(&mut shutdown).await;
                 continue;
             }
             let now = self.clock.now();
