@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, Database};
+use statflow::store::database_url::{drop_postgres_database, fresh_postgres_database};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_statflow");
 
@@ -65,21 +65,12 @@ fn wait_for_holder(nodes: &[Node]) -> (usize, Duration) {
 
 fn database(server: &str, name: &str) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let admin = Database::connect(server).await.expect("the PostgreSQL server answers");
-        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    });
-    let (base, _) = server.rsplit_once('/').expect("a URL naming a database");
-    format!("{base}/{name}")
+    runtime.block_on(fresh_postgres_database(server, name)).expect("the PostgreSQL server makes a database")
 }
 
 fn drop_database(server: &str, name: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let admin = Database::connect(server).await.unwrap();
-        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
-    });
+    runtime.block_on(drop_postgres_database(server, name)).ok();
 }
 
 fn seconds(d: Duration) -> String {

@@ -1,5 +1,6 @@
 //! What the daemon knows about its database URL beyond handing it to sea-orm: how to show it
-//! without its password, and which file a SQLite URL names (to hold the one-daemon lock).
+//! without its password, which file a SQLite URL names (to hold the one-daemon lock), and
+//! how the benchmarks make and drop scratch databases on a PostgreSQL server.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -58,6 +59,26 @@ impl SqliteLock {
             Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
         }
     }
+}
+
+/// Creates the database `name` afresh on the PostgreSQL server `server` (a URL naming any of
+/// its databases) and answers the new database's URL: the benchmarks' scratch databases.
+pub async fn fresh_postgres_database(server: &str, name: &str) -> Result<String, sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(server).await?;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+    let (base, _) =
+        server.rsplit_once('/').ok_or_else(|| sea_orm::DbErr::Custom(format!("{server}: no database named")))?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Drops the database `name` from the PostgreSQL server `server`, connections and all.
+pub async fn drop_postgres_database(server: &str, name: &str) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(server).await?;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    Ok(())
 }
 
 #[cfg(test)]
