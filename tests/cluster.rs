@@ -57,6 +57,14 @@ fn holder(nodes: &[&TestApp]) -> usize {
     }
 }
 
+/// The value of the metric line `name` on `node`'s `/metrics`.
+fn metric(node: &TestApp, name: &str) -> Option<f64> {
+    let (status, body, _) = node.request("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let text = body.as_str().unwrap_or_default().to_owned();
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 fn at(text: &str) -> DateTime<FixedOffset> {
     DateTime::parse_from_rfc3339(text).unwrap()
 }
@@ -232,6 +240,9 @@ fn a_paused_holder_loses_its_work_and_does_not_finish_it_when_it_resumes() {
     let holding = holder(&both);
     let (paused, standby) = (&nodes[holding], &nodes[1 - holding]);
     let epoch = lease(paused)["epoch"].as_i64().unwrap();
+    // The metrics say the same as readiness.
+    assert_eq!(metric(paused, "statflow_work_lease_held"), Some(1.0));
+    assert_eq!(metric(standby, "statflow_work_lease_held"), Some(0.0));
     // A reminder waits to be sent while the mail server is down: the holder keeps it.
     sink.stop();
     let id = start(
@@ -256,6 +267,8 @@ fn a_paused_holder_loses_its_work_and_does_not_finish_it_when_it_resumes() {
     assert!(took >= LEASE / 2, "taken over after the lease ran out, not before: {took:?}");
     let taken = lease(standby)["epoch"].as_i64().unwrap();
     assert!(taken > epoch, "a takeover raises the epoch: {epoch} then {taken}");
+    assert_eq!(metric(standby, "statflow_work_lease_held"), Some(1.0));
+    assert_eq!(metric(standby, "statflow_work_lease_taken_total"), Some(1.0));
     sink.resume();
     // An hour on, the reminder's next attempt is due.
     let (status, body) = standby.post("/v1/admin/clock", &standby.admin, &json!({"set": "2026-03-04T11:00:00+08:00"}));
