@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 
 use super::effects::{Effect, EffectKind};
 use super::entities::outbox;
 use super::records::{EffectRecord, EffectStatus};
-use super::{read_page, Slice, Store, StoreError, Total};
+use super::{read_page, NewAuditEntry, Slice, Store, StoreError, Total};
 
 impl Store {
     pub async fn effects_of(&self, id: i64) -> Result<Vec<EffectRecord>, StoreError> {
@@ -133,6 +134,19 @@ impl Store {
         self.write_outbox(OutboxWrite::Done { ids: ids.to_vec(), at: now }).await
     }
 
+    /// Records a delivery given up with `error`, and its entry in the audit log, in one
+    /// write: on SQLite both ride in the writer's next group commit, so a burst of failures
+    /// (an outage, a directory without addresses) costs no flush per message.
+    pub async fn give_up_effect(
+        &self,
+        id: i64,
+        error: String,
+        now: i64,
+        audit: NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write_outbox(OutboxWrite::GiveUp { id, error, at: now, audit }).await
+    }
+
     pub async fn retry_effect(&self, id: i64, attempts: i32, next: i64, error: &str) -> Result<(), StoreError> {
         self.write_outbox(OutboxWrite::Retry { id, attempts, next, error: error.to_owned() }).await
     }
@@ -143,7 +157,12 @@ impl Store {
     async fn write_outbox(&self, write: OutboxWrite) -> Result<(), StoreError> {
         match &self.writer {
             Some(writer) => writer.write_outbox(write).await,
-            None => Ok(write.execute(&self.db).await?),
+            None => {
+                // A give-up writes its audit entry too: both or neither.
+                let txn = self.db.begin().await?;
+                write.execute(&txn).await?;
+                Ok(txn.commit().await?)
+            }
         }
     }
 
@@ -233,6 +252,8 @@ pub(super) enum OutboxWrite {
     Finish { id: i64, status: EffectStatus, error: Option<String>, at: i64 },
     /// An attempt failed; the next is due at `next`.
     Retry { id: i64, attempts: i32, next: i64, error: String },
+    /// A delivery given up, with its entry in the audit log.
+    GiveUp { id: i64, error: String, at: i64, audit: NewAuditEntry },
 }
 
 impl OutboxWrite {
@@ -253,6 +274,14 @@ impl OutboxWrite {
                 .col_expr(outbox::Column::NextAttemptAt, (*next).into())
                 .col_expr(outbox::Column::LastError, Some(error.clone()).into())
                 .filter(outbox::Column::Id.eq(*id)),
+            OutboxWrite::GiveUp { id, error, at, audit } => {
+                audit.insert(db).await?;
+                update
+                    .col_expr(outbox::Column::Status, EffectStatus::Failed.as_str().into())
+                    .col_expr(outbox::Column::LastError, Some(error.clone()).into())
+                    .col_expr(outbox::Column::DoneAt, Some(*at).into())
+                    .filter(outbox::Column::Id.eq(*id))
+            }
         };
         update.exec(db).await?;
         Ok(())

@@ -29,8 +29,8 @@ use super::Embedded;
 use crate::engine::supervisor::{Heartbeat, Shutdown};
 use crate::store::directory::Address;
 use crate::store::effects::{Effect, EffectKind};
-use crate::store::records::{EffectRecord, EffectStatus, InstanceRecord};
-use crate::store::{to_millis, Store, StoreError};
+use crate::store::records::{EffectRecord, InstanceRecord};
+use crate::store::{to_millis, NewAuditEntry, Store, StoreError};
 
 /// After this many failed attempts a delivery is given up and reported.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -310,11 +310,9 @@ impl Embedded {
         };
         tracing::error!(instance = row.instance_id, key = %row.key, %error, "delivery failed");
         crate::metrics::delivery(row.kind, "failed");
-        self.store
-            .finish_effect(row.id, EffectStatus::Failed, Some(error.clone()), to_millis(self.clock.now()))
-            .await?;
         let target = row.instance_id.map_or_else(|| row.key.clone(), |id| format!("instance/{id}"));
-        self.store.audit("system", "delivery_failed", &target, json!({"key": row.key, "error": error})).await?;
+        let audit = NewAuditEntry::new("system", "delivery_failed", &target, &json!({"key": row.key, "error": error}));
+        self.store.give_up_effect(row.id, error.clone(), to_millis(self.clock.now()), audit).await?;
         Ok(error)
     }
 
