@@ -6,8 +6,9 @@
 //! transitions per second, completed instances per second, p50/p99 latency of an action
 //! (from submission until it is durable) and the peak resident memory. The notices the
 //! procedure sends (a task's notice at each step, the certificate's notice) then go out to a
-//! mail spool in a delivery phase of their own; on the Temporal engine they are activities of
-//! the workflows, sent within the phases.
+//! mail spool (every recipient has an address: the Tai'an directory of the load benchmark) in
+//! a delivery phase of their own; on the Temporal engine they are activities of the
+//! workflows, sent within the phases.
 //!
 //!     cargo bench -p statflow --bench runtime               # N = 10,000 and 100,000
 //!     cargo bench -p statflow --bench runtime -- 2000       # other sizes
@@ -32,6 +33,7 @@ use statflow::engine::embedded::Embedded;
 use statflow::engine::temporal::{Settings, TemporalHost, TemporalWorker};
 use statflow::engine::{ActRequest, Engine};
 use statflow::principal::{Principal, Role};
+use statflow::store::directory::DirectoryFile;
 use statflow::store::effects::EffectKind;
 use statflow::store::transition::Origin;
 use statflow::store::Store;
@@ -41,6 +43,9 @@ use statflow_workflows::definition::Definition;
 use statflow_workflows::engine::Actor;
 
 const START: &str = "2026-03-02T09:00:00+08:00";
+
+/// The organizations and contacts every notice of a registration reaches.
+const DIRECTORY: &str = include_str!("../../tests/fixtures/taian-directory.toml");
 
 fn main() {
     let sizes: Vec<usize> = std::env::args()
@@ -102,6 +107,9 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
     let store = Store::open(&url).await.expect("open the store");
     let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(START).unwrap();
+    // Every notice has somebody to go to, so the delivery phase writes each to the spool.
+    let directory = DirectoryFile::parse(DIRECTORY, "tests/fixtures/taian-directory.toml").expect("the directory");
+    store.load_directory(&directory, start.timestamp_millis()).await.expect("load the directory");
     let runtime = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the engine");
     // Notices go to a mail spool in the same directory, on both engines.
     let channels = Arc::new(Channels {
