@@ -22,6 +22,7 @@ mod m20261202_000012_people;
 mod m20261202_000013_finished_instances;
 mod m20261203_000014_token_expiry;
 mod m20261203_000015_work_leases;
+mod m20261207_000016_audit_by_target;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_finished_instances::Migration),
             Box::new(m20261203_000014_token_expiry::Migration),
             Box::new(m20261203_000015_work_leases::Migration),
+            Box::new(m20261207_000016_audit_by_target::Migration),
         ]
     }
 }

@@ -56,10 +56,10 @@ async fn the_outbox_rebuild_keeps_every_row_and_rolls_back_cleanly() {
     let duplicate = "INSERT INTO outbox (instance_id, key, kind, payload, status, attempts, next_attempt_at, created_at) VALUES (7, '7:e1.0', 'notify', '{}', 'pending', 0, 0, 0)";
     assert!(db.execute_unprepared(duplicate).await.is_err(), "keys stay unique");
 
-    // Back through migrations 15 (work leases), 14 (token expiry), 13 (retention indexes), 12 (people), 11 (task index), 10 (run
+    // Back through migrations 16 (audit by target), 15 (work leases), 14 (token expiry), 13 (retention indexes), 12 (people), 11 (task index), 10 (run
     // results), 9 (instance organizations), 8 (current versions), 7 (ledger) and 6 (calendar
     // corrections) to before migration 5.
-    Migrator::down(&db, Some(11)).await.unwrap();
+    Migrator::down(&db, Some(12)).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before, "effects of no instance cannot exist under the old schema");
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(outbox_rows(&db).await, before);
@@ -107,7 +107,7 @@ async fn instance_organizations_move_to_their_own_rows_and_back() {
     .await;
     assert_eq!(by_organization, ["instance_organizations_by_organization"]);
 
-    Migrator::down(&db, Some(7)).await.unwrap();
+    Migrator::down(&db, Some(8)).await.unwrap();
     let restored = strings(&db, "SELECT id || '|' || organizations FROM instances ORDER BY id").await;
     assert_eq!(restored, ["1|,taian-market,taian-registry,", "2|,taian_registry,", "3|,,"]);
     std::fs::remove_dir_all(dir).ok();
@@ -182,9 +182,9 @@ async fn the_ledger_migration_reseals_histories_and_flags_one_already_broken() {
     assert_eq!(flagged[0], "1:-");
     assert!(flagged[1].starts_with("2:history did not verify"), "{flagged:?}");
 
-    // Back through migrations 15 (work leases), 14 (token expiry), 13 (retention indexes), 12 (people), 11 (task index), 10 (run
+    // Back through migrations 16 (audit by target), 15 (work leases), 14 (token expiry), 13 (retention indexes), 12 (people), 11 (task index), 10 (run
     // results), 9 (instance organizations) and 8 to before the ledger.
-    Migrator::down(&db, Some(9)).await.unwrap();
+    Migrator::down(&db, Some(10)).await.unwrap();
     let restored = strings(&db, "SELECT hash FROM history WHERE instance_id = 1 ORDER BY seq").await;
     assert_eq!(restored, v1[..3], "rolling back restores the old seals");
     std::fs::remove_dir_all(dir).ok();

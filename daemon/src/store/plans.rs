@@ -235,6 +235,8 @@ async fn no_per_call_statement_scans_a_growing_table() {
     call(&base, &clerk, "GET", "/v1/instances?status=running", None).await;
     call(&base, &admin, "GET", &format!("/v1/instances/{id}/history"), None).await;
     call(&base, &clerk, "GET", "/v1/overdue", None).await;
+    call(&base, &admin, "GET", &format!("/v1/audit?target=instance/{id}"), None).await;
+    call(&base, &admin, "GET", "/v1/audit?principal=admin", None).await;
     // The workers: notices of the tasks opened, the publicity timer, the certificate.
     engine.deliver_once(&channels).await.unwrap();
     let fired = engine.fire_due(start + TimeDelta::days(14)).await.unwrap();
