@@ -204,12 +204,11 @@ impl Mailer {
 /// commit, where a `fdatasync` each cost a commit each.
 #[cfg(target_os = "linux")]
 async fn sync_files(directory: &std::path::Path, _written: &[(PathBuf, PathBuf)]) -> Result<(), Failure> {
-    let failed = |e: std::io::Error| Failure::transient(format!("mail spool {}: {e}", directory.display()));
-    let spool = std::fs::File::open(directory).map_err(failed)?;
-    tokio::task::spawn_blocking(move || sync_file_system(&spool))
+    let spool = directory.to_owned();
+    tokio::task::spawn_blocking(move || sync_file_system(&std::fs::File::open(spool)?))
         .await
         .map_err(|e| Failure::transient(format!("mail spool: {e}")))?
-        .map_err(failed)
+        .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))
 }
 
 /// Makes the contents of the spool's `written` files durable, flushed side by side so the

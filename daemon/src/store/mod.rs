@@ -329,6 +329,43 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// An audit entry to be written, stamped by the system's clock when it is made (the audit
+/// log records when things were done, whatever the engine's clock says).
+#[derive(Clone, Debug)]
+pub struct NewAuditEntry {
+    at: i64,
+    principal: String,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+impl NewAuditEntry {
+    pub fn new(principal: &str, action: &str, target: &str, detail: &serde_json::Value) -> Self {
+        NewAuditEntry {
+            at: chrono::Utc::now().timestamp_millis(),
+            principal: principal.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub(super) async fn insert(&self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        entities::audit::ActiveModel {
+            at: Set(self.at),
+            principal: Set(self.principal.clone()),
+            action: Set(self.action.clone()),
+            target: Set(self.target.clone()),
+            detail: Set(self.detail.clone()),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,42 +403,5 @@ mod tests {
         assert_eq!(total, Total::exactly(bound + 1));
         assert_eq!(total.pages(10), bound.div_ceil(10) + 1);
         std::fs::remove_dir_all(&dir).ok();
-    }
-}
-
-/// An audit entry to be written, stamped by the system's clock when it is made (the audit
-/// log records when things were done, whatever the engine's clock says).
-#[derive(Clone, Debug)]
-pub struct NewAuditEntry {
-    at: i64,
-    principal: String,
-    action: String,
-    target: String,
-    detail: String,
-}
-
-impl NewAuditEntry {
-    pub fn new(principal: &str, action: &str, target: &str, detail: &serde_json::Value) -> Self {
-        NewAuditEntry {
-            at: chrono::Utc::now().timestamp_millis(),
-            principal: principal.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            detail: detail.to_string(),
-        }
-    }
-
-    pub(super) async fn insert(&self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
-        entities::audit::ActiveModel {
-            at: Set(self.at),
-            principal: Set(self.principal.clone()),
-            action: Set(self.action.clone()),
-            target: Set(self.target.clone()),
-            detail: Set(self.detail.clone()),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
-        Ok(())
     }
 }

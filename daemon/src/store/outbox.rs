@@ -123,7 +123,7 @@ impl Store {
         error: Option<String>,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.write_outbox(OutboxWrite::Finish { id, status, error, at: now }).await
+        self.write_outbox(OutboxWrite::Finish { id, status, error, at: now, audit: None }).await
     }
 
     /// Marks effects done, in one statement.
@@ -144,7 +144,9 @@ impl Store {
         now: i64,
         audit: NewAuditEntry,
     ) -> Result<(), StoreError> {
-        self.write_outbox(OutboxWrite::GiveUp { id, error, at: now, audit }).await
+        let audit = Some(audit);
+        self.write_outbox(OutboxWrite::Finish { id, status: EffectStatus::Failed, error: Some(error), at: now, audit })
+            .await
     }
 
     pub async fn retry_effect(&self, id: i64, attempts: i32, next: i64, error: &str) -> Result<(), StoreError> {
@@ -157,12 +159,13 @@ impl Store {
     async fn write_outbox(&self, write: OutboxWrite) -> Result<(), StoreError> {
         match &self.writer {
             Some(writer) => writer.write_outbox(write).await,
-            None => {
-                // A give-up writes its audit entry too: both or neither.
+            // A write with its audit entry is two statements: both or neither.
+            None if write.audits() => {
                 let txn = self.db.begin().await?;
                 write.execute(&txn).await?;
                 Ok(txn.commit().await?)
             }
+            None => Ok(write.execute(&self.db).await?),
         }
     }
 
@@ -248,15 +251,19 @@ impl Store {
 pub(super) enum OutboxWrite {
     /// Effects carried out.
     Done { ids: Vec<i64>, at: i64 },
-    /// An effect that ended otherwise (failed, given up).
-    Finish { id: i64, status: EffectStatus, error: Option<String>, at: i64 },
+    /// An effect that ended otherwise (failed, given up), with its entry in the audit log if
+    /// it has one.
+    Finish { id: i64, status: EffectStatus, error: Option<String>, at: i64, audit: Option<NewAuditEntry> },
     /// An attempt failed; the next is due at `next`.
     Retry { id: i64, attempts: i32, next: i64, error: String },
-    /// A delivery given up, with its entry in the audit log.
-    GiveUp { id: i64, error: String, at: i64, audit: NewAuditEntry },
 }
 
 impl OutboxWrite {
+    /// Whether the write adds an entry to the audit log besides changing its row.
+    fn audits(&self) -> bool {
+        matches!(self, OutboxWrite::Finish { audit: Some(_), .. })
+    }
+
     pub(super) async fn execute(&self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
         let update = outbox::Entity::update_many();
         let update = match self {
@@ -264,24 +271,21 @@ impl OutboxWrite {
                 .col_expr(outbox::Column::Status, EffectStatus::Done.as_str().into())
                 .col_expr(outbox::Column::DoneAt, Some(*at).into())
                 .filter(outbox::Column::Id.is_in(ids.iter().copied())),
-            OutboxWrite::Finish { id, status, error, at } => update
-                .col_expr(outbox::Column::Status, status.as_str().into())
-                .col_expr(outbox::Column::LastError, error.clone().into())
-                .col_expr(outbox::Column::DoneAt, Some(*at).into())
-                .filter(outbox::Column::Id.eq(*id)),
+            OutboxWrite::Finish { id, status, error, at, audit } => {
+                if let Some(audit) = audit {
+                    audit.insert(db).await?;
+                }
+                update
+                    .col_expr(outbox::Column::Status, status.as_str().into())
+                    .col_expr(outbox::Column::LastError, error.clone().into())
+                    .col_expr(outbox::Column::DoneAt, Some(*at).into())
+                    .filter(outbox::Column::Id.eq(*id))
+            }
             OutboxWrite::Retry { id, attempts, next, error } => update
                 .col_expr(outbox::Column::Attempts, (*attempts).into())
                 .col_expr(outbox::Column::NextAttemptAt, (*next).into())
                 .col_expr(outbox::Column::LastError, Some(error.clone()).into())
                 .filter(outbox::Column::Id.eq(*id)),
-            OutboxWrite::GiveUp { id, error, at, audit } => {
-                audit.insert(db).await?;
-                update
-                    .col_expr(outbox::Column::Status, EffectStatus::Failed.as_str().into())
-                    .col_expr(outbox::Column::LastError, Some(error.clone()).into())
-                    .col_expr(outbox::Column::DoneAt, Some(*at).into())
-                    .filter(outbox::Column::Id.eq(*id))
-            }
         };
         update.exec(db).await?;
         Ok(())
