@@ -164,13 +164,14 @@ const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
 /// A pool of `connections` to the SQLite file at `url`: every commit reaches the disk before
 /// it is acknowledged (synchronous=FULL), and WAL lets readers run beside the writer.
-fn sqlite_options(url: &str, connections: u32, cache_kib: u32, statements_kept: usize) -> ConnectOptions {
+fn sqlite_options(url: &str, connections: u32, cache_kib: u32, statements_kept: usize, writer: bool) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
         .acquire_timeout(Duration::from_secs(30))
         .map_sqlx_sqlite_opts(move |o| {
-            o.journal_mode(SqliteJournalMode::Wal)
+            let o = o
+                .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(30))
                 .create_if_missing(true)
@@ -178,7 +179,17 @@ fn sqlite_options(url: &str, connections: u32, cache_kib: u32, statements_kept: 
                 .pragma("cache_size", format!("-{cache_kib}"))
                 // Each prepared statement kept costs memory; readers, whose queries vary most,
                 // keep only a few.
-                .statement_cache_capacity(statements_kept)
+                .statement_cache_capacity(statements_kept);
+            if !writer {
+                return o;
+            }
+            // The writer never checkpoints: SQLite's automatic checkpoint runs inside the
+            // commit that crosses its threshold, on the one connection every write waits
+            // for. The writer has a reading connection do it instead (`writer::Checkpoints`).
+            o.pragma("wal_autocheckpoint", "0")
+                // A batch's multi-row statements keep a statement journal (to undo just that
+                // statement on a conflict); in memory it costs no temporary file's writes.
+                .pragma("temp_store", "memory")
         })
         .min_connections(0)
         .max_connections(connections)
@@ -237,14 +248,14 @@ impl Store {
         // batch updates stay in memory); readers share a few with small caches, so memory
         // stays bounded however many of them a burst keeps busy.
         let db = observed(
-            Database::connect(sqlite_options(url, READERS, READER_CACHE_KIB, READER_STATEMENTS_KEPT)).await?,
+            Database::connect(sqlite_options(url, READERS, READER_CACHE_KIB, READER_STATEMENTS_KEPT, false)).await?,
             &observer,
         );
         let writing = observed(
-            Database::connect(sqlite_options(url, 1, WRITER_CACHE_KIB, WRITER_STATEMENTS_KEPT)).await?,
+            Database::connect(sqlite_options(url, 1, WRITER_CACHE_KIB, WRITER_STATEMENTS_KEPT, true)).await?,
             &observer,
         );
-        Ok(Store { db, writer: Some(writer::Writer::spawn(writing)) })
+        Ok(Store { db: db.clone(), writer: Some(writer::Writer::spawn(writing, db)) })
     }
 
     pub async fn migrate(url: &str) -> Result<Vec<String>, DbErr> {

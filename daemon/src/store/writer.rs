@@ -9,8 +9,11 @@
 //! The workers' outbox bookkeeping (effects done, failed, to be retried) rides in the same
 //! commits: written on its own it would wait for the lock this task holds and pay a flush of
 //! its own for every row.
+//!
+//! Nor does this task checkpoint the WAL (its connection has `wal_autocheckpoint=0`): every
+//! so many commits it asks a reading connection to, and goes on committing meanwhile.
 
-use sea_orm::{DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::OutboxWrite;
@@ -22,6 +25,10 @@ const MAX_BATCH: usize = 256;
 
 /// How many transitions may wait for the writer before submitters wait in turn.
 const QUEUE: usize = 4096;
+
+/// Commits between two requests to checkpoint the WAL. A batch writes a few dozen pages, so
+/// this checkpoints about as often as SQLite's default (every 1,000 pages) would.
+const COMMITS_PER_CHECKPOINT: u32 = 16;
 
 type Reply = oneshot::Sender<Outcome>;
 
@@ -39,10 +46,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on the current tokio runtime.
-    pub fn spawn(db: DatabaseConnection) -> Writer {
+    /// Starts the writer task on the current tokio runtime, writing through `db` and
+    /// checkpointing through `readers`.
+    pub fn spawn(db: DatabaseConnection, readers: DatabaseConnection) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, jobs));
+        tokio::spawn(run(db, jobs, Checkpoints::spawn(readers)));
         Writer { queue }
     }
 
@@ -61,10 +69,43 @@ impl Writer {
     }
 }
 
-async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<Job>) {
+async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<Job>, mut checkpoints: Checkpoints) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&db, std::mem::take(&mut batch)).await;
+        checkpoints.committed();
+    }
+}
+
+/// Checkpoints of the WAL, run by a task of their own on a reading connection. PASSIVE: a
+/// checkpoint copies what no reader still needs and never waits for the writer, which may
+/// append to the WAL meanwhile; SQLite starts the WAL over once a checkpoint has copied all
+/// of it. The task ends with the writer (when `wake` is dropped).
+struct Checkpoints {
+    wake: mpsc::Sender<()>,
+    commits: u32,
+}
+
+impl Checkpoints {
+    fn spawn(readers: DatabaseConnection) -> Checkpoints {
+        // One request waits at most: requests made while a checkpoint runs are one request.
+        let (wake, mut requests) = mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while requests.recv().await.is_some() {
+                if let Err(error) = readers.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+                    tracing::warn!(%error, "the WAL could not be checkpointed; trying again later");
+                }
+            }
+        });
+        Checkpoints { wake, commits: 0 }
+    }
+
+    fn committed(&mut self) {
+        self.commits += 1;
+        if self.commits >= COMMITS_PER_CHECKPOINT {
+            self.commits = 0;
+            self.wake.try_send(()).ok();
+        }
     }
 }
 
