@@ -24,6 +24,8 @@
 //! `STATFLOW_LOAD_LOG=statflow=debug` keeps the daemon's log (with each worker pass and
 //! its duration) and prints where it is.
 
+mod process;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,6 +38,7 @@ use chrono::DateTime;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use process::{cpu_seconds, memory_mib};
 use serde_json::{json, Value};
 use statflow::engine::embedded::clock::Clock;
 use statflow::engine::embedded::Embedded;
@@ -160,27 +163,6 @@ impl Daemon {
         self.child.wait().expect("the daemon exits");
         (self.dir.clone(), self.db.clone())
     }
-}
-
-/// CPU seconds the process has used (user + system), from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; Linux
-    // counts them in USER_HZ, 100 per second.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// A line of /proc/PID/status in MiB (VmRSS now, VmHWM the peak).
-fn memory_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
 }
 
 // ---------------------------------------------------------------------------------------

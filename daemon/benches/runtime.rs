@@ -21,11 +21,14 @@
 //! (default 1,000), a task queue of its own and the worker in this process, and both engines'
 //! figures are printed side by side at the end.
 
+mod process;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, TimeDelta};
+use process::{cpu_seconds, memory_mib};
 use serde_json::{json, Value};
 use statflow::engine::embedded::clock::Clock;
 use statflow::engine::embedded::delivery::Channels;
@@ -138,6 +141,7 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     let definition = runtime.definitions().current("registration", "taian").expect("registration is built in");
     let latencies = Arc::new(Latencies::default());
     let began = Instant::now();
+    let cpu_began = cpu_seconds(std::process::id());
 
     // Clients start instances and take them through acceptance and review.
     let ids = Arc::new(Mutex::new(Vec::with_capacity(n)));
@@ -188,6 +192,7 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     }
     drain_outbox(&runtime, temporal.is_some()).await;
     let elapsed = began.elapsed();
+    let cpu = cpu_seconds(std::process::id()) - cpu_began;
     let transitions = runtime.store().count_events().await.expect("count history");
 
     // The embedded engine's notices (three task notices and the certificate's notice per
@@ -230,10 +235,17 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     }
     println!("  transitions         {transitions:>10}  ({:.1} per instance)", transitions as f64 / n as f64);
     println!("  transitions/s       {:>10.0}", figures.transitions_per_s);
+    // Steadier than the rate from run to run: what a transition costs, whatever else the
+    // machine was doing (the worker included on the Temporal engine).
+    println!(
+        "  CPU per transition  {:>10.0} µs  ({:.2} cores)",
+        cpu * 1e6 / transitions as f64,
+        cpu / elapsed.as_secs_f64()
+    );
     println!("  instances/s         {:>10.0}", figures.instances_per_s);
     println!("  action latency p50  {:>10.2} ms", figures.p50_ms);
     println!("  action latency p99  {:>10.2} ms", figures.p99_ms);
-    println!("  peak RSS            {:>10.1} MiB", peak_rss_kib() as f64 / 1024.0);
+    println!("  peak RSS            {:>10.1} MiB", memory_mib(std::process::id(), "VmHWM:"));
     if let Some(worker) = worker {
         worker.stop().await;
     }
@@ -297,13 +309,4 @@ async fn drain_outbox(runtime: &Embedded, hosted: bool) {
     while runtime.store().count_pending_of(&of_instances).await.expect("count the outbox") > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Peak resident set size of this process (VmHWM), in KiB.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_owned()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }

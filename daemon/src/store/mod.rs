@@ -155,10 +155,10 @@ const READERS: u32 = 4;
 const READER_CACHE_KIB: u32 = 8 * 1024;
 /// Prepared statements kept per reading connection.
 const READER_STATEMENTS_KEPT: usize = 24;
-/// Prepared statements kept by the writer: its inserts are one text per table whatever the
-/// row count (`bulk`) and its `IN` lists come in nine sizes, so every statement of a batch
-/// fits and none is parsed twice.
-const WRITER_STATEMENTS_KEPT: usize = 96;
+/// Prepared statements kept by the writer: its inserts and `IN` lists come in nine sizes
+/// each whatever the row count (`bulk`), and a batch's sizes vary around the usual batch, so
+/// every statement of a batch fits and none is parsed twice.
+const WRITER_STATEMENTS_KEPT: usize = 160;
 /// Page cache of the writer's connection, in KiB.
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
