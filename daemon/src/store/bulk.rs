@@ -41,55 +41,142 @@ where
         }
         return insert.exec_without_returning(db).await.map(|_| ());
     }
-    let columns: Vec<E::Column> = E::Column::iter().filter(|c| !first.is_not_set(*c)).collect();
-    let table = E::default().table_name();
+    // A column the first row leaves unset (the outbox's id) is left to the database.
+    let unset: Vec<E::Column> = E::Column::iter().filter(|c| first.is_not_set(*c)).collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let slots = chunk.len().next_power_of_two();
-        let mut values = Vec::with_capacity(slots * (columns.len() + 1));
-        for row in chunk {
-            values.push(Value::Bool(Some(true)));
-            for column in &columns {
-                values.push(
-                    row.get(*column).into_value().ok_or_else(|| {
-                        DbErr::Custom(format!("{table}: a row leaves `{}` unset", column.to_string()))
-                    })?,
-                );
-            }
-        }
-        values.resize(slots * (columns.len() + 1), Value::Bool(None));
-        let sql = values_insert_sql(table, &columns, &conflict, slots);
-        db.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await?;
+        let mut script = Script::default();
+        script.insert::<E>(chunk, &unset, &conflict)?;
+        script.run(db).await?;
     }
     Ok(())
 }
 
 /// The most rows one SQLite statement carries (a tenth of SQLite's 32,766 parameters at
 /// 12 columns a row).
-const ROWS_PER_STATEMENT: usize = 256;
+pub(super) const ROWS_PER_STATEMENT: usize = 256;
 
-/// `INSERT INTO t (a, b) SELECT column2, column3 FROM (VALUES (?, ?, ?), …) WHERE column1
-/// IS NOT NULL …` with `slots` rows of values, each a marker and then `columns` in order.
-fn values_insert_sql<C: Iden>(table: &str, columns: &[C], conflict: &Conflict<C>, slots: usize) -> String {
-    let quoted = |column: &C| format!("\"{}\"", column.to_string());
-    let names: Vec<String> = columns.iter().map(quoted).collect();
-    let cells: Vec<String> = (0..columns.len()).map(|i| format!("column{}", i + 2)).collect();
-    let row = format!("({})", vec!["?"; columns.len() + 1].join(", "));
-    // The `WHERE` also keeps SQLite from reading `ON` as the start of a join constraint.
-    let mut sql = format!(
-        "INSERT INTO \"{table}\" ({}) SELECT {} FROM (VALUES {}) WHERE column1 IS NOT NULL",
-        names.join(", "),
-        cells.join(", "),
-        vec![row.as_str(); slots].join(", ")
-    );
-    match conflict {
-        Conflict::Fail => {}
-        Conflict::Keep(key) => sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", quoted(key))),
-        Conflict::Update(key, updated) => {
-            let sets: Vec<String> = updated.iter().map(|c| format!("{0} = excluded.{0}", quoted(c))).collect();
-            sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", quoted(key), sets.join(", ")));
+/// Statements sent to SQLite as one text, run one after the other in a single trip to the
+/// connection's thread: each trip is two thread switches, about what a short statement costs.
+/// Each part's rows are padded to a power of two (at most [`ROWS_PER_STATEMENT`]) and a part
+/// without rows is left out, so the few texts a steady load makes stay prepared. (Padding
+/// every part to the largest one's size would make fewer texts, but binding and skipping
+/// the empty rows then cost more than the trips saved.)
+#[derive(Default)]
+pub(super) struct Script {
+    sql: String,
+    values: Vec<Value>,
+}
+
+impl Script {
+    /// `INSERT INTO t (a, b) SELECT column2, column3 FROM (VALUES (?, ?, ?), …) WHERE
+    /// column1 IS NOT NULL …`: each row a marker, then every column but `unset` in order.
+    pub(super) fn insert<E: EntityTrait>(
+        &mut self,
+        rows: &[E::ActiveModel],
+        unset: &[E::Column],
+        conflict: &Conflict<E::Column>,
+    ) -> Result<(), DbErr> {
+        if rows.is_empty() {
+            return Ok(());
         }
+        let table = E::default().table_name();
+        let unset: Vec<String> = unset.iter().map(|c| c.to_string()).collect();
+        let columns: Vec<E::Column> = E::Column::iter().filter(|c| !unset.contains(&c.to_string())).collect();
+        let mut cells = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cell = Vec::with_capacity(columns.len() + 1);
+            cell.push(Value::Bool(Some(true)));
+            for column in &columns {
+                cell.push(
+                    row.get(*column).into_value().ok_or_else(|| {
+                        DbErr::Custom(format!("{table}: a row leaves `{}` unset", column.to_string()))
+                    })?,
+                );
+            }
+            cells.push(cell);
+        }
+        let names: Vec<String> = columns.iter().map(quoted).collect();
+        let picked: Vec<String> = (0..columns.len()).map(|i| format!("column{}", i + 2)).collect();
+        // The `WHERE` also keeps SQLite from reading `ON` as the start of a join constraint.
+        self.sql.push_str(&format!(
+            "INSERT INTO \"{table}\" ({}) SELECT {} FROM ",
+            names.join(", "),
+            picked.join(", ")
+        ));
+        self.values(columns.len() + 1, cells);
+        self.sql.push_str(" WHERE column1 IS NOT NULL");
+        match conflict {
+            Conflict::Fail => {}
+            Conflict::Keep(key) => self.sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", quoted(key))),
+            Conflict::Update(key, updated) => {
+                let sets: Vec<String> = updated.iter().map(|c| format!("{0} = excluded.{0}", quoted(c))).collect();
+                self.sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", quoted(key), sets.join(", ")));
+            }
+        }
+        self.sql.push_str(";\n");
+        Ok(())
     }
-    sql
+
+    /// `DELETE FROM t WHERE key IN (SELECT column1 FROM (VALUES (?), …))`.
+    pub(super) fn delete<E: EntityTrait>(&mut self, key: E::Column, keys: Vec<Value>) {
+        if keys.is_empty() {
+            return;
+        }
+        let table = E::default().table_name();
+        self.sql.push_str(&format!("DELETE FROM \"{table}\" WHERE {} IN (SELECT column1 FROM ", quoted(&key)));
+        self.values(1, keys.into_iter().map(|k| vec![k]).collect());
+        self.sql.push_str(");\n");
+    }
+
+    /// `UPDATE t SET a = v.column2, b = v.column3 FROM (VALUES (?, ?, ?), …) AS v WHERE
+    /// t.key = v.column1`: each row the key, then `columns` in order. A padding row's key is
+    /// NULL and matches nothing.
+    pub(super) fn update<E: EntityTrait>(&mut self, key: E::Column, columns: &[E::Column], rows: Vec<Vec<Value>>) {
+        if rows.is_empty() {
+            return;
+        }
+        let table = E::default().table_name();
+        let sets: Vec<String> =
+            columns.iter().enumerate().map(|(i, c)| format!("{} = v.column{}", quoted(c), i + 2)).collect();
+        self.sql.push_str(&format!("UPDATE \"{table}\" SET {} FROM ", sets.join(", ")));
+        self.values(columns.len() + 1, rows);
+        self.sql.push_str(&format!(" AS v WHERE \"{table}\".{} = v.column1;\n", quoted(&key)));
+    }
+
+    /// A statement of its own, with its values.
+    pub(super) fn statement(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) {
+        self.sql.push_str(sql);
+        self.sql.push_str(";\n");
+        self.values.extend(values);
+    }
+
+    /// `(VALUES (?, …), …)` with a slot for each row, the rows after `rows` all NULL.
+    fn values(&mut self, width: usize, rows: Vec<Vec<Value>>) {
+        let slots = rows.len().max(1).next_power_of_two();
+        let row = format!("({})", vec!["?"; width].join(", "));
+        self.sql.push_str(&format!("(VALUES {})", vec![row.as_str(); slots].join(", ")));
+        let padding = slots - rows.len();
+        self.values.extend(rows.into_iter().flatten());
+        self.values.extend(std::iter::repeat_n(Value::Bool(None), padding * width));
+    }
+
+    /// Runs the statements, in order, on `db` (SQLite).
+    pub(super) async fn run(self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        if self.sql.is_empty() {
+            return Ok(());
+        }
+        db.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, self.sql, self.values)).await?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+fn quoted<C: Iden>(column: &C) -> String {
+    format!("\"{}\"", column.to_string())
 }
 
 fn on_conflict<C: Iden + Copy + 'static>(conflict: Conflict<C>) -> Option<OnConflict> {
@@ -112,25 +199,56 @@ pub(super) fn padded<T: Clone>(mut values: Vec<T>) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::entities::{history, outbox, tasks};
+    use crate::store::entities::{outbox, tasks, timers};
     use crate::store::Store;
     use sea_orm::{ColumnTrait, IntoActiveModel, QueryFilter, QueryOrder};
 
     #[test]
-    fn the_statement_text_names_each_column_once_and_the_conflict_clause() {
-        let columns = [history::Column::InstanceId, history::Column::Seq];
-        assert_eq!(
-            values_insert_sql("history", &columns, &Conflict::Fail, 2),
-            "INSERT INTO \"history\" (\"instance_id\", \"seq\") SELECT column2, column3 \
-             FROM (VALUES (?, ?, ?), (?, ?, ?)) WHERE column1 IS NOT NULL"
+    fn a_script_pads_each_part_to_a_power_of_two_and_names_each_column_once() {
+        use crate::store::entities::instance_organizations as scopes;
+        let scope =
+            |o: &str| scopes::ActiveModel { instance_id: sea_orm::Set(7), organization: sea_orm::Set(o.into()) };
+        let rows = vec![scope("a"), scope("b"), scope("c")];
+        let mut script = Script::default();
+        script.insert::<scopes::Entity>(&rows, &[], &Conflict::Fail).unwrap();
+        script.delete::<timers::Entity>(timers::Column::Id, vec![]);
+        script.delete::<timers::Entity>(timers::Column::Id, vec![Value::from("k")]);
+        script.update::<tasks::Entity>(
+            tasks::Column::Id,
+            &[tasks::Column::Status],
+            vec![vec!["t".into(), "closed".into()], vec!["u".into(), "closed".into()]],
         );
-        let sql = values_insert_sql("outbox", &[outbox::Column::Key], &Conflict::Keep(outbox::Column::Key), 1);
-        assert!(sql.ends_with(" ON CONFLICT (\"key\") DO NOTHING"), "{sql}");
-        let update = Conflict::Update(outbox::Column::Key, vec![outbox::Column::Status, outbox::Column::Attempts]);
-        let sql = values_insert_sql("outbox", &[outbox::Column::Key], &update, 1);
+        script.statement("UPDATE ledger_head SET seq = ? WHERE id = 1", [Value::from(3)]);
+        assert_eq!(
+            script.sql(),
+            "INSERT INTO \"instance_organizations\" (\"instance_id\", \"organization\") SELECT column2, column3 \
+             FROM (VALUES (?, ?, ?), (?, ?, ?), (?, ?, ?), (?, ?, ?)) WHERE column1 IS NOT NULL;\n\
+             DELETE FROM \"timers\" WHERE \"id\" IN (SELECT column1 FROM (VALUES (?)));\n\
+             UPDATE \"tasks\" SET \"status\" = v.column2 FROM (VALUES (?, ?), (?, ?)) AS v \
+             WHERE \"tasks\".\"id\" = v.column1;\n\
+             UPDATE ledger_head SET seq = ? WHERE id = 1;\n",
+            "three rows take four slots, an empty part is left out"
+        );
+        assert_eq!(script.values.len(), 4 * 3 + 1 + 2 * 2 + 1);
+        assert_eq!(
+            script.values[9..12],
+            [Value::Bool(None), Value::Bool(None), Value::Bool(None)],
+            "the fourth slot pads"
+        );
+
+        let rows = &rows[..1];
+        let mut keep = Script::default();
+        keep.insert::<scopes::Entity>(rows, &[], &Conflict::Keep(scopes::Column::InstanceId)).unwrap();
+        assert!(keep.sql().ends_with(" ON CONFLICT (\"instance_id\") DO NOTHING;\n"), "{}", keep.sql());
+        let mut update = Script::default();
+        let conflict = Conflict::Update(scopes::Column::InstanceId, vec![scopes::Column::Organization]);
+        update.insert::<scopes::Entity>(rows, &[], &conflict).unwrap();
         assert!(
-            sql.ends_with(" ON CONFLICT (\"key\") DO UPDATE SET \"status\" = excluded.\"status\", \"attempts\" = excluded.\"attempts\""),
-            "{sql}"
+            update.sql().ends_with(
+                " ON CONFLICT (\"instance_id\") DO UPDATE SET \"organization\" = excluded.\"organization\";\n"
+            ),
+            "{}",
+            update.sql()
         );
     }
 

@@ -81,15 +81,33 @@ pub(super) async fn head(db: &impl ConnectionTrait) -> Result<(i64, String), DbE
 /// holds the database's only write lock. Take it last in a transaction: a writer holding
 /// the head then waits for nothing else, so no deadlock can form around it.
 pub(super) async fn append(txn: &impl ConnectionTrait, entries: &[Entry]) -> Result<(), DbErr> {
+    let Some(chained) = chain(txn, entries).await? else { return Ok(()) };
+    // Bounded statements: PostgreSQL's multi-row insert takes at most 65,535 parameters.
+    for chunk in chained.rows.chunks(1000) {
+        let chunk = chunk.iter().cloned().map(IntoActiveModel::into_active_model).collect();
+        super::bulk::insert::<ledger::Entity>(txn, chunk, super::bulk::Conflict::Fail).await?;
+    }
+    let head = ledger_head::ActiveModel {
+        id: sea_orm::Set(1),
+        seq: sea_orm::Set(chained.seq),
+        hash: sea_orm::Set(chained.hash),
+    };
+    ledger_head::Entity::update(head).exec(txn).await?;
+    Ok(())
+}
+
+/// `entries` as ledger rows chained to the stored head (locked until commit on PostgreSQL),
+/// and the head they lead to: what [`append`] writes. `None` when there are no entries.
+pub(super) async fn chain(txn: &impl ConnectionTrait, entries: &[Entry]) -> Result<Option<Chained>, DbErr> {
     if entries.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let head = ledger_head::Entity::find_by_id(1)
         .lock_exclusive()
         .one(txn)
         .await?
         .ok_or_else(|| DbErr::Custom("the ledger head row is missing".into()))?;
-    let (mut seq, mut prev) = (head.seq, head.hash.clone());
+    let (mut seq, mut prev) = (head.seq, head.hash);
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
         seq += 1;
@@ -105,16 +123,14 @@ pub(super) async fn append(txn: &impl ConnectionTrait, entries: &[Entry]) -> Res
         });
         prev = hash;
     }
-    // Bounded statements: PostgreSQL's multi-row insert takes at most 65,535 parameters.
-    for chunk in rows.chunks(1000) {
-        let chunk = chunk.iter().cloned().map(IntoActiveModel::into_active_model).collect();
-        super::bulk::insert::<ledger::Entity>(txn, chunk, super::bulk::Conflict::Fail).await?;
-    }
-    let mut head = head.into_active_model();
-    head.seq = sea_orm::Set(seq);
-    head.hash = sea_orm::Set(prev);
-    ledger_head::Entity::update(head).exec(txn).await?;
-    Ok(())
+    Ok(Some(Chained { rows, seq, hash: prev }))
+}
+
+/// Ledger rows ready to insert and the head after them.
+pub(super) struct Chained {
+    pub rows: Vec<ledger::Model>,
+    pub seq: i64,
+    pub hash: String,
 }
 
 /// A ledger head exported at a day's end (see `integrity::anchors`), as stored, written to

@@ -177,15 +177,24 @@ async fn sign_in(store: &Store, name: &str, role: Role, organizations: &[String]
 /// The CSRF token of the console sessions made here.
 const CSRF: &str = "plans-csrf";
 
-/// SQLite's plan for `statement`, run with its values: one line of detail per step.
+/// SQLite's plan for `statement`, run with its values: one line of detail per step. A script
+/// of several statements (the writer's, `bulk::Script`) is explained statement by statement:
+/// `EXPLAIN QUERY PLAN` covers only the first of a text and would run the others.
 async fn plan(store: &Store, statement: &Statement) -> Vec<String> {
-    let explain = Statement {
-        sql: format!("EXPLAIN QUERY PLAN {}", statement.sql),
-        values: statement.values.clone(),
-        db_backend: DbBackend::Sqlite,
-    };
-    let rows = store.db.query_all_raw(explain).await.unwrap_or_else(|e| panic!("explain {}: {e}", statement.sql));
-    rows.iter().map(|row| row.try_get::<String>("", "detail").unwrap()).collect()
+    let mut values = statement.values.as_ref().map(|v| v.0.clone()).unwrap_or_default().into_iter();
+    let mut details = Vec::new();
+    for sql in statement.sql.split(";\n").filter(|sql| !sql.trim().is_empty()) {
+        // Script parts bind only `?`, one value each, and hold no literal `?`.
+        let bound: Vec<_> = values.by_ref().take(sql.matches('?').count()).collect();
+        let explain = Statement {
+            sql: format!("EXPLAIN QUERY PLAN {sql}"),
+            values: statement.values.as_ref().map(|_| sea_orm::Values(bound)),
+            db_backend: DbBackend::Sqlite,
+        };
+        let rows = store.db.query_all_raw(explain).await.unwrap_or_else(|e| panic!("explain {sql}: {e}"));
+        details.extend(rows.iter().map(|row| row.try_get::<String>("", "detail").unwrap()));
+    }
+    details
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -708,34 +708,35 @@ impl Batch {
         });
     }
 
-    /// Writes everything recorded, one statement per changed instance and per table.
+    /// Writes everything recorded. `exclusive` (SQLite's writer): in one script, one trip to
+    /// the connection for the whole batch; otherwise one statement per changed instance
+    /// (guarded by its version) and per table.
     async fn flush(self, txn: &DatabaseTransaction, exclusive: bool) -> Result<(), BatchFailure> {
-        let changed: Vec<Open> = self.instances.into_values().filter(|open| open.changed).collect();
-        if exclusive && !changed.is_empty() {
-            use instances::Column;
-            // Every column a transition may change (a migration changes the version).
-            let updated = vec![
-                Column::DefinitionVersion,
-                Column::Status,
-                Column::Outcome,
-                Column::Step,
-                Column::State,
-                Column::VersionNo,
-                Column::NextDueAt,
-                Column::Overdue,
-                Column::UpdatedAt,
-                Column::HeadHash,
-                Column::CalendarGeneration,
-            ];
-            let rows = changed.into_iter().map(|open| open.row.into_active_model()).collect();
-            bulk::insert::<instances::Entity>(txn, rows, Conflict::Update(Column::Id, updated)).await?;
-        } else {
-            for open in changed {
-                update_guarded(txn, open).await?;
-            }
+        if exclusive && self.largest_part() <= bulk::ROWS_PER_STATEMENT {
+            return self.flush_script(txn).await;
         }
-        let entries: Vec<ledger::Entry> = self
-            .history
+        self.flush_each(txn, exclusive).await
+    }
+
+    /// The most rows any one table gets from this batch.
+    fn largest_part(&self) -> usize {
+        [
+            self.instances.len(),
+            self.scopes.len(),
+            self.history.len(),
+            self.timers.len(),
+            self.new_tasks.len(),
+            self.closed_tasks.len(),
+            self.task_deadlines.len(),
+            self.outbox.len(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
+    fn ledger_entries(&self) -> Vec<ledger::Entry> {
+        self.history
             .iter()
             .map(|row| ledger::Entry {
                 kind: LedgerKind::Event,
@@ -743,7 +744,83 @@ impl Batch {
                 event_seq: row.seq,
                 event_hash: row.hash.clone(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// The batch's writes as one script on SQLite's writer, which holds the only write lock
+    /// (so no version can have moved since the read), in the order [`flush_each`] writes
+    /// them. The ledger's head is read first: its new rows chain to it.
+    async fn flush_script(self, txn: &DatabaseTransaction) -> Result<(), BatchFailure> {
+        use sea_orm::Value;
+        let chained = ledger::chain(txn, &self.ledger_entries()).await?;
+        let mut script = bulk::Script::default();
+        let changed: Vec<instances::ActiveModel> =
+            self.instances.into_values().filter(|open| open.changed).map(|open| open.row.into_active_model()).collect();
+        script.insert::<instances::Entity>(
+            &changed,
+            &[],
+            &Conflict::Update(instances::Column::Id, instance_columns()),
+        )?;
+        script.insert::<instance_organizations::Entity>(&self.scopes, &[], &Conflict::Fail)?;
+        let history: Vec<history::ActiveModel> =
+            self.history.into_iter().map(IntoActiveModel::into_active_model).collect();
+        script.insert::<history::Entity>(&history, &[], &Conflict::Fail)?;
+        let (scheduled, cancelled): (Vec<_>, Vec<_>) = self.timers.into_iter().partition(|(_, row)| row.is_some());
+        script.delete::<timers::Entity>(
+            timers::Column::Id,
+            cancelled.into_iter().map(|(id, _)| Value::from(id)).collect(),
+        );
+        let scheduled: Vec<timers::ActiveModel> =
+            scheduled.into_iter().filter_map(|(_, row)| row.map(IntoActiveModel::into_active_model)).collect();
+        let rescheduled = Conflict::Update(timers::Column::Id, vec![timers::Column::DueAt, timers::Column::Kind]);
+        script.insert::<timers::Entity>(&scheduled, &[], &rescheduled)?;
+        let new_tasks: Vec<tasks::ActiveModel> =
+            self.new_tasks.into_values().map(IntoActiveModel::into_active_model).collect();
+        script.insert::<tasks::Entity>(&new_tasks, &[], &Conflict::Fail)?;
+        let closed = TaskStatus::Closed.as_str();
+        script.update::<tasks::Entity>(
+            tasks::Column::Id,
+            &[tasks::Column::Status, tasks::Column::ClosedAt],
+            self.closed_tasks.into_iter().map(|(task, at)| vec![task.into(), closed.into(), at.into()]).collect(),
+        );
+        script.update::<tasks::Entity>(
+            tasks::Column::Id,
+            &[tasks::Column::DueAt, tasks::Column::Overdue],
+            self.task_deadlines
+                .into_iter()
+                .map(|(task, (due, overdue))| vec![task.into(), due.into(), overdue.into()])
+                .collect(),
+        );
+        let effects: Vec<outbox::ActiveModel> =
+            self.outbox.into_iter().map(|row| outbox::ActiveModel { id: NotSet, ..row.into_active_model() }).collect();
+        // The key is unique: an effect is recorded once, however often its transition is replayed.
+        script.insert::<outbox::Entity>(&effects, &[outbox::Column::Id], &Conflict::Keep(outbox::Column::Key))?;
+        if let Some(chained) = chained {
+            let rows: Vec<_> = chained.rows.into_iter().map(IntoActiveModel::into_active_model).collect();
+            script.insert::<super::entities::ledger::Entity>(&rows, &[], &Conflict::Fail)?;
+            script.statement(
+                "UPDATE \"ledger_head\" SET \"seq\" = ?, \"hash\" = ? WHERE \"id\" = 1",
+                [chained.seq.into(), chained.hash.into()],
+            );
+        }
+        script.run(txn).await?;
+        Ok(())
+    }
+
+    /// Writes everything recorded, one statement per table (and, unless `exclusive`, per
+    /// changed instance).
+    async fn flush_each(self, txn: &DatabaseTransaction, exclusive: bool) -> Result<(), BatchFailure> {
+        let entries = self.ledger_entries();
+        let changed: Vec<Open> = self.instances.into_values().filter(|open| open.changed).collect();
+        if exclusive && !changed.is_empty() {
+            let rows = changed.into_iter().map(|open| open.row.into_active_model()).collect();
+            bulk::insert::<instances::Entity>(txn, rows, Conflict::Update(instances::Column::Id, instance_columns()))
+                .await?;
+        } else {
+            for open in changed {
+                update_guarded(txn, open).await?;
+            }
+        }
         bulk::insert::<instance_organizations::Entity>(txn, self.scopes, Conflict::Fail).await?;
         let history = self.history.into_iter().map(IntoActiveModel::into_active_model).collect();
         bulk::insert::<history::Entity>(txn, history, Conflict::Fail).await?;
@@ -787,6 +864,24 @@ impl Batch {
         ledger::append(txn, &entries).await?;
         Ok(())
     }
+}
+
+/// Every column of an instance a transition may change (a migration changes the version).
+fn instance_columns() -> Vec<instances::Column> {
+    use instances::Column;
+    vec![
+        Column::DefinitionVersion,
+        Column::Status,
+        Column::Outcome,
+        Column::Step,
+        Column::State,
+        Column::VersionNo,
+        Column::NextDueAt,
+        Column::Overdue,
+        Column::UpdatedAt,
+        Column::HeadHash,
+        Column::CalendarGeneration,
+    ]
 }
 
 /// `now` as it will be read back: whole milliseconds in Asia/Shanghai. The state holds the
