@@ -33,7 +33,9 @@ pub(super) async fn insert<E>(
 where
     E: EntityTrait,
 {
-    let Some(first) = rows.first() else { return Ok(()) };
+    if rows.is_empty() {
+        return Ok(());
+    }
     if db.get_database_backend() != DbBackend::Sqlite {
         let mut insert = E::insert_many(rows);
         if let Some(on_conflict) = on_conflict(conflict) {
@@ -41,11 +43,9 @@ where
         }
         return insert.exec_without_returning(db).await.map(|_| ());
     }
-    // A column the first row leaves unset (the outbox's id) is left to the database.
-    let unset: Vec<E::Column> = E::Column::iter().filter(|c| first.is_not_set(*c)).collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut script = Script::default();
-        script.insert::<E>(chunk, &unset, &conflict)?;
+        script.insert::<E>(chunk, &conflict)?;
         script.run(db).await?;
     }
     Ok(())
@@ -69,19 +69,16 @@ pub(super) struct Script {
 
 impl Script {
     /// `INSERT INTO t (a, b) SELECT column2, column3 FROM (VALUES (?, ?, ?), …) WHERE
-    /// column1 IS NOT NULL …`: each row a marker, then every column but `unset` in order.
+    /// column1 IS NOT NULL …`: each row a marker, then the columns the rows set, in order. A
+    /// column the first row leaves unset (the outbox's id) is left to the database.
     pub(super) fn insert<E: EntityTrait>(
         &mut self,
         rows: &[E::ActiveModel],
-        unset: &[E::Column],
         conflict: &Conflict<E::Column>,
     ) -> Result<(), DbErr> {
-        if rows.is_empty() {
-            return Ok(());
-        }
+        let Some(first) = rows.first() else { return Ok(()) };
         let table = E::default().table_name();
-        let unset: Vec<String> = unset.iter().map(|c| c.to_string()).collect();
-        let columns: Vec<E::Column> = E::Column::iter().filter(|c| !unset.contains(&c.to_string())).collect();
+        let columns: Vec<E::Column> = E::Column::iter().filter(|c| !first.is_not_set(*c)).collect();
         let mut cells = Vec::with_capacity(rows.len());
         for row in rows {
             let mut cell = Vec::with_capacity(columns.len() + 1);
@@ -210,7 +207,7 @@ mod tests {
             |o: &str| scopes::ActiveModel { instance_id: sea_orm::Set(7), organization: sea_orm::Set(o.into()) };
         let rows = vec![scope("a"), scope("b"), scope("c")];
         let mut script = Script::default();
-        script.insert::<scopes::Entity>(&rows, &[], &Conflict::Fail).unwrap();
+        script.insert::<scopes::Entity>(&rows, &Conflict::Fail).unwrap();
         script.delete::<timers::Entity>(timers::Column::Id, vec![]);
         script.delete::<timers::Entity>(timers::Column::Id, vec![Value::from("k")]);
         script.update::<tasks::Entity>(
@@ -238,11 +235,11 @@ mod tests {
 
         let rows = &rows[..1];
         let mut keep = Script::default();
-        keep.insert::<scopes::Entity>(rows, &[], &Conflict::Keep(scopes::Column::InstanceId)).unwrap();
+        keep.insert::<scopes::Entity>(rows, &Conflict::Keep(scopes::Column::InstanceId)).unwrap();
         assert!(keep.sql().ends_with(" ON CONFLICT (\"instance_id\") DO NOTHING;\n"), "{}", keep.sql());
         let mut update = Script::default();
         let conflict = Conflict::Update(scopes::Column::InstanceId, vec![scopes::Column::Organization]);
-        update.insert::<scopes::Entity>(rows, &[], &conflict).unwrap();
+        update.insert::<scopes::Entity>(rows, &conflict).unwrap();
         assert!(
             update.sql().ends_with(
                 " ON CONFLICT (\"instance_id\") DO UPDATE SET \"organization\" = excluded.\"organization\";\n"

@@ -756,15 +756,11 @@ impl Batch {
         let mut script = bulk::Script::default();
         let changed: Vec<instances::ActiveModel> =
             self.instances.into_values().filter(|open| open.changed).map(|open| open.row.into_active_model()).collect();
-        script.insert::<instances::Entity>(
-            &changed,
-            &[],
-            &Conflict::Update(instances::Column::Id, instance_columns()),
-        )?;
-        script.insert::<instance_organizations::Entity>(&self.scopes, &[], &Conflict::Fail)?;
+        script.insert::<instances::Entity>(&changed, &Conflict::Update(instances::Column::Id, instance_columns()))?;
+        script.insert::<instance_organizations::Entity>(&self.scopes, &Conflict::Fail)?;
         let history: Vec<history::ActiveModel> =
             self.history.into_iter().map(IntoActiveModel::into_active_model).collect();
-        script.insert::<history::Entity>(&history, &[], &Conflict::Fail)?;
+        script.insert::<history::Entity>(&history, &Conflict::Fail)?;
         let (scheduled, cancelled): (Vec<_>, Vec<_>) = self.timers.into_iter().partition(|(_, row)| row.is_some());
         script.delete::<timers::Entity>(
             timers::Column::Id,
@@ -773,10 +769,10 @@ impl Batch {
         let scheduled: Vec<timers::ActiveModel> =
             scheduled.into_iter().filter_map(|(_, row)| row.map(IntoActiveModel::into_active_model)).collect();
         let rescheduled = Conflict::Update(timers::Column::Id, vec![timers::Column::DueAt, timers::Column::Kind]);
-        script.insert::<timers::Entity>(&scheduled, &[], &rescheduled)?;
+        script.insert::<timers::Entity>(&scheduled, &rescheduled)?;
         let new_tasks: Vec<tasks::ActiveModel> =
             self.new_tasks.into_values().map(IntoActiveModel::into_active_model).collect();
-        script.insert::<tasks::Entity>(&new_tasks, &[], &Conflict::Fail)?;
+        script.insert::<tasks::Entity>(&new_tasks, &Conflict::Fail)?;
         let closed = TaskStatus::Closed.as_str();
         script.update::<tasks::Entity>(
             tasks::Column::Id,
@@ -794,10 +790,10 @@ impl Batch {
         let effects: Vec<outbox::ActiveModel> =
             self.outbox.into_iter().map(|row| outbox::ActiveModel { id: NotSet, ..row.into_active_model() }).collect();
         // The key is unique: an effect is recorded once, however often its transition is replayed.
-        script.insert::<outbox::Entity>(&effects, &[outbox::Column::Id], &Conflict::Keep(outbox::Column::Key))?;
+        script.insert::<outbox::Entity>(&effects, &Conflict::Keep(outbox::Column::Key))?;
         if let Some(chained) = chained {
             let rows: Vec<_> = chained.rows.into_iter().map(IntoActiveModel::into_active_model).collect();
-            script.insert::<super::entities::ledger::Entity>(&rows, &[], &Conflict::Fail)?;
+            script.insert::<super::entities::ledger::Entity>(&rows, &Conflict::Fail)?;
             script.statement(
                 "UPDATE \"ledger_head\" SET \"seq\" = ?, \"hash\" = ? WHERE \"id\" = 1",
                 [chained.seq.into(), chained.hash.into()],
