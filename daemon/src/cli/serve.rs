@@ -146,6 +146,9 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             Some(file) => Some(SqliteLock::acquire(&file).map_err(|e| Failure::invalid(format!("--db: {e}")))?),
             None => None,
         };
+        // The recorder is in place before the engine and its workers record anything (a
+        // standby's first `statflow_work_lease_held 0` included).
+        crate::metrics::install(if config.temporal.is_some() { "temporal" } else { "embedded" });
         let store = open(&config.db, config.db_connect_timeout).await?;
         let clock = match config.virtual_clock {
             Some(start) => Clock::Virtual(Mutex::new(start)),
