@@ -12,9 +12,7 @@
 //! `IN` lists have the same problem; [`padded`] rounds them up to a power of two.
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Iden, Iterable, QueryResult, Statement, Value,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Iden, Iterable, Statement, Value};
 
 /// What an insert does with a row whose key is already stored.
 pub(super) enum Conflict<C> {
@@ -149,14 +147,8 @@ impl Script {
         self.values.extend(values);
     }
 
-    /// Text of a statement being built piece by piece (with [`Script::values`]).
-    pub(super) fn text(&mut self, sql: &str) {
-        self.sql.push_str(sql);
-    }
-
-    /// `(VALUES (?, …), …)` with a slot for each row, the rows after `rows` all NULL (a
-    /// NULL equals nothing, so a padding row joins no row).
-    pub(super) fn values(&mut self, width: usize, rows: Vec<Vec<Value>>) {
+    /// `(VALUES (?, …), …)` with a slot for each row, the rows after `rows` all NULL.
+    fn values(&mut self, width: usize, rows: Vec<Vec<Value>>) {
         let slots = rows.len().max(1).next_power_of_two();
         let row = format!("({})", vec!["?"; width].join(", "));
         self.sql.push_str(&format!("(VALUES {})", vec![row.as_str(); slots].join(", ")));
@@ -172,11 +164,6 @@ impl Script {
         }
         db.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, self.sql, self.values)).await?;
         Ok(())
-    }
-
-    /// Runs a script of one query on `db` (SQLite) and answers its first row.
-    pub(super) async fn query_one(self, db: &impl ConnectionTrait) -> Result<Option<QueryResult>, DbErr> {
-        db.query_one_raw(Statement::from_sql_and_values(DbBackend::Sqlite, self.sql, self.values)).await
     }
 
     #[cfg(test)]

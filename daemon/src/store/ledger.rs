@@ -107,15 +107,7 @@ pub(super) async fn chain(txn: &impl ConnectionTrait, entries: &[Entry]) -> Resu
         .one(txn)
         .await?
         .ok_or_else(|| DbErr::Custom("the ledger head row is missing".into()))?;
-    Ok(chain_from(head.seq, head.hash, entries))
-}
-
-/// `entries` as ledger rows chained to the head `(seq, hash)` read by the caller, and the
-/// head they lead to. `None` when there are no entries.
-pub(super) fn chain_from(mut seq: i64, mut prev: String, entries: &[Entry]) -> Option<Chained> {
-    if entries.is_empty() {
-        return None;
-    }
+    let (mut seq, mut prev) = (head.seq, head.hash);
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
         seq += 1;
@@ -131,7 +123,7 @@ pub(super) fn chain_from(mut seq: i64, mut prev: String, entries: &[Entry]) -> O
         });
         prev = hash;
     }
-    Some(Chained { rows, seq, hash: prev })
+    Ok(Some(Chained { rows, seq, hash: prev }))
 }
 
 /// Ledger rows ready to insert and the head after them.

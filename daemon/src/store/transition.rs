@@ -150,16 +150,6 @@ pub enum Work {
     },
 }
 
-impl Work {
-    /// The stored instance this work is on (none for a start).
-    pub fn instance(&self) -> Option<i64> {
-        match self {
-            Work::Apply { id, .. } | Work::Act { id, .. } | Work::Record { id, .. } => Some(*id),
-            Work::Start { .. } => None,
-        }
-    }
-}
-
 /// A caller's check on a stored instance and its open tasks that someone has claimed (a
 /// step opens at most one task, so a task not among them is free), giving the event it may
 /// apply. It may run more than once (PostgreSQL recomputes a transition that lost a race).
@@ -182,7 +172,6 @@ pub struct Submission {
 }
 
 /// Why a group of transitions could not be stored; none of it was.
-#[derive(Debug)]
 pub(super) enum BatchFailure {
     Db(DbErr),
     /// An instance's version moved under the batch (a concurrent writer committed first).
@@ -233,45 +222,18 @@ pub(super) async fn store_batch(
     transitions: &[&Submission],
     exclusive: bool,
 ) -> Result<Vec<Outcome>, BatchFailure> {
-    let starts = transitions.iter().filter(|t| matches!(t.work, Work::Start { .. })).count();
-    let next_id = if exclusive && starts > 0 { Some(next_instance_id(txn).await?) } else { None };
-    prepare(txn, transitions, next_id).await?.store(txn, exclusive).await
-}
-
-/// Transitions computed on rows read before their transaction began, and the writes they
-/// call for ([`prepare`]); [`Prepared::store`] writes them.
-pub(super) struct Prepared {
-    batch: Batch,
-    outcomes: Vec<Outcome>,
-}
-
-impl Prepared {
-    /// The id the next instance started after these takes (when ids were given out).
-    pub(super) fn next_id(&self) -> Option<i64> {
-        self.batch.next_id
+    let ids: Vec<i64> = transitions
+        .iter()
+        .filter_map(|t| match &t.work {
+            Work::Apply { id, .. } | Work::Act { id, .. } | Work::Record { id, .. } => Some(*id),
+            Work::Start { .. } => None,
+        })
+        .collect();
+    let mut batch = Batch::default();
+    let starts = transitions.len() - ids.len();
+    if exclusive && starts > 0 {
+        batch.next_id = Some(next_instance_id(txn).await?);
     }
-
-    /// Writes the transitions inside `txn` and answers their outcomes. With `exclusive`
-    /// (SQLite's writer), the rows they were computed on are first checked to be as read:
-    /// each instance at the version read, each open task read still open and held by whom
-    /// it was; if any moved, nothing is written ([`BatchFailure::Conflict`]).
-    pub(super) async fn store(self, txn: &DatabaseTransaction, exclusive: bool) -> Result<Vec<Outcome>, BatchFailure> {
-        self.batch.flush(txn, exclusive).await?;
-        Ok(self.outcomes)
-    }
-}
-
-/// Reads what `transitions` need through `db` and computes them in order, without writing:
-/// later transitions see the effects of earlier ones on the same instance. Started
-/// instances take ids from `next_id` on; without it (PostgreSQL) each started row is
-/// inserted through `db` at once, which must then be the transaction that stores the rest.
-pub(super) async fn prepare<C: ConnectionTrait>(
-    db: &C,
-    transitions: &[&Submission],
-    next_id: Option<i64>,
-) -> Result<Prepared, BatchFailure> {
-    let ids: Vec<i64> = transitions.iter().filter_map(|t| t.work.instance()).collect();
-    let mut batch = Batch { next_id, first_id: next_id, ..Batch::default() };
     let acting: Vec<i64> = transitions
         .iter()
         .filter_map(|t| match &t.work {
@@ -285,7 +247,7 @@ pub(super) async fn prepare<C: ConnectionTrait>(
         for row in tasks::Entity::find()
             .filter(tasks::Column::InstanceId.is_in(padded(acting.clone())))
             .filter(tasks::Column::Status.eq(TaskStatus::Open.as_str()))
-            .all(db)
+            .all(txn)
             .await?
         {
             batch.open_tasks.entry(row.instance_id).or_default().push(row);
@@ -293,7 +255,7 @@ pub(super) async fn prepare<C: ConnectionTrait>(
         for row in outbox::Entity::find()
             .filter(outbox::Column::InstanceId.is_in(padded(acting.clone())))
             .order_by_asc(outbox::Column::Id)
-            .all(db)
+            .all(txn)
             .await?
         {
             let instance = row.instance_id.expect("read by instance");
@@ -304,8 +266,8 @@ pub(super) async fn prepare<C: ConnectionTrait>(
         // Only a caller's action needs the scope (who may see it, and the view it answers
         // with). Read on its own it is two short columns a row; joined to the instances it
         // would decode each instance row once per organization.
-        let mut scopes = scope::of(db, &acting).await?;
-        for row in instances::Entity::find().filter(instances::Column::Id.is_in(padded(ids))).all(db).await? {
+        let mut scopes = scope::of(txn, &acting).await?;
+        for row in instances::Entity::find().filter(instances::Column::Id.is_in(padded(ids))).all(txn).await? {
             let organizations = scopes.remove(&row.id).unwrap_or_default();
             batch.instances.insert(row.id, Open::stored(row, organizations));
         }
@@ -314,7 +276,7 @@ pub(super) async fn prepare<C: ConnectionTrait>(
     for transition in transitions {
         let outcome = match &transition.work {
             Work::Start { definition, input, actor, origin } => {
-                batch.start(db, definition, input, actor, transition, origin).await?
+                batch.start(txn, definition, input, actor, transition, origin).await?
             }
             Work::Apply { id, event, definitions } => batch.apply(*id, Decision::Given(event), transition, definitions),
             Work::Act { id, decide, definitions } => {
@@ -326,7 +288,8 @@ pub(super) async fn prepare<C: ConnectionTrait>(
         };
         outcomes.push(outcome);
     }
-    Ok(Prepared { batch, outcomes })
+    batch.flush(txn, exclusive).await?;
+    Ok(outcomes)
 }
 
 /// An instance as the batch sees it: the stored row with the changes made so far.
@@ -337,14 +300,12 @@ struct Open {
     organizations: Vec<String>,
     /// The version stored before this batch; the update is guarded by it.
     stored_version: i64,
-    /// Read from the store (not started by this batch).
-    read: bool,
     changed: bool,
 }
 
 impl Open {
     fn stored(row: instances::Model, organizations: Vec<String>) -> Open {
-        Open { stored_version: row.version_no, read: true, changed: false, row, organizations }
+        Open { stored_version: row.version_no, changed: false, row, organizations }
     }
 
     fn record(&self) -> Result<InstanceRecord, StoreError> {
@@ -386,19 +347,17 @@ struct Batch {
     /// In exclusive mode, the id the next started instance takes; its row is then written
     /// with the others at the end instead of on its own.
     next_id: Option<i64>,
-    /// The first id it gives out (`next_id` as the batch began).
-    first_id: Option<i64>,
 }
-
-/// The largest instance id ever given out, SQLite only (an expression).
-const LAST_INSTANCE_ID: &str = "MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'instances'), 0), \
-     COALESCE((SELECT MAX(id) FROM instances), 0))";
 
 /// The first instance id never used, SQLite only: AUTOINCREMENT keeps the largest id ever
 /// given out in `sqlite_sequence`, so ids of removed instances are never handed out again.
-pub(super) async fn next_instance_id(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    let statement = Statement::from_string(DbBackend::Sqlite, format!("SELECT {LAST_INSTANCE_ID} AS last"));
-    let row = db.query_one_raw(statement).await?.ok_or_else(|| DbErr::Custom("no row".into()))?;
+async fn next_instance_id(txn: &DatabaseTransaction) -> Result<i64, DbErr> {
+    let statement = Statement::from_string(
+        DbBackend::Sqlite,
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'instances'), 0), \
+         COALESCE((SELECT MAX(id) FROM instances), 0)) AS last",
+    );
+    let row = txn.query_one_raw(statement).await?.ok_or_else(|| DbErr::Custom("no row".into()))?;
     Ok(row.try_get::<i64>("", "last")? + 1)
 }
 
@@ -406,7 +365,7 @@ impl Batch {
     #[allow(clippy::too_many_arguments)]
     async fn start(
         &mut self,
-        db: &impl ConnectionTrait,
+        txn: &DatabaseTransaction,
         definition: &Definition,
         input: &Value,
         actor: &Actor,
@@ -465,7 +424,7 @@ impl Batch {
                 // Its head is written with the batch's other changes.
                 let mut active = row.clone().into_active_model();
                 active.id = NotSet;
-                row.id = instances::Entity::insert(active).exec(db).await?.last_insert_id;
+                row.id = instances::Entity::insert(active).exec(txn).await?.last_insert_id;
             }
         }
         let id = row.id;
@@ -481,7 +440,7 @@ impl Batch {
             hash,
         });
         self.scopes.extend(scope::rows(id, &organizations));
-        let open = Open { row, organizations, stored_version: 1, read: false, changed: true };
+        let open = Open { row, organizations, stored_version: 1, changed: true };
         self.instances.insert(id, open);
         self.commands(id, &transition.commands, now, transition_at.task_notices.then_some(definition));
         let standing = match self.standing(id) {
@@ -788,55 +747,12 @@ impl Batch {
             .collect()
     }
 
-    /// Reads the ledger's head and, in the same query, checks that the rows this batch was
-    /// computed on stand as they were read: every instance at the version read, every open
-    /// task read still open and held by whom it was. The writer computes a batch on rows
-    /// read while the previous batch commits, so something else (a claim, a removal) may
-    /// have changed them since; then nothing is written ([`BatchFailure::Conflict`]). Answers
-    /// the batch's ledger rows chained to the head.
-    async fn chain_as_read(&self, txn: &DatabaseTransaction) -> Result<Option<ledger::Chained>, BatchFailure> {
-        let versions: Vec<Vec<sea_orm::Value>> = self
-            .instances
-            .values()
-            .filter(|open| open.read)
-            .map(|open| vec![open.row.id.into(), open.stored_version.into()])
-            .collect();
-        let holders: Vec<Vec<sea_orm::Value>> = self
-            .open_tasks
-            .values()
-            .flatten()
-            .map(|task| vec![task.id.clone().into(), task.assignee.clone().into()])
-            .collect();
-        // The ids given to started instances must still be free: above every id stored or
-        // ever given out (AUTOINCREMENT's sequence).
-        let started = self.instances.values().any(|open| !open.read);
-        let last_free = if started { self.first_id.map_or(i64::MAX, |first| first - 1) } else { i64::MAX };
-        let expected = (versions.len() as i64, holders.len() as i64);
-        let mut query = bulk::Script::default();
-        query.text("SELECT h.\"seq\", h.\"hash\", (SELECT COUNT(*) FROM \"instances\" AS i JOIN ");
-        query.values(2, versions);
-        query.text(" AS v ON i.\"id\" = v.column1 AND i.\"version_no\" = v.column2) AS instances_as_read, ");
-        query.text("(SELECT COUNT(*) FROM \"tasks\" AS t JOIN ");
-        query.values(2, holders);
-        query.text(&format!(
-            " AS v ON t.\"id\" = v.column1 AND t.\"assignee\" IS v.column2 AND t.\"status\" = '{}') AS tasks_as_read \
-             , {LAST_INSTANCE_ID} AS last_id FROM \"ledger_head\" AS h WHERE h.\"id\" = 1",
-            TaskStatus::Open.as_str()
-        ));
-        let row = query.query_one(txn).await?.ok_or_else(|| DbErr::Custom("the ledger head row is missing".into()))?;
-        let found = (row.try_get::<i64>("", "instances_as_read")?, row.try_get::<i64>("", "tasks_as_read")?);
-        if found != expected || row.try_get::<i64>("", "last_id")? > last_free {
-            return Err(BatchFailure::Conflict);
-        }
-        Ok(ledger::chain_from(row.try_get("", "seq")?, row.try_get("", "hash")?, &self.ledger_entries()))
-    }
-
-    /// The batch's writes as one script on SQLite's writer, which holds the only write lock,
-    /// in the order [`flush_each`] writes them, once [`Batch::chain_as_read`] has found the
-    /// rows read as they were and the ledger's head that the new ledger rows chain to.
+    /// The batch's writes as one script on SQLite's writer, which holds the only write lock
+    /// (so no version can have moved since the read), in the order [`flush_each`] writes
+    /// them. The ledger's head is read first: its new rows chain to it.
     async fn flush_script(self, txn: &DatabaseTransaction) -> Result<(), BatchFailure> {
         use sea_orm::Value;
-        let chained = self.chain_as_read(txn).await?;
+        let chained = ledger::chain(txn, &self.ledger_entries()).await?;
         let mut script = bulk::Script::default();
         let changed: Vec<instances::ActiveModel> =
             self.instances.into_values().filter(|open| open.changed).map(|open| open.row.into_active_model()).collect();
@@ -994,6 +910,3 @@ async fn update_guarded(txn: &DatabaseTransaction, open: Open) -> Result<(), Bat
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;
