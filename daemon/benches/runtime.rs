@@ -15,6 +15,8 @@
 //!
 //! `STATFLOW_BENCH_CLIENTS` sets how many clients act at once (default 64); the database is
 //! a fresh file under the system's temporary directory, removed afterwards.
+//! `STATFLOW_BENCH_TASK_NOTICES=off` opens tasks without their notices (`task_notices =
+//! false`), the workload of versions that had none.
 //!
 //! With `STATFLOW_BENCH_TEMPORAL=HOST:PORT` (a Temporal server, e.g. the dev server) the same
 //! workload then runs on the Temporal engine too, with `STATFLOW_BENCH_TEMPORAL_N` instances
@@ -114,6 +116,7 @@ async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
     let directory = DirectoryFile::parse(DIRECTORY, "tests/fixtures/taian-directory.toml").expect("the directory");
     store.load_directory(&directory, start.timestamp_millis()).await.expect("load the directory");
     let runtime = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.expect("load the engine");
+    runtime.configure_task_notices(std::env::var("STATFLOW_BENCH_TASK_NOTICES").map_or(true, |v| v != "off"));
     // Notices go to a mail spool in the same directory, on both engines.
     let channels = Arc::new(Channels {
         mailer: Mailer::spool(dir.join("spool"), "statflow@example.org").expect("a mail spool"),
