@@ -67,9 +67,12 @@ pub struct Entry {
     pub event_hash: String,
 }
 
+/// The id of the ledger head's one row.
+const HEAD: i32 = 1;
+
 /// The ledger's head: its last sequence number and hash.
 pub(super) async fn head(db: &impl ConnectionTrait) -> Result<(i64, String), DbErr> {
-    let row = ledger_head::Entity::find_by_id(1)
+    let row = ledger_head::Entity::find_by_id(HEAD)
         .one(db)
         .await?
         .ok_or_else(|| DbErr::Custom("the ledger head row is missing".into()))?;
@@ -88,7 +91,7 @@ pub(super) async fn append(txn: &impl ConnectionTrait, entries: &[Entry]) -> Res
         super::bulk::insert::<ledger::Entity>(txn, chunk, super::bulk::Conflict::Fail).await?;
     }
     let head = ledger_head::ActiveModel {
-        id: sea_orm::Set(1),
+        id: sea_orm::Set(HEAD),
         seq: sea_orm::Set(chained.seq),
         hash: sea_orm::Set(chained.hash),
     };
@@ -102,7 +105,7 @@ pub(super) async fn chain(txn: &impl ConnectionTrait, entries: &[Entry]) -> Resu
     if entries.is_empty() {
         return Ok(None);
     }
-    let head = ledger_head::Entity::find_by_id(1)
+    let head = ledger_head::Entity::find_by_id(HEAD)
         .lock_exclusive()
         .one(txn)
         .await?
@@ -131,6 +134,20 @@ pub(super) struct Chained {
     pub rows: Vec<ledger::Model>,
     pub seq: i64,
     pub hash: String,
+}
+
+impl Chained {
+    /// Adds what [`append`] writes to `script` (SQLite's writer, which holds the only write
+    /// lock): the rows, then the head.
+    pub(super) fn add_to(self, script: &mut super::bulk::Script) -> Result<(), DbErr> {
+        let rows: Vec<ledger::ActiveModel> = self.rows.into_iter().map(IntoActiveModel::into_active_model).collect();
+        script.insert::<ledger::Entity>(&rows, &super::bulk::Conflict::Fail)?;
+        script.statement(
+            "UPDATE \"ledger_head\" SET \"seq\" = ?, \"hash\" = ? WHERE \"id\" = ?",
+            [self.seq.into(), self.hash.into(), HEAD.into()],
+        );
+        Ok(())
+    }
 }
 
 /// A ledger head exported at a day's end (see `integrity::anchors`), as stored, written to

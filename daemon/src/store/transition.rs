@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, Statement, TransactionTrait,
+    sea_query::Expr, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
 use serde_json::Value;
 use statflow_workflows::calendar::Calendar;
@@ -792,12 +792,7 @@ impl Batch {
         // The key is unique: an effect is recorded once, however often its transition is replayed.
         script.insert::<outbox::Entity>(&effects, &Conflict::Keep(outbox::Column::Key))?;
         if let Some(chained) = chained {
-            let rows: Vec<_> = chained.rows.into_iter().map(IntoActiveModel::into_active_model).collect();
-            script.insert::<super::entities::ledger::Entity>(&rows, &Conflict::Fail)?;
-            script.statement(
-                "UPDATE \"ledger_head\" SET \"seq\" = ?, \"hash\" = ? WHERE \"id\" = 1",
-                [chained.seq.into(), chained.hash.into()],
-            );
+            chained.add_to(&mut script)?;
         }
         script.run(txn).await?;
         Ok(())
@@ -889,18 +884,11 @@ fn stored_instant(now: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
 /// Writes a changed instance if its stored version is still the one read.
 async fn update_guarded(txn: &DatabaseTransaction, open: Open) -> Result<(), BatchFailure> {
     let row = open.row;
-    let updated = instances::Entity::update_many()
-        .col_expr(instances::Column::DefinitionVersion, row.definition_version.into())
-        .col_expr(instances::Column::Status, row.status.into())
-        .col_expr(instances::Column::Outcome, row.outcome.into())
-        .col_expr(instances::Column::Step, row.step.into())
-        .col_expr(instances::Column::State, row.state.into())
-        .col_expr(instances::Column::VersionNo, row.version_no.into())
-        .col_expr(instances::Column::NextDueAt, row.next_due_at.into())
-        .col_expr(instances::Column::Overdue, row.overdue.into())
-        .col_expr(instances::Column::UpdatedAt, row.updated_at.into())
-        .col_expr(instances::Column::HeadHash, row.head_hash.into())
-        .col_expr(instances::Column::CalendarGeneration, row.calendar_generation.into())
+    let mut update = instances::Entity::update_many();
+    for column in instance_columns() {
+        update = update.col_expr(column, Expr::value(row.get(column)));
+    }
+    let updated = update
         .filter(instances::Column::Id.eq(row.id))
         .filter(instances::Column::VersionNo.eq(open.stored_version))
         .exec(txn)
