@@ -187,6 +187,8 @@ fn sqlite_options(url: &str, connections: u32, cache_kib: u32, statements_kept: 
             // commit that crosses its threshold, on the one connection every write waits
             // for. The writer has a reading connection do it instead (`writer::Checkpoints`).
             o.pragma("wal_autocheckpoint", "0")
+                // When the WAL starts over, its file shrinks back to this (in bytes).
+                .pragma("journal_size_limit", (writer::WAL_RESTART_FRAMES * 4096).to_string())
                 // A batch's multi-row statements keep a statement journal (to undo just that
                 // statement on a conflict); in memory it costs no temporary file's writes.
                 .pragma("temp_store", "memory")

@@ -11,9 +11,21 @@
 //! its own for every row.
 //!
 //! Nor does this task checkpoint the WAL (its connection has `wal_autocheckpoint=0`): every
-//! so many commits it asks a reading connection to, and goes on committing meanwhile.
+//! so many commits it asks a reading connection to, and goes on committing meanwhile. Those
+//! checkpoints never catch up with a writer that keeps appending, and SQLite starts the WAL
+//! over only when a write begins with all of it copied: under a steady load the WAL would grow
+//! without end (14 GB while a million instances were started), filling the disk and making
+//! every later open read it whole. So when a checkpoint finds the WAL past
+//! [`WAL_RESTART_FRAMES`], the writer copies the rest itself between two commits, and its next
+//! write starts the WAL over.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::OutboxWrite;
@@ -29,6 +41,11 @@ const QUEUE: usize = 4096;
 /// Commits between two requests to checkpoint the WAL. A batch writes a few dozen pages, so
 /// this checkpoints about as often as SQLite's default (every 1,000 pages) would.
 const COMMITS_PER_CHECKPOINT: u32 = 16;
+
+/// WAL frames (pages) past which the writer checkpoints itself so the WAL starts over: 16 MiB
+/// of 4 KiB pages, a few hundred commits under load. The writer's connection also truncates
+/// the file back to this size when the WAL starts over (`journal_size_limit`).
+pub(super) const WAL_RESTART_FRAMES: i64 = 4096;
 
 type Reply = oneshot::Sender<Outcome>;
 
@@ -74,30 +91,53 @@ async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<Job>, mut checkpoi
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&db, std::mem::take(&mut batch)).await;
         checkpoints.committed();
+        if checkpoints.wal_too_long.swap(false, Ordering::Relaxed) {
+            // Nothing appends while this runs, so it copies all that no reader still reads;
+            // the next write then starts the WAL over (unless a reader is still on an older
+            // snapshot: then the next long WAL tries again).
+            match checkpoint(&db).await {
+                Ok(frames) => tracing::debug!(frames, "the writer checkpointed a long WAL"),
+                Err(error) => tracing::warn!(%error, "the WAL could not be checkpointed; trying again later"),
+            }
+        }
     }
+}
+
+/// A PASSIVE checkpoint through `db`: the WAL's length in frames when it ran.
+async fn checkpoint(db: &DatabaseConnection) -> Result<i64, sea_orm::DbErr> {
+    let statement = Statement::from_string(DbBackend::Sqlite, "PRAGMA wal_checkpoint(PASSIVE)");
+    let row = db.query_one_raw(statement).await?;
+    // Columns: busy, log (frames in the WAL), checkpointed; log is -1 outside WAL mode.
+    Ok(row.map(|row| row.try_get_by_index::<i64>(1)).transpose()?.unwrap_or(0))
 }
 
 /// Checkpoints of the WAL, run by a task of their own on a reading connection. PASSIVE: a
 /// checkpoint copies what no reader still needs and never waits for the writer, which may
-/// append to the WAL meanwhile; SQLite starts the WAL over once a checkpoint has copied all
-/// of it. The task ends with the writer (when `wake` is dropped).
+/// append to the WAL meanwhile. A checkpoint that finds the WAL longer than
+/// [`WAL_RESTART_FRAMES`] raises `wal_too_long` for the writer. The task ends with the writer
+/// (when `wake` is dropped).
 struct Checkpoints {
     wake: mpsc::Sender<()>,
     commits: u32,
+    wal_too_long: Arc<AtomicBool>,
 }
 
 impl Checkpoints {
     fn spawn(readers: DatabaseConnection) -> Checkpoints {
         // One request waits at most: requests made while a checkpoint runs are one request.
         let (wake, mut requests) = mpsc::channel::<()>(1);
+        let wal_too_long = Arc::new(AtomicBool::new(false));
+        let raise = wal_too_long.clone();
         tokio::spawn(async move {
             while requests.recv().await.is_some() {
-                if let Err(error) = readers.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
-                    tracing::warn!(%error, "the WAL could not be checkpointed; trying again later");
+                match checkpoint(&readers).await {
+                    Ok(frames) if frames > WAL_RESTART_FRAMES => raise.store(true, Ordering::Relaxed),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "the WAL could not be checkpointed; trying again later"),
                 }
             }
         });
-        Checkpoints { wake, commits: 0 }
+        Checkpoints { wake, commits: 0, wal_too_long }
     }
 
     fn committed(&mut self) {
@@ -212,5 +252,90 @@ fn clone_error(error: &StoreError) -> StoreError {
         StoreError::Db(error) => StoreError::Db(error.clone()),
         StoreError::Conflict => StoreError::Conflict,
         other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use chrono::DateTime;
+    use serde_json::json;
+    use statflow_workflows::engine::Actor;
+
+    use super::WAL_RESTART_FRAMES;
+    use crate::engine::embedded::clock::Clock;
+    use crate::engine::embedded::Embedded;
+    use crate::engine::Engine;
+    use crate::store::transition::Origin;
+    use crate::store::Store;
+
+    /// Under a load that never pauses, with readers always reading, the WAL still starts over:
+    /// its file never holds much more than the limit, though many times that is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_a_steady_load() {
+        let dir = std::env::temp_dir().join(format!("statflow-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wal.db");
+        let wal = dir.join("wal.db-wal");
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
+        let start = DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00").unwrap();
+        let engine = Embedded::load(store.clone(), Clock::Virtual(Mutex::new(start))).await.unwrap();
+        let definition = engine.definitions().current("registration", "taian").unwrap();
+        let clerk = Actor {
+            id: "clerk".into(),
+            roles: vec!["registration_agency".into(), "registrant".into()],
+            organizations: vec!["taian-registry".into(), "taian-market".into()],
+            administrator: false,
+            request: None,
+        };
+        let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
+
+        // Written in all: the database file's growth plus what the WAL holds at the end
+        // understates it (pages are rewritten); enough that a WAL never started over would be
+        // several times the limit.
+        let limit_bytes = (WAL_RESTART_FRAMES * 4096) as u64;
+        let running = Arc::new(AtomicBool::new(true));
+        let largest_wal = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let (store, running, largest_wal, wal) = (store.clone(), running.clone(), largest_wal.clone(), wal.clone());
+            tokio::spawn(async move {
+                while running.load(Ordering::Relaxed) {
+                    store.count_pending_effects().await.unwrap();
+                    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                    largest_wal.fetch_max(size, Ordering::Relaxed);
+                }
+            })
+        };
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut starters = Vec::new();
+        for _ in 0..32 {
+            let (engine, definition, clerk, input, started, file) =
+                (engine.clone(), definition.clone(), clerk.clone(), input.clone(), started.clone(), file.clone());
+            starters.push(tokio::spawn(async move {
+                // Until the database file alone has grown by four times the limit.
+                while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < 4 * limit_bytes {
+                    engine.start_with(&definition, input.clone(), clerk.clone(), Origin::Direct).await.unwrap();
+                    started.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        for starter in starters {
+            starter.await.unwrap();
+        }
+        running.store(false, Ordering::Relaxed);
+        reader.await.unwrap();
+        let largest = largest_wal.load(Ordering::Relaxed);
+        let written = std::fs::metadata(&file).unwrap().len();
+        assert!(
+            largest <= 2 * limit_bytes,
+            "the WAL reached {} MiB (limit {} MiB) while {} instances ({} MiB of database) were written",
+            largest >> 20,
+            limit_bytes >> 20,
+            started.load(Ordering::Relaxed),
+            written >> 20
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
