@@ -173,10 +173,11 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
             engine.share_work_through_lease(config.lease.clone());
             engine.refresh_from_store().await.map_err(|e| Failure::invalid(e.to_string()))?;
         } else {
-            // Fire times missed while the daemon was down are settled before it serves, so
-            // the first requests see a settled schedule.
-            for run in engine.catch_up_schedules().await.map_err(|e| Failure::invalid(e.to_string()))? {
-                tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "caught up");
+            // Fire times missed while the daemon was down are settled before it serves (each
+            // skipped or claimed by its policy), so the first requests see a settled schedule;
+            // the schedule worker runs the claimed ones, which may take long, while it serves.
+            for run in engine.settle_before_serving().await.map_err(|e| Failure::invalid(e.to_string()))? {
+                tracing::info!(schedule = %run.schedule, fire_at = %run.fire_at, status = %run.status, "missed while down");
             }
         }
         let temporal_worker = if let Some(settings) = &config.temporal {

@@ -67,7 +67,10 @@ pub struct Embedded {
     deliveries_changed: Notify,
     schedules_changed: Notify,
     /// Held while the virtual clock is moved, so moves never interleave.
-    clock_moves: tokio::sync::Mutex<()>,
+    clock_moves: Arc<tokio::sync::Mutex<()>>,
+    /// `clock_moves`, held from start-up until the schedule worker has run the fire times
+    /// missed while the daemon was down (`settle_before_serving`).
+    clock_held_for_catch_up: std::sync::Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
     /// Held during a calendar import, so generations are handed out one at a time.
     calendar_imports: tokio::sync::Mutex<()>,
     /// Where the ledger's anchors go; set once at start.
@@ -130,7 +133,8 @@ impl Embedded {
             outbox_changed: Notify::new(),
             deliveries_changed: Notify::new(),
             schedules_changed: Notify::new(),
-            clock_moves: tokio::sync::Mutex::new(()),
+            clock_moves: Arc::new(tokio::sync::Mutex::new(())),
+            clock_held_for_catch_up: std::sync::Mutex::new(None),
             calendar_imports: tokio::sync::Mutex::new(()),
             anchoring: std::sync::OnceLock::new(),
             task_notices: std::sync::atomic::AtomicBool::new(true),

@@ -115,16 +115,21 @@ impl Embedded {
         Ok(())
     }
 
-    /// On start-up: finishes runs a crash interrupted, then applies each schedule's catch-up
-    /// policy to the fire times that passed while the daemon was down.
+    /// Applies each schedule's catch-up policy to the fire times that passed while the daemon
+    /// was down, then runs what it claimed along with the runs a crash interrupted.
     pub async fn catch_up_schedules(&self) -> Result<Vec<RunReport>, EngineError> {
+        let mut reports = self.settle_missed_fire_times().await?;
+        reports.retain(|run| run.status != RunStatus::Running.as_str());
+        reports.extend(self.finish_interrupted_runs().await?);
+        Ok(reports)
+    }
+
+    /// The quick half of a catch-up: each missed fire time is recorded as skipped or claimed
+    /// as a run to do (`running`, the state a crash leaves a run in), and each schedule's next
+    /// fire time moves past now. Nothing is run: a claimed run can take long (a digest reads
+    /// every open task), so at start-up the schedule worker runs them once the daemon serves.
+    async fn settle_missed_fire_times(&self) -> Result<Vec<RunReport>, EngineError> {
         let mut reports = Vec::new();
-        for run in self.store.interrupted_runs().await? {
-            if let Some(schedule) = self.store.schedule(&run.schedule).await? {
-                tracing::warn!(schedule = %run.schedule, fire_at = %run.fire_time(), "resuming an interrupted run");
-                reports.push(self.run_fire_time(&schedule, run.fire_at).await?);
-            }
-        }
         let now = self.clock.now();
         for schedule in self.store.enabled_schedules().await? {
             let Some(next) = schedule.next_fire_at.filter(|at| *at <= to_millis(now)) else { continue };
@@ -140,12 +145,39 @@ impl Embedded {
                     CatchUp::Skip => false,
                 };
                 reports.push(if run {
-                    self.run_fire_time(&schedule, to_millis(*at)).await?
+                    let claimed = to_millis(self.clock.now());
+                    report(
+                        self.store
+                            .claim_run(&schedule.id, to_millis(*at), RunStatus::Running, &json!({}), claimed)
+                            .await?,
+                    )
                 } else {
                     self.skip_fire_time(&schedule, to_millis(*at)).await?
                 });
             }
             self.store.set_next_fire(&schedule.id, cron.next_after(now.max(latest)).map(to_millis)).await?;
+        }
+        Ok(reports)
+    }
+
+    /// Start-up, alone on a database: settles the missed fire times and keeps the virtual
+    /// clock still until the schedule worker has run the ones claimed.
+    pub async fn settle_before_serving(&self) -> Result<Vec<RunReport>, EngineError> {
+        let held = self.clock_moves.clone().lock_owned().await;
+        let reports = self.settle_missed_fire_times().await?;
+        *self.clock_held_for_catch_up.lock().expect("not poisoned") = Some(held);
+        Ok(reports)
+    }
+
+    /// Runs every run claimed but not finished (by a catch-up, or cut short by a crash),
+    /// oldest fire time first.
+    async fn finish_interrupted_runs(&self) -> Result<Vec<RunReport>, EngineError> {
+        let mut reports = Vec::new();
+        for run in self.store.interrupted_runs().await? {
+            if let Some(schedule) = self.store.schedule(&run.schedule).await? {
+                tracing::info!(schedule = %run.schedule, fire_at = %run.fire_time(), "running a claimed or interrupted run");
+                reports.push(self.run_fire_time(&schedule, run.fire_at).await?);
+            }
         }
         Ok(reports)
     }
@@ -287,9 +319,10 @@ impl Embedded {
     /// The schedule worker's loop, until shutdown: sleeps until the next fire time (or a
     /// schedule changes) and runs what is due. With a virtual clock, clock moves run them.
     pub(super) async fn run_schedules(self: Arc<Self>, heartbeat: Heartbeat, mut shutdown: Shutdown) {
-        // Alone, the process caught up before it served; sharing the work, it catches up each
-        // time it takes the lease (the fire times missed meanwhile are its to run).
-        let mut caught_up = self.shared_work.lease_held().is_none();
+        // Alone, the process settled its missed fire times before it served and runs them
+        // now; sharing the work, it catches up each time it takes the lease (the fire times
+        // missed meanwhile are its to run).
+        let mut caught_up = false;
         while !shutdown.is_set() {
             heartbeat.beat();
             if !self.shared_work.here() {
@@ -307,6 +340,9 @@ impl Embedded {
                     }
                     Err(error) => tracing::error!(%error, "schedule catch-up failed"),
                 }
+                // The clock may move again (held by `settle_before_serving`), even after a
+                // failed attempt: the next pass tries again, and a request must not wait on it.
+                self.clock_held_for_catch_up.lock().expect("not poisoned").take();
             }
             if self.clock.is_virtual() {
                 self.sleep_until(Ok(None), &self.schedules_changed, "fire time", &mut shutdown).await;
