@@ -5,13 +5,15 @@
 //! between sending and recording the send, the redelivered message is recognisably the same
 //! one (and the spool simply rewrites the same file).
 //!
-//! The spool is durable in passes: [`Mailer::send`] writes a message under a temporary name,
-//! and [`Mailer::flush`] syncs every message written since the last flush, then gives each
-//! its final name, so a burst of notices costs one round of flushes rather than a
-//! synchronous write per message, and a reader never sees half a message even after a
-//! crash. A message counts as sent only once flushed.
+//! The spool is durable in passes: [`Mailer::send`] keeps a message in memory, and
+//! [`Mailer::flush`] writes every message sent since the last flush under a temporary name,
+//! syncs them, then gives each its final name, all in one blocking call: a burst of notices
+//! costs one round of flushes and one trip to a blocking thread rather than a write and a
+//! trip per message, and a reader never sees half a message even after a crash. A message
+//! counts as sent only once flushed.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -57,10 +59,6 @@ pub struct SmtpConfig {
     pub max_connections: Option<usize>,
 }
 
-/// How many spool files are flushed side by side where `syncfs` is not available.
-#[cfg(not(target_os = "linux"))]
-const FLUSHES_AT_ONCE: usize = 8;
-
 /// Messages sent at once when `max_connections` is not set.
 const DEFAULT_MAX_CONNECTIONS: usize = 4;
 
@@ -82,8 +80,9 @@ pub enum Mailer {
         directory: PathBuf,
         from: Mailbox,
         domain: String,
-        /// Messages written since the last flush: (temporary name, final name).
-        unflushed: Mutex<Vec<(PathBuf, PathBuf)>>,
+        /// Messages sent since the last flush, by file name (without extension): a message
+        /// sent twice before a flush (a retry) is one file, as last sent.
+        unflushed: Mutex<BTreeMap<String, Vec<u8>>>,
     },
 }
 
@@ -115,7 +114,7 @@ impl Mailer {
         let from: Mailbox = from.parse().map_err(|e| format!("from address {from:?}: {e}"))?;
         std::fs::create_dir_all(&directory).map_err(|e| format!("mail spool {}: {e}", directory.display()))?;
         let domain = from.email.domain().to_owned();
-        Ok(Mailer::Spool { directory, from, domain, unflushed: Mutex::new(Vec::new()) })
+        Ok(Mailer::Spool { directory, from, domain, unflushed: Mutex::new(BTreeMap::new()) })
     }
 
     /// The `Message-ID` of the message with idempotency key `key`.
@@ -155,17 +154,8 @@ impl Mailer {
                     Err(error) => Err(Failure::transient(format!("smtp: {error}"))),
                 }
             }
-            Mailer::Spool { directory, unflushed, .. } => {
-                let name = key_digest(email.key);
-                let temporary = directory.join(format!(".{name}.tmp"));
-                let formatted = message.formatted();
-                let written = temporary.clone();
-                tokio::task::spawn_blocking(move || std::fs::write(&written, formatted))
-                    .await
-                    .map_err(|e| Failure::transient(format!("mail spool: {e}")))?
-                    .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))?;
-                let done = directory.join(format!("{name}.eml"));
-                unflushed.lock().expect("not poisoned").push((temporary, done));
+            Mailer::Spool { unflushed, .. } => {
+                unflushed.lock().expect("not poisoned").insert(key_digest(email.key), message.formatted());
                 Ok(message_id)
             }
         }
@@ -177,55 +167,45 @@ impl Mailer {
         let Mailer::Spool { directory, unflushed, .. } = self else {
             return Ok(());
         };
-        let mut written = std::mem::take(&mut *unflushed.lock().expect("not poisoned"));
-        // A message sent twice before a flush (a retry) is one file.
-        written.sort();
-        written.dedup();
-        if written.is_empty() {
+        let messages = std::mem::take(&mut *unflushed.lock().expect("not poisoned"));
+        if messages.is_empty() {
             return Ok(());
         }
-        sync_files(directory, &written).await?;
-        let directory = directory.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            for (temporary, done) in &written {
-                std::fs::rename(temporary, done)?;
-            }
-            // The renames themselves.
-            std::fs::File::open(&directory)?.sync_all()
-        })
-        .await
-        .map_err(|e| Failure::transient(format!("mail spool: {e}")))?
-        .map_err(|e| Failure::transient(format!("mail spool: {e}")))
+        let spool = directory.clone();
+        tokio::task::spawn_blocking(move || write_durably(&spool, &messages))
+            .await
+            .map_err(|e| Failure::transient(format!("mail spool: {e}")))?
+            .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))
     }
+}
+
+/// Writes `messages` (by file name) into the spool `directory`: each under a temporary name,
+/// then all made durable, then each renamed to `{name}.eml` and the renames made durable.
+fn write_durably(directory: &Path, messages: &BTreeMap<String, Vec<u8>>) -> std::io::Result<()> {
+    let temporary = |name: &str| directory.join(format!(".{name}.tmp"));
+    for (name, message) in messages {
+        std::fs::write(temporary(name), message)?;
+    }
+    sync_written(directory, messages.keys().map(|name| temporary(name)))?;
+    for name in messages.keys() {
+        std::fs::rename(temporary(name), directory.join(format!("{name}.eml")))?;
+    }
+    // The renames themselves.
+    std::fs::File::open(directory)?.sync_all()
 }
 
 /// Makes the contents of the spool's `written` files durable. On Linux one `syncfs` of the
 /// spool's file system commits them all at once: a pass of 256 messages is one journal
 /// commit, where a `fdatasync` each cost a commit each.
 #[cfg(target_os = "linux")]
-async fn sync_files(directory: &std::path::Path, _written: &[(PathBuf, PathBuf)]) -> Result<(), Failure> {
-    let spool = directory.to_owned();
-    tokio::task::spawn_blocking(move || sync_file_system(&std::fs::File::open(spool)?))
-        .await
-        .map_err(|e| Failure::transient(format!("mail spool: {e}")))?
-        .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))
+fn sync_written(directory: &Path, _written: impl Iterator<Item = PathBuf>) -> std::io::Result<()> {
+    sync_file_system(&std::fs::File::open(directory)?)
 }
 
-/// Makes the contents of the spool's `written` files durable, flushed side by side so the
-/// file system can commit them together.
+/// Makes the contents of the spool's `written` files durable, one after the other.
 #[cfg(not(target_os = "linux"))]
-async fn sync_files(directory: &std::path::Path, written: &[(PathBuf, PathBuf)]) -> Result<(), Failure> {
-    let chunk = written.len().div_ceil(FLUSHES_AT_ONCE);
-    let mut syncs = tokio::task::JoinSet::new();
-    for files in written.chunks(chunk) {
-        let files: Vec<PathBuf> = files.iter().map(|(temporary, _)| temporary.clone()).collect();
-        syncs.spawn_blocking(move || files.iter().try_for_each(|f| std::fs::File::open(f)?.sync_data()));
-    }
-    while let Some(sync) = syncs.join_next().await {
-        sync.map_err(|e| Failure::transient(format!("mail spool: {e}")))?
-            .map_err(|e| Failure::transient(format!("mail spool {}: {e}", directory.display())))?;
-    }
-    Ok(())
+fn sync_written(_directory: &Path, mut written: impl Iterator<Item = PathBuf>) -> std::io::Result<()> {
+    written.try_for_each(|file| std::fs::File::open(file)?.sync_data())
 }
 
 /// `syncfs(2)`: writes back every dirty page of the file system holding `file` and waits for
@@ -237,5 +217,55 @@ fn sync_file_system(file: &std::fs::File) -> std::io::Result<()> {
     match unsafe { libc::syncfs(file.as_raw_fd()) } {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spooled(directory: &Path) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = std::fs::read_dir(directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .map(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[tokio::test]
+    async fn the_spool_writes_a_pass_at_its_flush_one_file_per_message_as_last_sent() {
+        let directory = std::env::temp_dir().join(format!("statflow-spool-{}", std::process::id()));
+        std::fs::remove_dir_all(&directory).ok();
+        let mailer = Mailer::spool(directory.clone(), "statflow <statflow@spool.example>").unwrap();
+        let content =
+            |subject: &str| Rendered { subject: subject.into(), text: "正文\n".into(), html: "<p>正文</p>".into() };
+        let to = ["zhang@registry.example".to_owned()];
+        let first = mailer.send(&Email { key: "notice/1", to: &to, content: &content("first draft") }).await.unwrap();
+        mailer.send(&Email { key: "notice/2", to: &to, content: &content("another") }).await.unwrap();
+        let again = mailer.send(&Email { key: "notice/1", to: &to, content: &content("sent again") }).await.unwrap();
+        assert_eq!(first, again, "a message sent again keeps its Message-ID");
+        assert!(spooled(&directory).is_empty(), "nothing is written before the flush");
+
+        mailer.flush().await.unwrap();
+        let files = spooled(&directory);
+        let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        let expected = [format!("{}.eml", key_digest("notice/1")), format!("{}.eml", key_digest("notice/2"))];
+        let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        expected.sort();
+        assert_eq!(names, expected, "one file per message, no temporary file left");
+        let resent = &files.iter().find(|(name, _)| name.starts_with(&key_digest("notice/1"))).unwrap().1;
+        assert!(resent.contains(&format!("Message-ID: {first}")), "{resent}");
+        assert!(resent.contains("Subject: sent again") && !resent.contains("first draft"), "{resent}");
+        assert!(resent.contains("Content-Type: text/html"), "{resent}");
+
+        // A flush with nothing sent since writes nothing and succeeds.
+        mailer.flush().await.unwrap();
+        assert_eq!(spooled(&directory).len(), 2);
+        std::fs::remove_dir_all(&directory).ok();
     }
 }
