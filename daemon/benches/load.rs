@@ -335,7 +335,9 @@ fn clerk() -> Actor {
 /// daemon's log is to be kept.
 async fn measure(run: &Run) -> Option<PathBuf> {
     let n = run.registrations;
-    let dir = std::env::temp_dir().join(format!("statflow-load-{}-{n}-{}", std::process::id(), run.clients));
+    // One directory per run, kept until every run is done: the name tells the runs apart.
+    let dir =
+        std::env::temp_dir().join(format!("statflow-load-{}-{n}-{}-{}", std::process::id(), run.clients, run.preload));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let db = Daemon::prepare(&dir);
     if run.preload > 0 {

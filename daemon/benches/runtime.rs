@@ -114,7 +114,10 @@ impl Latencies {
 
 /// Runs the workload on the embedded engine, or on the Temporal server at `temporal`.
 async fn run(n: usize, clients: usize, temporal: Option<&str>) -> Figures {
-    let dir = std::env::temp_dir().join(format!("statflow-bench-{}-{n}", std::process::id()));
+    // One directory per run (kept until every run is done), whatever the sizes asked for.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("statflow-bench-{}-{run}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
     let store = Store::open(&url).await.expect("open the store");
