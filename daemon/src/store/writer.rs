@@ -292,9 +292,9 @@ mod tests {
         };
         let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
 
-        // Written in all: the database file's growth plus what the WAL holds at the end
-        // understates it (pages are rewritten); enough that a WAL never started over would be
-        // several times the limit.
+        // Instances are started until the database file has grown by four times the limit
+        // (pages rewritten are written to the WAL again, so far more passes through it): a WAL
+        // never started over grows to many times the limit (352 MiB when last measured).
         let limit_bytes = (WAL_RESTART_FRAMES * 4096) as u64;
         let running = Arc::new(AtomicBool::new(true));
         let largest_wal = Arc::new(AtomicU64::new(0));
@@ -314,7 +314,6 @@ mod tests {
             let (engine, definition, clerk, input, started, file) =
                 (engine.clone(), definition.clone(), clerk.clone(), input.clone(), started.clone(), file.clone());
             starters.push(tokio::spawn(async move {
-                // Until the database file alone has grown by four times the limit.
                 while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < 4 * limit_bytes {
                     engine.start_with(&definition, input.clone(), clerk.clone(), Origin::Direct).await.unwrap();
                     started.fetch_add(1, Ordering::Relaxed);
