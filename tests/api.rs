@@ -44,11 +44,60 @@ on_both_databases!(
     the_overdue_board_shows_yellow_and_red_items_by_organization,
     an_administrator_cancels_terminates_and_moves_instances,
     running_instances_migrate_to_a_corrected_definition_after_a_dry_run,
+    a_token_revoked_while_remembered_changes_nothing_and_hears_only_that_it_is_not_valid,
 );
 use serde_json::{json, Value};
 
 fn registration_input() -> Value {
     json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"})
+}
+
+/// Starts and actions take their caller's token from the tokens the daemon lately found
+/// standing, and the transaction storing the change confirms it. Revoked by another process
+/// (the command line) while remembered, a token changes nothing: a start stores no instance,
+/// an action no event, and whatever else it asks hears only that the token is not valid.
+fn a_token_revoked_while_remembered_changes_nothing_and_hears_only_that_it_is_not_valid(backend: Backend) {
+    let app = TestApp::start(backend, "2026-03-02T09:00:00+08:00");
+    let names = ["acting", "starting", "bad-id", "out-of-order"];
+    let tokens: Vec<String> = names.iter().map(|name| app.token(name, "staff", &["taian-registry"])).collect();
+    // Each starts an instance (its token read, then remembered); the first also acts, its
+    // token remembered and confirmed as the action is stored.
+    let ids: Vec<i64> =
+        tokens.iter().map(|token| start(&app, token, "registration", "taian", registration_input())).collect();
+    assert_eq!(act(&app, &tokens[0], ids[0], "accept", json!({}))["step"]["name"], "substantive_review");
+    let standing = |id: i64| (app.instance(id)["step"]["name"].clone(), history_len(&app, id));
+    let before: Vec<(Value, usize)> = ids.iter().map(|id| standing(*id)).collect();
+    let started = app.get("/v1/instances", &app.admin).1["total"].clone();
+    for name in names {
+        let revoked = std::process::Command::new(env!("CARGO_BIN_EXE_statflow"))
+            .args(["token", "revoke", "--db", &app.db, name])
+            .output()
+            .unwrap();
+        assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    }
+
+    let not_valid = |(status, problem): (u16, Value), what: &str| {
+        assert_eq!(status, 401, "{what}: {problem}");
+        assert_eq!(problem["detail"], "the token is not valid", "{what}: {problem}");
+    };
+    let actions = |id: i64| format!("/v1/instances/{id}/actions");
+    let engage =
+        json!({"action": "engage_third_party", "data": {"third_party": "合规服务中心", "reason": "涉及个人信息"}});
+    not_valid(app.post(&actions(ids[0]), &tokens[0], &engage), "an action");
+    let start_body = json!({"procedure": "registration", "jurisdiction": "taian", "input": registration_input()});
+    not_valid(app.post("/v1/instances", &tokens[1], &start_body), "a start");
+    // Nor does a refusal tell a revoked token anything: one before the engine (a bad id), nor
+    // one the engine would give (an action out of order), since the token is checked first.
+    not_valid(app.post("/v1/instances/abc/actions", &tokens[2], &json!({"action": "accept"})), "a bad id");
+    not_valid(app.post(&actions(ids[3]), &tokens[3], &engage), "an action out of order");
+    // Forgotten once found gone: read again, and refused again.
+    for (token, name) in tokens.iter().zip(names) {
+        not_valid(app.post(&actions(ids[0]), token, &engage), name);
+    }
+
+    let after: Vec<(Value, usize)> = ids.iter().map(|id| standing(*id)).collect();
+    assert_eq!(after, before, "nothing changed on the instances");
+    assert_eq!(app.get("/v1/instances", &app.admin).1["total"], started, "no instance was started");
 }
 
 /// How many events the history holds, leaving out effect results (notices are delivered, or

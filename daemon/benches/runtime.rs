@@ -297,6 +297,7 @@ fn principal() -> Principal {
         role: Role::Staff,
         organizations: vec!["taian-registry".into(), "taian-market".into()],
         request: None,
+        unconfirmed_token: None,
     }
 }
 

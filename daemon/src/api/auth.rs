@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::problem::Problem;
 use super::AppState;
 use crate::principal::{Principal, Role};
+use crate::store::records::PrincipalRecord;
 use crate::store::{Store, StoreError};
 
 pub fn token_hash(token: &str) -> String {
@@ -86,30 +87,85 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let unauthorized = |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail);
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let record = state
-            .store
-            .principal_by_token(&token_hash(token.trim()))
-            .await?
-            .ok_or_else(|| unauthorized("the token is not valid"))?;
-        // Expiry follows the daemon's clock (a virtual clock included).
-        if let Some(expires_at) = record.expires_at.filter(|at| *at <= crate::store::to_millis(state.engine.now())) {
-            let last_day = crate::store::from_millis(expires_at) - chrono::Duration::days(1);
-            return Err(unauthorized(&format!("the token expired at the end of {}", last_day.format("%Y-%m-%d"))));
-        }
-        Ok(Principal {
-            name: record.name,
-            role: record.role,
-            organizations: record.organizations,
-            request: super::guard::current_request_id(),
-        })
+        let hash = token_hash(bearer_token(parts)?);
+        let record =
+            state.store.principal_by_token(&hash).await?.ok_or_else(|| unauthorized("the token is not valid"))?;
+        principal_of(record, state, None)
     }
+}
+
+/// The caller of an endpoint whose every change goes through the engine (a start, an
+/// action): its token may come from the tokens the daemon lately found standing, and then
+/// the engine confirms it in the transaction that stores the change
+/// ([`Principal::unconfirmed_token`]). Every other endpoint takes a [`Principal`], read for
+/// the request. Whatever such an endpoint refuses is answered through [`refusal_for`], so a
+/// token revoked meanwhile hears only that it is not valid.
+pub struct EngineCaller(pub Principal);
+
+impl FromRequestParts<AppState> for EngineCaller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let hash = token_hash(bearer_token(parts)?);
+        if let Some(record) = state.known_tokens.get(&hash) {
+            return principal_of(record, state, Some(hash)).map(EngineCaller);
+        }
+        let record =
+            state.store.principal_by_token(&hash).await?.ok_or_else(|| unauthorized("the token is not valid"))?;
+        state.known_tokens.remember(&hash, &record);
+        principal_of(record, state, None).map(EngineCaller)
+    }
+}
+
+/// What an [`EngineCaller`]'s endpoint answers when it refuses: a token the engine found gone
+/// is forgotten; any other refusal to a caller whose token was remembered rather than read
+/// is given only once the token is read and still stands (else: not valid).
+pub async fn refusal_for(state: &AppState, caller: &Principal, problem: Problem) -> Problem {
+    let Some(hash) = &caller.unconfirmed_token else { return problem };
+    if problem.status != StatusCode::UNAUTHORIZED {
+        match state.store.principal_by_token(hash).await {
+            Ok(Some(_)) => return problem,
+            Ok(None) => {}
+            Err(error) => return error.into(),
+        }
+    }
+    state.known_tokens.forget(hash);
+    unauthorized("the token is not valid")
+}
+
+fn unauthorized(detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(parts: &Parts) -> Result<&str, Problem> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`"))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    Ok(token.trim())
+}
+
+/// The principal a token's record names, unless the token has expired.
+fn principal_of(
+    record: PrincipalRecord,
+    state: &AppState,
+    unconfirmed_token: Option<String>,
+) -> Result<Principal, Problem> {
+    // Expiry follows the daemon's clock (a virtual clock included).
+    if let Some(expires_at) = record.expires_at.filter(|at| *at <= crate::store::to_millis(state.engine.now())) {
+        let last_day = crate::store::from_millis(expires_at) - chrono::Duration::days(1);
+        return Err(unauthorized(&format!("the token expired at the end of {}", last_day.format("%Y-%m-%d"))));
+    }
+    Ok(Principal {
+        name: record.name,
+        role: record.role,
+        organizations: record.organizations,
+        request: super::guard::current_request_id(),
+        unconfirmed_token,
+    })
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::auth::{refusal_for, EngineCaller};
 use super::page::Page;
 use super::problem::{Body, Params, PathParams, Problem};
 use super::views::{self, InstanceView, Paged};
@@ -133,11 +134,14 @@ pub fn answer(state: &AppState, principal: &Principal, standing: &Standing) -> R
 
 pub async fn start(
     State(state): State<AppState>,
-    principal: Principal,
+    EngineCaller(principal): EngineCaller,
     Body(request): Body<StartRequest>,
 ) -> Result<(StatusCode, Json<InstanceView>), Problem> {
-    let standing = start_checked(&state, &principal, request.procedure, request.jurisdiction, request.input).await?;
-    Ok((StatusCode::CREATED, Json(answer(&state, &principal, &standing)?)))
+    let started = start_checked(&state, &principal, request.procedure, request.jurisdiction, request.input).await;
+    match started.and_then(|standing| answer(&state, &principal, &standing)) {
+        Ok(view) => Ok((StatusCode::CREATED, Json(view))),
+        Err(problem) => Err(refusal_for(&state, &principal, problem).await),
+    }
 }
 
 /// Starts an instance for `principal` after the checks every door applies (the API and the
@@ -234,12 +238,15 @@ pub async fn history(
 
 pub async fn act(
     State(state): State<AppState>,
-    principal: Principal,
+    EngineCaller(principal): EngineCaller,
     PathParams(id): PathParams<String>,
     Body(request): Body<ActionRequest>,
 ) -> Result<Json<InstanceView>, Problem> {
-    let id = parse_id(&id)?;
-    perform(&state, &principal, id, request).await
+    let acted = async { perform(&state, &principal, parse_id(&id)?, request).await }.await;
+    match acted {
+        Ok(view) => Ok(view),
+        Err(problem) => Err(refusal_for(&state, &principal, problem).await),
+    }
 }
 
 /// Takes an action on an instance as `principal`: the engine checks the caller against the

@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod directory;
 pub mod guard;
 pub mod instances;
+pub mod known_tokens;
 pub mod metrics;
 pub mod openapi;
 pub mod overdue;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub engine: Arc<dyn Engine>,
     pub store: Store,
     pub metrics: Arc<metrics::MetricsPage>,
+    /// Tokens lately found standing, for the endpoints that confirm them in their transaction.
+    pub known_tokens: Arc<known_tokens::KnownTokens>,
 }
 
 /// The API under `/v1` and the console beside it, with the guards every request passes.
@@ -48,7 +51,7 @@ pub fn router(
     metrics: crate::config::MetricsAccess,
 ) -> Router {
     let page = metrics::MetricsPage::new(engine.kind(), metrics);
-    let state = AppState { engine, store, metrics: page };
+    let state = AppState { engine, store, metrics: page, known_tokens: Default::default() };
     let console = crate::console::routes(crate::console::Console::new(state.clone(), secure_cookies));
     let routes = Router::new()
         .route("/healthz", get(alive))

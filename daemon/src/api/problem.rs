@@ -87,6 +87,7 @@ impl From<EngineError> for Problem {
     fn from(error: EngineError) -> Self {
         match error {
             EngineError::NotFound(id) => Problem::not_found(format!("instance {id} does not exist")),
+            EngineError::TokenGone => Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", error.to_string()),
             EngineError::Refused(refusal) => refusal.into(),
             EngineError::Forbidden(message) => Problem::forbidden(message),
             EngineError::Claimed(message) => Problem::new(StatusCode::CONFLICT, "Claimed by someone else", message),

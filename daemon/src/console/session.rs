@@ -130,6 +130,7 @@ impl FromRequestParts<ConsoleState> for Viewer {
                 role: user.role,
                 organizations: user.organizations,
                 request: crate::api::guard::current_request_id(),
+                unconfirmed_token: None,
             },
             csrf: session.csrf,
             session_hash,

@@ -37,6 +37,10 @@ pub enum EngineError {
     /// The instance does not exist, or the caller may not see it.
     #[error("instance {0} does not exist")]
     NotFound(i64),
+    /// The bearer token the caller presented no longer stands: it was revoked after the
+    /// daemon last read it (see [`crate::principal::Principal::unconfirmed_token`]).
+    #[error("the token is not valid")]
+    TokenGone,
     /// The interpreter refused the event.
     #[error("{0}")]
     Refused(Refusal),
@@ -87,6 +91,7 @@ impl From<Declined> for EngineError {
     fn from(declined: Declined) -> Self {
         match declined {
             Declined::Refused(refusal) => EngineError::Refused(refusal),
+            Declined::Caller(CallerDenial::TokenGone) => EngineError::TokenGone,
             Declined::Caller(CallerDenial::Unseen(id)) => EngineError::NotFound(id),
             Declined::Caller(CallerDenial::Forbidden(message)) => EngineError::Forbidden(message),
             Declined::Caller(CallerDenial::Claimed(message)) => EngineError::Claimed(message),

@@ -2,13 +2,13 @@
 //! history row, the snapshot (guarded by its version), and the timer, task and outbox rows
 //! the interpreter's commands call for. Either all of it is stored or none of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 use sea_orm::{
     sea_query::Expr, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
+    EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use serde_json::Value;
 use statflow_workflows::calendar::Calendar;
@@ -17,7 +17,7 @@ use statflow_workflows::engine::{self, Activity, Actor, Command, Event, Instance
 
 use super::bulk::{self, padded, Conflict};
 use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
-use super::entities::{history, instance_organizations, instances, outbox, tasks, timers};
+use super::entities::{history, instance_organizations, instances, outbox, principals, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
 use super::records::{
     decode_state, EffectRecord, EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus,
@@ -69,6 +69,9 @@ pub enum Declined {
 /// What a caller's check on the stored instance found ([`Work::Act`]).
 #[derive(Debug)]
 pub enum CallerDenial {
+    /// The bearer token the caller presented no longer stands (revoked since the daemon last
+    /// read it; see [`Submission::token`]).
+    TokenGone,
     /// The caller may not see the instance: as good as absent.
     Unseen(i64),
     /// The caller sees it but may not act on it.
@@ -169,6 +172,11 @@ pub struct Submission {
     pub calendar_generation: i64,
     /// A task this transition opens sends its notice (see `Task::notify`).
     pub task_notices: bool,
+    /// The hash of the bearer token its caller presented, when the daemon took the caller
+    /// from its memory of tokens instead of reading the token for this request: the
+    /// transition is stored only if the token still stands in the same transaction, so a
+    /// token revoked meanwhile (by another process, too) changes nothing.
+    pub token: Option<String>,
 }
 
 /// Why a group of transitions could not be stored; none of it was.
@@ -229,6 +237,7 @@ pub(super) async fn store_batch(
             Work::Start { .. } => None,
         })
         .collect();
+    let standing_tokens = standing_tokens(txn, transitions).await?;
     let mut batch = Batch::default();
     let starts = transitions.len() - ids.len();
     if exclusive && starts > 0 {
@@ -274,6 +283,10 @@ pub(super) async fn store_batch(
     }
     let mut outcomes = Vec::with_capacity(transitions.len());
     for transition in transitions {
+        if transition.token.as_ref().is_some_and(|token| !standing_tokens.contains(token)) {
+            outcomes.push(Ok(Err(Declined::Caller(CallerDenial::TokenGone))));
+            continue;
+        }
         let outcome = match &transition.work {
             Work::Start { definition, input, actor, origin } => {
                 batch.start(txn, definition, input, actor, transition, origin).await?
@@ -290,6 +303,25 @@ pub(super) async fn store_batch(
     }
     batch.flush(txn, exclusive).await?;
     Ok(outcomes)
+}
+
+/// Which of the tokens `transitions` were presented with still stand, in one read for the
+/// batch (none when no transition carries one).
+async fn standing_tokens(txn: &DatabaseTransaction, transitions: &[&Submission]) -> Result<HashSet<String>, DbErr> {
+    let mut presented: Vec<String> = transitions.iter().filter_map(|t| t.token.clone()).collect();
+    if presented.is_empty() {
+        return Ok(HashSet::new());
+    }
+    presented.sort_unstable();
+    presented.dedup();
+    principals::Entity::find()
+        .select_only()
+        .column(principals::Column::TokenHash)
+        .filter(principals::Column::TokenHash.is_in(padded(presented)))
+        .into_tuple::<String>()
+        .all(txn)
+        .await
+        .map(|found| found.into_iter().collect())
 }
 
 /// An instance as the batch sees it: the stored row with the changes made so far.

@@ -220,7 +220,8 @@ impl Embedded {
             administrator: caller.is_admin(),
             request: caller.request.clone(),
         };
-        let applied = self.start_with(&definition, request.input, actor, Origin::Direct).await?;
+        let token = caller.unconfirmed_token.clone();
+        let applied = self.start_presented(&definition, request.input, actor, Origin::Direct, token).await?;
         Ok(applied.standing.expect("a start answers with its instance"))
     }
 
@@ -245,7 +246,7 @@ impl Embedded {
                 let actor = decider.actor(definition, state);
                 Ok(Event::Action { actor, action: action.clone(), data: data.clone() })
             });
-        let applied = self.decided(instance, decide).await?;
+        let applied = self.decided(instance, decide, caller.unconfirmed_token.clone()).await?;
         // The claim an administrator overrode: the task the action closed, as it stood.
         let overridden = applied.closed_tasks.iter().find_map(|t| {
             t.assignee.clone().filter(|holder| *holder != caller.name && caller.is_admin() && t.offers(&audited_action))
@@ -276,14 +277,15 @@ impl Embedded {
                 Repair::MoveTo(step) => Event::Moved { actor, step: step.clone(), reason },
             })
         });
-        let applied = self.decided(instance, decide).await.map_err(|error| match error {
-            // The interpreter names the request's own fields (`step`, `reason`), not an
-            // action's data.
-            EngineError::Refused(refusal) if refusal.field.is_some() => {
-                EngineError::invalid(refusal.field.as_deref().unwrap_or_default(), refusal.message)
-            }
-            other => other,
-        })?;
+        let applied =
+            self.decided(instance, decide, caller.unconfirmed_token.clone()).await.map_err(|error| match error {
+                // The interpreter names the request's own fields (`step`, `reason`), not an
+                // action's data.
+                EngineError::Refused(refusal) if refusal.field.is_some() => {
+                    EngineError::invalid(refusal.field.as_deref().unwrap_or_default(), refusal.message)
+                }
+                other => other,
+            })?;
         let mut detail = serde_json::json!({"reason": reason});
         if let Repair::MoveTo(step) = &repair {
             detail["step"] = step.clone().into();
@@ -293,11 +295,26 @@ impl Embedded {
     }
 
     /// Applies the event `decide` makes of the instance as stored: in the store's write
-    /// path, or through the host whose workflows hold the instances.
-    pub(super) async fn decided(&self, instance: i64, decide: Decide) -> Result<Applied, EngineError> {
+    /// path, or through the host whose workflows hold the instances. `token`: the hash of a
+    /// bearer token the caller presented that is yet to be confirmed; the write path confirms
+    /// it in its transaction, and before a host applies anything it is read.
+    pub(super) async fn decided(
+        &self,
+        instance: i64,
+        decide: Decide,
+        token: Option<String>,
+    ) -> Result<Applied, EngineError> {
         match self.host() {
-            Some(host) => self.act_hosted(host, instance, &decide).await,
-            None => self.transition(Work::Act { id: instance, decide, definitions: self.definitions.resolver() }).await,
+            Some(host) => {
+                if let Some(token) = token {
+                    self.store.principal_by_token(&token).await?.ok_or(EngineError::TokenGone)?;
+                }
+                self.act_hosted(host, instance, &decide).await
+            }
+            None => {
+                let work = Work::Act { id: instance, decide, definitions: self.definitions.resolver() };
+                self.transition_at(work, self.clock.now(), token).await
+            }
         }
     }
 }

@@ -109,7 +109,7 @@ impl Embedded {
         let decide: Decide = Box::new(move |_: &InstanceRecord, _: &Definition, state: &InstanceState, _: &[_]| {
             Ok(migration_event(&asked.caller, &target_for_event, state, &asked))
         });
-        match self.decided(record.id, decide).await {
+        match self.decided(record.id, decide, request.caller.unconfirmed_token.clone()).await {
             Ok(applied) => {
                 let migrated = applied.standing.expect("a migration answers with its instance").instance;
                 (item.to_step, item.due_after) = standing(&migrated.state()?);

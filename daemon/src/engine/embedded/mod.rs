@@ -332,10 +332,23 @@ impl Embedded {
         actor: Actor,
         origin: Origin,
     ) -> Result<Applied, EngineError> {
+        self.start_presented(definition, input, actor, origin, None).await
+    }
+
+    /// [`Self::start_with`] for a caller whose bearer token (its hash) is confirmed in the
+    /// transaction that stores the start (see `Submission::token`).
+    pub(super) async fn start_presented(
+        &self,
+        definition: &Arc<Definition>,
+        input: Value,
+        actor: Actor,
+        origin: Origin,
+        token: Option<String>,
+    ) -> Result<Applied, EngineError> {
         // A child's workflow is started by its parent's (a Temporal child workflow).
         let child = matches!(origin, Origin::Child { .. });
         let work = Work::Start { definition: definition.clone(), input, actor, origin };
-        let applied = self.transition(work).await?;
+        let applied = self.transition_at(work, self.clock.now(), token).await?;
         if let Some(host) = self.host().filter(|_| !child) {
             host.started(applied.instance_id, self.clock.now()).await?;
         }
@@ -365,22 +378,24 @@ impl Embedded {
     ) -> Result<Applied, EngineError> {
         let work =
             Work::Record { id, event, transition: Box::new(transition), definitions: self.definitions.resolver() };
-        self.transition_at(work, now).await
+        self.transition_at(work, now, None).await
     }
 
     async fn transition(&self, work: Work) -> Result<Applied, EngineError> {
-        self.transition_at(work, self.clock.now()).await
+        self.transition_at(work, self.clock.now(), None).await
     }
 
-    /// Stores `work` computed at `now` and wakes the workers its commands concern.
-    async fn transition_at(
+    /// Stores `work` computed at `now` (only if `token`, a bearer token's hash, still stands)
+    /// and wakes the workers its commands concern.
+    pub(super) async fn transition_at(
         &self,
         work: Work,
         now: chrono::DateTime<chrono::FixedOffset>,
+        token: Option<String>,
     ) -> Result<Applied, EngineError> {
         let (calendar, calendar_generation) = self.calendar.read().expect("not poisoned").clone();
         let task_notices = self.task_notices.load(std::sync::atomic::Ordering::Relaxed);
-        let submission = Submission { work, now, calendar, calendar_generation, task_notices };
+        let submission = Submission { work, now, calendar, calendar_generation, task_notices, token };
         let applied = self.store.transition(submission).await??;
         self.wake(&applied);
         Ok(applied)
