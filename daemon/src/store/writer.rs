@@ -63,11 +63,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on the current tokio runtime, writing through `db` and
-    /// checkpointing through `readers`.
+    /// Starts the writer on a thread of its own, writing through `db`, and its checkpoints
+    /// on the current tokio runtime, through `readers`.
+    ///
+    /// Its own thread: every statement is a trip to the connection's thread, and the answer
+    /// wakes the writer from outside the runtime. On the daemon's runtime the woken writer
+    /// waited in the queue shared by every request until a worker looked there (a worker
+    /// looks every few dozen tasks), once per statement; the writer bounds how fast
+    /// transitions are stored, so that wait bounded the daemon.
     pub fn spawn(db: DatabaseConnection, readers: DatabaseConnection) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, jobs, Checkpoints::spawn(readers)));
+        let checkpoints = Checkpoints::spawn(readers);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a writer runtime");
+        std::thread::Builder::new()
+            .name("statflow-writer".into())
+            .spawn(move || runtime.block_on(run(db, jobs, checkpoints)))
+            .expect("a writer thread");
         Writer { queue }
     }
 
