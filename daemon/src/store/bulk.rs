@@ -43,9 +43,12 @@ where
         }
         return insert.exec_without_returning(db).await.map(|_| ());
     }
-    let mut script = Script::default();
-    script.insert::<E>(&rows, &conflict)?;
-    script.run(db).await
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut script = Script::default();
+        script.insert::<E>(chunk, &conflict)?;
+        script.run(db).await?;
+    }
+    Ok(())
 }
 
 /// The most rows one SQLite statement carries (a tenth of SQLite's 32,766 parameters at
@@ -68,16 +71,7 @@ impl Script {
     /// `INSERT INTO t (a, b) SELECT column2, column3 FROM (VALUES (?, ?, ?), …) WHERE
     /// column1 IS NOT NULL …`: each row a marker, then the columns the rows set, in order. A
     /// column the first row leaves unset (the outbox's id) is left to the database.
-    /// More rows than one statement carries go in several.
     pub(super) fn insert<E: EntityTrait>(
-        &mut self,
-        rows: &[E::ActiveModel],
-        conflict: &Conflict<E::Column>,
-    ) -> Result<(), DbErr> {
-        rows.chunks(ROWS_PER_STATEMENT).try_for_each(|chunk| self.insert_statement::<E>(chunk, conflict))
-    }
-
-    fn insert_statement<E: EntityTrait>(
         &mut self,
         rows: &[E::ActiveModel],
         conflict: &Conflict<E::Column>,
@@ -120,30 +114,30 @@ impl Script {
         Ok(())
     }
 
-    /// `DELETE FROM t WHERE key IN (SELECT column1 FROM (VALUES (?), …))`, in statements of
-    /// at most [`ROWS_PER_STATEMENT`] keys.
+    /// `DELETE FROM t WHERE key IN (SELECT column1 FROM (VALUES (?), …))`.
     pub(super) fn delete<E: EntityTrait>(&mut self, key: E::Column, keys: Vec<Value>) {
-        let table = E::default().table_name();
-        for chunk in in_chunks(keys) {
-            self.sql.push_str(&format!("DELETE FROM \"{table}\" WHERE {} IN (SELECT column1 FROM ", quoted(&key)));
-            self.values(1, chunk.into_iter().map(|k| vec![k]).collect());
-            self.sql.push_str(");\n");
+        if keys.is_empty() {
+            return;
         }
+        let table = E::default().table_name();
+        self.sql.push_str(&format!("DELETE FROM \"{table}\" WHERE {} IN (SELECT column1 FROM ", quoted(&key)));
+        self.values(1, keys.into_iter().map(|k| vec![k]).collect());
+        self.sql.push_str(");\n");
     }
 
     /// `UPDATE t SET a = v.column2, b = v.column3 FROM (VALUES (?, ?, ?), …) AS v WHERE
     /// t.key = v.column1`: each row the key, then `columns` in order. A padding row's key is
     /// NULL and matches nothing.
-    /// In statements of at most [`ROWS_PER_STATEMENT`] rows.
     pub(super) fn update<E: EntityTrait>(&mut self, key: E::Column, columns: &[E::Column], rows: Vec<Vec<Value>>) {
+        if rows.is_empty() {
+            return;
+        }
         let table = E::default().table_name();
         let sets: Vec<String> =
             columns.iter().enumerate().map(|(i, c)| format!("{} = v.column{}", quoted(c), i + 2)).collect();
-        for chunk in in_chunks(rows) {
-            self.sql.push_str(&format!("UPDATE \"{table}\" SET {} FROM ", sets.join(", ")));
-            self.values(columns.len() + 1, chunk);
-            self.sql.push_str(&format!(" AS v WHERE \"{table}\".{} = v.column1;\n", quoted(&key)));
-        }
+        self.sql.push_str(&format!("UPDATE \"{table}\" SET {} FROM ", sets.join(", ")));
+        self.values(columns.len() + 1, rows);
+        self.sql.push_str(&format!(" AS v WHERE \"{table}\".{} = v.column1;\n", quoted(&key)));
     }
 
     /// A statement of its own, with its values.
@@ -176,12 +170,6 @@ impl Script {
     fn sql(&self) -> &str {
         &self.sql
     }
-}
-
-/// `items` in order, at most [`ROWS_PER_STATEMENT`] at a time.
-fn in_chunks<T>(items: Vec<T>) -> impl Iterator<Item = Vec<T>> {
-    let mut items = items.into_iter().peekable();
-    std::iter::from_fn(move || items.peek().is_some().then(|| items.by_ref().take(ROWS_PER_STATEMENT).collect()))
 }
 
 fn quoted<C: Iden>(column: &C) -> String {
@@ -349,18 +337,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored, many);
-
-        // So do updates and deletes, in one script: every row's change is made once.
-        let mut script = Script::default();
-        let closed = many.iter().map(|t| vec![t.id.clone().into(), "closed".into()]).collect();
-        script.update::<tasks::Entity>(tasks::Column::Id, &[tasks::Column::Status], closed);
-        let gone = many.iter().take(ROWS_PER_STATEMENT + 4).map(|t| Value::from(t.id.clone())).collect();
-        script.delete::<tasks::Entity>(tasks::Column::Id, gone);
-        assert_eq!(script.sql().matches(";\n").count(), 4, "two statements each: {}", script.sql());
-        script.run(&store.db).await.unwrap();
-        let left = tasks::Entity::find().filter(tasks::Column::Id.starts_with("m")).all(&store.db).await.unwrap();
-        assert_eq!(left.len(), many.len() - (ROWS_PER_STATEMENT + 4), "the first ones deleted");
-        assert!(left.iter().all(|t| t.status == "closed"), "every one closed");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -744,10 +744,27 @@ impl Batch {
     /// the connection for the whole batch; otherwise one statement per changed instance
     /// (guarded by its version) and per table.
     async fn flush(self, txn: &DatabaseTransaction, exclusive: bool) -> Result<(), BatchFailure> {
-        if exclusive {
+        if exclusive && self.largest_part() <= bulk::ROWS_PER_STATEMENT {
             return self.flush_script(txn).await;
         }
-        self.flush_each(txn).await
+        self.flush_each(txn, exclusive).await
+    }
+
+    /// The most rows any one table gets from this batch.
+    fn largest_part(&self) -> usize {
+        [
+            self.instances.len(),
+            self.scopes.len(),
+            self.history.len(),
+            self.timers.len(),
+            self.new_tasks.len(),
+            self.closed_tasks.len(),
+            self.task_deadlines.len(),
+            self.outbox.len(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
     }
 
     fn ledger_entries(&self) -> Vec<ledger::Entry> {
@@ -813,12 +830,19 @@ impl Batch {
         Ok(())
     }
 
-    /// Writes everything recorded, one statement per table and per changed instance (each
-    /// guarded by the version the batch read: another writer may have moved it).
-    async fn flush_each(self, txn: &DatabaseTransaction) -> Result<(), BatchFailure> {
+    /// Writes everything recorded, one statement per table (and, unless `exclusive`, per
+    /// changed instance).
+    async fn flush_each(self, txn: &DatabaseTransaction, exclusive: bool) -> Result<(), BatchFailure> {
         let entries = self.ledger_entries();
-        for open in self.instances.into_values().filter(|open| open.changed) {
-            update_guarded(txn, open).await?;
+        let changed: Vec<Open> = self.instances.into_values().filter(|open| open.changed).collect();
+        if exclusive && !changed.is_empty() {
+            let rows = changed.into_iter().map(|open| open.row.into_active_model()).collect();
+            bulk::insert::<instances::Entity>(txn, rows, Conflict::Update(instances::Column::Id, instance_columns()))
+                .await?;
+        } else {
+            for open in changed {
+                update_guarded(txn, open).await?;
+            }
         }
         bulk::insert::<instance_organizations::Entity>(txn, self.scopes, Conflict::Fail).await?;
         let history = self.history.into_iter().map(IntoActiveModel::into_active_model).collect();
