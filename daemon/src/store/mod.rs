@@ -36,6 +36,7 @@ pub mod records;
 pub mod retention;
 pub mod schedules;
 mod scope;
+mod states;
 pub mod tasks;
 pub mod timers;
 pub mod transition;

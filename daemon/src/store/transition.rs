@@ -19,9 +19,8 @@ use super::bulk::{self, padded, Conflict};
 use super::effects::{ChildOutcome, ChildStart, Effect, InstanceSignal};
 use super::entities::{history, instance_organizations, instances, outbox, principals, tasks, timers};
 use super::ledger::{self, history_hash, GENESIS};
-use super::records::{
-    decode_state, EffectRecord, EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus,
-};
+use super::records::{EffectRecord, EffectStatus, InstanceRecord, InstanceStatus, LedgerKind, TaskRecord, TaskStatus};
+use super::states::ComputedStates;
 use super::{from_millis, scope, to_millis, Store, StoreError};
 
 /// The notice template of a task just opened.
@@ -201,7 +200,7 @@ impl Store {
         }
         for _ in 0..ATTEMPTS {
             let txn = self.db.begin().await?;
-            match store_batch(&txn, &[&transition], false).await {
+            match store_batch(&txn, &[&transition], false, &mut ComputedStates::default()).await {
                 Ok(mut outcomes) => {
                     txn.commit().await?;
                     return outcomes.pop().expect("one outcome per transition");
@@ -229,6 +228,7 @@ pub(super) async fn store_batch(
     txn: &DatabaseTransaction,
     transitions: &[&Submission],
     exclusive: bool,
+    states: &mut ComputedStates,
 ) -> Result<Vec<Outcome>, BatchFailure> {
     let ids: Vec<i64> = transitions
         .iter()
@@ -291,12 +291,14 @@ pub(super) async fn store_batch(
             Work::Start { definition, input, actor, origin } => {
                 batch.start(txn, definition, input, actor, transition, origin).await?
             }
-            Work::Apply { id, event, definitions } => batch.apply(*id, Decision::Given(event), transition, definitions),
+            Work::Apply { id, event, definitions } => {
+                batch.apply(*id, Decision::Given(event), transition, definitions, states)
+            }
             Work::Act { id, decide, definitions } => {
-                batch.apply(*id, Decision::Caller(decide), transition, definitions)
+                batch.apply(*id, Decision::Caller(decide), transition, definitions, states)
             }
             Work::Record { id, event, transition: applied, definitions } => {
-                batch.apply(*id, Decision::Recorded(event, applied), transition, definitions)
+                batch.apply(*id, Decision::Recorded(event, applied), transition, definitions, states)
             }
         };
         outcomes.push(outcome);
@@ -489,8 +491,16 @@ impl Batch {
     }
 
     /// Applies the event `decide` gives for the stored instance (the caller's check runs on
-    /// the row this batch read, so the instance is read once).
-    fn apply(&mut self, id: i64, decision: Decision<'_>, at: &Submission, definitions: &Resolver) -> Outcome {
+    /// the row this batch read, so the instance is read once). The state it computes is kept
+    /// in `states`, for the instance's next transition.
+    fn apply(
+        &mut self,
+        id: i64,
+        decision: Decision<'_>,
+        at: &Submission,
+        definitions: &Resolver,
+        states: &mut ComputedStates,
+    ) -> Outcome {
         let (now, calendar, generation) = (stored_instant(at.now), &*at.calendar, at.calendar_generation);
         let task_notices = at.task_notices;
         let open = self.instances.get(&id).ok_or(StoreError::NotFound(id))?;
@@ -499,9 +509,9 @@ impl Batch {
         let for_caller = matches!(decision, Decision::Caller(_));
         let mut recorded = None;
         let (event, state, claimed) = match decision {
-            Decision::Given(event) => (event.clone(), decode_state(id, &open.row.state)?, Vec::new()),
+            Decision::Given(event) => (event.clone(), states.decode(id, &open.row.state)?, Vec::new()),
             Decision::Recorded(event, transition) => {
-                let state = decode_state(id, &open.row.state)?;
+                let state = states.decode(id, &open.row.state)?;
                 if state.events >= transition.state.events {
                     // Recorded already (the events counter only grows).
                     return Ok(Ok(Applied {
@@ -523,7 +533,7 @@ impl Batch {
             }
             Decision::Caller(decide) => {
                 let record = open.record()?;
-                let state = record.state()?;
+                let state = states.decode(id, &open.row.state)?;
                 let claimed = self.claimed_tasks_of(id)?;
                 match decide(&record, &definition, &state, &claimed) {
                     Ok(event) => (event, state, claimed),
@@ -548,7 +558,7 @@ impl Batch {
             Ok(transition) => transition,
             Err(refusal) => return Ok(Err(Declined::Refused(refusal))),
         };
-        if transition.state == state && transition.commands.is_empty() {
+        if transition.state == *state && transition.commands.is_empty() {
             // Nothing happened, but the deadlines are now known to agree with this calendar.
             if open.row.calendar_generation < generation {
                 open.row.calendar_generation = generation;
@@ -571,6 +581,7 @@ impl Batch {
         row.outcome = outcome;
         row.step = transition.state.step_name().map(str::to_owned);
         row.state = serde_json::to_string(&transition.state).expect("states serialize");
+        let stored_state = row.state.clone();
         row.version_no += 1;
         row.next_due_at = next_due_at;
         row.overdue = overdue;
@@ -593,6 +604,7 @@ impl Batch {
             .filter(|t| transition.commands.iter().any(|c| matches!(c, Command::CloseTask { id } if *id == t.task_id)))
             .collect();
         let standing = if for_caller { Some(self.standing(id)?) } else { None };
+        states.keep(id, stored_state, transition.state);
         Ok(Ok(Applied { instance_id: id, commands: transition.commands, standing, closed_tasks, event: counted }))
     }
 

@@ -29,6 +29,7 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::OutboxWrite;
+use super::states::ComputedStates;
 use super::transition::{store_batch, BatchFailure, Outcome, Submission};
 use super::StoreError;
 
@@ -99,8 +100,9 @@ impl Writer {
 
 async fn run(db: DatabaseConnection, mut jobs: mpsc::Receiver<Job>, mut checkpoints: Checkpoints) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut states = ComputedStates::default();
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&db, std::mem::take(&mut batch)).await;
+        commit_batch(&db, std::mem::take(&mut batch), &mut states).await;
         checkpoints.committed();
         if checkpoints.wal_too_long.swap(false, Ordering::Relaxed) {
             // Nothing appends while this runs, so it copies all that no reader still reads;
@@ -160,7 +162,7 @@ impl Checkpoints {
     }
 }
 
-async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>) {
+async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>, states: &mut ComputedStates) {
     let mut transitions = Vec::with_capacity(batch.len());
     let mut writes = Vec::new();
     for job in batch {
@@ -171,7 +173,7 @@ async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>) {
     }
     let submitted: Vec<&Submission> = transitions.iter().map(|(t, _)| &**t).collect();
     let bookkeeping: Vec<&OutboxWrite> = writes.iter().map(|(w, _)| w).collect();
-    match commit(db, &submitted, &bookkeeping).await {
+    match commit(db, &submitted, &bookkeeping, states).await {
         Ok(outcomes) => {
             answer(transitions, outcomes);
             for (_, reply) in writes {
@@ -182,14 +184,14 @@ async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>) {
         Err(error) if submitted.len() + bookkeeping.len() > 1 => {
             tracing::warn!(%error, transitions = submitted.len(), "a batch failed; storing its parts one by one");
             for (transition, reply) in transitions {
-                let outcome = match commit(db, &[&transition], &[]).await {
+                let outcome = match commit(db, &[&transition], &[], states).await {
                     Ok(mut outcomes) => outcomes.pop().expect("one outcome per transition"),
                     Err(error) => Err(error),
                 };
                 reply.send(outcome).ok();
             }
             for (write, reply) in writes {
-                reply.send(commit(db, &[], &[&write]).await.map(|_| ())).ok();
+                reply.send(commit(db, &[], &[&write], states).await.map(|_| ())).ok();
             }
         }
         Err(error) => {
@@ -205,11 +207,12 @@ async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>) {
 }
 
 /// Stores `transitions` and `writes` in one transaction and returns the transitions'
-/// outcomes once it is durable.
+/// outcomes once it is durable. `states`: the states the writer computed lately.
 async fn commit(
     db: &DatabaseConnection,
     transitions: &[&Submission],
     writes: &[&OutboxWrite],
+    states: &mut ComputedStates,
 ) -> Result<Vec<Outcome>, StoreError> {
     // IMMEDIATE takes the write lock at BEGIN: a deferred transaction that read first could
     // find its snapshot stale when it tries to write, and SQLite would refuse it outright.
@@ -217,7 +220,7 @@ async fn commit(
         TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
     let began = std::time::Instant::now();
     let txn = db.begin_with_options(options).await?;
-    let stored = match store_batch(&txn, transitions, true).await {
+    let stored = match store_batch(&txn, transitions, true, states).await {
         Ok(outcomes) => bookkeep(&txn, writes).await.map(|()| outcomes),
         Err(failure) => Err(failure),
     };
