@@ -17,7 +17,7 @@ pub struct Principal {
     pub request: Option<String>,
     /// The hash of the bearer token it called with, when the API took it from the tokens it
     /// lately found standing instead of reading the token for this request
-    /// (`api::auth::KnownTokens`): the engine stores what it changes only if the token
+    /// (`api::known_tokens::KnownTokens`): the engine stores what it changes only if the token
     /// still stands, checked in the transaction that stores it. `None` when it was read
     /// for this request (or is a console session, or the system).
     pub unconfirmed_token: Option<String>,

@@ -258,7 +258,9 @@ impl Store {
             Database::connect(sqlite_options(url, 1, WRITER_CACHE_KIB, WRITER_STATEMENTS_KEPT, true)).await?,
             &observer,
         );
-        Ok(Store { db: db.clone(), writer: Some(writer::Writer::spawn(writing, db)) })
+        let writer = writer::Writer::spawn(writing, db.clone())
+            .map_err(|e| DbErr::Custom(format!("the writer's thread could not start: {e}")))?;
+        Ok(Store { db, writer: Some(writer) })
     }
 
     pub async fn migrate(url: &str) -> Result<Vec<String>, DbErr> {

@@ -72,15 +72,14 @@ impl Writer {
     /// waited in the queue shared by every request until a worker looked there (a worker
     /// looks every few dozen tasks), once per statement; the writer bounds how fast
     /// transitions are stored, so that wait bounded the daemon.
-    pub fn spawn(db: DatabaseConnection, readers: DatabaseConnection) -> Writer {
+    pub fn spawn(db: DatabaseConnection, readers: DatabaseConnection) -> std::io::Result<Writer> {
         let (queue, jobs) = mpsc::channel(QUEUE);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let checkpoints = Checkpoints::spawn(readers);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a writer runtime");
         std::thread::Builder::new()
             .name("statflow-writer".into())
-            .spawn(move || runtime.block_on(run(db, jobs, checkpoints)))
-            .expect("a writer thread");
-        Writer { queue }
+            .spawn(move || runtime.block_on(run(db, jobs, checkpoints)))?;
+        Ok(Writer { queue })
     }
 
     /// Queues a transition and waits until it is durable (or refused, or failed).
