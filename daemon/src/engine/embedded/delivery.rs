@@ -23,6 +23,7 @@ use statflow_activities::templates::{date_label, DeadlineView, MessageContext, T
 use statflow_activities::webhook::{self, WebhookConfig, WebhookEvent};
 use statflow_activities::{Activity, Failure};
 use statflow_workflows::engine::{DeadlineInfo, Event, Recipient};
+use tokio::sync::OnceCell;
 
 use super::outbox::backoff;
 use super::Embedded;
@@ -335,22 +336,20 @@ impl Embedded {
 /// recipient's addresses (a burst of notices goes to a handful of organizations).
 struct Pass {
     instances: HashMap<i64, InstanceRecord>,
-    addresses: Mutex<HashMap<RecipientKey, Result<Vec<Address>, String>>>,
+    addresses: Mutex<HashMap<RecipientKey, Arc<OnceCell<Result<Vec<Address>, String>>>>>,
 }
 
 /// A recipient's role and organization: what its addresses depend on.
 type RecipientKey = (String, Option<String>);
 
 impl Pass {
+    /// One lookup per recipient and pass: the pass's deliveries start side by side, so the
+    /// first of them to need a recipient looks it up and the others wait for its answer
+    /// (each looking it up itself cost a pass of 256 notices to one office 256 lookups).
     async fn resolve(&self, store: &Store, recipient: &Recipient) -> Result<Vec<Address>, String> {
         let key = (recipient.role.clone(), recipient.organization.clone());
-        if let Some(known) = self.addresses.lock().expect("not poisoned").get(&key) {
-            return known.clone();
-        }
-        // Two deliveries may look the same recipient up at once; both find the same answer.
-        let found = store.resolve(recipient).await;
-        self.addresses.lock().expect("not poisoned").insert(key, found.clone());
-        found
+        let cell = self.addresses.lock().expect("not poisoned").entry(key).or_default().clone();
+        cell.get_or_init(|| store.resolve(recipient)).await.clone()
     }
 }
 
@@ -375,5 +374,79 @@ fn deadline_view(info: &DeadlineInfo) -> DeadlineView {
         provisional: info.provisional,
         paused: info.paused,
         overdue: info.overdue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use chrono::DateTime;
+    use sea_orm::Statement;
+    use serde_json::json;
+    use statflow_activities::email::Mailer;
+    use statflow_activities::templates::Templates;
+    use statflow_workflows::engine::Actor;
+
+    use super::Channels;
+    use crate::engine::embedded::clock::Clock;
+    use crate::engine::embedded::Embedded;
+    use crate::store::directory::DirectoryFile;
+    use crate::store::transition::Origin;
+    use crate::store::Store;
+
+    const DIRECTORY: &str = include_str!("../../../../tests/fixtures/taian-directory.toml");
+
+    /// How many statements reading the directory one delivery pass runs for the notices of
+    /// `instances` registrations just started (each notifies the same registration agency).
+    async fn directory_reads_of_a_pass(instances: usize) -> usize {
+        let dir = std::env::temp_dir().join(format!("statflow-delivery-{}-{instances}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("delivery.db").display());
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let observer = move |statement: &Statement| {
+            if statement.sql.contains(r#""organizations""#) || statement.sql.contains(r#""contacts""#) {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        let store = Store::open_observed(&url, Arc::new(observer)).await.unwrap();
+        let start = DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00").unwrap();
+        store.load_directory(&DirectoryFile::parse(DIRECTORY, "directory.toml").unwrap(), 0).await.unwrap();
+        let engine = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.unwrap();
+        let definition = engine.definitions.current("registration", "taian").unwrap();
+        let clerk = Actor {
+            id: "clerk".into(),
+            roles: vec!["registrant".into()],
+            organizations: vec!["taian-market".into()],
+            administrator: false,
+            request: None,
+        };
+        let input = json!({"resource_name": "企业登记信息", "registration_type": "initial", "registrant_org": "taian-market", "agency_org": "taian-registry"});
+        for _ in 0..instances {
+            engine.start_with(&definition, input.clone(), clerk.clone(), Origin::Direct).await.unwrap();
+        }
+        let channels = Channels {
+            mailer: Mailer::spool(dir.join("spool"), "statflow@example.org").unwrap(),
+            templates: Templates::new(None),
+            webhook: None,
+            base_url: "http://127.0.0.1".into(),
+        };
+        reads.store(0, Ordering::Relaxed);
+        let delivered = engine.deliver_once(&channels).await.unwrap();
+        let spooled = std::fs::read_dir(dir.join("spool")).unwrap().count();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(delivered >= instances, "each registration's first task has its notice");
+        assert_eq!(spooled, delivered, "every notice of the pass is in the spool");
+        reads.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_looks_each_recipient_up_once_however_many_notices_it_has() {
+        let one = directory_reads_of_a_pass(1).await;
+        let many = directory_reads_of_a_pass(40).await;
+        assert!(one > 0, "the recipient is looked up in the directory");
+        assert_eq!(many, one, "forty notices to one agency read the directory as often as one does");
     }
 }
