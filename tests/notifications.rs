@@ -554,15 +554,25 @@ fn digests_to(sink: &Sink, address: &str) -> Vec<(String, String)> {
 
 #[test]
 fn each_clerk_gets_one_digest_per_working_day_listing_overdue_and_due_soon_tasks() {
+    each_clerk_gets_one_digest_per_working_day(Backend::Sqlite);
+}
+
+/// The same on PostgreSQL, whose grouped counts and ordering the digest relies on too.
+#[test]
+fn each_clerk_gets_one_digest_per_working_day_on_postgresql() {
+    if common::postgres_url().is_none() {
+        eprintln!("STATFLOW_TEST_POSTGRES_URL is not set: not run on PostgreSQL");
+        return;
+    }
+    each_clerk_gets_one_digest_per_working_day(Backend::Postgres);
+}
+
+fn each_clerk_gets_one_digest_per_working_day(backend: Backend) {
     let sink = Sink::start();
     let dir = scratch("notify");
     // Thursday 30 April 2026; 1–5 May is the Labour Day holiday and Saturday 9 May is an
     // adjusted working day.
-    let app = TestApp::start_configured(
-        Backend::Sqlite,
-        "2026-04-30T07:00:00+08:00",
-        &config(&sink, &digest_directory(&dir)),
-    );
+    let app = TestApp::start_configured(backend, "2026-04-30T07:00:00+08:00", &config(&sink, &digest_directory(&dir)));
     let shared = start_registration(&app);
     let claimed = start_registration(&app);
     // 王五 claims the second: it leaves 张三's digest and is marked as his in 王五's.

@@ -18,12 +18,13 @@ use serde_json::{json, Value};
 use statflow_activities::email::Email;
 use statflow_activities::templates::{date_label, DigestContext, DigestItem};
 use statflow_activities::Failure;
-use statflow_workflows::calendar::{local_date, Calendar};
+use statflow_workflows::calendar::{local_date, start_of_day, Calendar};
 
 use super::delivery::Channels;
 use super::Embedded;
 use crate::store::effects::{DigestMail, Effect};
 use crate::store::records::{ContactRecord, EffectRecord, RunStatus, TaskRecord};
+use crate::store::tasks::{DigestBounds, DigestList, OwedTasks};
 use crate::store::{from_millis, to_millis, StoreError};
 
 /// What a digest run did.
@@ -59,20 +60,31 @@ impl Embedded {
             by_organization.entry(contact.organization.as_str()).or_default().push(i);
         }
         let organizations: Vec<String> = by_organization.keys().map(|o| (*o).to_owned()).collect();
-        // One pass over the open tasks, each contact keeping only what their digest lists.
+        // The open tasks are counted inside the database, grouped by who owes them and by
+        // list; only the first tasks of each group, the most a list can show, are read.
+        let bounds = digest_bounds(now, lookahead_working_days, &calendar);
         let mut lists: Vec<Lists> = contacts.iter().map(|_| Lists::default()).collect();
-        self.store
-            .visit_open_tasks_in(&organizations, |task| {
-                let Some(owing) = task.organization.as_deref().and_then(|o| by_organization.get(o)) else { return };
-                let mut placed = None;
-                for &i in owing {
-                    if owes(&contacts[i], &task) {
-                        let at = placed.get_or_insert_with(|| place(&task, now, lookahead_working_days, &calendar));
-                        lists[i].add(at.kind, at.order, || item(&task, at, &calendar));
-                    }
+        for owed in self.store.count_owed_tasks(&organizations, bounds).await? {
+            let owing: Vec<usize> = by_organization
+                .get(owed.organization.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&i| owes(&contacts[i], &owed))
+                .collect();
+            if owing.is_empty() {
+                continue;
+            }
+            let first = self.store.first_owed_tasks(&owed, bounds, LISTED_PER_LIST as u64).await?;
+            for &i in &owing {
+                let list = lists[i].of(owed.list);
+                list.count(owed.count);
+                for task in &first {
+                    let at = place(task, now, &calendar);
+                    list.offer(at.order, || item(task, &at, &calendar));
                 }
-            })
-            .await?;
+            }
+        }
         let lists: Vec<Lists> = lists.into_iter().map(Lists::trimmed).collect();
         let listed: BTreeSet<i64> = lists.iter().flat_map(Lists::instances).collect();
         let titles = self.procedure_titles(&listed.into_iter().collect::<Vec<_>>()).await?;
@@ -131,47 +143,61 @@ impl Embedded {
     }
 }
 
-/// Whether `contact` owes `task`: it waits in their organization for a role they hold and
-/// nobody has claimed it, or they claimed it.
-fn owes(contact: &ContactRecord, task: &TaskRecord) -> bool {
-    if task.organization.as_deref() != Some(contact.organization.as_str()) {
+/// Whether `contact` owes the tasks `owed` counts: they wait in their organization for a
+/// role they hold and nobody has claimed them, or they claimed them.
+fn owes(contact: &ContactRecord, owed: &OwedTasks) -> bool {
+    if owed.organization != contact.organization {
         return false;
     }
-    match &task.assignee {
+    match &owed.assignee {
         Some(assignee) => contact.principal.as_ref() == Some(assignee),
-        None => contact.holds(&task.role),
+        None => contact.holds(&owed.role),
     }
+}
+
+/// The instants that sort open tasks into a digest's lists at `now`. A task is due soon when
+/// the last day of its limit is at most `lookahead_working_days` working days away; the
+/// later that day, the more working days, so the lists part at the end of one day: the last
+/// within the lookahead (days off included, so a holiday stretches the window).
+fn digest_bounds(now: DateTime<FixedOffset>, lookahead_working_days: u32, calendar: &Calendar) -> DigestBounds {
+    let within = |day: NaiveDate| calendar.remaining_working_days(now, day) <= i64::from(lookahead_working_days);
+    let mut last = local_date(now);
+    // The lookahead is at most a few weeks of working days; a year bounds the walk.
+    for _ in 0..366 {
+        match last.succ_opt() {
+            Some(next) if within(next) => last = next,
+            _ => break,
+        }
+    }
+    let after = last.succ_opt().unwrap_or(last);
+    DigestBounds { now: to_millis(now), due_soon_until: to_millis(start_of_day(after)) }
 }
 
 /// How many tasks each list of a digest shows; the rest are counted, and left to the inbox.
 pub const LISTED_PER_LIST: usize = 50;
 
-/// Which list of a digest a task belongs to.
-#[derive(Clone, Copy)]
-enum Kind {
-    Overdue,
-    DueSoon,
-    Other,
-}
-
 /// The order tasks are listed in: earliest deadline first (tasks without one before them,
 /// as the inbox sorts), then by instance.
 type Order = (bool, Option<i64>, i64);
 
-/// One list of a digest as the open tasks are read: every task counted, the first
-/// [`LISTED_PER_LIST`] in [`Order`] kept.
+/// One list of a digest as its groups of owed tasks are read: every task counted, the first
+/// [`LISTED_PER_LIST`] in [`Order`] of those offered kept.
 #[derive(Default)]
 struct List {
     total: usize,
     kept: Vec<(Order, DigestItem)>,
-    /// Once the list is full, the order of its last task: a task after it is only counted,
-    /// and its item never written out.
+    /// Once the list is full, the order of its last task: a task after it is not kept, and
+    /// its item never written out.
     last_listed: Option<Order>,
 }
 
 impl List {
-    fn add(&mut self, order: Order, item: impl FnOnce() -> DigestItem) {
-        self.total += 1;
+    fn count(&mut self, tasks: u64) {
+        self.total += tasks as usize;
+    }
+
+    /// Keeps the task of `order` if it is among the first so far.
+    fn offer(&mut self, order: Order, item: impl FnOnce() -> DigestItem) {
         if self.last_listed.is_some_and(|last| order >= last) {
             return;
         }
@@ -209,11 +235,11 @@ struct Lists {
 }
 
 impl Lists {
-    fn add(&mut self, kind: Kind, order: Order, item: impl FnOnce() -> DigestItem) {
-        match kind {
-            Kind::Overdue => self.overdue.add(order, item),
-            Kind::DueSoon => self.due_soon.add(order, item),
-            Kind::Other => self.other.add(order, item),
+    fn of(&mut self, list: DigestList) -> &mut List {
+        match list {
+            DigestList::Overdue => &mut self.overdue,
+            DigestList::DueSoon => &mut self.due_soon,
+            DigestList::Other => &mut self.other,
         }
     }
 
@@ -256,10 +282,8 @@ impl Lists {
     }
 }
 
-/// Where a task goes in a digest at `now`: worked out for every task owed, so it costs one
-/// calendar lookup; the task's item is written out only if the list keeps it.
+/// Where a task stands at `now`; its item is written out only if its list keeps it.
 struct Placed {
-    kind: Kind,
     order: Order,
     /// The last day of its limit.
     last_day: Option<NaiveDate>,
@@ -268,17 +292,12 @@ struct Placed {
     overdue: bool,
 }
 
-fn place(task: &TaskRecord, now: DateTime<FixedOffset>, lookahead_working_days: u32, calendar: &Calendar) -> Placed {
+fn place(task: &TaskRecord, now: DateTime<FixedOffset>, calendar: &Calendar) -> Placed {
     // A working-day limit is due at the end of its last day, i.e. at 00:00 of the next.
     let last_day = task.due_at.map(|due| local_date(from_millis(due) - Duration::milliseconds(1)));
     let remaining = last_day.map(|day| calendar.remaining_working_days(now, day));
     let overdue = task.overdue || task.due_at.is_some_and(|due| due <= to_millis(now));
-    let kind = match remaining {
-        _ if overdue => Kind::Overdue,
-        Some(days) if days <= i64::from(lookahead_working_days) => Kind::DueSoon,
-        _ => Kind::Other,
-    };
-    Placed { kind, order: (task.due_at.is_some(), task.due_at, task.instance_id), last_day, remaining, overdue }
+    Placed { order: (task.due_at.is_some(), task.due_at, task.instance_id), last_day, remaining, overdue }
 }
 
 /// How `task` reads in a digest (its procedure's title is filled in once the listed tasks
@@ -321,11 +340,15 @@ mod tests {
         let mut list = List::default();
         let written = std::cell::Cell::new(0);
         // Instances 1..=500 in a scrambled order; instance i is due at 1000 - i, and every
-        // tenth has no deadline.
+        // tenth has no deadline. They come in groups of 100 (a role's, a claimant's…), each
+        // counted whole.
         for step in 0..500 {
+            if step % 100 == 0 {
+                list.count(100);
+            }
             let instance = (step * 7919) % 500 + 1;
             let due = (instance % 10 != 0).then_some(1000 - instance);
-            list.add((due.is_some(), due, instance), || {
+            list.offer((due.is_some(), due, instance), || {
                 written.set(written.get() + 1);
                 digest_item(instance)
             });
@@ -342,5 +365,87 @@ mod tests {
         let expected: Vec<i64> = undated.into_iter().chain(dated).take(LISTED_PER_LIST).collect();
         assert_eq!(items.iter().map(|i| i.instance).collect::<Vec<_>>(), expected);
         assert_eq!(items[0].procedure_title, "公共数据登记", "titles are filled in for the listed tasks");
+    }
+
+    /// The lists by the text: overdue once due (or flagged), due soon while the last day is
+    /// at most the lookahead's working days away, other beyond or without a deadline.
+    fn list_by_definition(
+        task: &TaskRecord,
+        now: DateTime<FixedOffset>,
+        lookahead: u32,
+        calendar: &Calendar,
+    ) -> DigestList {
+        let placed = place(task, now, calendar);
+        match placed.remaining {
+            _ if placed.overdue => DigestList::Overdue,
+            Some(days) if days <= i64::from(lookahead) => DigestList::DueSoon,
+            _ => DigestList::Other,
+        }
+    }
+
+    /// The list the bounds put a task in, as the store's grouped count does.
+    fn list_by_bounds(due: Option<i64>, flagged: bool, bounds: DigestBounds) -> DigestList {
+        match due {
+            _ if flagged => DigestList::Overdue,
+            Some(due) if due <= bounds.now => DigestList::Overdue,
+            Some(due) if due <= bounds.due_soon_until => DigestList::DueSoon,
+            _ => DigestList::Other,
+        }
+    }
+
+    fn task() -> TaskRecord {
+        TaskRecord {
+            id: "1:acceptance".into(),
+            instance_id: 1,
+            task_id: "acceptance".into(),
+            step: "acceptance".into(),
+            title: "形式审查并受理登记申请".into(),
+            role: "registration_agency".into(),
+            organization: Some("taian-registry".into()),
+            actions: vec!["accept".into()],
+            due_at: None,
+            overdue: false,
+            status: crate::store::records::TaskStatus::Open,
+            assignee: None,
+            created_at: 0,
+            closed_at: None,
+        }
+    }
+
+    #[test]
+    fn the_bounds_put_every_deadline_in_the_list_its_working_days_call_for() {
+        let calendar = Calendar::official();
+        // Around the Labour Day holiday of 2026 (1–5 May off, Saturday 9 May worked) and an
+        // ordinary stretch, seen early and late in the day, with short and long lookaheads.
+        let mut due_soon_seen = 0;
+        for now in [
+            "2026-04-28T08:00:00+08:00",
+            "2026-04-30T23:59:59+08:00",
+            "2026-05-08T12:00:00+08:00",
+            "2026-06-15T00:00:00+08:00",
+        ] {
+            let now = DateTime::parse_from_rfc3339(now).unwrap();
+            for lookahead in [1, 2, 5, 20] {
+                let bounds = digest_bounds(now, lookahead, &calendar);
+                // Every hour from three days back to sixty ahead, each instant and the ones
+                // just before and after it (midnight among them, where a last day ends).
+                let start = to_millis(now) - 3 * 86_400_000;
+                let dues = (0..63 * 24).map(|h| start + h * 3_600_000).flat_map(|t| [t - 1, t, t + 1]);
+                for due in dues.map(Some).chain([None]) {
+                    for flagged in [false, true] {
+                        let task = TaskRecord { due_at: due, overdue: flagged, ..task() };
+                        let expected = list_by_definition(&task, now, lookahead, &calendar);
+                        assert_eq!(
+                            list_by_bounds(due, flagged, bounds),
+                            expected,
+                            "due {:?} at {now} with a lookahead of {lookahead}",
+                            due.map(from_millis)
+                        );
+                        due_soon_seen += usize::from(expected == DigestList::DueSoon);
+                    }
+                }
+            }
+        }
+        assert!(due_soon_seen > 1000, "the due-soon list was exercised: {due_soon_seen}");
     }
 }
