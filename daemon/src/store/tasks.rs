@@ -1,4 +1,5 @@
-//! The task inbox: reads, and claiming (the one write to a task outside a transition).
+//! The task inbox: reads, claiming (the one write to a task outside a transition), and the
+//! daily digest's counts of open tasks by who owes them.
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
