@@ -146,7 +146,9 @@ impl Store {
         // Grouped by the list's alias: PostgreSQL sees the repeated `CASE` with its own
         // parameters as another expression.
         let list_alias = "digest_list";
-        let rows: Vec<(Option<String>, String, Option<String>, String, i64)> = tasks::Entity::find()
+        // Organization, role, holder, list, count.
+        type Row = (Option<String>, String, Option<String>, String, i64);
+        let rows: Vec<Row> = tasks::Entity::find()
             .select_only()
             .columns([tasks::Column::Organization, tasks::Column::Role, tasks::Column::Assignee])
             .column_as(list, list_alias)

@@ -336,11 +336,15 @@ impl Embedded {
 /// recipient's addresses (a burst of notices goes to a handful of organizations).
 struct Pass {
     instances: HashMap<i64, InstanceRecord>,
-    addresses: Mutex<HashMap<RecipientKey, Arc<OnceCell<Result<Vec<Address>, String>>>>>,
+    addresses: Mutex<HashMap<RecipientKey, Arc<AddressLookup>>>,
 }
 
 /// A recipient's role and organization: what its addresses depend on.
 type RecipientKey = (String, Option<String>);
+
+/// A recipient's addresses, looked up by the first delivery that needs them and awaited by
+/// the others (or why they could not be).
+type AddressLookup = OnceCell<Result<Vec<Address>, String>>;
 
 impl Pass {
     /// One lookup per recipient and pass: the pass's deliveries start side by side, so the
