@@ -56,6 +56,12 @@ use statflow_workflows::calendar::shanghai;
 /// Sees each statement a store runs (see [`Store::open_observed`]).
 pub(crate) type Observer = std::sync::Arc<dyn Fn(&sea_orm::Statement) + Send + Sync>;
 
+/// An [`Observer`] shown only each statement's SQL, for code outside the store (which does
+/// not name sea-orm's types).
+pub(crate) fn sql_observer(see: impl Fn(&str) + Send + Sync + 'static) -> Observer {
+    std::sync::Arc::new(move |statement: &sea_orm::Statement| see(&statement.sql))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("instance {0} not found")]

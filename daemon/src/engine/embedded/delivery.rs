@@ -387,7 +387,6 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use chrono::DateTime;
-    use sea_orm::Statement;
     use serde_json::json;
     use statflow_activities::email::Mailer;
     use statflow_activities::templates::Templates;
@@ -398,7 +397,7 @@ mod tests {
     use crate::engine::embedded::Embedded;
     use crate::store::directory::DirectoryFile;
     use crate::store::transition::Origin;
-    use crate::store::Store;
+    use crate::store::{sql_observer, Store};
 
     const DIRECTORY: &str = include_str!("../../../../tests/fixtures/taian-directory.toml");
 
@@ -410,12 +409,12 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.join("delivery.db").display());
         let reads = Arc::new(AtomicUsize::new(0));
         let counted = reads.clone();
-        let observer = move |statement: &Statement| {
-            if statement.sql.contains(r#""organizations""#) || statement.sql.contains(r#""contacts""#) {
+        let observer = sql_observer(move |sql| {
+            if sql.contains(r#""organizations""#) || sql.contains(r#""contacts""#) {
                 counted.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        let store = Store::open_observed(&url, Arc::new(observer)).await.unwrap();
+        });
+        let store = Store::open_observed(&url, observer).await.unwrap();
         let start = DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00").unwrap();
         store.load_directory(&DirectoryFile::parse(DIRECTORY, "directory.toml").unwrap(), 0).await.unwrap();
         let engine = Embedded::load(store, Clock::Virtual(Mutex::new(start))).await.unwrap();
