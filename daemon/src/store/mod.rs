@@ -58,6 +58,7 @@ pub(crate) type Observer = std::sync::Arc<dyn Fn(&sea_orm::Statement) + Send + S
 
 /// An [`Observer`] shown only each statement's SQL, for code outside the store (which does
 /// not name sea-orm's types).
+#[cfg(test)]
 pub(crate) fn sql_observer(see: impl Fn(&str) + Send + Sync + 'static) -> Observer {
     std::sync::Arc::new(move |statement: &sea_orm::Statement| see(&statement.sql))
 }
