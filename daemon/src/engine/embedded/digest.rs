@@ -76,12 +76,14 @@ impl Embedded {
                 continue;
             }
             let first = self.store.first_owed_tasks(&owed, bounds, LISTED_PER_LIST as u64).await?;
+            // Placed once, whoever of the organization's contacts owes them.
+            let placed: Vec<(&TaskRecord, Placed)> =
+                first.iter().map(|task| (task, place(task, now, &calendar))).collect();
             for &i in &owing {
                 let list = lists[i].of(owed.list);
                 list.count(owed.count);
-                for task in &first {
-                    let at = place(task, now, &calendar);
-                    list.offer(at.order, || item(task, &at, &calendar));
+                for (task, at) in &placed {
+                    list.offer(at.order, || item(task, at, &calendar));
                 }
             }
         }
